@@ -1,0 +1,198 @@
+"""Listening sockets: bound once by the supervisor and inherited by every interface process.
+
+Binding in the supervisor (rather than ``SO_REUSEPORT`` per child) means one accept queue that
+never closes while children restart or reload, so no queued connection is ever reset.
+
+Bind specifications (``--bind``, repeatable):
+
+``HOST:PORT``  / ``[V6HOST]:PORT`` / ``:PORT`` / ``PORT``   TCP (empty host means 127.0.0.1)
+``unix:/path/to/socket``                                    UNIX stream socket (mode 0660)
+``fd://N``                                                  an already listening inherited fd
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import stat
+from dataclasses import dataclass
+
+from . import systemd
+
+__all__ = ["BindError", "Listener", "parse_bind", "bind", "adopt_fd", "adopt_systemd", "close_all"]
+
+DEFAULT_BIND = "127.0.0.1:8000"
+
+
+class BindError(Exception):
+    """A listening socket could not be created; the message says which and what to do."""
+
+
+@dataclass
+class Listener:
+    """A bound, listening socket and how to show it to people.
+
+    :ivar spec: what the user asked for (``127.0.0.1:8000``, ``unix:/run/x.sock``, ``fd://3``).
+    :ivar owned_path: a UNIX socket path this process created and must unlink at the end.
+    """
+
+    sock: socket.socket
+    spec: str
+    owned_path: str | None = None
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    @property
+    def url(self) -> str:
+        """Where a browser (or curl) reaches this socket."""
+        if self.sock.family == socket.AF_UNIX:
+            return f"http+unix://{self.sock.getsockname() or self.spec}"
+        host, port = self.sock.getsockname()[:2]
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{port}/"
+
+
+def parse_bind(spec: str) -> tuple[str, object]:
+    """Parse a bind specification into ``(kind, address)``.
+
+    ``kind`` is ``"tcp"`` (address ``(host, port)``), ``"unix"`` (address a path) or ``"fd"``
+    (address an int).
+
+    :raises BindError: the specification is malformed (the message shows the accepted forms).
+    """
+    text = spec.strip()
+    forms = "use HOST:PORT, [IPV6]:PORT, :PORT, PORT, unix:/path or fd://N"
+    if text.startswith("unix:"):
+        path = text[len("unix:") :]
+        if not path:
+            raise BindError(f"--bind {spec!r}: missing path after 'unix:'; {forms}")
+        return "unix", os.path.abspath(path)
+    if text.startswith("fd://"):
+        number = text[len("fd://") :]
+        if not number.isdigit():
+            raise BindError(f"--bind {spec!r}: fd:// needs a number; {forms}")
+        return "fd", int(number)
+    if text.isdigit():
+        host, port_text = "127.0.0.1", text
+    elif text.startswith("["):
+        host, sep, port_text = text[1:].partition("]:")
+        if not sep:
+            raise BindError(f"--bind {spec!r}: IPv6 addresses need brackets and a port; {forms}")
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or ":" in host:
+            raise BindError(f"--bind {spec!r}: expected HOST:PORT; {forms}")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise BindError(f"--bind {spec!r}: port must be a number from 0 to 65535; {forms}")
+    return "tcp", (host or "127.0.0.1", int(port_text))
+
+
+def bind(spec: str, backlog: int = 2048) -> Listener:
+    """Create a listening socket for ``spec``; its fd is inheritable (survives exec in children).
+
+    A stale UNIX socket file (nobody accepting on it) is replaced; a live one is an error.
+
+    :raises BindError: malformed spec, address in use, permission denied, unknown host.
+    """
+    kind, address = parse_bind(spec)
+    if kind == "fd":
+        return adopt_fd(int(address), spec)  # type: ignore[arg-type]
+    if kind == "unix":
+        return _bind_unix(spec, str(address), backlog)
+    host, port = address  # type: ignore[misc]
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise BindError(f"--bind {spec!r}: cannot resolve host {host!r}: {exc.strerror}") from None
+    family, socktype, proto, _, sockaddr = infos[0]
+    sock = socket.socket(family, socktype, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(sockaddr)
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise BindError(
+                f"cannot listen on {host}:{port}: address already in use. Another server (or another "
+                f"procman) is running there; stop it or choose another address with --bind"
+            ) from None
+        if exc.errno == errno.EACCES:
+            raise BindError(
+                f"cannot listen on {host}:{port}: permission denied (ports below 1024 need root or "
+                f"CAP_NET_BIND_SERVICE; use systemd socket activation or a port >= 1024)"
+            ) from None
+        raise BindError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return Listener(sock, spec)
+
+
+def _bind_unix(spec: str, path: str, backlog: int) -> Listener:
+    if os.path.lexists(path):
+        mode = os.lstat(path).st_mode
+        if not stat.S_ISSOCK(mode):
+            raise BindError(f"--bind {spec!r}: {path} exists and is not a socket; remove it or pick another path")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(path)
+        except OSError:
+            os.unlink(path)  # stale: left by a server that died
+        else:
+            raise BindError(f"--bind {spec!r}: a server is already accepting on {path}; stop it first")
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        old_umask = os.umask(0o117)
+        try:
+            sock.bind(path)
+        finally:
+            os.umask(old_umask)
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise BindError(f"--bind {spec!r}: cannot listen on {path}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return Listener(sock, spec, owned_path=path)
+
+
+def adopt_fd(fd: int, spec: str | None = None) -> Listener:
+    """Wrap an inherited listening socket (systemd, ``fd://N``).
+
+    :raises BindError: ``fd`` is not an open listening stream socket.
+    """
+    label = spec or f"fd://{fd}"
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as exc:
+        raise BindError(f"{label}: file descriptor {fd} is not a socket ({exc.strerror})") from None
+    if sock.type != socket.SOCK_STREAM or not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+        sock.detach()
+        raise BindError(f"{label}: file descriptor {fd} is not a listening stream socket")
+    sock.set_inheritable(True)
+    return Listener(sock, label)
+
+
+def adopt_systemd() -> list[Listener]:
+    """Listening sockets passed by systemd socket activation (``LISTEN_FDS``), possibly none."""
+    return [adopt_fd(fd, f"systemd fd {fd}") for fd in systemd.listen_fds()]
+
+
+def close_all(listeners: list[Listener]) -> None:
+    """Close every listener and unlink the UNIX socket files this process created."""
+    for listener in listeners:
+        try:
+            listener.sock.close()
+        finally:
+            if listener.owned_path:
+                try:
+                    os.unlink(listener.owned_path)
+                except FileNotFoundError:
+                    pass
