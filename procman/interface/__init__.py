@@ -1,0 +1,20 @@
+"""The interface server: HTTP/1.x and WebSocket on Twisted + Autobahn, speaking ASGI-1 over a
+channel layer (the role Daphne 1.x played). Run it with ``procman interface LAYER``."""
+
+from procman.interface.options import ServerOptions
+from procman.interface.server import (
+    EXIT_FAST,
+    EXIT_LAYER_LOST,
+    EXIT_OK,
+    InterfaceServer,
+    LayerNotSupported,
+)
+
+__all__ = [
+    "EXIT_FAST",
+    "EXIT_LAYER_LOST",
+    "EXIT_OK",
+    "InterfaceServer",
+    "LayerNotSupported",
+    "ServerOptions",
+]
