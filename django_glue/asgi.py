@@ -1,0 +1,198 @@
+"""Channel layers from ``settings.CHANNEL_LAYERS``, and the ``get_channel_layer()`` for ``asgi.py``.
+
+Settings shape (one entry per alias; ``"default"`` is used unless told otherwise)::
+
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "asgi_ipc.IPCChannelLayer",       # dotted path to the layer class
+            "CONFIG": {"prefix": "mysite"},             # constructor kwargs (optional)
+            "ROUTING": "mysite.routing.channel_routing",  # dotted path, or the list/dict itself
+            "TEST_CONFIG": {"message_memory": 4 << 20},  # kwargs for test layers (optional)
+        },
+    }
+
+Every malformed entry raises :class:`~django_glue.exceptions.InvalidChannelLayerError` (an
+``ImproperlyConfigured``) naming the alias, the key and what is expected.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+from .exceptions import InvalidChannelLayerError
+
+__all__ = [
+    "DEFAULT_CHANNEL_LAYER",
+    "ChannelLayerWrapper",
+    "ChannelLayerManager",
+    "channel_layers",
+    "get_channel_layer",
+    "layer_settings",
+]
+
+DEFAULT_CHANNEL_LAYER = "default"
+_KNOWN_KEYS = {"BACKEND", "CONFIG", "ROUTING", "TEST_CONFIG"}
+
+
+def layer_settings(alias: str) -> dict[str, Any]:
+    """Return the validated ``CHANNEL_LAYERS[alias]`` entry (raises InvalidChannelLayerError)."""
+    layers = getattr(settings, "CHANNEL_LAYERS", None)
+    if layers is None:
+        raise InvalidChannelLayerError(
+            "settings.CHANNEL_LAYERS is not set; add e.g. CHANNEL_LAYERS = {'default': "
+            "{'BACKEND': 'asgi_ipc.IPCChannelLayer', 'ROUTING': 'myproject.routing.channel_routing'}}"
+        )
+    if not isinstance(layers, dict):
+        raise InvalidChannelLayerError(
+            f"settings.CHANNEL_LAYERS must be a dict of alias -> config, not {type(layers).__name__}"
+        )
+    if alias not in layers:
+        known = ", ".join(repr(a) for a in layers) or "none"
+        raise InvalidChannelLayerError(
+            f"no channel layer alias {alias!r} in settings.CHANNEL_LAYERS (defined: {known})"
+        )
+    entry = layers[alias]
+    where = f"CHANNEL_LAYERS[{alias!r}]"
+    if not isinstance(entry, dict):
+        raise InvalidChannelLayerError(f"{where} must be a dict, not {type(entry).__name__}")
+    unknown = set(entry) - _KNOWN_KEYS
+    if unknown:
+        raise InvalidChannelLayerError(
+            f"{where} has unknown key(s) {sorted(unknown)}; allowed: {sorted(_KNOWN_KEYS)}"
+        )
+    if not isinstance(entry.get("BACKEND"), str) or not entry["BACKEND"]:
+        raise InvalidChannelLayerError(
+            f"{where}['BACKEND'] must be the dotted path of a layer class, "
+            "e.g. 'asgi_ipc.IPCChannelLayer'"
+        )
+    if "ROUTING" not in entry:
+        raise InvalidChannelLayerError(
+            f"{where}['ROUTING'] is required: the dotted path of your routing list "
+            "(e.g. 'myproject.routing.channel_routing') or the list itself"
+        )
+    for key in ("CONFIG", "TEST_CONFIG"):
+        if key in entry and not isinstance(entry[key], dict):
+            raise InvalidChannelLayerError(
+                f"{where}[{key!r}] must be a dict of layer constructor arguments, "
+                f"not {type(entry[key]).__name__}"
+            )
+    return entry
+
+
+def build_layer(alias: str, config: dict[str, Any]) -> Any:
+    """Instantiate ``CHANNEL_LAYERS[alias]['BACKEND'](**config)`` with clear errors."""
+    path = layer_settings(alias)["BACKEND"]
+    try:
+        backend = import_string(path)
+    except ImportError as exc:
+        raise InvalidChannelLayerError(
+            f"CHANNEL_LAYERS[{alias!r}]['BACKEND'] = {path!r} cannot be imported: {exc}"
+        ) from exc
+    try:
+        return backend(**config)
+    except TypeError as exc:
+        raise InvalidChannelLayerError(
+            f"CHANNEL_LAYERS[{alias!r}]: {path} rejected its CONFIG {sorted(config)}: {exc}"
+        ) from exc
+
+
+class ChannelLayerWrapper:
+    """A layer plus its alias and router; every other attribute is the raw layer's.
+
+    So ``wrapper.send(...)``, ``wrapper.ChannelFull`` and ``wrapper.extensions`` work as on the raw
+    layer, while ``wrapper.router`` holds the parsed routing for workers.
+    """
+
+    def __init__(self, channel_layer: Any, alias: str, routing: Any) -> None:
+        from .routing import Router
+
+        self.channel_layer = channel_layer
+        self.alias = alias
+        self.routing = routing
+        self.router = Router(routing)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__dict__["channel_layer"], name)
+
+    def __repr__(self) -> str:
+        return f"<ChannelLayerWrapper alias={self.alias!r} layer={self.channel_layer!r}>"
+
+
+class ChannelLayerManager:
+    """Lazily builds and caches one :class:`ChannelLayerWrapper` per alias (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._backends: dict[str, ChannelLayerWrapper] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def configs(self) -> dict[str, Any]:
+        """The raw ``settings.CHANNEL_LAYERS`` dict (``{}`` if unset)."""
+        return getattr(settings, "CHANNEL_LAYERS", None) or {}
+
+    def make_backend(self, alias: str) -> ChannelLayerWrapper:
+        """Build a new wrapper for ``alias`` from its ``CONFIG``."""
+        entry = layer_settings(alias)
+        return self._wrap(alias, build_layer(alias, dict(entry.get("CONFIG", {}))))
+
+    def make_test_backend(self, alias: str, **overrides: Any) -> ChannelLayerWrapper:
+        """Build a wrapper from ``TEST_CONFIG`` (falling back to ``CONFIG``) plus ``overrides``."""
+        entry = layer_settings(alias)
+        config = dict(entry.get("TEST_CONFIG", entry.get("CONFIG", {})))
+        config.update(overrides)
+        return self._wrap(alias, build_layer(alias, config))
+
+    def _wrap(self, alias: str, layer: Any) -> ChannelLayerWrapper:
+        return ChannelLayerWrapper(layer, alias, layer_settings(alias)["ROUTING"])
+
+    def __getitem__(self, alias: str) -> ChannelLayerWrapper:
+        try:
+            return self._backends[alias]
+        except KeyError:
+            pass
+        with self._lock:
+            if alias not in self._backends:
+                self._backends[alias] = self.make_backend(alias)
+            return self._backends[alias]
+
+    def __contains__(self, alias: object) -> bool:
+        return alias in self.configs
+
+    def set(self, alias: str, layer: ChannelLayerWrapper | None) -> ChannelLayerWrapper | None:
+        """Install ``layer`` for ``alias`` (``None`` removes it); returns the previous wrapper."""
+        with self._lock:
+            old = self._backends.pop(alias, None)
+            if layer is not None:
+                self._backends[alias] = layer
+            return old
+
+    def close_all(self) -> None:
+        """Close every layer this manager built (for process shutdown)."""
+        with self._lock:
+            backends, self._backends = self._backends, {}
+        for wrapper in backends.values():
+            close = getattr(wrapper.channel_layer, "close", None)
+            if close is not None:
+                close()
+
+
+channel_layers = ChannelLayerManager()
+
+
+def get_channel_layer(alias: str = DEFAULT_CHANNEL_LAYER) -> Any:
+    """Set Django up and return the raw layer of ``alias`` (what a project's ``asgi.py`` exposes).
+
+    Typical ``myproject/asgi.py``::
+
+        import os
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "myproject.settings")
+        from django_glue.asgi import get_channel_layer
+        channel_layer = get_channel_layer()
+    """
+    import django
+
+    django.setup(set_prefix=False)
+    return channel_layers[alias].channel_layer

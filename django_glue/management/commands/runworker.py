@@ -1,0 +1,102 @@
+"""``manage.py runworker``: run consumers for messages on the channel layer.
+
+Listens on every routed channel (filtered with ``--only-channels``/``--exclude-channels`` globs),
+with ``--threads`` worker threads. SIGTERM (or Ctrl-C) lets each thread finish its current
+consumer and exits 0; a second signal exits immediately. Consumer exceptions are logged with their
+traceback and the worker carries on. Static files are served when ``DEBUG`` is on and
+``django.contrib.staticfiles`` is installed.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError
+
+from ...asgi import DEFAULT_CHANNEL_LAYER, channel_layers
+from ...worker import WorkerGroup
+
+
+class Command(BaseCommand):
+    help = "Run a channel worker: receive routed messages from the channel layer and run their consumers."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--layer", default=DEFAULT_CHANNEL_LAYER, help="channel layer alias (default: %(default)s)")
+        parser.add_argument(
+            "--only-channels", action="append", dest="only_channels", metavar="GLOB",
+            help="listen only on channels matching this glob (repeatable)",
+        )
+        parser.add_argument(
+            "--exclude-channels", action="append", dest="exclude_channels", metavar="GLOB",
+            help="do not listen on channels matching this glob (repeatable)",
+        )
+        parser.add_argument("--threads", type=int, default=1, help="worker threads (default: 1)")
+        parser.add_argument(
+            "--graceful-timeout", type=float, default=30.0,
+            help="seconds to wait for running consumers on SIGTERM (default: %(default)s)",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        self.configure_logging(options["verbosity"])
+        if options["threads"] < 1:
+            raise CommandError(f"--threads must be at least 1, got {options['threads']}")
+        alias = options["layer"]
+        if alias not in channel_layers:
+            raise CommandError(
+                f"channel layer {alias!r} is not in settings.CHANNEL_LAYERS "
+                f"(defined: {', '.join(channel_layers.configs) or 'none'})"
+            )
+        try:
+            wrapper = channel_layers[alias]
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from exc
+        wrapper.router.check_default(http_consumer=self.http_consumer())
+        callback = self.log_message if options["verbosity"] > 1 else None
+        group = WorkerGroup(
+            wrapper,
+            n_threads=options["threads"],
+            graceful_timeout=options["graceful_timeout"],
+            callback=callback,
+            only_channels=options["only_channels"],
+            exclude_channels=options["exclude_channels"],
+        )
+        channels = group.workers[0].channels()
+        if not channels:
+            raise CommandError(
+                "no channels left to listen on after --only-channels/--exclude-channels "
+                f"(routed: {', '.join(sorted(wrapper.router.channels))})"
+            )
+        self.logger.info(
+            "Running %d worker thread(s) on layer %r (%s) for channels: %s",
+            options["threads"], alias, type(wrapper.channel_layer).__name__, ", ".join(channels),
+        )
+        group.install_signal_handlers()
+        try:
+            status = group.run()
+        finally:
+            channel_layers.close_all()
+        if status:
+            sys.exit(status)
+
+    def http_consumer(self) -> Any:
+        """StaticFilesConsumer when DEBUG and staticfiles are on, else the default views."""
+        if settings.DEBUG and apps.is_installed("django.contrib.staticfiles"):
+            from ...staticfiles import StaticFilesConsumer
+
+            return StaticFilesConsumer()
+        return None
+
+    def configure_logging(self, verbosity: int) -> None:
+        self.logger = logging.getLogger("django_glue")
+        if not self.logger.handlers:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            self.logger.addHandler(handler)
+        self.logger.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
+
+    def log_message(self, channel: str, message: Any) -> None:
+        self.logger.debug("%s %s", channel, message.reply_channel or "")

@@ -1,0 +1,1 @@
+"""Security helpers for WebSocket consumers (origin checks)."""

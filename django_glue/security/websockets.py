@@ -1,0 +1,79 @@
+"""Origin checking for ``websocket.connect`` consumers.
+
+Browsers send an ``Origin`` header on WebSocket handshakes but apply no same-origin policy to
+them, so a connect consumer must check it (cross-site WebSocket hijacking).
+``@allowed_hosts_only`` accepts origins whose host is in ``ALLOWED_HOSTS`` (with ``DEBUG`` and an
+empty ``ALLOWED_HOSTS``: localhost, 127.0.0.1, [::1]); anything else - including a missing or
+non-ASCII Origin - raises :class:`~django_glue.exceptions.DenyConnection` (HTTP 403).
+Subclass :class:`BaseOriginValidator` and implement ``validate_origin`` for other policies.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+from urllib.parse import urlparse
+
+from django.conf import settings
+from django.http.request import validate_host
+
+from ..exceptions import DenyConnection
+from ..sessions import _find_message
+
+__all__ = ["BaseOriginValidator", "AllowedHostsOnlyOriginValidator", "allowed_hosts_only"]
+
+
+class BaseOriginValidator:
+    """Decorator class: run the consumer only if the message's Origin passes ``validate_origin``."""
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        functools.update_wrapper(self, func)
+        self.func = func
+
+    def __get__(self, instance: Any, owner: Any) -> Any:
+        # Support decorating methods: bind like a function would.
+        return functools.partial(self.__call__, instance) if instance is not None else self
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        message = _find_message(args, type(self).__name__)
+        origin = self.get_origin(message)
+        if origin is None or not self.validate_origin(message, origin):
+            raise DenyConnection()
+        return self.func(*args, **kwargs)
+
+    @staticmethod
+    def get_origin(message: Any) -> str | None:
+        """The first Origin header as text, or None if absent or not ASCII."""
+        for name, value in message.content.get("headers") or []:
+            if isinstance(name, str):
+                name = name.encode("latin-1")
+            if name.lower() != b"origin":
+                continue
+            if isinstance(value, str):
+                value = value.encode("latin-1")
+            try:
+                return value.decode("ascii")
+            except UnicodeDecodeError:
+                return None
+        return None
+
+    def validate_origin(self, message: Any, origin: str) -> bool:
+        """Return True to accept ``origin``; subclasses must implement it."""
+        raise NotImplementedError("BaseOriginValidator subclasses must implement validate_origin")
+
+
+class AllowedHostsOnlyOriginValidator(BaseOriginValidator):
+    """Accept origins whose host (port ignored) matches ``settings.ALLOWED_HOSTS``."""
+
+    def validate_origin(self, message: Any, origin: str) -> bool:
+        allowed = list(settings.ALLOWED_HOSTS)
+        if settings.DEBUG and not allowed:
+            allowed = ["localhost", "127.0.0.1", "[::1]"]
+        host = urlparse(origin).hostname
+        if not host:
+            return False
+        if ":" in host:  # IPv6 literal: ALLOWED_HOSTS spells it in brackets
+            host = f"[{host}]"
+        return validate_host(host, allowed)
+
+
+allowed_hosts_only = AllowedHostsOnlyOriginValidator

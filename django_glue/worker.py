@@ -1,0 +1,229 @@
+"""The worker loop: receive a routed message, run its consumer, flush its sends; and a thread group.
+
+:class:`Worker` is one loop (usable on its own, without signal handling). :class:`WorkerGroup` is
+what ``runworker`` runs: N worker threads, signal handling in the main thread.
+
+Graceful stop (SIGTERM, or the first SIGINT): every worker finishes the consumer it is running,
+then returns at its next receive timeout; the process exits 0 once all have returned (or after
+``graceful_timeout``). A second signal exits at once. A worker thread that dies (for instance the
+layer's segment was removed) stops the whole group with exit code 1 so a supervisor restarts it.
+"""
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+import signal
+import threading
+import time
+from typing import Any, Callable, Iterable
+
+from .exceptions import ChannelSocketException, ConsumeLater, DenyConnection
+from .message import Message
+from .signals import consumer_finished, consumer_started, worker_process_ready, worker_ready
+
+__all__ = ["Worker", "WorkerGroup", "filter_channels"]
+
+logger = logging.getLogger("django_glue.worker")
+
+
+def filter_channels(
+    channels: Iterable[str], only: Iterable[str] | None = None, exclude: Iterable[str] | None = None
+) -> list[str]:
+    """Keep channels matching any ``only`` glob (if given), then drop any matching ``exclude``."""
+    names = sorted(channels)
+    if only:
+        names = [n for n in names if any(fnmatch.fnmatchcase(n, g) for g in only)]
+    if exclude:
+        names = [n for n in names if not any(fnmatch.fnmatchcase(n, g) for g in exclude)]
+    return names
+
+
+class Worker:
+    """Receive on the routed channels of ``channel_layer`` and dispatch to consumers.
+
+    :param channel_layer: a :class:`~.asgi.ChannelLayerWrapper` (layer + router).
+    :param callback: called with ``(channel, message)`` before each consumer (debug logging).
+    :param message_retries: how many times one message may be re-queued by ``ConsumeLater``.
+    :param only_channels: / :param exclude_channels: glob filters on the routed channel names.
+    """
+
+    #: Attempts (50 ms apart) to re-queue a ConsumeLater message on a full channel.
+    requeue_attempts = 10
+
+    def __init__(
+        self,
+        channel_layer: Any,
+        callback: Callable[[str, Message], None] | None = None,
+        message_retries: int = 10,
+        only_channels: Iterable[str] | None = None,
+        exclude_channels: Iterable[str] | None = None,
+    ) -> None:
+        self.channel_layer = channel_layer
+        self.callback = callback
+        self.message_retries = message_retries
+        self.only_channels = list(only_channels or [])
+        self.exclude_channels = list(exclude_channels or [])
+        self.termed = False
+        self.in_job = False
+
+    def channels(self) -> list[str]:
+        """The channel names this worker listens on (routing minus the filters)."""
+        return filter_channels(
+            self.channel_layer.router.channels, self.only_channels, self.exclude_channels
+        )
+
+    def ready(self) -> None:
+        """Send ``worker_ready`` (called once before :meth:`run`)."""
+        worker_ready.send(sender=self)
+
+    def run(self) -> None:
+        """Loop until :attr:`termed` is set; each blocking receive is bounded by the layer."""
+        channels = self.channels()
+        if not channels:
+            raise ValueError(
+                "no channels to listen on: the routing is empty or --only-channels/"
+                "--exclude-channels removed every channel"
+            )
+        logger.info("Listening on channels %s", ", ".join(channels))
+        while not self.termed:
+            channel, content = self.channel_layer.receive(channels, block=True)
+            if channel is None:
+                continue
+            self.in_job = True
+            try:
+                self.handle(channel, content)
+            finally:
+                self.in_job = False
+
+    def handle(self, channel: str, content: dict[str, Any]) -> None:
+        """Route and consume one message; consumer errors are logged, never raised."""
+        message = Message(content, channel, self.channel_layer)
+        if content.get("__retries__", 0) == self.message_retries:
+            message.__doomed__ = True  # type: ignore[attr-defined]
+        match = self.channel_layer.router.match(message)
+        if match is None:
+            logger.error("Could not find match for message on %s! Check your routing.", channel)
+            return
+        consumer, kwargs = match
+        if self.callback:
+            self.callback(channel, message)
+        try:
+            consumer_started.send(sender=self.__class__, environ={})
+            self.run_consumer(consumer, message, kwargs)
+        finally:
+            try:
+                consumer_finished.send(sender=self.__class__)
+            except Exception:
+                logger.exception("Error sending the messages buffered by %s", _name(consumer))
+
+    def run_consumer(self, consumer: Callable[..., Any], message: Message, kwargs: dict[str, Any]) -> None:
+        """Call the consumer and turn the control exceptions into their effects."""
+        try:
+            consumer(message, **kwargs)
+        except DenyConnection:
+            if message.channel.name != "websocket.connect":
+                logger.error(
+                    "%s raised DenyConnection on %s; it is only allowed on websocket.connect",
+                    _name(consumer), message.channel.name,
+                )
+            elif message.reply_channel is not None:
+                message.reply_channel.send({"close": True})
+        except ChannelSocketException as exc:
+            try:
+                exc.run(message)
+            except Exception:
+                logger.exception("Error running %r for %s", exc, _name(consumer))
+        except ConsumeLater:
+            self.requeue(message)
+        except Exception:
+            logger.exception("Error processing message with consumer %s:", _name(consumer))
+
+    def requeue(self, message: Message) -> None:
+        """Put a ConsumeLater message back, counting retries; drop it past the limit."""
+        content = dict(message.content)
+        retries = content.get("__retries__", 0) + 1
+        if retries > self.message_retries:
+            logger.warning(
+                "Exceeded number of retries for message on channel %s: %s",
+                message.channel.name, repr(content)[:100],
+            )
+            return
+        content["__retries__"] = retries
+        for _ in range(self.requeue_attempts):
+            try:
+                self.channel_layer.send(message.channel.name, content)
+                return
+            except self.channel_layer.ChannelFull:
+                time.sleep(0.05)
+        logger.warning(
+            "Dropped ConsumeLater message on %s: the channel stayed full", message.channel.name
+        )
+
+
+def _name(consumer: Any) -> str:
+    return getattr(consumer, "__qualname__", None) or type(consumer).__name__
+
+
+class WorkerGroup:
+    """N :class:`Worker` threads; the main thread handles SIGTERM/SIGINT and waits for them."""
+
+    def __init__(self, channel_layer: Any, n_threads: int = 1, graceful_timeout: float = 30.0, **kwargs: Any) -> None:
+        if n_threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {n_threads}")
+        self.workers = [Worker(channel_layer, **kwargs) for _ in range(n_threads)]
+        self.graceful_timeout = graceful_timeout
+        self.stop_requested = threading.Event()
+        self.signals_seen = 0
+        self.failed = False
+
+    def install_signal_handlers(self) -> None:
+        """Route SIGTERM/SIGINT to :meth:`handle_stop_signal` (main thread only)."""
+        signal.signal(signal.SIGTERM, self.handle_stop_signal)
+        signal.signal(signal.SIGINT, self.handle_stop_signal)
+
+    def handle_stop_signal(self, signum: int, frame: Any) -> None:
+        """First signal: graceful stop. Second: exit immediately (status 1)."""
+        self.signals_seen += 1
+        if self.signals_seen > 1:
+            logger.warning("Second stop signal: exiting without waiting for consumers")
+            os._exit(1)
+        logger.info("Stop signal received: finishing current messages, then exiting")
+        self.request_stop()
+
+    def request_stop(self) -> None:
+        """Ask every worker to stop after its current message."""
+        for worker in self.workers:
+            worker.termed = True
+        self.stop_requested.set()
+
+    def _thread_main(self, worker: Worker) -> None:
+        try:
+            worker.run()
+        except BaseException:
+            if not worker.termed:
+                logger.exception("Worker thread died")
+                self.failed = True
+        finally:
+            self.stop_requested.set()
+
+    def run(self) -> int:
+        """Run until stopped; returns the process exit status (0 graceful, 1 a worker died)."""
+        threads = []
+        for index, worker in enumerate(self.workers):
+            worker.ready()
+            thread = threading.Thread(
+                target=self._thread_main, args=(worker,), name=f"worker-{index}", daemon=True
+            )
+            thread.start()
+            threads.append(thread)
+        worker_process_ready.send(sender=self)
+        self.stop_requested.wait()
+        self.request_stop()
+        deadline = time.monotonic() + self.graceful_timeout
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        busy = [t.name for t in threads if t.is_alive()]
+        if busy:
+            logger.warning("Graceful timeout: %s still running, exiting anyway", ", ".join(busy))
+        return 1 if self.failed else 0

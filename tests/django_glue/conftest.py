@@ -1,0 +1,182 @@
+"""Django set-up for the django_glue tests, and fixtures that start real processes.
+
+In-process tests use an in-memory sqlite test database and an isolated layer per test
+(``ChannelTestCase``). Process tests (``runworker``, the interface server) get their own layer
+segment, their own sqlite file copied from a migrated template, and are stopped by finalizers.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.django_glue.project.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+SETTINGS = "tests.django_glue.project.settings"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def django_test_db() -> Iterator[None]:
+    """An in-memory test database with every migration applied, for in-process tests."""
+    from django.db import connection
+    from django.test.utils import setup_test_environment, teardown_test_environment
+
+    setup_test_environment()
+    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    yield
+    connection.creation.destroy_test_db(old_name, verbosity=0)
+    teardown_test_environment()
+
+
+def unique_prefix() -> str:
+    return f"t{os.getpid()}_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def ipc_layer() -> Iterator[Any]:
+    """A fresh real IPCChannelLayer segment (created here, removed at the end)."""
+    from asgi_ipc import IPCChannelLayer
+
+    config = dict(settings.CHANNEL_LAYERS["default"]["TEST_CONFIG"])
+    layer = IPCChannelLayer(prefix=unique_prefix(), create=True, **config)
+    try:
+        yield layer
+    finally:
+        layer.close()
+
+
+def process_env(prefix: str, routing: str, db: Path | None, debug: bool = False) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE=SETTINGS,
+        DG_TEST_PREFIX=prefix,
+        DG_TEST_ROUTING=routing,
+        PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""),
+        PYTHONUNBUFFERED="1",
+    )
+    if db is not None:
+        env["DG_TEST_DB"] = str(db)
+    if debug:
+        env["DG_TEST_DEBUG"] = "1"
+    else:
+        env.pop("DG_TEST_DEBUG", None)
+    return env
+
+
+@pytest.fixture(scope="session")
+def migrated_db_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A sqlite file with all migrations applied, made once per test process."""
+    path = tmp_path_factory.mktemp("dbtemplate") / "template.sqlite3"
+    env = process_env("unused", "tests.django_glue.project.routing.channel_routing", path)
+    subprocess.run(
+        [sys.executable, "-m", "django", "migrate", "--noinput", "-v", "0"],
+        cwd=REPO, env=env, check=True, timeout=120,
+    )
+    return path
+
+
+@pytest.fixture
+def db_file(migrated_db_template: Path, tmp_path: Path) -> Path:
+    """A private, migrated sqlite file for processes started by this test."""
+    path = tmp_path / "db.sqlite3"
+    shutil.copyfile(migrated_db_template, path)
+    return path
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 15.0) -> None:
+    """SIGTERM, wait (bounded), then SIGKILL."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+class Processes:
+    """Starts worker/interface processes for one test and stops them all at the end."""
+
+    def __init__(self, prefix: str, db: Path | None, tmp_path: Path) -> None:
+        self.prefix = prefix
+        self.db = db
+        self.tmp_path = tmp_path
+        self.started: list[subprocess.Popen[Any]] = []
+        self.sockets: list[socket.socket] = []
+
+    def runworker(self, routing: str, *args: str, debug: bool = False) -> subprocess.Popen[Any]:
+        log = open(self.tmp_path / f"worker{len(self.started)}.log", "wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "django", "runworker", *args],
+            cwd=REPO, env=process_env(self.prefix, routing, self.db, debug),
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+        log.close()
+        proc.log_path = self.tmp_path / f"worker{len(self.started)}.log"  # type: ignore[attr-defined]
+        self.started.append(proc)
+        return proc
+
+    def interface(self) -> int:
+        """Start an interface server on an inherited listening socket; returns its port."""
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(128)
+        self.sockets.append(sock)
+        log = open(self.tmp_path / f"interface{len(self.started)}.log", "wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "procman.interface", "--settings", SETTINGS, "--fd", str(sock.fileno())],
+            cwd=REPO, env=process_env(self.prefix, "unused", self.db), pass_fds=[sock.fileno()],
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+        log.close()
+        self.started.append(proc)
+        return sock.getsockname()[1]
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.started):
+            stop_process(proc)
+        for sock in self.sockets:
+            sock.close()
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {p.name} ---\n{p.read_text(errors='replace')}" for p in sorted(self.tmp_path.glob("*.log"))
+        )
+
+
+@pytest.fixture
+def processes(ipc_layer: Any, db_file: Path, tmp_path: Path) -> Iterator[Processes]:
+    """Factory for real runworker / interface processes on this test's layer and database."""
+    procs = Processes(ipc_layer.prefix, db_file, tmp_path)
+    try:
+        yield procs
+    finally:
+        procs.stop_all()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll ``predicate`` until it returns something truthy (bounded); returns it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
