@@ -1,0 +1,275 @@
+"""Channel-layer benchmark: asgi_ipc vs channels_redis vs the msgpack floor, in one invocation.
+
+Run from the repository root::
+
+    python -m benchmarks.layer_bench            # full run, about 2-3 minutes
+    python -m benchmarks.layer_bench --quick    # smoke run, about 30 s
+    python -m benchmarks.layer_bench --backends redis,floor   # without our layer
+
+It starts a throwaway ``redis-server`` on a free loopback port (no persistence), creates one
+``asgi_ipc`` segment under a unique prefix, runs every case of ``benchmarks/README.md`` for each
+backend in spawned processes, prints a Markdown table (ours, channels_redis, msgpack floor,
+ours/redis, the DESIGN.md section 4 budget and PASS/FAIL), and writes everything, with the git
+revision and library versions, to ``benchmarks/results/layer-<UTC timestamp>.json``. The server and
+the segment are always removed, also on errors and Ctrl-C. Exit status: 0 if every case ran (budgets
+may still FAIL), 1 if a case failed, 2 for bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import cases, report  # noqa: E402
+from benchmarks.cases import Durations  # noqa: E402
+from benchmarks.redis_server import RedisServer, redis_server_version  # noqa: E402
+
+__all__ = ["main"]
+
+LAYER_BACKENDS = ("ours", "redis")
+ALL_BACKENDS = ("ours", "redis", "floor")
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+# Both layers get the same limits: room for 10,000 queued 1 KB messages plus traffic; the size
+# cases' channels are capped so 512 KB messages cannot fill memory (producers back off when full).
+CAPACITY = 20_000
+CHANNEL_CAPACITY = {"bench.size*": 100}
+OURS_SIZES = {
+    "message_memory": 128 * 2**20,
+    "channels": 4096,
+    "groups": 4096,
+    "group_members": 65536,
+    "max_message_size": 2**20,
+}
+
+Case = Callable[[str, dict[str, Any]], dict[str, Any]]
+
+
+def _plan(d: Durations) -> list[tuple[str, tuple[str, ...], Case]]:
+    """(case id, backends it runs for, function(backend, config)) in the order they run."""
+    layers = LAYER_BACKENDS
+    floor = ("floor",)
+    plan: list[tuple[str, tuple[str, ...], Case]] = [
+        ("floor_http", floor, lambda b, c: cases.floor(d, "http", 1024)),
+        ("pairs", layers, lambda b, c: cases.pairs(b, c, d, 0, "pairs")),
+        ("cross_1to1", layers, lambda b, c: cases.cross_process(b, c, d.cross, 1, 1, "http", 1024, "x11")),
+        ("cross_2to2", layers, lambda b, c: cases.cross_process(b, c, d.cross, 2, 2, "http", 1024, "x22")),
+        ("rtt", layers, lambda b, c: cases.round_trip(b, c, d, "rtt")),
+        ("group_100", layers, lambda b, c: cases.group_send(b, c, d, 100, "g100")),
+        ("group_1000", layers, lambda b, c: cases.group_send(b, c, d, 1000, "g1000")),
+    ]
+    for name, size in (("100", 100), ("10k", 10 * 1024), ("512k", 512 * 1024)):
+        plan.append((f"floor_{name}", floor, lambda b, c, size=size: cases.floor(d, "payload", size)))
+        plan.append(
+            (f"size_{name}", layers,
+             lambda b, c, size=size, name=name: cases.cross_process(b, c, d.size, 1, 1, "payload", size, f"size{name}"))
+        )
+    for depth in (10, 1000, 10000):
+        plan.append((f"queued_{depth}", layers, lambda b, c, depth=depth: cases.pairs(b, c, d, depth, f"q{depth}")))
+    plan.append(("idle_sync", ("ours",), lambda b, c: cases.idle_cpu(b, c, d, "sync", "idles")))
+    plan.append(("idle_async", layers, lambda b, c: cases.idle_cpu(b, c, d, "async", "idlea")))
+    return plan
+
+
+def _summary(case_id: str, metrics: dict[str, Any]) -> str:
+    for key, unit in (("rate", "/s"), ("p50_us", " us p50"), ("send_ms", " ms send"), ("cpu_ms_per_s", " CPU ms/s")):
+        value = metrics.get(key)
+        if isinstance(value, (int, float)):
+            extra = ""
+            if "duplicates" in metrics:
+                extra = f" (dup {metrics['duplicates']}, lost {metrics['lost']})"
+            return f"{value:,.1f}{unit}{extra}"
+    return ""
+
+
+def _flush(backend: str, config: dict[str, Any], ours_layer: Any) -> None:
+    """Empty the layer between cases, so one case's leftovers never weigh on the next."""
+    if backend == "ours":
+        ours_layer.flush()
+    elif backend == "redis":
+        from channels_redis.core import RedisChannelLayer
+
+        asyncio.run(RedisChannelLayer(**config).flush())
+
+
+def run_all(backends: tuple[str, ...], d: Durations, log: Callable[[str], None]) -> dict[str, Any]:
+    """Run every case for ``backends``; return ``{case id: {backend: metrics or {"error": ...}}}``."""
+    results: dict[str, dict[str, Any]] = {}
+    with contextlib.ExitStack() as stack:
+        configs: dict[str, dict[str, Any]] = {"floor": {}}
+        ours_layer = None
+        if "redis" in backends:
+            server = stack.enter_context(RedisServer())
+            log(f"redis-server {server.version} on 127.0.0.1:{server.port} (pid {server.pid})")
+            configs["redis"] = {
+                "hosts": [("127.0.0.1", server.port)],
+                "prefix": f"bench{uuid.uuid4().hex[:8]}:",
+                "capacity": CAPACITY,
+                "channel_capacity": CHANNEL_CAPACITY,
+            }
+        if "ours" in backends:
+            from asgi_ipc import IPCChannelLayer
+
+            prefix = f"bench{os.getpid()}_{uuid.uuid4().hex[:8]}"
+            common = {"prefix": prefix, "capacity": CAPACITY, "channel_capacity": CHANNEL_CAPACITY, **OURS_SIZES}
+            ours_layer = IPCChannelLayer(create=True, **common)
+            stack.callback(ours_layer.close)  # the creator's close() removes the segment
+            configs["ours"] = {"create": False, **common}
+            log(f"asgi_ipc segment {prefix!r}")
+        plan = [(cid, [b for b in bs if b in backends], fn) for cid, bs, fn in _plan(d)]
+        plan = [(cid, bs, fn) for cid, bs, fn in plan if bs]
+        for number, (case_id, case_backends, fn) in enumerate(plan, 1):
+            for backend in case_backends:
+                started = time.monotonic()
+                try:
+                    metrics = fn(backend, configs[backend])
+                except Exception as exc:  # a failed case is reported and the run goes on
+                    metrics = {"error": f"{type(exc).__name__}: {exc}"}
+                results.setdefault(case_id, {})[backend] = metrics
+                took = time.monotonic() - started
+                text = metrics["error"] if "error" in metrics else _summary(case_id, metrics)
+                log(f"[{number:2}/{len(plan)}] {case_id:<11} {backend:<5} {took:5.1f}s  {text}")
+                if backend != "floor":
+                    try:
+                        _flush(backend, configs[backend], ours_layer)
+                    except Exception as exc:
+                        log(f"        flush of {backend} after {case_id} failed: {type(exc).__name__}: {exc}")
+    return results
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _git_revision() -> str | None:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if rev.returncode != 0:
+        return None
+    return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def environment(backends: tuple[str, ...]) -> dict[str, Any]:
+    """Where and with what the numbers were taken."""
+    env: dict[str, Any] = {
+        "git_revision": _git_revision(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cpus": os.cpu_count(),
+        "versions": {
+            d: _version(d) for d in ("asgi_ipc", "channels_redis", "channels", "redis", "msgpack", "posix_ipc")
+        },
+    }
+    if "redis" in backends:
+        env["redis_server"] = redis_server_version()
+    return env
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.layer_bench",
+        description="Benchmark asgi_ipc against channels_redis and the msgpack floor.",
+    )
+    parser.add_argument("--quick", action="store_true", help="short smoke run (~30 s), not a measurement")
+    parser.add_argument(
+        "--backends",
+        default=",".join(ALL_BACKENDS),
+        help="comma-separated subset of: ours, redis, floor (default: all)",
+    )
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the JSON goes")
+    args = parser.parse_args(argv)
+    chosen = tuple(b.strip() for b in args.backends.split(",") if b.strip())
+    unknown = sorted(set(chosen) - set(ALL_BACKENDS))
+    if unknown or not chosen:
+        parser.error(f"--backends: unknown or empty {unknown or chosen}; choose from {', '.join(ALL_BACKENDS)}")
+    args.backends = chosen
+    if "ours" in chosen:
+        try:
+            from asgi_ipc import IPCChannelLayer  # noqa: F401
+        except ImportError as exc:
+            parser.error(f"our layer is not importable ({exc}); install the project or use --backends redis,floor")
+    if "redis" in chosen:
+        try:
+            import channels_redis  # noqa: F401
+        except ImportError:
+            parser.error("channels_redis is not installed: pip install -e '.[bench]' (or drop 'redis' from --backends)")
+        try:
+            redis_server_version()
+        except RuntimeError as exc:
+            parser.error(str(exc))
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; see the module docstring for options and exit status."""
+    args = _parse(argv)
+    durations = Durations.quick() if args.quick else Durations()
+
+    def log(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    env = environment(args.backends)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    log(f"benchmark at {env['git_revision']}, Python {env['python']}, {env['cpus']} CPUs ({env['cpu']})")
+    t0 = time.monotonic()
+    results = run_all(args.backends, durations, log)
+    rows = report.build_rows(results)
+    table = report.format_table(rows)
+    print(table)
+    out = {
+        "started": started.isoformat(timespec="seconds"),
+        "seconds": round(time.monotonic() - t0, 1),
+        "quick": args.quick,
+        "backends": list(args.backends),
+        "durations": durations.__dict__,
+        "environment": env,
+        "results": results,
+        "table": [row.__dict__ for row in rows],
+    }
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    path = args.results_dir / f"layer-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+    path.write_text(json.dumps(out, indent=2, default=str) + "\n", encoding="utf-8")
+    log(f"wrote {path} ({out['seconds']} s)")
+    failed = [f"{c}/{b}" for c, per in results.items() for b, m in per.items() if "error" in m]
+    if failed:
+        log(f"failed cases: {', '.join(failed)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""Turning benchmark results into the table: one row per measured quantity, with ratios and budgets.
+
+``results`` is ``{case id: {backend: metrics dict}}`` as built by ``layer_bench``; a metrics dict
+holding ``"error"`` means that backend's case failed. :func:`build_rows` picks the numbers to show,
+computes ``ours / channels_redis`` and checks each budget of DESIGN.md section 4 that the benchmark
+can measure (``PASS``/``FAIL``; ``n.a.`` when a row has no budget or a number is missing).
+:func:`format_table` renders the rows as a Markdown table, which is what the README records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+__all__ = ["IDLE_CPU_BUDGET_MS_PER_S", "Row", "build_rows", "format_table"]
+
+Results = dict[str, dict[str, dict[str, Any]]]
+
+# "idle receivers at ~0 CPU": at most 5 ms of CPU per second blocked (0.5 % of one core).
+IDLE_CPU_BUDGET_MS_PER_S = 5.0
+
+
+@dataclass
+class Row:
+    """One line of the table. Values are numbers, short strings, or None (not measured / failed)."""
+
+    case: str
+    unit: str
+    ours: Any
+    redis: Any
+    floor: Any
+    budget: str
+    verdict: str
+    fmt: str = "rate"  # rate | us | ms | ratio | cpu | text
+
+
+def _get(results: Results, case: str, backend: str, key: str) -> Any:
+    metrics = results.get(case, {}).get(backend)
+    if not metrics or "error" in metrics:
+        return None
+    return metrics.get(key)
+
+
+def _ratio(a: Any, b: Any) -> float | None:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b:
+        return a / b
+    return None
+
+
+def _check(condition: Callable[[], bool], *needed: Any) -> str:
+    if any(x is None for x in needed):
+        return "n.a."
+    return "PASS" if condition() else "FAIL"
+
+
+def _dup_lost(results: Results, case: str, backend: str) -> str | None:
+    dup, lost = _get(results, case, backend, "duplicates"), _get(results, case, backend, "lost")
+    if dup is None or lost is None:
+        return None
+    return f"{dup} / {lost}"
+
+
+def _cross_rows(results: Results) -> list[Row]:
+    rows = []
+    one = _get(results, "cross_1to1", "ours", "rate")
+    one_redis = _get(results, "cross_1to1", "redis", "rate")
+    floor = _get(results, "floor_http", "floor", "rate")
+    rows.append(Row("cross-process 1 -> 1", "msgs/s", one, one_redis, floor, ">= 40x redis",
+                    _check(lambda: one >= 40 * one_redis, one, one_redis)))
+    dup1, sent1 = _get(results, "cross_1to1", "ours", "duplicates"), _get(results, "cross_1to1", "ours", "sent")
+    lost1 = _get(results, "cross_1to1", "ours", "lost")
+    rows.append(Row("  1 -> 1 duplicates / lost", "msgs", _dup_lost(results, "cross_1to1", "ours"),
+                    _dup_lost(results, "cross_1to1", "redis"), None, "0 dup, lost <= 0.01%",
+                    _check(lambda: dup1 == 0 and lost1 <= sent1 / 1e4, dup1, lost1, sent1), "text"))
+    two = _get(results, "cross_2to2", "ours", "rate")
+    two_redis = _get(results, "cross_2to2", "redis", "rate")
+    dup2, sent2 = _get(results, "cross_2to2", "ours", "duplicates"), _get(results, "cross_2to2", "ours", "sent")
+    lost2 = _get(results, "cross_2to2", "ours", "lost")
+    rows.append(Row("cross-process 2 -> 2", "msgs/s", two, two_redis, floor, "> ours 1 -> 1",
+                    _check(lambda: two > one, two, one)))
+    rows.append(Row("  2 -> 2 duplicates / lost", "msgs", _dup_lost(results, "cross_2to2", "ours"),
+                    _dup_lost(results, "cross_2to2", "redis"), None, "0 dup, lost <= 0.01%",
+                    _check(lambda: dup2 == 0 and lost2 <= sent2 / 1e4, dup2, lost2, sent2), "text"))
+    return rows
+
+
+def _rtt_rows(results: Results) -> list[Row]:
+    floor_us = _get(results, "floor_http", "floor", "us_per_message")
+    # a trip packs and unpacks the request and the (smaller) reply: at least two message costs
+    hop_floor = 2 * floor_us if floor_us is not None else None
+    rows = []
+    for key, share in (("p50_us", 20), ("p99_us", 10)):
+        ours, redis = _get(results, "rtt", "ours", key), _get(results, "rtt", "redis", key)
+        rows.append(Row(f"round trip {key[:3]}", "us", ours, redis, hop_floor, f"<= 1/{share} redis",
+                        _check(lambda: ours * share <= redis, ours, redis), "us"))
+    return rows
+
+
+def _group_rows(results: Results) -> list[Row]:
+    rows = []
+    for members in (100, 1000):
+        case = f"group_{members}"
+        send, send_redis = _get(results, case, "ours", "send_ms"), _get(results, case, "redis", "send_ms")
+        lost, dup = _get(results, case, "ours", "lost"), _get(results, case, "ours", "duplicates")
+        incomplete = _get(results, case, "ours", "incomplete_rounds")
+        if members == 1000:
+            budget = "<= 5 ms, all delivered"
+            verdict = _check(lambda: send <= 5 and lost == 0 and incomplete == 0, send, lost, incomplete)
+        else:
+            budget, verdict = "", "n.a."
+        rows.append(Row(f"send_group {members}: send", "ms", send, send_redis, None, budget, verdict, "ms"))
+        rows.append(Row(f"send_group {members}: all delivered", "ms", _get(results, case, "ours", "delivered_ms"),
+                        _get(results, case, "redis", "delivered_ms"), None, "", "n.a.", "ms"))
+        rows.append(Row(f"send_group {members}: dup / lost", "msgs", _dup_lost(results, case, "ours"),
+                        _dup_lost(results, case, "redis"), None, "0 / 0",
+                        _check(lambda: lost == 0 and dup == 0, lost, dup), "text"))
+    return rows
+
+
+def _size_rows(results: Results) -> list[Row]:
+    rows = []
+    for label, case in (("100 B", "size_100"), ("10 KB", "size_10k"), ("512 KB", "size_512k")):
+        floor_case = "floor_" + case.split("_", 1)[1]
+        rows.append(Row(f"{label} messages, 1 -> 1", "msgs/s", _get(results, case, "ours", "rate"),
+                        _get(results, case, "redis", "rate"), _get(results, floor_case, "floor", "rate"), "", "n.a."))
+        ours, redis = _get(results, case, "ours", "mb_per_s"), _get(results, case, "redis", "mb_per_s")
+        budget, verdict = ("", "n.a.")
+        if case == "size_512k":
+            budget, verdict = ">= redis", _check(lambda: ours >= redis, ours, redis)
+        rows.append(Row(f"{label} messages, 1 -> 1", "MB/s", ours, redis,
+                        _get(results, floor_case, "floor", "mb_per_s"), budget, verdict, "mbps"))
+    return rows
+
+
+def _queued_rows(results: Results) -> list[Row]:
+    rows = []
+    floor = _get(results, "floor_http", "floor", "rate")
+    for depth in (10, 1000, 10000):
+        case = f"queued_{depth}"
+        rows.append(Row(f"pairs with {depth:,} queued", "pairs/s", _get(results, case, "ours", "rate"),
+                        _get(results, case, "redis", "rate"), floor, "", "n.a."))
+    ours = _ratio(_get(results, "queued_10000", "ours", "rate"), _get(results, "queued_10", "ours", "rate"))
+    redis = _ratio(_get(results, "queued_10000", "redis", "rate"), _get(results, "queued_10", "redis", "rate"))
+    rows.append(Row("  10,000 queued vs 10", "ratio", ours, redis, None, ">= 0.9 (flat)",
+                    _check(lambda: ours >= 0.9, ours), "ratio"))
+    return rows
+
+
+def _idle_rows(results: Results) -> list[Row]:
+    rows = []
+    budget = f"<= {IDLE_CPU_BUDGET_MS_PER_S:g} ms/s"
+    for label, case in (("receive(block=True)", "idle_sync"), ("receive_async", "idle_async")):
+        ours = _get(results, case, "ours", "cpu_ms_per_s")
+        rows.append(Row(f"idle blocked receiver, {label}", "CPU ms/s", ours, _get(results, case, "redis", "cpu_ms_per_s"),
+                        None, budget, _check(lambda: ours <= IDLE_CPU_BUDGET_MS_PER_S, ours), "cpu"))
+    return rows
+
+
+def build_rows(results: Results) -> list[Row]:
+    """All table rows, in the order of the issue's case list."""
+    pairs = Row("single process send+receive", "pairs/s", _get(results, "pairs", "ours", "rate"),
+                _get(results, "pairs", "redis", "rate"), _get(results, "floor_http", "floor", "rate"), "", "n.a.")
+    return (
+        [pairs]
+        + _cross_rows(results)
+        + _rtt_rows(results)
+        + _group_rows(results)
+        + _size_rows(results)
+        + _queued_rows(results)
+        + _idle_rows(results)
+    )
+
+
+def _format(value: Any, fmt: str) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    if fmt == "rate":
+        return f"{value:,.0f}"
+    if fmt == "us":
+        return f"{value:,.1f}"
+    if fmt == "ms":
+        return f"{value:.2f}"
+    if fmt == "mbps":
+        return f"{value:,.1f}"
+    if fmt == "cpu":
+        return f"{value:.2f}"
+    if fmt == "ratio":
+        return f"{value:.2f}"
+    return str(value)
+
+
+def _format_ratio(row: Row) -> str:
+    if row.fmt in ("text", "ratio"):
+        return ""
+    ratio = _ratio(row.ours, row.redis)
+    if ratio is None:
+        return "-"
+    return f"{ratio:.3f}x" if ratio < 0.1 else f"{ratio:.2f}x" if ratio < 10 else f"{ratio:,.0f}x"
+
+
+def format_table(rows: list[Row]) -> str:
+    """The rows as an aligned Markdown table (readable in a terminal and in the README)."""
+    header = ["case", "unit", "ours", "channels_redis", "msgpack floor", "ours/redis", "budget", "verdict"]
+    body = [
+        [r.case, r.unit, _format(r.ours, r.fmt), _format(r.redis, r.fmt),
+         _format(r.floor, "us" if r.fmt == "us" else r.fmt) if r.floor is not None else "",
+         _format_ratio(r), r.budget, r.verdict]
+        for r in rows
+    ]
+    widths = [max(len(line[i]) for line in [header] + body) for i in range(len(header))]
+    numeric = {2, 3, 4, 5}
+
+    def line(cells: list[str]) -> str:
+        padded = [c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))]
+        return "| " + " | ".join(padded) + " |"
+
+    rule = "|" + "|".join(("-" * (w + 1) + ":") if i in numeric else "-" * (w + 2) for i, w in enumerate(widths)) + "|"
+    return "\n".join([line(header), rule] + [line(cells) for cells in body])
