@@ -1,0 +1,642 @@
+"""``IPCChannelLayer``: the ASGI 1 channel layer on one shared-memory segment.
+
+The layer is a thin shell: names are validated and messages serialised *outside* the lock;
+inside it, ``store``/``groups``/``waiters`` do O(message) work on the segment; after it, a
+doorbell is rung if a process was waiting. The source follows the spec's order: core API,
+groups, flush, statistics, then the blocking/Twisted/asyncio receive machinery.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import random
+import string
+import threading
+import weakref
+from typing import Any, Iterable, Mapping
+
+import msgpack
+
+from .errors import (
+    ArenaFull,
+    ChannelFull,
+    MessageTooLarge,
+    SegmentCorrupt,
+    SegmentError,
+    SegmentLost,
+    TableFull,
+)
+from .groups import Groups
+from .layout import KIND_PROCESS, MSG_FANOUT, Sizes
+from .lock import RobustMutex, init_mutex
+from .names import (
+    CapacityRules,
+    non_local_name,
+    validate_channel,
+    validate_group,
+    validate_receive_channels,
+)
+from .recovery import check, rebuild
+from .segment import Segment, is_alive, validate_prefix
+from .serialise import pack, unpack
+from .store import Popped, Store, now
+from .waiters import Waiters
+from .doorbell import Doorbell, Ringer
+
+__all__ = ["IPCChannelLayer"]
+
+_RANDOM = random.SystemRandom()
+_LETTERS = string.ascii_letters
+
+
+class _Attachment:
+    """Everything bound to one process's mapping of the segment."""
+
+    def __init__(self, layer: "IPCChannelLayer", create: bool | None) -> None:
+        self.pid = os.getpid()
+        self.segment = Segment(layer.prefix, layer.sizes, create=create)
+        buf = self.segment.mm
+        layout = self.segment.layout
+        self.store = Store(buf, layout)
+        self.groups = Groups(buf, layout)
+        self.waiters = Waiters(buf, layout, self.store)
+        self.store.on_expired = self._on_expired
+        self.lock = RobustMutex(buf, self.segment.address(), self._repair, layer.lock_timeout)
+        if self.segment.owner:
+            init_mutex(self.segment.mutex_address())
+            self.store.reset()
+            self.groups.reset_free_lists()
+            self.waiters.reset_free_list()
+            self.segment.mark_ready()
+        self.ringer = Ringer(self.segment.name)
+        self.local = threading.local()  # per-thread doorbell for blocking receive
+        self.bells: weakref.WeakSet = weakref.WeakSet()
+
+    def _repair(self) -> None:
+        rebuild(self.segment.mm, self.segment.layout, is_alive)
+
+    def _on_expired(self, name: bytes, extra: bytes, kind: int) -> None:
+        """A message expired unread: its channel(s) leave their groups (ASGI 1 spec)."""
+        if kind == MSG_FANOUT:
+            for local in msgpack.unpackb(extra, raw=True):
+                self.groups.drop_channel(name + local)
+        else:
+            self.groups.drop_channel(name)
+
+    def doorbell(self) -> Doorbell:
+        """This thread's doorbell; its waiter slot is kept for the doorbell's lifetime and
+        given back when the thread ends or the layer closes."""
+        bell = getattr(self.local, "bell", None)
+        if bell is None:
+            bell = self.local.bell = Doorbell(self.segment.name)
+            with self.lock:
+                bell.wid = self.waiters.alloc(bell.pid, bell.nonce, is_alive)
+            self.bells.add(bell)
+            weakref.finalize(bell, self._free_slot, bell.wid, bell.sock)
+        return bell
+
+    def _free_slot(self, wid: int, sock) -> None:
+        sock.close()
+        if self.segment.mm is None or self.pid != os.getpid():
+            return
+        try:
+            with self.lock:
+                self.waiters.free(wid)
+        except Exception:  # best effort at thread exit; recovery reclaims dead slots anyway
+            pass
+
+    def close(self, unlink: bool) -> None:
+        for bell in list(self.bells):
+            self._free_slot(bell.wid, bell.sock)
+        self.bells.clear()
+        self.ringer.close()
+        self.segment.close(unlink=unlink)
+
+
+class IPCChannelLayer:
+    """An ASGI 1 channel layer in POSIX shared memory, shared by the processes of one machine.
+
+    Parameters
+    ----------
+    prefix:
+        Names the segment (``/dev/shm/asgi_ipc.<prefix>``); every process of a site uses the
+        same prefix, and different sites use different ones.
+    expiry:
+        Seconds a message may wait to be received before it is dropped.
+    group_expiry:
+        Seconds a group membership lasts after its latest ``group_add``.
+    capacity, channel_capacity:
+        Messages a channel may hold before ``send`` raises ``ChannelFull``; ``channel_capacity``
+        maps globs or compiled regexes to capacities (first match wins). Process-specific
+        channels share one capacity per ``prefix!``.
+    create:
+        ``None`` attaches to the segment or creates it; ``True`` must create (the site's
+        supervisor); ``False`` must attach (``SegmentMissing`` if there is none).
+    message_memory, channels, groups, group_members, waiters, max_message_size:
+        Sizes fixed when the segment is created: bytes of message arena, channel records,
+        group records, memberships, simultaneously blocked receivers, and the largest
+        serialised message accepted (``MessageTooLarge`` above it).
+    receive_timeout:
+        Longest a blocking receive waits before returning ``(None, None)``.
+    lock_timeout:
+        Longest to wait for the segment lock held by a live process.
+    """
+
+    extensions = ["groups", "flush", "statistics", "twisted", "asyncio"]
+    ChannelFull = ChannelFull
+    MessageTooLarge = MessageTooLarge
+    ArenaFull = ArenaFull
+
+    def __init__(
+        self,
+        prefix: str = "asgi",
+        expiry: float = 60,
+        group_expiry: float = 86400,
+        capacity: int = 100,
+        channel_capacity: Mapping[Any, int] | None = None,
+        create: bool | None = None,
+        message_memory: int = 32 * 2**20,
+        channels: int = 4096,
+        groups: int = 4096,
+        group_members: int = 32768,
+        waiters: int = 256,
+        max_message_size: int = 2**20,
+        receive_timeout: float = 5.0,
+        lock_timeout: float = 10.0,
+    ) -> None:
+        self.prefix = validate_prefix(prefix)
+        if not expiry > 0:
+            raise ValueError(f"expiry must be a positive number of seconds, not {expiry!r}")
+        if not group_expiry > 0:
+            raise ValueError(f"group_expiry must be positive, not {group_expiry!r}")
+        self.expiry = expiry
+        self.group_expiry = group_expiry
+        self.capacity = capacity
+        self.get_capacity = CapacityRules(capacity, channel_capacity)
+        self.sizes = Sizes.from_config(message_memory, channels, groups, group_members,
+                                       waiters, max_message_size)
+        self.max_message_size = max_message_size
+        self.receive_timeout = receive_timeout
+        self.lock_timeout = lock_timeout
+        self._create = create
+        self._attach_lock = threading.Lock()
+        self._att: _Attachment | None = _Attachment(self, create)
+        self._owner = self._att.segment.owner
+        self._closed = False
+        self._valid_names: dict[str, str] = {}
+        self._rotation = 0
+        # Messages already taken from the segment for this process: a group fan-out to
+        # several local channels of one ``prefix!`` arrives as one entry and is expanded here.
+        self._local: dict[str, collections.deque] = {}
+        self._local_lock = threading.Lock()
+        self._event_receivers: dict[str, Any] = {}
+
+    # -- attachment ------------------------------------------------------------------------------
+    def _a(self) -> _Attachment:
+        att = self._att
+        if att is not None and att.pid == os.getpid():
+            return att
+        with self._attach_lock:
+            if self._closed:
+                raise SegmentLost("this channel layer was closed")
+            if self._att is None or self._att.pid != os.getpid():
+                # A forked child: never reuse the parent's sockets; attach anew, never as owner.
+                self._att = _Attachment(self, create=False)
+                self._owner = False
+                self._local = {}
+                self._event_receivers = {}
+            return self._att
+
+    @property
+    def owner(self) -> bool:
+        """Whether this instance created the segment (and so removes it on ``close``)."""
+        return self._owner and self._att is not None and self._att.pid == os.getpid()
+
+    def close(self) -> None:
+        """Detach; the creating instance also removes the segment. Idempotent."""
+        with self._attach_lock:
+            if self._closed:
+                return
+            self._closed = True
+            att, self._att = self._att, None
+        for receiver in list(self._event_receivers.values()):
+            receiver.close()
+        if att is not None and att.pid == os.getpid():
+            att.close(unlink=self._owner)
+
+    def unlink(self) -> None:
+        """Remove the segment now (creator only); attached processes get ``SegmentLost``."""
+        if not self.owner:
+            raise SegmentError("only the instance that created the segment may remove it")
+        self._a().segment.unlink()
+
+    def __enter__(self) -> "IPCChannelLayer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<IPCChannelLayer prefix={self.prefix!r}>"
+
+    # -- names -----------------------------------------------------------------------------------
+    def _channel(self, name: object) -> str:
+        try:
+            return self._valid_names[name]  # type: ignore[index]
+        except (KeyError, TypeError):
+            pass
+        validate_channel(name)
+        if len(self._valid_names) < 20000:
+            self._valid_names[name] = name  # type: ignore[index]
+        return name  # type: ignore[return-value]
+
+    # ===== core API ===============================================================================
+    def send(self, channel: str, message: dict) -> None:
+        """Send ``message`` to ``channel``. Never blocks.
+
+        Raises ``ChannelFull`` if the channel is at capacity, ``ArenaFull`` if shared memory
+        is exhausted, ``MessageTooLarge`` above ``max_message_size`` and ``TypeError`` for a
+        bad name or message. The message is serialised before this returns, so later changes
+        to the dict do not affect what is received.
+        """
+        channel = self._channel(channel)
+        payload = pack(message)
+        if len(payload) > self.max_message_size:
+            self._count("too_large")
+            raise MessageTooLarge(
+                f"message to {channel!r} is {len(payload)} bytes serialised; the limit is "
+                f"{self.max_message_size}. Send large bodies in chunks")
+        key = non_local_name(channel)
+        capacity = self.get_capacity(key)
+        att = self._a()
+        t = now()
+        name = channel.encode("ascii")
+        store = att.store
+        ring = None
+        att.lock.acquire()
+        try:
+            cid = store.find_or_create(key.encode("ascii"))
+            store.enqueue(cid, name, payload, t + self.expiry, t, capacity)
+            store.bump("sent")
+            store.sweep_step(t)
+            if att.waiters.has_waiters(cid):
+                ring = att.waiters.pick(cid)
+        finally:
+            att.lock.release()
+        if ring is not None:
+            self._ring(att, ring, cid)
+
+    def _ring(self, att: _Attachment, ring: tuple[int, int, int], cid: int) -> None:
+        """Ring a picked waiter; if its process is gone, free its slot and pick another."""
+        for _ in range(att.waiters.count):
+            wid, pid, nonce = ring
+            if att.ringer.ring(pid, nonce):
+                return
+            with att.lock:
+                att.waiters.free(wid)
+                ring = att.waiters.pick(cid)
+            if ring is None:
+                return
+
+    def _count(self, counter: str) -> None:
+        att = self._a()
+        with att.lock:
+            att.store.bump(counter)
+
+    def receive(self, channels: list[str], block: bool = False) -> tuple[str | None, dict | None]:
+        """Take one message from any of ``channels``: ``(channel, message)`` or ``(None, None)``.
+
+        ``block=True`` waits (without polling) until a message arrives or ``receive_timeout``
+        passes. Channels are tried in a rotating order so a busy one cannot starve the others.
+        """
+        keys = self._receive_keys(channels)
+        if not block:
+            got, _ = self._take(keys, None)
+            return got if got is not None else (None, None)
+        att = self._a()
+        bell = att.doorbell()
+        deadline = now() + self.receive_timeout
+        while True:
+            got, bell.wid = self._take(keys, (bell, bell.wid))
+            if got is not None:
+                return got
+            remaining = deadline - now()
+            if remaining <= 0:
+                with att.lock:
+                    att.waiters.unregister(bell.wid)
+                return None, None
+            bell.wait(remaining)
+            att.segment.check_linked()
+
+    def _receive_keys(self, channels: list[str]) -> list[str]:
+        if type(channels) is list and len(channels) == 1:
+            name = channels[0]
+            key = self._valid_names.get(name + "<recv>") if isinstance(name, str) else None
+            if key is not None:
+                return [key]
+            validate_receive_channels(channels)
+            self._valid_names[name + "<recv>"] = non_local_name(name)
+            return [non_local_name(name)]
+        return [non_local_name(n) for n in validate_receive_channels(channels)]
+
+    def _take(self, keys: list[str], waiting) -> tuple[tuple[str, dict] | None, int]:
+        """Pop one message for ``keys``; if none and ``waiting=(bell, wid)``, register the
+        waiter in the same critical section (so no send can slip between check and sleep).
+
+        Returns the message (or None) and the waiter slot in use (-1 if none)."""
+        wid = waiting[1] if waiting is not None else -1
+        if self._local:
+            got = self._take_local(keys)
+            if got is not None:
+                return got, wid
+        att = self._a()
+        store = att.store
+        n = len(keys)
+        start = self._rotation % n if n > 1 else 0
+        self._rotation += 1
+        popped: Popped | None = None
+        rings = []
+        t = now()
+        att.lock.acquire()
+        try:
+            cids = []
+            for i in range(n):
+                key = keys[(start + i) % n]
+                cid = store.find(key.encode("ascii"))
+                if cid < 0:
+                    if waiting is None:
+                        continue
+                    cid = store.find_or_create(key.encode("ascii"))
+                cids.append(cid)
+                popped = store.pop(cid, t)
+                if popped is not None:
+                    # Pass the wake on: more messages here, or on our other channels, and
+                    # another receiver asleep on them.
+                    for other in [cid] + cids[:-1]:
+                        if store.depth(other) and att.waiters.has_waiters(other):
+                            pick = att.waiters.pick(other)
+                            if pick is not None:
+                                rings.append((pick, other))
+                    store.release_if_idle(cid)
+                    break
+            else:
+                if waiting is not None:
+                    bell = waiting[0]
+                    if wid < 0:
+                        wid = att.waiters.alloc(bell.pid, bell.nonce, is_alive)
+                    else:
+                        att.waiters.unregister(wid)
+                    att.waiters.register(wid, cids)
+                else:
+                    for cid in cids:
+                        store.release_if_idle(cid)
+            if popped is not None and wid >= 0:
+                att.waiters.unregister(wid)
+        finally:
+            att.lock.release()
+        for pick, cid in rings:
+            self._ring(att, pick, cid)
+        if popped is None:
+            return None, wid
+        return self._deliver(popped), wid
+
+    def _deliver(self, popped: Popped) -> tuple[str, dict]:
+        name = popped.name.decode("ascii")
+        if popped.kind == MSG_FANOUT:
+            locals_ = [local.decode("ascii") for local in msgpack.unpackb(popped.extra, raw=True)]
+            if len(locals_) > 1:
+                with self._local_lock:
+                    queue = self._local.setdefault(name, collections.deque())
+                    queue.extend((name + local, popped.payload) for local in locals_[1:])
+            name = name + locals_[0]
+        return name, unpack(popped.payload)
+
+    def _take_local(self, keys: list[str]) -> tuple[str, dict] | None:
+        with self._local_lock:
+            for key in keys:
+                queue = self._local.get(key)
+                if queue:
+                    full, payload = queue.popleft()
+                    if not queue:
+                        del self._local[key]
+                    return full, unpack(payload)
+        return None
+
+    def new_channel(self, pattern: str) -> str:
+        """A new, unused single-reader channel name: ``pattern`` (ending in ``?``) + 12 letters."""
+        if not isinstance(pattern, str) or not pattern.endswith("?"):
+            raise TypeError(
+                f"new_channel needs a pattern ending in '?', not {pattern!r} (process-specific "
+                "'!' channels are named by the process that reads them)")
+        validate_channel(pattern + "x")
+        att = self._a()
+        for _ in range(100):
+            name = pattern + "".join(_RANDOM.choice(_LETTERS) for _ in range(12))
+            with att.lock:
+                if att.store.find(name.encode("ascii")) < 0:
+                    return name
+        raise RuntimeError("could not find an unused channel name")  # pragma: no cover
+
+    # ===== groups extension ======================================================================
+    def group_add(self, group: str, channel: str) -> None:
+        """Add ``channel`` to ``group`` (idempotent; refreshes the membership's expiry)."""
+        g = validate_group(group).encode("ascii")
+        c = self._channel(channel).encode("ascii")
+        att = self._a()
+        with att.lock:
+            att.groups.add(g, c, now())
+
+    def group_discard(self, group: str, channel: str) -> None:
+        """Remove ``channel`` from ``group``; nothing happens if it is not a member."""
+        g = validate_group(group).encode("ascii")
+        c = self._channel(channel).encode("ascii")
+        att = self._a()
+        with att.lock:
+            att.groups.discard(g, c)
+
+    def group_channels(self, group: str) -> list[str]:
+        """The current members of ``group``."""
+        g = validate_group(group).encode("ascii")
+        att = self._a()
+        with att.lock:
+            names = att.groups.members(g, now(), self.group_expiry)
+        return [n.decode("ascii") for n in names]
+
+    def send_group(self, group: str, message: dict) -> None:
+        """Send ``message`` to every member of ``group``; full members are skipped silently.
+
+        Members that are local channels of the same ``prefix!`` receive ONE shared entry that
+        the reading process expands, so a broadcast to 1,000 sockets of one interface process
+        costs one write. Raises ``MessageTooLarge`` and ``TypeError`` like ``send``, never
+        ``ChannelFull``.
+        """
+        g = validate_group(group).encode("ascii")
+        payload = pack(message)
+        if len(payload) > self.max_message_size:
+            self._count("too_large")
+            raise MessageTooLarge(
+                f"message to group {group!r} is {len(payload)} bytes serialised; the limit is "
+                f"{self.max_message_size}")
+        att = self._a()
+        store, waiters = att.store, att.waiters
+        rings = []
+        t = now()
+        deadline = t + self.expiry
+        with att.lock:
+            members = att.groups.members(g, t, self.group_expiry)
+            by_prefix: dict[bytes, list[bytes]] = {}
+            plain = []
+            for name in members:
+                bang = name.find(b"!")
+                if bang >= 0:
+                    by_prefix.setdefault(name[:bang + 1], []).append(name[bang + 1:])
+                else:
+                    plain.append(name)
+            delivered = dropped = 0
+            for key, locals_ in by_prefix.items():
+                try:
+                    cid = store.find_or_create(key)
+                    capacity = self.get_capacity(key.decode("ascii"))
+                    if len(locals_) == 1:
+                        store.enqueue(cid, key + locals_[0], payload, deadline, t, capacity)
+                    else:
+                        store.enqueue(cid, key, payload, deadline, t, capacity,
+                                      extra=msgpack.packb(locals_), kind=MSG_FANOUT)
+                except ChannelFull:  # includes ArenaFull and TableFull
+                    dropped += len(locals_)
+                    continue
+                delivered += len(locals_)
+                if waiters.has_waiters(cid):
+                    pick = waiters.pick(cid)
+                    if pick is not None:
+                        rings.append((pick, cid))
+            for name in plain:
+                try:
+                    cid = store.find_or_create(name)
+                    store.enqueue(cid, name, payload, deadline, t,
+                                  self.get_capacity(name.decode("ascii")))
+                except ChannelFull:
+                    dropped += 1
+                    continue
+                delivered += 1
+                if waiters.has_waiters(cid):
+                    pick = waiters.pick(cid)
+                    if pick is not None:
+                        rings.append((pick, cid))
+            store.bump("group_sends")
+            store.bump("group_deliveries", delivered)
+            if dropped:
+                store.bump("group_drops", dropped)
+            store.sweep_step(t)
+        for pick, cid in rings:
+            self._ring(att, pick, cid)
+
+    # ===== flush extension =======================================================================
+    def flush(self) -> None:
+        """Drop every message and every group membership of the layer."""
+        att = self._a()
+        store = att.store
+        with att.lock:
+            for cid in store.used_channels():
+                at = store.record_offset(cid)
+                while True:
+                    head = int.from_bytes(att.segment.mm[at + 8:at + 12], "little")
+                    if not head:
+                        break
+                    off, header = store._message(head)
+                    store._unlink_head(at, header[2])
+                    store.arena.free(head - 1)
+                store.release_if_idle(cid)
+            layout = att.segment.layout
+            mm = att.segment.mm
+            mm[layout.groups_at:layout.waiters_at] = bytes(layout.waiters_at - layout.groups_at)
+            att.groups.reset_free_lists()
+            store.bump("flushes")
+        with self._local_lock:
+            self._local.clear()
+
+    # ===== statistics extension ==================================================================
+    def global_statistics(self) -> dict[str, float | int]:
+        """Layer-wide ASGI statistics, plus memory and error counters."""
+        att = self._a()
+        store = att.store
+        t = now()
+        with att.lock:
+            counters = store.counters()
+            pending, max_age = 0, 0.0
+            for cid in store.used_channels():
+                stats = store.channel_stats(cid, t)
+                pending += stats["messages_pending"]
+                max_age = max(max_age, stats["messages_max_age"])
+            rate, full_rate = store.global_rates(t)
+            free = store.arena.free_bytes() // 256
+            groups = att.groups.group_sizes()
+        units = att.segment.layout.sizes.unit_count
+        return {
+            "messages_count": counters["sent"],
+            "messages_count_per_second": rate,
+            "messages_pending": pending,
+            "messages_max_age": max_age,
+            "channel_full_count": counters["channel_full"],
+            "channel_full_count_per_second": full_rate,
+            "messages_expired": counters["expired"],
+            "arena_full_count": counters["arena_full"],
+            "message_too_large_count": counters["too_large"],
+            "group_sends": counters["group_sends"],
+            "group_deliveries": counters["group_deliveries"],
+            "group_drops": counters["group_drops"],
+            "groups": len(groups),
+            "group_members": sum(groups.values()),
+            "memory_bytes": units * 256,
+            "memory_free_bytes": free * 256,
+        }
+
+    def channel_statistics(self, channel: str) -> dict[str, float | int]:
+        """ASGI statistics of one channel (process-specific names report their ``prefix!``)."""
+        key = non_local_name(self._channel(channel)).encode("ascii")
+        att = self._a()
+        with att.lock:
+            cid = att.store.find(key)
+            if cid >= 0:
+                return att.store.channel_stats(cid, now())
+        return {"messages_count": 0, "messages_count_per_second": 0.0, "messages_pending": 0,
+                "messages_max_age": 0.0, "channel_full_count": 0,
+                "channel_full_count_per_second": 0.0, "messages_received": 0,
+                "messages_expired": 0}
+
+    def channel_list(self) -> list[tuple[str, dict[str, float | int]]]:
+        """Every channel record with its statistics (for operators' tools)."""
+        att = self._a()
+        t = now()
+        with att.lock:
+            return [(att.store.key_of(cid).decode("ascii"), att.store.channel_stats(cid, t))
+                    for cid in att.store.used_channels()]
+
+    def group_sizes(self) -> dict[str, int]:
+        """Every group's member count (for operators' tools)."""
+        att = self._a()
+        with att.lock:
+            return att.groups.group_sizes()
+
+    def check(self) -> list[str]:
+        """Verify the segment's consistency (under the lock); an empty list means healthy."""
+        att = self._a()
+        with att.lock:
+            return check(att.segment.mm, att.segment.layout)
+
+    # ===== twisted and asyncio extensions ========================================================
+    def receive_twisted(self, channels: list[str]):
+        """A Deferred firing ``(channel, message)``, or ``(None, None)`` after
+        ``receive_timeout``; the wait is driven by the reactor watching a doorbell fd."""
+        from .reactor_receive import twisted_receiver
+        return twisted_receiver(self).receive(self._receive_keys(channels))
+
+    async def receive_async(self, channels: list[str]) -> tuple[str | None, dict | None]:
+        """Await ``(channel, message)`` on the running asyncio loop (``(None, None)`` after
+        ``receive_timeout``). Cancelling the await never loses a message."""
+        from .reactor_receive import asyncio_receiver
+        return await asyncio_receiver(self).receive(self._receive_keys(channels))
+
+
+_ = (SegmentCorrupt, TableFull, Iterable, KIND_PROCESS)

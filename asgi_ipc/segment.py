@@ -1,0 +1,436 @@
+"""Creating, attaching to, validating and removing shared-memory segments.
+
+A segment is a POSIX shared-memory object named ``/asgi_ipc.<prefix>`` (so it appears as
+``/dev/shm/asgi_ipc.<prefix>``), created with ``O_EXCL`` and mode 0600 by one *owner*, which
+alone removes it. Its header (see ``layout``) starts with a magic string and layout version,
+records the sizes and the creator (pid, uid, process start time), and ends with a ready flag
+written last, so an attacher never uses a half-initialised segment, a segment of another program
+or version, or one made with other sizes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+import re
+import stat
+import time
+from dataclasses import dataclass
+
+import posix_ipc
+
+from .errors import (
+    SegmentCorrupt,
+    SegmentError,
+    SegmentExists,
+    SegmentLost,
+    SegmentMismatch,
+    SegmentMissing,
+)
+from .layout import (
+    H_CREATOR,
+    H_CREATOR_AT,
+    H_IDENT,
+    H_MUTEX_AT,
+    H_SIZES,
+    H_SIZES_AT,
+    HEADER_SIZE,
+    LAYOUT_VERSION,
+    MAGIC,
+    READY,
+    Layout,
+    Sizes,
+)
+
+__all__ = [
+    "Segment",
+    "segment_name",
+    "validate_prefix",
+    "process_start",
+    "is_alive",
+    "list_segments",
+    "SegmentInfo",
+    "inspect",
+    "SHM_DIR",
+]
+
+SHM_DIR = "/dev/shm"
+NAME_PREFIX = "asgi_ipc."
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
+
+
+def validate_prefix(prefix: object) -> str:
+    """Return ``prefix`` if usable in a segment name, else raise ``ValueError``."""
+    if not isinstance(prefix, str) or not _PREFIX_RE.match(prefix):
+        raise ValueError(
+            f"prefix {prefix!r} is not usable: use 1-64 characters from letters, digits, "
+            "'_', '.' and '-'"
+        )
+    return prefix
+
+
+def segment_name(prefix: str) -> str:
+    """The POSIX shared-memory name of a prefix's segment."""
+    return "/" + NAME_PREFIX + validate_prefix(prefix)
+
+
+def process_start(pid: int) -> int | None:
+    """Start time of process ``pid`` in clock ticks since boot, or None if it does not exist."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # the command name (field 2) may contain spaces and parentheses: split after the last ')'
+    fields = data[data.rfind(b")") + 2:].split()
+    return int(fields[19])
+
+
+def is_alive(pid: int, start: int | None = None) -> bool:
+    """Whether ``pid`` runs (and, if ``start`` is given, is the same process as then)."""
+    if pid <= 0:
+        return False
+    now = process_start(pid)
+    if now is None:
+        return False
+    if start is not None and start and now != start:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+        return state not in (b"Z", b"X")
+    except OSError:
+        return False
+
+
+def _write_header(buf, sizes: Sizes, layout: Layout) -> None:
+    H_IDENT.pack_into(buf, 0, MAGIC, LAYOUT_VERSION, 0)
+    H_SIZES.pack_into(buf, H_SIZES_AT, layout.total, sizes.unit_count, sizes.max_order,
+                      sizes.channels, sizes.groups, sizes.members, sizes.waiters,
+                      sizes.max_message_size, 0)
+    pid = os.getpid()
+    H_CREATOR.pack_into(buf, H_CREATOR_AT, pid, os.getuid(), process_start(pid) or 0, time.time())
+
+
+def read_sizes(buf) -> Sizes:
+    """The sizes recorded in a header (after magic and version were checked)."""
+    (_total, units, max_order, channels, groups, members, waiters, max_msg,
+     _r) = H_SIZES.unpack_from(buf, H_SIZES_AT)
+    return Sizes(units, max_order, channels, groups, members, waiters, max_msg)
+
+
+@dataclass
+class SegmentInfo:
+    """What ``inspect`` learns about a segment without attaching to it."""
+
+    name: str
+    path: str
+    size: int
+    uid: int
+    mode: int
+    valid: bool
+    problem: str
+    creator_pid: int = 0
+    creator_alive: bool = False
+    created: float = 0.0
+    attached_pids: tuple[int, ...] = ()
+
+    @property
+    def prefix(self) -> str:
+        return self.name[len(NAME_PREFIX):]
+
+    @property
+    def stale(self) -> bool:
+        """Nobody can be using it: invalid, or its creator is dead and no process maps it."""
+        return not self.attached_pids and (not self.valid or not self.creator_alive)
+
+    def verdict(self) -> str:
+        if not self.valid:
+            return f"invalid: {self.problem}"
+        if self.creator_alive:
+            return f"in use (creator pid {self.creator_pid} is running)"
+        if self.attached_pids:
+            return (f"orphaned: creator pid {self.creator_pid} is gone but pids "
+                    f"{', '.join(map(str, self.attached_pids))} still map it")
+        return f"stale: creator pid {self.creator_pid} is gone and no process maps it"
+
+
+def _mapping_pids(path: str) -> tuple[int, ...]:
+    """Pids of processes that have ``path`` mapped (those we are allowed to inspect)."""
+    pids = []
+    suffix = (" " + path).encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/maps", "rb") as f:
+                for line in f:
+                    if line.rstrip(b"\n").endswith(suffix) or line.rstrip(b"\n").endswith(
+                            suffix + b" (deleted)"):
+                        pids.append(int(entry))
+                        break
+        except OSError:
+            continue
+    return tuple(pids)
+
+
+def inspect(name: str) -> SegmentInfo:
+    """Read a segment's header from ``/dev/shm`` and judge it, without attaching."""
+    path = os.path.join(SHM_DIR, name)
+    st = os.stat(path)
+    info = SegmentInfo(name, path, st.st_size, st.st_uid, stat.S_IMODE(st.st_mode), False, "")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(HEADER_SIZE)
+    except OSError as exc:
+        info.problem = f"cannot read it ({exc.strerror})"
+        return info
+    if len(head) < HEADER_SIZE:
+        info.problem = f"only {len(head)} bytes long"
+        return info
+    magic, version, ready = H_IDENT.unpack_from(head, 0)
+    if magic != MAGIC:
+        info.problem = "not an asgi_ipc segment (bad magic)"
+        return info
+    pid, _uid, start, created = H_CREATOR.unpack_from(head, H_CREATOR_AT)
+    info.creator_pid, info.created = pid, created
+    info.creator_alive = is_alive(pid, start)
+    info.attached_pids = _mapping_pids(path)
+    if version != LAYOUT_VERSION:
+        info.problem = f"layout version {version}, this asgi_ipc uses {LAYOUT_VERSION}"
+        return info
+    if ready != READY:
+        info.problem = "never finished initialising (its creator died during set-up)"
+        return info
+    info.valid = True
+    return info
+
+
+def list_segments() -> list[SegmentInfo]:
+    """Every ``asgi_ipc.*`` object in ``/dev/shm`` that this user can see."""
+    out = []
+    try:
+        names = sorted(os.listdir(SHM_DIR))
+    except OSError:
+        return out
+    for name in names:
+        if name.startswith(NAME_PREFIX):
+            try:
+                out.append(inspect(name))
+            except FileNotFoundError:
+                continue
+    return out
+
+
+class Segment:
+    """One mapped segment: create it (as owner) or attach to it.
+
+    ``create``: ``True`` must create, ``False`` must attach, ``None`` attaches or creates.
+    ``sizes`` is required to create; when attaching, given sizes must match the segment's.
+    """
+
+    def __init__(self, prefix: str, sizes: Sizes | None, create: bool | None = None,
+                 ready_timeout: float = 5.0) -> None:
+        self.prefix = prefix
+        self.name = segment_name(prefix)
+        self.owner = False
+        self._shm = None
+        self.mm: mmap.mmap | None = None
+        if create is not False:
+            if sizes is None:
+                raise ValueError("sizes are needed to create a segment")
+            try:
+                self._create(sizes)
+                return
+            except posix_ipc.ExistentialError:
+                if create:
+                    raise SegmentExists(
+                        f"a segment for prefix {prefix!r} already exists ({SHM_DIR}{self.name}); "
+                        "another site may be running with this prefix. Stop it, choose another "
+                        "prefix, or remove a stale one with 'asgi-ipc doctor --clean'"
+                    ) from None
+        self._attach(sizes, ready_timeout)
+
+    # -- creation ------------------------------------------------------------------------------
+    def _create(self, sizes: Sizes) -> None:
+        layout = Layout(sizes)
+        self._check_room(layout.total)
+        old_umask = os.umask(0o077)
+        try:
+            shm = posix_ipc.SharedMemory(self.name, posix_ipc.O_CREX, mode=0o600)
+        finally:
+            os.umask(old_umask)
+        self._shm = shm
+        self.owner = True
+        try:
+            os.fchmod(shm.fd, 0o600)
+            try:
+                os.posix_fallocate(shm.fd, 0, layout.total)
+            except OSError as exc:
+                raise SegmentError(
+                    f"cannot reserve {layout.total / 2**20:.1f} MiB in {SHM_DIR} "
+                    f"({exc.strerror}); free space there, make it larger (containers: "
+                    "--shm-size), or lower message_memory"
+                ) from None
+            self.mm = mmap.mmap(shm.fd, layout.total)
+            self.layout = layout
+            self.sizes = sizes
+            _write_header(self.mm, sizes, layout)
+        except BaseException:
+            self._discard()
+            raise
+
+    def mark_ready(self) -> None:
+        """Publish the segment to attachers (the creator calls this after initialising it)."""
+        H_IDENT.pack_into(self.mm, 0, MAGIC, LAYOUT_VERSION, READY)
+
+    @staticmethod
+    def _check_room(total: int) -> None:
+        try:
+            st = os.statvfs(SHM_DIR)
+        except OSError:
+            return
+        free = st.f_bavail * st.f_frsize
+        if free < total:
+            raise SegmentError(
+                f"{SHM_DIR} has {free / 2**20:.1f} MiB free but the layer needs "
+                f"{total / 2**20:.1f} MiB; enlarge {SHM_DIR} (Docker: --shm-size=128m) or "
+                "lower message_memory"
+            )
+
+    # -- attaching -----------------------------------------------------------------------------
+    def _attach(self, sizes: Sizes | None, ready_timeout: float) -> None:
+        try:
+            shm = posix_ipc.SharedMemory(self.name, 0)
+        except posix_ipc.ExistentialError:
+            raise SegmentMissing(
+                f"no channel layer segment for prefix {self.prefix!r} ({SHM_DIR}{self.name}); "
+                "start the site ('procman run') or create the layer first"
+            ) from None
+        self._shm = shm
+        try:
+            st = os.fstat(shm.fd)
+            if st.st_uid != os.getuid():
+                raise SegmentMismatch(
+                    f"segment {self.name} belongs to uid {st.st_uid}, not to you "
+                    f"(uid {os.getuid()}); run as that user or use another prefix")
+            if st.st_size < HEADER_SIZE:
+                raise SegmentMismatch(
+                    f"segment {self.name} is {st.st_size} bytes, too small to be an asgi_ipc "
+                    "segment; remove it with 'asgi-ipc doctor --clean'")
+            self.mm = mmap.mmap(shm.fd, st.st_size)
+            deadline = time.monotonic() + ready_timeout
+            while True:
+                magic, version, ready = H_IDENT.unpack_from(self.mm, 0)
+                if magic != MAGIC and magic != b"\0" * 8:
+                    raise SegmentMismatch(
+                        f"{SHM_DIR}{self.name} is not an asgi_ipc segment (another program's "
+                        "shared memory?); choose another prefix or remove it")
+                if magic == MAGIC and version != LAYOUT_VERSION:
+                    raise SegmentMismatch(
+                        f"segment {self.name} has layout version {version}; this asgi_ipc "
+                        f"uses {LAYOUT_VERSION}. Stop the processes of the other version and "
+                        "remove the segment ('asgi-ipc doctor --clean')")
+                if ready == READY:
+                    break
+                if time.monotonic() > deadline:
+                    raise SegmentMismatch(
+                        f"segment {self.name} was never finished by its creator; if no site "
+                        "is starting, remove it with 'asgi-ipc doctor --clean'")
+                time.sleep(0.01)
+            found = read_sizes(self.mm)
+            layout = Layout(found)
+            if layout.total > st.st_size:
+                raise SegmentCorrupt(
+                    f"segment {self.name} is {st.st_size} bytes but its header describes "
+                    f"{layout.total}; remove it with 'asgi-ipc doctor --clean'")
+            if sizes is not None and sizes != found:
+                diffs = ", ".join(
+                    f"{field}={getattr(found, field)} (you asked {getattr(sizes, field)})"
+                    for field in found.__dataclass_fields__
+                    if getattr(found, field) != getattr(sizes, field))
+                raise SegmentMismatch(
+                    f"segment {self.name} was created with other sizes: {diffs}. Use the same "
+                    "layer settings in every process, or stop the site and start it again")
+            self.layout = layout
+            self.sizes = found
+        except BaseException:
+            self._discard()
+            raise
+
+    # -- state ---------------------------------------------------------------------------------
+    def address(self) -> int:
+        """The mapping's base address (for the mutex)."""
+        view = (ctypes.c_char * 1).from_buffer(self.mm)
+        address = ctypes.addressof(view)
+        del view
+        return address
+
+    def mutex_address(self) -> int:
+        return self.address() + H_MUTEX_AT
+
+    def check_linked(self) -> None:
+        """Raise ``SegmentLost`` if the segment was removed while we are attached."""
+        if self._shm is None:
+            raise SegmentLost("this layer is closed")
+        if os.fstat(self._shm.fd).st_nlink == 0:
+            raise SegmentLost(
+                f"the segment {self.name} was removed while this process used it (its owner "
+                "stopped, someone cleaned /dev/shm, or systemd's RemoveIPC); restart this "
+                "process")
+
+    def unlink(self) -> None:
+        """Remove the segment's name now (owner only); the mapping stays usable."""
+        if not self.owner:
+            raise SegmentError("only the process that created the segment may remove it")
+        try:
+            posix_ipc.unlink_shared_memory(self.name)
+        except posix_ipc.ExistentialError:
+            pass
+
+    def creator(self) -> tuple[int, int, int, float]:
+        return H_CREATOR.unpack_from(self.mm, H_CREATOR_AT)
+
+    def _discard(self) -> None:
+        if self.mm is not None:
+            try:
+                self.mm.close()
+            except BufferError:
+                pass
+            self.mm = None
+        if self._shm is not None:
+            if self.owner:
+                try:
+                    self._shm.unlink()
+                except posix_ipc.ExistentialError:
+                    pass
+            self._shm.close_fd()
+            self._shm = None
+
+    def close(self, unlink: bool = False) -> None:
+        """Unmap; with ``unlink`` (owner only) also remove the segment."""
+        if self._shm is None:
+            return
+        if unlink and not self.owner:
+            raise SegmentError("only the process that created the segment may remove it")
+        if unlink:
+            try:
+                self._shm.unlink()
+            except posix_ipc.ExistentialError:
+                pass
+        if self.mm is not None:
+            try:
+                self.mm.close()
+            except BufferError:
+                pass  # a view is still alive somewhere; the mapping goes with the process
+            self.mm = None
+        self._shm.close_fd()
+        self._shm = None
+
+
+def remove(prefix_or_name: str) -> None:
+    """Remove a segment by prefix or by its ``asgi_ipc.*`` name (for tools)."""
+    name = prefix_or_name if prefix_or_name.startswith(NAME_PREFIX) else NAME_PREFIX + \
+        validate_prefix(prefix_or_name)
+    posix_ipc.unlink_shared_memory("/" + name)
