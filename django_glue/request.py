@@ -15,7 +15,6 @@ from typing import IO, Any
 from django import http
 from django.conf import settings
 from django.core.handlers.wsgi import LimitedStream
-from django.utils.functional import cached_property
 
 from .exceptions import RequestAborted, RequestTimeout
 
@@ -34,8 +33,11 @@ class AsgiRequest(http.HttpRequest):
     body_receive_timeout: float = 60.0
 
     def __init__(self, message: Any) -> None:
-        super().__init__()
+        # Like WSGIRequest, HttpRequest.__init__ is not called: it would assign empty POST/FILES
+        # over the lazy properties below.
         self.message = message
+        self._post_parse_error = False
+        self.resolver_match = None
         content = message.content
         self.reply_channel = content.get("reply_channel")
         path = content["path"]
@@ -74,6 +76,7 @@ class AsgiRequest(http.HttpRequest):
         self.META["SERVER_PORT"] = str(server[1]) if server else "0"
         self._add_headers(content.get("headers") or [])
         self._set_content_type_params(self.META)
+        self.COOKIES = http.parse_cookie(self.META.get("HTTP_COOKIE", ""))
         self.GET = http.QueryDict(query_string, encoding=self._encoding)
         body_file, length = self._read_body(content)
         self.META["CONTENT_LENGTH"] = str(length)
@@ -137,12 +140,24 @@ class AsgiRequest(http.HttpRequest):
         spool.seek(0)
         return spool, length
 
+    def _get_post(self) -> http.QueryDict:
+        if not hasattr(self, "_post"):
+            self._load_post_and_files()
+        return self._post
+
+    def _set_post(self, post: http.QueryDict) -> None:
+        self._post = post
+
+    POST = property(_get_post, _set_post)  # type: ignore[assignment]
+
+    @property
+    def FILES(self) -> Any:  # type: ignore[override]
+        if not hasattr(self, "_files"):
+            self._load_post_and_files()
+        return self._files
+
     def _get_scheme(self) -> str:
         return self.META["wsgi.url_scheme"]
-
-    @cached_property
-    def COOKIES(self) -> dict[str, str]:  # type: ignore[override]
-        return http.parse_cookie(self.META.get("HTTP_COOKIE", ""))
 
     def close(self) -> None:
         """Close uploaded files and the spooled body."""

@@ -6,6 +6,7 @@ from django import forms
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
 
 from django_glue.exceptions import ResponseLater
 
@@ -16,6 +17,7 @@ def hello(request):
     return HttpResponse("hello")
 
 
+@csrf_exempt
 def echo(request):
     return JsonResponse({
         "method": request.method,
