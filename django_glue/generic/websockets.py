@@ -71,8 +71,13 @@ class WebsocketConsumer(BaseConsumer):
         self.connect(message, **kwargs)
 
     def connect(self, message: Any, **kwargs: Any) -> None:
-        """Accept the connection (override, and accept or ``close()`` yourself)."""
-        message.reply_channel.send({"accept": True})
+        """Accept the connection (override, and accept or ``close()`` yourself).
+
+        Under a demultiplexer (``multiplexer`` keyword argument) the demultiplexer has already
+        accepted, so nothing is sent.
+        """
+        if self.kwargs.get("multiplexer") is None:
+            message.reply_channel.send({"accept": True})
 
     def raw_receive(self, message: Any, **kwargs: Any) -> None:
         if message.get("text") is not None:
