@@ -539,14 +539,7 @@ class IPCChannelLayer:
         store = att.store
         with att.lock:
             for cid in store.used_channels():
-                at = store.record_offset(cid)
-                while True:
-                    head = int.from_bytes(att.segment.mm[at + 8:at + 12], "little")
-                    if not head:
-                        break
-                    off, header = store._message(head)
-                    store._unlink_head(at, header[2])
-                    store.arena.free(head - 1)
+                store.drain(cid)
                 store.release_if_idle(cid)
             layout = att.segment.layout
             mm = att.segment.mm
@@ -564,12 +557,13 @@ class IPCChannelLayer:
         t = now()
         with att.lock:
             counters = store.counters()
-            pending, max_age = 0, 0.0
+            pending, max_age, rate, full_rate = 0, 0.0, 0.0, 0.0
             for cid in store.used_channels():
                 stats = store.channel_stats(cid, t)
                 pending += stats["messages_pending"]
                 max_age = max(max_age, stats["messages_max_age"])
-            rate, full_rate = store.global_rates(t)
+                rate += stats["messages_count_per_second"]
+                full_rate += stats["channel_full_count_per_second"]
             free = store.arena.free_bytes() // 256
             groups = att.groups.group_sizes()
         units = att.segment.layout.sizes.unit_count

@@ -267,6 +267,9 @@ class Store:
         buf = self.buf
         at = self._channels_at + cid * CHANNEL_SIZE
         head, tail, depth = _HTD.unpack_from(buf, at + CH_O_HEAD)
+        if tail and (tail > self._units or buf[self._map_at + tail - 1] & 0xC0 != _BM_USED
+                     or not head):
+            raise SegmentCorrupt(f"channel record {cid} has a bad tail reference {tail}")
         if depth >= capacity:
             if head:
                 self.expire_head(cid, now)  # expired messages do not count against capacity

@@ -1,0 +1,47 @@
+"""Fixtures for the layer tests: every test gets its own prefix and removes its segment."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from asgi_ipc import IPCChannelLayer
+from asgi_ipc.segment import SHM_DIR
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A prefix no other test (or test run) uses."""
+    return f"t{os.getpid()}_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def make_layer(prefix):
+    """Factory for layers on the test's prefix; all are closed (and the segment removed)."""
+    made: list[IPCChannelLayer] = []
+
+    def make(**kwargs) -> IPCChannelLayer:
+        kwargs.setdefault("prefix", prefix)
+        kwargs.setdefault("message_memory", 4 * 2**20)
+        kwargs.setdefault("channels", 256)
+        kwargs.setdefault("groups", 64)
+        kwargs.setdefault("group_members", 2048)
+        kwargs.setdefault("max_message_size", 1024 * 1024)
+        kwargs.setdefault("receive_timeout", 2.0)
+        layer = IPCChannelLayer(**kwargs)
+        made.append(layer)
+        return layer
+
+    yield make
+    for layer in reversed(made):
+        layer.close()
+    leftover = [n for n in os.listdir(SHM_DIR) if n == f"asgi_ipc.{prefix}"]
+    assert not leftover, f"test left {leftover} in {SHM_DIR}"
+
+
+@pytest.fixture
+def layer(make_layer) -> IPCChannelLayer:
+    """A layer with the conformance suite's settings: expiry 1 s, capacity 5."""
+    return make_layer(expiry=1, group_expiry=2, capacity=5)

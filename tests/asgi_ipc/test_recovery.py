@@ -1,0 +1,228 @@
+"""Crash safety, deterministically: stop an operation after every possible line, repair, check.
+
+A tracer raises ``Killed`` after the N-th line executed inside ``asgi_ipc`` for N = 1, 2, ...
+until the operation completes untouched. Each time the segment is left exactly as a process
+killed at that point would leave it (at Python-line granularity; the SIGKILL torture test in
+``test_crash.py`` covers the rest). ``recovery.rebuild`` must then give a segment that passes
+``recovery.check`` and still holds every message that was committed before the operation, minus
+at most the one being received, plus at most the one being sent: never a duplicate.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+import asgi_ipc
+from asgi_ipc.lock import _unlock
+from asgi_ipc.recovery import check, rebuild
+
+PACKAGE_DIR = os.path.dirname(asgi_ipc.__file__)
+
+
+class Killed(BaseException):
+    """Raised by the tracer: the 'process' dies here."""
+
+
+def run_killed_after(n: int, operation, layer) -> bool:
+    """Run ``operation``, killing it after ``n`` lines; return True if it completed.
+
+    A killed process's robust mutex is released by the kernel; here the 'process' is this
+    thread, so the harness releases it (``pthread_mutex_unlock`` fails harmlessly with EPERM
+    when the kill came before the lock was taken or after it was released).
+    """
+    count = 0
+
+    def tracer(frame, event, arg):
+        nonlocal count
+        if not frame.f_code.co_filename.startswith(PACKAGE_DIR):
+            return None
+        if event == "line":
+            count += 1
+            if count == n:
+                raise Killed
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        operation()
+        return True
+    except Killed:
+        sys.settrace(None)
+        _unlock(layer._a().lock.ptr)
+        return False
+    finally:
+        sys.settrace(None)
+
+
+def drain(layer, channels):
+    out = []
+    for _ in range(1000):
+        channel, message = layer.receive(channels)
+        if channel is None:
+            return out
+        out.append((channel, message["id"]))
+    raise AssertionError("queue does not drain")
+
+
+def repair_and_check(layer):
+    att = layer._a()
+    with att.lock:
+        rebuild(att.segment.mm, att.segment.layout, lambda pid: True)
+        att.store._cache.clear()
+        problems = check(att.segment.mm, att.segment.layout)
+    assert problems == []
+
+
+def baseline(layer):
+    layer.flush()
+    for i in range(3):
+        layer.send("q", {"id": f"old{i}"})
+    layer.send("p!a", {"id": "pa"})
+    for member in ("m1", "m2", "p!x", "p!y"):
+        layer.group_add("g", member)
+
+
+def sweep(layer, operation, verify):
+    """Kill ``operation`` after every line in turn; repair; verify the survivors."""
+    completed = False
+    for n in range(1, 5000):
+        baseline(layer)
+        completed = run_killed_after(n, lambda: operation(layer), layer)
+        repair_and_check(layer)
+        verify(layer, completed)
+        if completed:
+            break
+    assert completed, "operation never completed"
+
+
+OLD = [("q", "old0"), ("q", "old1"), ("q", "old2")]
+
+
+def test_killed_send_loses_at_most_the_message_being_sent(make_layer):
+    layer = make_layer()
+
+    def verify(layer, completed):
+        got = drain(layer, ["q"])
+        assert got in (OLD, OLD + [("q", "new")])
+        if completed:
+            assert got == OLD + [("q", "new")]
+
+    sweep(layer, lambda l: l.send("q", {"id": "new"}), verify)
+
+
+def test_killed_send_to_new_channel(make_layer):
+    layer = make_layer()
+
+    def verify(layer, completed):
+        got = drain(layer, ["fresh?abc"])
+        assert got in ([], [("fresh?abc", "new")])
+        if completed:
+            assert got == [("fresh?abc", "new")]
+
+    sweep(layer, lambda l: l.send("fresh?abc", {"id": "new"}), verify)
+
+
+def test_killed_receive_never_duplicates(make_layer):
+    layer = make_layer()
+
+    def verify(layer, completed):
+        got = drain(layer, ["q"])
+        assert got in (OLD, OLD[1:])
+        if completed:
+            assert got == OLD[1:]
+
+    sweep(layer, lambda l: l.receive(["q"]), verify)
+
+
+def test_killed_send_group(make_layer):
+    layer = make_layer()
+
+    def verify(layer, completed):
+        got = drain(layer, ["m1", "m2", "p!", "q"])
+        ids = [i for _, i in got]
+        assert ids.count("g") <= 4 and len(set(got)) == len(got)
+        assert sorted(i for i in ids if i != "g") == ["old0", "old1", "old2", "pa"]
+        if completed:
+            assert sorted(c for c, i in got if i == "g") == ["m1", "m2", "p!x", "p!y"]
+        assert sorted(layer.group_channels("g")) == ["m1", "m2", "p!x", "p!y"]
+
+    sweep(layer, lambda l: l.send_group("g", {"id": "g"}), verify)
+
+
+def test_killed_group_add_and_discard(make_layer):
+    layer = make_layer()
+    members = {"m1", "m2", "p!x", "p!y"}
+
+    def verify_add(layer, completed):
+        got = set(layer.group_channels("g"))
+        assert got in (members, members | {"new"})
+        if completed:
+            assert got == members | {"new"}
+
+    sweep(layer, lambda l: l.group_add("g", "new"), verify_add)
+
+    def verify_discard(layer, completed):
+        got = set(layer.group_channels("g"))
+        assert got in (members, members - {"m1"})
+        if completed:
+            assert got == members - {"m1"}
+
+    sweep(layer, lambda l: l.group_discard("g", "m1"), verify_discard)
+
+
+def test_rebuild_repairs_scrambled_derived_data(make_layer):
+    """Derived structures (indexes, free lists, tails, depths) can be rebuilt from scratch."""
+    layer = make_layer()
+    baseline(layer)
+    att = layer._a()
+    layout, mm = att.segment.layout, att.segment.mm
+    with att.lock:
+        mm[layout.channel_index_at:layout.groups_at] = b"\xff" * (layout.groups_at -
+                                                                 layout.channel_index_at)
+        mm[layout.blockmap_at:layout.arena_at] = bytes(layout.arena_at - layout.blockmap_at)
+        assert check(mm, layout) != []
+    with att.lock:
+        # the block map was wiped: the queues' blocks are no longer marked allocated, so
+        # recovery must cut those queues rather than trust unmarked blocks
+        rebuild(mm, layout, lambda pid: True)
+        att.store._cache.clear()
+        assert check(mm, layout) == []
+    layer.send("q", {"id": "after"})
+    assert drain(layer, ["q"])[-1] == ("q", "after")
+
+
+@pytest.mark.parametrize("region", ["channels", "members", "arena"])
+def test_corrupt_bytes_give_a_clear_error_or_are_repaired(make_layer, region):
+    """Garbage in the segment never crashes or hangs: operations raise SegmentCorrupt or work."""
+    import random
+
+    from asgi_ipc import SegmentCorrupt
+
+    layer = make_layer()
+    baseline(layer)
+    att = layer._a()
+    layout, mm = att.segment.layout, att.segment.mm
+    start, end = {
+        "channels": (layout.channels_at, layout.channels_at + 8 * 256),
+        "members": (layout.members_at, layout.members_at + 8 * 160),
+        "arena": (layout.arena_at, layout.arena_at + 64 * 256),
+    }[region]
+    rng = random.Random(1234)
+    for _ in range(200):
+        at = rng.randrange(start, end)
+        mm[at] = rng.randrange(256)
+    outcomes = set()
+    for op in (lambda: layer.receive(["q", "p!"]), lambda: layer.send("q", {"id": "x"}),
+               lambda: layer.send_group("g", {"id": "y"}), lambda: layer.group_channels("g"),
+               lambda: layer.global_statistics()):
+        for _ in range(5):
+            try:
+                op()
+                outcomes.add("ok")
+            except (SegmentCorrupt, UnicodeDecodeError, ValueError, TypeError) as exc:
+                outcomes.add(type(exc).__name__)
+    assert outcomes  # it returned: no crash, no hang
+    repair_and_check(layer)
