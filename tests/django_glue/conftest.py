@@ -120,11 +120,13 @@ class Processes:
         self.started: list[subprocess.Popen[Any]] = []
         self.sockets: list[socket.socket] = []
 
-    def runworker(self, routing: str, *args: str, debug: bool = False) -> subprocess.Popen[Any]:
+    def runworker(
+        self, routing: str, *args: str, debug: bool = False, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[Any]:
         log = open(self.tmp_path / f"worker{len(self.started)}.log", "wb")
         proc = subprocess.Popen(
             [sys.executable, "-m", "django", "runworker", *args],
-            cwd=REPO, env=process_env(self.prefix, routing, self.db, debug),
+            cwd=REPO, env={**process_env(self.prefix, routing, self.db, debug), **(env or {})},
             stdout=log, stderr=subprocess.STDOUT,
         )
         log.close()

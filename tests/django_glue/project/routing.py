@@ -1,4 +1,6 @@
 """Routing used by the in-process tests (tests patch it per test with apply_routes)."""
+import time
+
 from django_glue.routing import route
 
 
@@ -9,3 +11,28 @@ def background_task(message):
 
 channel_routing = [route("background", background_task)]
 other_routing = {"other.work": background_task}
+
+
+def failing(message):
+    raise RuntimeError(f"deliberate failure {message['tag']}")
+
+
+def blocking_job(message):
+    """Tell the test it started, then wait (bounded) for a release message and answer."""
+    message.reply_channel.send({"started": message["job"]}, immediately=True)
+    layer = message.channel_layer
+    release = f"release.{message['job']}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        channel, _ = layer.receive([release], block=True)
+        if channel is not None:
+            break
+    message.reply_channel.send({"done": message["job"]})
+
+
+# Served by the runworker process tests.
+process_routing = [
+    route("background", background_task),
+    route("fail", failing),
+    route("job", blocking_job),
+]

@@ -1,0 +1,116 @@
+"""``manage.py runworker`` as a real process on a real layer segment."""
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import REPO, process_env, wait_for
+
+ROUTING = "tests.django_glue.project.routing.process_routing"
+
+
+def receive(layer, channel, timeout=15.0):
+    """Next message on ``channel`` within ``timeout`` (blocking receives, bounded)."""
+    result = wait_for(lambda: layer.receive([channel], block=True)[1], timeout=timeout, interval=0)
+    return result
+
+
+def log_text(proc):
+    return proc.log_path.read_text(errors="replace")
+
+
+def test_consumes_routed_channel_and_http(processes, ipc_layer):
+    processes.runworker(ROUTING)
+    ipc_layer.send("background", {"n": 21, "reply_channel": "t.reply"})
+    assert receive(ipc_layer, "t.reply") == {"done": 42}
+    ipc_layer.send("http.request", {
+        "reply_channel": "t.http!1", "http_version": "1.1", "method": "GET", "path": "/hello/",
+        "query_string": b"", "headers": [[b"host", b"localhost"]],
+    })
+    response = receive(ipc_layer, "t.http!")
+    assert (response["status"], response["content"]) == (200, b"hello")
+
+
+def test_consumer_exception_is_logged_and_worker_continues(processes, ipc_layer):
+    worker = processes.runworker(ROUTING)
+    ipc_layer.send("fail", {"tag": "first"})
+    ipc_layer.send("background", {"n": 1, "reply_channel": "t.reply"})
+    assert receive(ipc_layer, "t.reply") == {"done": 2}
+    wait_for(lambda: "deliberate failure first" in log_text(worker))
+    text = log_text(worker)
+    assert "Traceback (most recent call last)" in text and "RuntimeError" in text
+    assert worker.poll() is None
+
+
+def test_only_and_exclude_channels(processes, ipc_layer):
+    only = processes.runworker(ROUTING, "--only-channels", "back*")
+    ipc_layer.send("background", {"n": 2, "reply_channel": "t.reply"})
+    assert receive(ipc_layer, "t.reply") == {"done": 4}
+    assert "for channels: background" in log_text(only)
+    excluded = processes.runworker(ROUTING, "--exclude-channels", "websocket.*", "--exclude-channels", "http.*")
+    wait_for(lambda: "for channels:" in log_text(excluded))
+    assert "for channels: background, fail, job" in log_text(excluded)
+
+
+def test_no_channels_left_is_a_clear_error(ipc_layer, db_file):
+    result = subprocess.run(
+        [sys.executable, "-m", "django", "runworker", "--only-channels", "nothing.*"],
+        cwd=REPO, env=process_env(ipc_layer.prefix, ROUTING, db_file), capture_output=True, timeout=60,
+    )
+    assert result.returncode != 0
+    assert b"no channels left to listen on" in result.stderr
+
+
+def test_bad_layer_alias_is_a_clear_error(ipc_layer, db_file):
+    result = subprocess.run(
+        [sys.executable, "-m", "django", "runworker", "--layer", "missing"],
+        cwd=REPO, env=process_env(ipc_layer.prefix, ROUTING, db_file), capture_output=True, timeout=60,
+    )
+    assert result.returncode != 0
+    assert b"'missing' is not in settings.CHANNEL_LAYERS" in result.stderr
+
+
+def test_sigterm_finishes_the_running_consumer_then_exits_0(processes, ipc_layer):
+    worker = processes.runworker(ROUTING)
+    ipc_layer.send("job", {"job": "a", "reply_channel": "t.jobs"})
+    assert receive(ipc_layer, "t.jobs") == {"started": "a"}
+    worker.send_signal(signal.SIGTERM)
+    ipc_layer.send("release.a", {})
+    assert receive(ipc_layer, "t.jobs") == {"done": "a"}
+    assert worker.wait(15) == 0
+
+
+def test_sigterm_while_idle_exits_0(processes, ipc_layer):
+    worker = processes.runworker(ROUTING)
+    ipc_layer.send("background", {"n": 0, "reply_channel": "t.reply"})
+    receive(ipc_layer, "t.reply")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(15) == 0
+
+
+def test_threads_run_consumers_concurrently(processes, ipc_layer):
+    processes.runworker(ROUTING, "--threads", "2")
+    ipc_layer.send("job", {"job": "a", "reply_channel": "t.jobs"})
+    ipc_layer.send("job", {"job": "b", "reply_channel": "t.jobs"})
+    # Both jobs block until released, so both can only start if two threads consume.
+    started = {receive(ipc_layer, "t.jobs")["started"], receive(ipc_layer, "t.jobs")["started"]}
+    assert started == {"a", "b"}
+    ipc_layer.send("release.a", {})
+    ipc_layer.send("release.b", {})
+    assert {receive(ipc_layer, "t.jobs")["done"], receive(ipc_layer, "t.jobs")["done"]} == {"a", "b"}
+
+
+def test_ready_signals(processes, ipc_layer):
+    worker = processes.runworker(ROUTING, "--threads", "2", env={"DG_TEST_REPORT_SIGNALS": "1"})
+    signals = sorted(receive(ipc_layer, "test.signals")["signal"] for _ in range(3))
+    assert signals == ["worker_process_ready", "worker_ready", "worker_ready"]
+    assert worker.poll() is None
+
+
+def test_worker_exits_nonzero_when_the_segment_is_removed(processes, ipc_layer):
+    worker = processes.runworker(ROUTING)
+    ipc_layer.send("background", {"n": 0, "reply_channel": "t.reply"})
+    receive(ipc_layer, "t.reply")
+    ipc_layer.unlink()
+    assert worker.wait(15) != 0
