@@ -7,8 +7,10 @@ Every test makes its segments under its own unique prefix and removes them in fi
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import signal
+import struct
 import subprocess
 import sys
 import uuid
@@ -19,6 +21,7 @@ import pytest
 
 from asgi_ipc import IPCChannelLayer
 from asgi_ipc.cli import removeipc_warning, space_warnings
+from asgi_ipc.layout import CH_O_DEPTH, CH_O_USED, Layout
 from asgi_ipc.segment import NAME_PREFIX, SHM_DIR
 
 # Small segments: the tests need a few messages, not the 30+ MiB of the defaults.
@@ -350,6 +353,45 @@ def test_doctor_keeps_an_invalid_file_that_a_process_maps(foreign_file):
         holder.wait(timeout=30)
         holder.stdin.close()
         holder.stdout.close()
+
+
+def test_doctor_keeps_an_orphaned_segment_while_a_process_maps_it(stale_prefix):
+    # the creator is dead, but this process still maps the segment (as a worker would)
+    attached = IPCChannelLayer(prefix=stale_prefix, create=False, **SMALL)
+    try:
+        report = run_json("doctor", "--clean", "--prefix", stale_prefix)
+        record = segment_record(report, stale_prefix)
+        assert record["state"] == "orphaned"
+        assert record["attached_pids"] == [os.getpid()]
+        assert record["problems"] == []
+        assert report["removed"] == [] and shm_path(stale_prefix).exists()
+    finally:
+        attached.close()
+    assert shm_path(stale_prefix).exists(), "an attacher never removes the segment"
+    report = run_json("doctor", "--clean", "--prefix", stale_prefix)
+    assert report["removed"] == [NAME_PREFIX + stale_prefix]
+
+
+def test_doctor_reports_an_inconsistent_segment_and_exits_1(make_layer):
+    layer = make_layer()
+    layer.send("victim", {"n": 1})
+    # corrupt derived data: the queue depth of the only channel record says 7, one is linked
+    layout = Layout(layer.sizes)
+    with open(shm_path(layer.prefix), "r+b") as f:
+        mm = mmap.mmap(f.fileno(), 0)
+        try:
+            [at] = [layout.channel(cid) for cid in range(SMALL["channels"])
+                    if mm[layout.channel(cid) + CH_O_USED]]
+            struct.pack_into("<I", mm, at + CH_O_DEPTH, 7)
+        finally:
+            mm.close()
+
+    done = run_cli("doctor", "--prefix", layer.prefix)
+
+    assert done.returncode == 1, done.stderr
+    [line] = [line for line in done.stdout.splitlines() if "inconsistent:" in line]
+    assert "victim" in line and "depth 7" in line
+    assert shm_path(layer.prefix).exists()
 
 
 def test_doctor_with_no_matching_segment_says_so():
