@@ -184,12 +184,14 @@ def render_stats(data: dict[str, Any]) -> str:
               _seconds(c["messages_max_age"]) if c["messages_pending"] else "-",
               c["messages_count"], c.get("messages_received", 0), c.get("messages_expired", 0),
               c["channel_full_count"], f"{c['messages_count_per_second']:.1f}",
-              f"{c['channel_full_count_per_second']:.1f}"] for c in data["channels"]]))
+              f"{c['channel_full_count_per_second']:.1f}"] for c in data["channels"]],
+            "lrrrrrrrr"))
     else:
         lines.append("no channels")
     lines.append("")
     if data["groups"]:
-        lines.append(_table(["GROUP", "MEMBERS"], [[k, v] for k, v in data["groups"].items()]))
+        lines.append(_table(["GROUP", "MEMBERS"], [[k, v] for k, v in data["groups"].items()],
+                            "lr"))
     else:
         lines.append("no groups")
     return "\n".join(lines)
@@ -448,7 +450,8 @@ def render_survey(data: dict[str, Any], clean: bool) -> str:
             ["SEGMENT", "SIZE", "OWNER", "MODE", "CREATOR", "AGE", "ATTACHED", "STATE"],
             [[r["name"], _size(r["size"]), r["owner"], r["mode"], r["creator_pid"] or "-",
               _age(r["age"]) if r["age"] is not None else "-", _pids(r["attached_pids"]),
-              "removed" if r["removed"] else r["state"]] for r in records]))
+              "removed" if r["removed"] else r["state"]] for r in records],
+            "lrllrrll"))
         lines.append("")
         for r in records:
             lines.append(f"{r['name']}: {r['verdict']}")
@@ -486,13 +489,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 # ===== formatting ================================================================================
-def _table(headers: list[str], rows: list[list[Any]]) -> str:
-    """Columns padded to their widest cell; the first column left-aligned, numbers right."""
+def _table(headers: list[str], rows: list[list[Any]], align: str) -> str:
+    """Columns padded to their widest cell; ``align`` holds ``l`` or ``r`` per column."""
     cells = [headers] + [[str(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     out = []
     for row in cells:
-        parts = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
+        parts = [c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(row, widths, align)]
         out.append("  ".join(parts).rstrip())
     return "\n".join(out)
 
