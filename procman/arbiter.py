@@ -95,7 +95,7 @@ class Child:
     beats: HeartbeatReader | None
     ready_at: float | None = None
     last_beat: float = 0.0
-    requests: int = 0
+    requests: int | None = None
     retiring: str | None = None  # why it is being replaced (reload, max-memory, max-requests)
     stop_sent: float | None = None
     abort_sent: float | None = None
@@ -383,8 +383,8 @@ class Arbiter:
             child.last_beat = now
             if event.kind == "ready" and child.ready_at is None:
                 child.ready_at = now
-            elif event.kind == "beat":
-                child.requests = event.requests or 0
+            elif event.kind == "beat" and event.requests is not None:
+                child.requests = event.requests
             elif event.kind == "retire" and child.role.recyclable and not child.retiring:
                 child.retiring = event.text or "asked to retire"
                 self.log.info(f"{child.name} retiring ({child.retiring}); starting its replacement")

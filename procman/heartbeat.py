@@ -4,7 +4,7 @@ Theory of operation: before forking a child the supervisor creates a pipe and pa
 as ``PROCMAN_HEARTBEAT_FD``. The child writes short ASCII lines to it:
 
 ``ready``                 booted (imports done, layer attached, about to serve)
-``beat <requests>``       still alive; ``<requests>`` is how many messages it has handled so far
+``beat [<requests>]``     still alive; ``<requests>`` is how many messages it has handled so far
 ``retire <reason>``       please replace me (``--max-requests`` reached); keeps serving until TERM
 ``booterror <summary>``   one-line reason, sent just before exiting with ``BOOT_ERROR``
 
@@ -100,17 +100,17 @@ class HeartbeatSender:
         self._last = time.monotonic()
         return self._send("ready")
 
-    def beat(self, requests: int = 0, force: bool = False) -> bool:
+    def beat(self, requests: int | None = None, force: bool = False) -> bool:
         """Report liveness (at most once per ``interval`` unless ``force``).
 
-        :param requests: total messages handled so far by this child.
+        :param requests: total messages handled so far by this child (None: not counted).
         :returns: False once the supervisor is gone (the child should then exit).
         """
         now = time.monotonic()
         if not force and now - self._last < self.interval:
             return self.supervisor_alive
         self._last = now
-        return self._send(f"beat {int(requests)}")
+        return self._send("beat" if requests is None else f"beat {int(requests)}")
 
     def retire(self, reason: str) -> bool:
         """Ask to be replaced (new child first, then this one gets SIGTERM)."""
@@ -179,7 +179,7 @@ def _parse(line: str) -> HeartbeatEvent | None:
         return HeartbeatEvent("ready")
     if kind == "beat":
         try:
-            return HeartbeatEvent("beat", requests=max(0, int(rest or 0)))
+            return HeartbeatEvent("beat", requests=max(0, int(rest)) if rest else None)
         except ValueError:
             return None
     if kind in ("retire", "booterror"):

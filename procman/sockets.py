@@ -130,8 +130,7 @@ def bind(spec: str, backlog: int = 2048) -> Listener:
                 f"CAP_NET_BIND_SERVICE; use systemd socket activation or a port >= 1024)"
             ) from None
         raise BindError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    sock.set_inheritable(True)
-    return Listener(sock, spec)
+    return _shareable(Listener(sock, spec))
 
 
 def _bind_unix(spec: str, path: str, backlog: int) -> Listener:
@@ -159,8 +158,7 @@ def _bind_unix(spec: str, path: str, backlog: int) -> Listener:
     except OSError as exc:
         sock.close()
         raise BindError(f"--bind {spec!r}: cannot listen on {path}: {exc.strerror}") from None
-    sock.set_inheritable(True)
-    return Listener(sock, spec, owned_path=path)
+    return _shareable(Listener(sock, spec, owned_path=path))
 
 
 def adopt_fd(fd: int, spec: str | None = None) -> Listener:
@@ -176,8 +174,16 @@ def adopt_fd(fd: int, spec: str | None = None) -> Listener:
     if sock.type != socket.SOCK_STREAM or not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
         sock.detach()
         raise BindError(f"{label}: file descriptor {fd} is not a listening stream socket")
-    sock.set_inheritable(True)
-    return Listener(sock, label)
+    return _shareable(Listener(sock, label))
+
+
+def _shareable(listener: Listener) -> Listener:
+    """Inheritable by children, and non-blocking: O_NONBLOCK belongs to the open file shared by
+    every process, and an event loop that accepts on a blocking socket freezes in ``accept()``
+    as soon as another process took the pending connection."""
+    listener.sock.set_inheritable(True)
+    listener.sock.setblocking(False)
+    return listener
 
 
 def adopt_systemd() -> list[Listener]:

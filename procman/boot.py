@@ -1,0 +1,95 @@
+"""How a supervised child boots: the boot-error half of the exit-code protocol.
+
+:func:`supervised_main` runs a child's entry point; if it raises (or returns non-zero) *before*
+the child told the supervisor it is ready, the traceback is printed, a one-line summary goes to
+the supervisor over the heartbeat pipe, and the process exits with
+:data:`~procman.exitcodes.BOOT_ERROR` - so the supervisor stops the run instead of restarting a
+child that can only fail the same way. After ready, errors are ordinary crashes.
+
+Children: ``python -m procman.boot worker ARGS`` and ``python -m procman.boot interface ARGS``.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import sys
+import traceback
+from typing import Callable
+
+from . import exitcodes
+from .heartbeat import HeartbeatSender, exit_with_parent
+
+__all__ = ["supervised_main", "main"]
+
+
+def supervised_main(entry: Callable[[HeartbeatSender], int]) -> int:
+    """Run ``entry(beats)`` under the boot-error protocol; returns the process exit code.
+
+    ``entry`` must call ``beats.ready()`` once it is able to serve.
+    """
+    faulthandler.enable()  # SIGABRT from the supervisor (hung child) prints every thread's stack
+    exit_with_parent()
+    beats = HeartbeatSender.from_env()
+    ready_calls = []
+    original_ready = beats.ready
+
+    def ready() -> bool:
+        ready_calls.append(1)
+        return original_ready()
+
+    beats.ready = ready  # type: ignore[method-assign]
+    try:
+        code = entry(beats)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if exc.code not in (None, 0) and not isinstance(exc.code, int):
+            print(exc.code, file=sys.stderr)
+    except KeyboardInterrupt:
+        return 130
+    except BaseException as exc:  # noqa: BLE001 - anything at boot is a boot error
+        if ready_calls:
+            raise
+        traceback.print_exc()
+        beats.boot_error(f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
+        return exitcodes.BOOT_ERROR
+    if code and not ready_calls:
+        beats.boot_error(f"exited with code {code} before it was ready")
+        return exitcodes.BOOT_ERROR
+    return int(code or 0)
+
+
+def _interface(argv: list[str]) -> Callable[[HeartbeatSender], int]:
+    def entry(beats: HeartbeatSender) -> int:
+        from twisted.internet import reactor, task
+
+        from procman.interface.cli import main as interface_main
+
+        def start_beating() -> None:
+            # Runs inside the reactor once the server set itself up: the reactor turning is our
+            # liveness signal (a blocked reactor stops beating and gets replaced).
+            beats.ready()
+            loop = task.LoopingCall(lambda: beats.beat() or reactor.stop())
+            loop.start(1.0, now=False)
+
+        reactor.callWhenRunning(start_beating)
+        return interface_main(argv)
+
+    return entry
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m procman.boot ROLE ARGS...`` (ROLE is ``worker`` or ``interface``)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in ("worker", "interface"):
+        print("usage: python -m procman.boot {worker,interface} ARGS...", file=sys.stderr)
+        return exitcodes.USAGE
+    role, rest = args[0], args[1:]
+    if role == "worker":
+        from .worker import worker_entry
+
+        return supervised_main(worker_entry(rest))
+    return supervised_main(_interface(rest))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,247 @@
+"""The ``procman`` command line.
+
+``procman run``            run the Django project in the current directory (or ``--settings``)
+``procman demo``           run the bundled chat demo (no arguments needed)
+``procman status``         processes and layer queues of a running site (``--json``)
+``procman reload``         rolling restart of the workers (same as SIGHUP)
+``procman stop``           graceful stop (``--fast``: kill at once)
+``procman doctor``         check the machine and project; ``--clean`` removes stale segments
+``procman export systemd`` write a service + socket unit pair
+``procman interface ...``  one interface server process (what ``run`` starts N of)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import control, exitcodes
+
+__all__ = ["main", "build_parser"]
+
+
+def _add_run_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags shared by ``run``, ``demo`` and ``export systemd``; all default to None so that
+    settings files can fill in what the command line does not say (see procman.config)."""
+    group = parser.add_argument_group("site")
+    group.add_argument("--settings", help="Django settings module (default: DJANGO_SETTINGS_MODULE, or manage.py's)")
+    group.add_argument("--bind", "-b", action="append", metavar="ADDRESS",
+                       help="listen on HOST:PORT, [V6]:PORT, PORT, unix:/PATH or fd://N; repeatable "
+                            "(default 127.0.0.1:8000; systemd socket activation overrides it)")
+    group.add_argument("--config", type=Path, metavar="FILE",
+                       help="settings file to read instead of ./procman.toml")
+    group = parser.add_argument_group("processes")
+    group.add_argument("--interfaces", type=int, metavar="N", help="interface server processes (default 1)")
+    group.add_argument("--workers", "-w", type=int, metavar="N", help="Django workers (default: number of cores)")
+    group.add_argument("--only-channels", action="append", metavar="GLOB",
+                       help="main worker pool listens only on matching channels; repeatable")
+    group.add_argument("--exclude-channels", action="append", metavar="GLOB",
+                       help="main worker pool ignores matching channels; repeatable")
+    group.add_argument("--pool", dest="pools", action="append", metavar="NAME=N:GLOB[,GLOB]",
+                       help="an extra worker pool of N workers for the matching channels (which the "
+                            "main pool then ignores), e.g. thumbnail=1:thumbnail; repeatable")
+    group.add_argument("--max-requests", type=int, metavar="N",
+                       help="replace a worker after N messages (0: never; default 0)")
+    group.add_argument("--max-requests-jitter", type=int, metavar="N",
+                       help="add 0..N to --max-requests per worker (default: a tenth of it)")
+    group.add_argument("--max-memory", metavar="SIZE", help="replace a worker whose RSS exceeds SIZE (e.g. 512M)")
+    group.add_argument("--timeout", type=float, metavar="SECONDS",
+                       help="a child silent this long is killed and replaced (default 30)")
+    group.add_argument("--graceful-timeout", type=float, metavar="SECONDS",
+                       help="how long a graceful stop may take before SIGKILL (default 30)")
+    colour = parser.add_mutually_exclusive_group()
+    colour.add_argument("--color", "--colour", dest="colour", action="store_const", const=True,
+                        help="colour the log prefixes even when not on a terminal")
+    colour.add_argument("--no-color", "--no-colour", dest="colour", action="store_const", const=False,
+                        help="never colour the log")
+
+
+def _add_target_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--name", metavar="PREFIX",
+                        help="which site (its layer prefix); needed only when several run")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="procman", description="Run a Django site on one machine: "
+                                     "shared-memory channel layer, interface servers and workers.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    run = sub.add_parser("run", help="run the Django project in the current directory")
+    _add_run_flags(run)
+    demo = sub.add_parser("demo", help="run the bundled chat demo site")
+    _add_run_flags(demo)
+    status = sub.add_parser("status", help="show the processes and queues of a running site")
+    _add_target_flags(status)
+    status.add_argument("--json", action="store_true", help="print the raw status as JSON")
+    reload = sub.add_parser("reload", help="rolling restart of the workers (like SIGHUP)")
+    _add_target_flags(reload)
+    stop = sub.add_parser("stop", help="stop a running site")
+    _add_target_flags(stop)
+    stop.add_argument("--fast", action="store_true", help="kill the processes at once instead of draining")
+    doctor = sub.add_parser("doctor", help="check /dev/shm, stale segments, ports, settings, systemd")
+    doctor.add_argument("--settings", help="Django settings module to try importing")
+    doctor.add_argument("--bind", "-b", action="append", metavar="ADDRESS", help="address to check (repeatable)")
+    doctor.add_argument("--clean", action="store_true", help="remove stale segments left by dead sites")
+    doctor.add_argument("--json", action="store_true", help="print the findings as JSON")
+    export = sub.add_parser("export", help="write deployment files")
+    export_sub = export.add_subparsers(dest="format", metavar="FORMAT")
+    export_sub.required = True
+    units = export_sub.add_parser("systemd", help="a Type=notify service and a .socket unit")
+    units.add_argument("--unit", metavar="NAME", help="unit name (default: the layer prefix)")
+    units.add_argument("--output", "-o", type=Path, metavar="DIR",
+                       help="write NAME.service and NAME.socket into DIR (default: print them)")
+    units.add_argument("--user", help="User= for the service (a system user; see RemoveIPC in docs)")
+    _add_run_flags(units)
+    interface = sub.add_parser("interface", help="run one interface server process", add_help=False)
+    interface.add_argument("args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def _run_flags(args: argparse.Namespace) -> dict[str, Any]:
+    keys = ("settings", "bind", "interfaces", "workers", "only_channels", "exclude_channels",
+            "pools", "max_requests", "max_requests_jitter", "max_memory", "timeout", "graceful_timeout", "colour")
+    return {key: getattr(args, key) for key in keys}
+
+
+def _error(message: str, code: int) -> int:
+    print(f"procman: error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``procman`` command; returns the exit code (see procman.exitcodes)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["interface"]:
+        from procman.interface.cli import main as interface_main
+
+        return interface_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command in ("run", "demo"):
+            return _cmd_run(args)
+        if args.command == "status":
+            return _cmd_status(args)
+        if args.command in ("reload", "stop"):
+            return _cmd_signal(args)
+        if args.command == "doctor":
+            from .doctor import run_doctor
+
+            return run_doctor(args.settings, args.bind or [], clean=args.clean, as_json=args.json)
+        if args.command == "export":
+            return _cmd_export(args)
+    except control.ControlError as exc:
+        return _error(str(exc), exitcodes.FAILURE)
+    except KeyboardInterrupt:
+        return 130
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .config import ConfigError, resolve
+    from .logstream import LogStream
+    from .site import SiteError, run_site
+
+    directory = Path.cwd()
+    banner = ""
+    flags = _run_flags(args)
+    try:
+        if args.command == "demo":
+            from .demo.setup import prepare_demo
+
+            directory, flags, banner = prepare_demo(flags)
+        config = resolve(flags, directory, args.config)
+    except (ConfigError, SiteError) as exc:
+        return _error(str(exc), getattr(exc, "exit_code", exitcodes.USAGE))
+    log = LogStream(colour=config.colour)
+    try:
+        return run_site(config, directory, log, banner=banner)
+    except SiteError as exc:
+        return _error(str(exc), exc.exit_code)
+
+
+def _target(args: argparse.Namespace) -> Path:
+    """The control socket of the site the user means."""
+    if args.name:
+        return control.socket_path(args.name)
+    live = [path for path in control.list_sockets() if control._is_live(path)]
+    if len(live) == 1:
+        return live[0]
+    if not live:
+        raise control.ControlError(
+            f"no running procman site found for this user (looked in {control.runtime_dir()}); "
+            "start one with `procman run` or `procman demo`"
+        )
+    names = ", ".join(path.stem for path in live)
+    raise control.ControlError(f"several sites are running ({names}); choose one with --name")
+
+
+def _cmd_signal(args: argparse.Namespace) -> int:
+    fields = {"fast": args.fast} if args.command == "stop" else {}
+    response = control.request(_target(args), args.command, **fields)
+    if not response.get("ok"):
+        return _error(response.get("error", "the supervisor refused"), exitcodes.FAILURE)
+    print(response.get("message", "ok"))
+    return exitcodes.OK
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from .status import format_status
+
+    response = control.request(_target(args), "status")
+    if not response.get("ok"):
+        return _error(response.get("error", "the supervisor refused"), exitcodes.FAILURE)
+    if args.json:
+        print(json.dumps(response, indent=2, sort_keys=True, default=str))
+    else:
+        print(format_status(response))
+    return exitcodes.OK
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .config import ConfigError, resolve
+    from .project import ProjectError, find_settings_module, load_project
+    from .systemd import render_units
+
+    directory = Path.cwd()
+    flags = _run_flags(args)
+    try:
+        config = resolve(flags, directory, args.config)
+        settings_module = find_settings_module(config.settings, directory)
+        prefix = args.unit or load_project(settings_module, directory).prefix
+    except (ConfigError, ProjectError) as exc:
+        return _error(str(exc), exitcodes.USAGE)
+    program = Path(sys.executable).with_name("procman")
+    command = [str(program)] if program.exists() else [sys.executable, "-m", "procman"]
+    command += ["run", "--settings", settings_module, "--no-color"]
+    for key, flag in (("interfaces", "--interfaces"), ("workers", "--workers"), ("max_requests", "--max-requests"),
+                      ("timeout", "--timeout"), ("graceful_timeout", "--graceful-timeout")):
+        if flags.get(key) is not None:
+            command += [flag, str(flags[key])]
+    if flags.get("max_memory"):
+        command += ["--max-memory", str(flags["max_memory"])]
+    for pool in flags.get("pools") or []:
+        command += ["--pool", pool]
+    try:
+        service, sock = render_units(prefix, command, config.bind, str(directory), user=args.user,
+                                     environment={"PYTHONUNBUFFERED": "1"})
+    except ValueError as exc:
+        return _error(str(exc), exitcodes.USAGE)
+    if args.output is None:
+        print(f"# {prefix}.service\n{service}\n# {prefix}.socket\n{sock}", end="")
+        return exitcodes.OK
+    args.output.mkdir(parents=True, exist_ok=True)
+    for suffix, text in (("service", service), ("socket", sock)):
+        path = args.output / f"{prefix}.{suffix}"
+        path.write_text(text)
+        print(f"wrote {path}")
+    print(f"install: cp {args.output}/{prefix}.* /etc/systemd/system/ && systemctl daemon-reload && "
+          f"systemctl enable --now {prefix}.socket {prefix}.service")
+    return exitcodes.OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""Finding the Django project and its channel layer, without setting Django up in the supervisor.
+
+The supervisor only *imports the settings module* (cheap, no apps loaded) to read
+``CHANNEL_LAYERS``; workers do the full ``django.setup()``. A settings module that does not import
+is reported here, once, before any child is started.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ProjectError", "Project", "find_settings_module", "load_project"]
+
+_MANAGE_PY_SETTINGS = re.compile(r"""DJANGO_SETTINGS_MODULE['"]\s*,\s*['"]([\w.]+)['"]""")
+
+
+class ProjectError(Exception):
+    """The project or its layer settings cannot be used; the message says what to fix."""
+
+
+@dataclass
+class Project:
+    """A Django project as the supervisor sees it.
+
+    :ivar settings_module: dotted settings module (children get it as DJANGO_SETTINGS_MODULE).
+    :ivar directory: the directory to put on ``sys.path``/``PYTHONPATH`` (where manage.py lives).
+    :ivar alias: the ``CHANNEL_LAYERS`` alias used.
+    :ivar backend: the layer class named by ``BACKEND``.
+    :ivar layer_config: its ``CONFIG`` (constructor keyword arguments).
+    """
+
+    settings_module: str
+    directory: Path
+    alias: str
+    backend: type
+    layer_config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def prefix(self) -> str:
+        """The layer prefix, which also names the site (control socket, logs)."""
+        prefix = self.layer_config.get("prefix")
+        if prefix is None:
+            import inspect
+
+            default = inspect.signature(self.backend).parameters.get("prefix")
+            prefix = default.default if default is not None else "asgi"
+        return str(prefix)
+
+    def child_env(self) -> dict[str, str]:
+        """Environment for children: the settings module and the project on PYTHONPATH."""
+        path = os.environ.get("PYTHONPATH", "")
+        entries = [str(self.directory)] + [p for p in path.split(os.pathsep) if p]
+        return {"DJANGO_SETTINGS_MODULE": self.settings_module, "PYTHONPATH": os.pathsep.join(entries)}
+
+
+def find_settings_module(explicit: str | None, directory: Path) -> str:
+    """``--settings``, else ``DJANGO_SETTINGS_MODULE``, else what ``manage.py`` in ``directory`` sets.
+
+    :raises ProjectError: none of the three gives a settings module.
+    """
+    if explicit:
+        return explicit
+    if os.environ.get("DJANGO_SETTINGS_MODULE"):
+        return os.environ["DJANGO_SETTINGS_MODULE"]
+    manage = directory / "manage.py"
+    if manage.is_file():
+        match = _MANAGE_PY_SETTINGS.search(manage.read_text(errors="replace"))
+        if match:
+            return match.group(1)
+        raise ProjectError(f"{manage} does not set DJANGO_SETTINGS_MODULE; pass --settings mysite.settings")
+    raise ProjectError(
+        f"no Django project found in {directory}: run procman in the directory holding manage.py, "
+        "pass --settings mysite.settings, or set DJANGO_SETTINGS_MODULE"
+    )
+
+
+def load_project(settings_module: str, directory: Path, alias: str = "default") -> Project:
+    """Import the settings module and validate ``CHANNEL_LAYERS[alias]`` for procman.
+
+    :raises ProjectError: the settings do not import (the message carries the traceback), or the
+        layer entry is missing, malformed or not an ``asgi_ipc`` layer.
+    """
+    if str(directory) not in sys.path:
+        sys.path.insert(0, str(directory))
+    try:
+        module = importlib.import_module(settings_module)
+    except BaseException as exc:  # noqa: BLE001 - settings can raise anything, even SystemExit
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        trace = "".join(traceback.format_exception(exc)).rstrip()
+        raise ProjectError(
+            f"{trace}\ncannot import settings module {settings_module!r} "
+            f"({type(exc).__name__}: {exc}); fix the error above, or pass the right --settings"
+        ) from None
+    layers = getattr(module, "CHANNEL_LAYERS", None)
+    where = f"{settings_module}.CHANNEL_LAYERS"
+    if not isinstance(layers, dict) or alias not in layers:
+        raise ProjectError(
+            f"{where} has no {alias!r} entry; add e.g. CHANNEL_LAYERS = {{{alias!r}: {{'BACKEND': "
+            f"'asgi_ipc.IPCChannelLayer', 'CONFIG': {{'prefix': 'mysite'}}, "
+            f"'ROUTING': 'mysite.routing.channel_routing'}}}}"
+        )
+    entry = layers[alias]
+    if not isinstance(entry, dict) or not isinstance(entry.get("BACKEND"), str):
+        raise ProjectError(f"{where}[{alias!r}] must be a dict with a 'BACKEND' dotted path")
+    config = entry.get("CONFIG", {})
+    if not isinstance(config, dict):
+        raise ProjectError(f"{where}[{alias!r}]['CONFIG'] must be a dict of layer arguments")
+    backend = _import_backend(entry["BACKEND"], where, alias)
+    return Project(settings_module, directory, alias, backend, dict(config))
+
+
+def _import_backend(path: str, where: str, alias: str) -> type:
+    module_name, _, name = path.rpartition(".")
+    try:
+        backend = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ProjectError(f"{where}[{alias!r}]['BACKEND'] = {path!r} cannot be imported: {exc}") from None
+    from asgi_ipc import IPCChannelLayer
+
+    if not (isinstance(backend, type) and issubclass(backend, IPCChannelLayer)):
+        raise ProjectError(
+            f"{where}[{alias!r}]['BACKEND'] is {path!r}; procman runs sites on the shared-memory "
+            "layer, 'asgi_ipc.IPCChannelLayer' (other layers need their own servers)"
+        )
+    return backend

@@ -1,0 +1,202 @@
+"""``procman run``: put a whole site together - layer, sockets, children, control socket - and
+take it apart again.
+
+Order on the way up: read settings (a broken settings module stops here, once, before anything is
+created), bind the sockets (a port in use stops here), create the layer segment, open the control
+socket, start the arbiter. On the way down everything is undone in reverse, whatever happened:
+the segment is removed (nothing is left in /dev/shm), UNIX socket files and the control socket too.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import control, exitcodes, systemd
+from .arbiter import Arbiter, Role
+from .config import RunConfig
+from .logstream import LogStream
+from .project import Project, ProjectError, find_settings_module, load_project
+from .sockets import BindError, Listener, adopt_systemd, bind, close_all
+
+__all__ = ["SiteError", "run_site", "build_roles", "STANDARD_CHANNELS"]
+
+#: Channels every site has, shown in ``status`` even before traffic.
+STANDARD_CHANNELS = ("http.request", "websocket.connect", "websocket.receive", "websocket.disconnect")
+
+
+class SiteError(Exception):
+    """The site cannot start; ``exit_code`` says why (see :mod:`procman.exitcodes`)."""
+
+    def __init__(self, message: str, exit_code: int = exitcodes.USAGE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def build_roles(config: RunConfig, project: Project, listeners: list[Listener]) -> list[Role]:
+    """The interface and worker roles for ``config`` (pure: no process is started)."""
+    env = project.child_env()
+    python = sys.executable
+    fds = tuple(listener.fileno() for listener in listeners)
+    interface_argv = [python, "-m", "procman.boot", "interface", "--settings", project.settings_module]
+    for fd in fds:
+        interface_argv += ["--fd", str(fd)]
+    roles = [
+        Role("interface", interface_argv, count=config.interfaces, pass_fds=fds, env=env, stop_order=0)
+    ]
+    worker_base = [python, "-m", "procman.boot", "worker", "--settings", project.settings_module, "--alias", project.alias]
+    if config.max_requests:
+        worker_base += ["--max-requests", str(config.max_requests), "--max-requests-jitter", str(config.jitter)]
+    main_pool = list(worker_base)
+    for glob in config.only_channels:
+        main_pool += ["--only-channels", glob]
+    for glob in config.exclude_channels + [g for pool in config.pools for g in pool.channels]:
+        main_pool += ["--exclude-channels", glob]
+    common = dict(env=env, reload=True, recyclable=True, stop_order=1)
+    roles.append(Role("worker", main_pool, count=config.workers, scalable=True, **common))
+    for pool in config.pools:
+        argv = list(worker_base)
+        for glob in pool.channels:
+            argv += ["--only-channels", glob]
+        roles.append(Role(f"worker-{pool.name}", argv, count=pool.count, **common))
+    return roles
+
+
+def _listeners(config: RunConfig, log: LogStream) -> list[Listener]:
+    adopted = adopt_systemd()
+    if adopted:
+        log.info(f"using {len(adopted)} socket(s) from systemd socket activation (--bind ignored)")
+        return adopted
+    listeners: list[Listener] = []
+    try:
+        for spec in config.bind:
+            listeners.append(bind(spec))
+    except BindError:
+        close_all(listeners)
+        raise
+    return listeners
+
+
+def _create_layer(project: Project, log: LogStream) -> Any:
+    from asgi_ipc import SegmentExists
+    from asgi_ipc.segment import inspect, remove, segment_name
+
+    try:
+        return project.backend(**project.layer_config, create=True)
+    except SegmentExists:
+        info = inspect(segment_name(project.prefix).lstrip("/"))
+        if not info.stale:
+            raise SiteError(
+                f"a site with layer prefix {project.prefix!r} is already running here "
+                f"({info.verdict()}); stop it (`procman stop --name {project.prefix}`) or give this "
+                "site another 'prefix' in CHANNEL_LAYERS CONFIG"
+            ) from None
+        log.info(f"removing the segment a crashed run left behind ({info.verdict()})")
+        remove(project.prefix)
+    try:
+        return project.backend(**project.layer_config, create=True)
+    except TypeError as exc:
+        raise SiteError(f"CHANNEL_LAYERS[{project.alias!r}]['CONFIG'] is not accepted by the layer: {exc}") from None
+    except Exception as exc:  # the layer's own errors: segment exists, /dev/shm full...
+        raise SiteError(
+            f"cannot create the channel layer segment for prefix {project.prefix!r}: "
+            f"{type(exc).__name__}: {exc}\n"
+            f"If another site runs with this prefix, give this one another 'prefix' in CONFIG; if a "
+            f"crashed run left it behind, `procman doctor --clean` removes it."
+        ) from None
+
+
+def _layer_statistics(layer: Any, channels: list[str]) -> dict[str, Any]:
+    try:
+        stats: dict[str, Any] = {"global": layer.global_statistics(), "channels": {}}
+        for name in channels:
+            stats["channels"][name] = layer.channel_statistics(name)
+    except Exception as exc:  # status must answer even if the layer misbehaves
+        return {"layer": {"error": f"{type(exc).__name__}: {exc}"}}
+    return {"layer": stats}
+
+
+def run_site(config: RunConfig, directory: Path, log: LogStream, banner: str = "") -> int:
+    """Run the Django project in ``directory`` (or ``config.settings``) until stopped.
+
+    :param banner: an extra line printed after the ready line (``procman demo`` uses it).
+    :returns: the exit code; errors before start-up are raised as :class:`SiteError`.
+    """
+    try:
+        settings_module = find_settings_module(config.settings, directory)
+        project = load_project(settings_module, directory)
+    except ProjectError as exc:
+        raise SiteError(str(exc)) from None
+    try:
+        listeners = _listeners(config, log)
+    except BindError as exc:
+        raise SiteError(str(exc)) from None
+    layer = None
+    control_server = None
+    try:
+        layer = _create_layer(project, log)
+        roles = build_roles(config, project, listeners)
+        channels = list(STANDARD_CHANNELS) + [g for pool in config.pools for g in pool.channels if "*" not in g]
+        started = time.monotonic()
+        watchdog = systemd.watchdog_interval()
+        last_ping = [0.0]
+
+        def on_ready() -> None:
+            urls = ", ".join(listener.url for listener in listeners)
+            counts = ", ".join(f"{role.count} {role.name}" for role in roles)
+            log.info(f"ready at {urls} ({counts}; layer prefix {project.prefix!r}; "
+                     f"{time.monotonic() - started:.1f} s)")
+            if banner:
+                log.info(banner)
+            systemd.notify(f"READY=1\nSTATUS=serving {urls}")
+
+        def on_tick() -> None:
+            if watchdog and time.monotonic() - last_ping[0] >= watchdog:
+                last_ping[0] = time.monotonic()
+                systemd.notify("WATCHDOG=1")
+
+        arbiter = Arbiter(
+            roles,
+            log,
+            graceful_timeout=config.graceful_timeout,
+            heartbeat_timeout=config.timeout,
+            max_memory=config.max_memory,
+            on_ready=on_ready,
+            on_tick=on_tick,
+            status_extra=lambda: {
+                "site": {"prefix": project.prefix, "settings": project.settings_module,
+                         "listen": [listener.url for listener in listeners]},
+                **_layer_statistics(layer, channels),
+            },
+        )
+        try:
+            control_server = control.ControlServer(control.socket_path(project.prefix), arbiter.answer)
+        except control.ControlError as exc:
+            raise SiteError(str(exc)) from None
+        arbiter.watch_fd(control_server, control_server.serve_one)
+        log.info(f"site {project.prefix!r} ({project.settings_module}); control socket {control_server.path}")
+        code = arbiter.run()
+        systemd.notify("STOPPING=1")
+        return code
+    finally:
+        if control_server is not None:
+            control_server.close()
+        close_all(listeners)
+        if layer is not None:
+            layer.close()
+            _ensure_unlinked(layer, log)
+
+
+def _ensure_unlinked(layer: Any, log: LogStream) -> None:
+    """The creator's close() removes the segment; say so loudly if it did not."""
+    leftovers = [name for name in os.listdir("/dev/shm") if _segment_of(layer, name)] if os.path.isdir("/dev/shm") else []
+    if leftovers:
+        log.info(f"warning: the layer left {', '.join(leftovers)} in /dev/shm; `procman doctor --clean` removes them")
+
+
+def _segment_of(layer: Any, filename: str) -> bool:
+    prefix = getattr(layer, "prefix", None)
+    return bool(prefix) and filename.startswith("asgi_ipc.") and filename[len("asgi_ipc."):].split(".")[0] == prefix
