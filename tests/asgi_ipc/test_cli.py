@@ -400,6 +400,30 @@ def test_doctor_with_no_matching_segment_says_so():
     assert f"no asgi_ipc segments in {SHM_DIR}" in done.stdout
 
 
+@pytest.mark.skipif(os.getuid() != 0, reason="giving a segment to another user needs root")
+def test_a_segment_of_another_user_is_listed_but_not_attached(make_layer):
+    layer = make_layer()
+    nobody = 65534
+    os.chown(shm_path(layer.prefix), nobody, -1)
+
+    report = run_json("doctor", "--prefix", layer.prefix)
+    record = segment_record(report, layer.prefix)
+    assert record["uid"] == nobody and record["state"] == "in use"
+    assert record["problems"] is None
+    assert any(f"belongs to uid {nobody}" in note for note in record["notes"])
+
+    assert_one_line_error(run_cli("stats", "--prefix", layer.prefix), 1, f"uid {nobody}")
+
+
+def test_console_script_is_this_main():
+    from importlib.metadata import entry_points
+
+    from asgi_ipc.cli import main
+
+    [script] = [ep for ep in entry_points(group="console_scripts") if ep.name == "asgi-ipc"]
+    assert script.load() is main
+
+
 # ===== environment warnings (pure decisions fed by statvfs / logind settings) ====================
 def test_space_warnings():
     mib = 2**20
