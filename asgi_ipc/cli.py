@@ -50,6 +50,10 @@ EXIT_OK = 0
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
 
+# An invalid-looking segment changed this recently may be one a site is creating right now (its
+# header is written after the memory is reserved): ``--clean`` leaves it alone until it is older.
+CREATION_GRACE = 10.0
+
 
 class CommandError(Exception):
     """An expected failure: ``str(self)`` is the one line for stderr, ``code`` the exit code."""
@@ -348,6 +352,12 @@ def _examine(info: SegmentInfo) -> dict[str, Any]:
         mtime = 0.0
     created = info.created or mtime
     notes = []
+    removable = info.stale and not info.attached_pids
+    if removable and not info.valid and time.time() - mtime < CREATION_GRACE:
+        removable = False
+        notes.append(f"changed {max(0.0, time.time() - mtime):.0f}s ago, so a site may be "
+                     f"creating it right now; --clean removes it once it is "
+                     f"{CREATION_GRACE:.0f}s old")
     if info.mode & 0o077:
         notes.append(f"mode {info.mode:04o} lets other users read or write it; asgi_ipc "
                      "creates segments 0600")
@@ -367,7 +377,7 @@ def _examine(info: SegmentInfo) -> dict[str, Any]:
         "state": _state(info),
         "verdict": info.verdict() if info.valid or not info.attached_pids else
         f"invalid: {info.problem}; mapped by pids {', '.join(map(str, info.attached_pids))}",
-        "removable": info.stale and not info.attached_pids,
+        "removable": removable,
         "problems": None,
         "notes": notes,
         "removed": False,
@@ -401,9 +411,10 @@ def _remove(record: dict[str, Any]) -> str | None:
         return None
     except OSError as exc:
         return f"cannot read {record['path']} again: {exc.strerror}"
-    if not fresh["removable"]:
+    if not fresh["removable"]:  # someone started using it since the survey: not an error
         record.update(fresh)
-        return f"kept {record['name']}: it is {fresh['verdict']}"
+        record["notes"].append("kept: it changed while doctor was looking at it")
+        return None
     try:
         _segment.remove(record["name"])
     except posix_ipc.ExistentialError:
@@ -417,8 +428,9 @@ def _remove(record: dict[str, Any]) -> str | None:
 def survey(prefixes: Sequence[str] | None = None, clean: bool = False) -> dict[str, Any]:
     """Everything ``doctor`` reports, as plain data (the ``--json`` document).
 
-    ``prefixes`` limits it to those layers; ``clean`` removes the stale and invalid segments
-    that no process maps and consistency-checks the valid ones that are in use.
+    ``prefixes`` limits it to those layers. Valid segments that processes use are attached to
+    and consistency-checked; with ``clean``, stale and invalid segments that no process maps
+    are removed (each judged again just before).
     """
     shm, warnings = environment_warnings()
     wanted = set(prefixes) if prefixes else None

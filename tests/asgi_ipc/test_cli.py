@@ -13,6 +13,7 @@ import signal
 import struct
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -317,6 +318,8 @@ def test_doctor_text_suggests_clean_for_stale(stale_prefix):
 
 
 def test_doctor_reports_foreign_file_invalid_and_clean_removes_it(foreign_file):
+    an_hour_ago = time.time() - 3600
+    os.utime(shm_path(foreign_file), (an_hour_ago, an_hour_ago))
     report = run_json("doctor", "--prefix", foreign_file)
     record = segment_record(report, foreign_file)
     assert record["state"] == "invalid"
@@ -329,8 +332,19 @@ def test_doctor_reports_foreign_file_invalid_and_clean_removes_it(foreign_file):
     assert not shm_path(foreign_file).exists()
 
 
+def test_doctor_keeps_a_just_made_invalid_file(foreign_file):
+    # it might be a segment whose creator has not written the header yet
+    report = run_json("doctor", "--clean", "--prefix", foreign_file)
+    record = segment_record(report, foreign_file)
+    assert record["state"] == "invalid" and not record["removable"]
+    assert any("creating it right now" in note for note in record["notes"])
+    assert report["removed"] == [] and shm_path(foreign_file).exists()
+
+
 def test_doctor_keeps_an_invalid_file_that_a_process_maps(foreign_file):
     # a process of some other program holding the file mapped: never removed under it
+    an_hour_ago = time.time() - 3600
+    os.utime(shm_path(foreign_file), (an_hour_ago, an_hour_ago))
     code = (
         "import mmap, sys\n"
         f"f = open({str(shm_path(foreign_file))!r}, 'r+b')\n"
