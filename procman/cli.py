@@ -227,7 +227,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         command += ["--pool", pool]
     try:
         service, sock = render_units(prefix, command, config.bind, str(directory), user=args.user,
-                                     environment={"PYTHONUNBUFFERED": "1"})
+                                     environment={"PYTHONUNBUFFERED": "1", "PROCMAN_CONTROL_DIR": f"/run/{prefix}"})
     except ValueError as exc:
         return _error(str(exc), exitcodes.USAGE)
     if args.output is None:

@@ -7,8 +7,9 @@ user running the site (or root) gets an answer. One JSON object per line each wa
 request  ``{"command": "status"}`` / ``{"command": "reload"}`` / ``{"command": "stop", "fast": false}``
 response ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``
 
-Where the socket lives: ``$RUNTIME_DIRECTORY`` (systemd), else ``$XDG_RUNTIME_DIR/procman``, else
-``/tmp/procman-<uid>``; the file is ``<site name>.sock`` (the site name is the layer prefix).
+Where the socket lives: ``$PROCMAN_CONTROL_DIR`` if set (the exported systemd unit sets it to
+``/run/<unit>``), else ``$XDG_RUNTIME_DIR/procman``, else ``/tmp/procman-<uid>``; the file is
+``<site name>.sock`` (the site name is the layer prefix).
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ def runtime_dir(create: bool = False) -> Path:
     :param create: create it (mode 0700) if missing.
     :raises ControlError: it exists but is not a directory owned by us with mode 0700.
     """
-    if os.environ.get("RUNTIME_DIRECTORY"):
-        base = Path(os.environ["RUNTIME_DIRECTORY"].split(":")[0])
+    if os.environ.get("PROCMAN_CONTROL_DIR"):
+        base = Path(os.environ["PROCMAN_CONTROL_DIR"])
     elif os.environ.get("XDG_RUNTIME_DIR") and os.path.isdir(os.environ["XDG_RUNTIME_DIR"]):
         base = Path(os.environ["XDG_RUNTIME_DIR"]) / "procman"
     else:
@@ -49,7 +50,8 @@ def runtime_dir(create: bool = False) -> Path:
             raise ControlError(f"cannot create control directory {base}: {exc.strerror}") from None
     if base.exists():
         info = base.lstat()
-        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
+        owner_ok = info.st_uid == os.geteuid() or os.geteuid() == 0  # root may inspect any site
+        if not stat.S_ISDIR(info.st_mode) or not owner_ok or info.st_mode & 0o077:
             raise ControlError(
                 f"control directory {base} must be a directory owned by uid {os.geteuid()} with mode "
                 f"0700 (found uid {info.st_uid}, mode {oct(info.st_mode & 0o777)}); remove it and retry"

@@ -106,7 +106,7 @@ def render_units(
         "RestartPreventExitStatus=2 3\n"
         "# The layer lives in /dev/shm. logind's RemoveIPC= deletes a *regular* user's segments\n"
         "# when that user logs out: run the site as a system user (uid below 1000).\n"
-        "# The control socket goes to $RUNTIME_DIRECTORY (mode 0700).\n"
+        f"# Its control socket is here: PROCMAN_CONTROL_DIR=/run/{name} procman status\n"
         f"RuntimeDirectory={name}\n"
         "RuntimeDirectoryMode=0700\n"
         "\n"

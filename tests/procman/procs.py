@@ -99,3 +99,61 @@ class Supervised:
 
 def python() -> str:
     return sys.executable
+
+
+HELLOSITE = Path(__file__).with_name("sites") / "hellosite"
+
+
+def unique_prefix(tag: str = "pm") -> str:
+    import uuid
+
+    return f"{tag}{os.getpid()}_{uuid.uuid4().hex[:8]}"
+
+
+def remove_segment(prefix: str) -> None:
+    """Finalizer: remove a test site's segment if a killed supervisor left it."""
+    from asgi_ipc.segment import remove
+
+    try:
+        remove(prefix)
+    except Exception:
+        pass
+
+
+def http_get(url: str, timeout: float = 10.0) -> tuple[int, bytes]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+class Site(Supervised):
+    """``procman run``/``demo`` in a subprocess, with its own layer prefix and control directory."""
+
+    def __init__(self, args: list[str], cwd: Path, prefix: str, control_dir: Path, env: dict[str, str] | None = None):
+        self.prefix = prefix
+        self.control_dir = control_dir
+        full_env = {"PROCMAN_CONTROL_DIR": str(control_dir), "HELLOSITE_PREFIX": prefix}
+        full_env.update(env or {})
+        super().__init__([python(), "-m", "procman", *args], cwd=cwd, env=full_env)
+
+    def wait_ready(self, timeout: float = 60.0) -> str:
+        """Wait for the ready line; return the first URL it names."""
+        line = self.wait_line("ready at http", timeout)
+        return line.split("ready at ", 1)[1].split()[0].rstrip(",")
+
+    def cli(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess:
+        env = dict(os.environ, PROCMAN_CONTROL_DIR=str(self.control_dir), NO_COLOR="1")
+        return subprocess.run([python(), "-m", "procman", *args], env=env, capture_output=True, text=True,
+                              timeout=timeout, cwd=REPO)
+
+    def segment_exists(self) -> bool:
+        return os.path.exists(f"/dev/shm/asgi_ipc.{self.prefix}")
+
+    def close(self) -> None:
+        self.kill_everything()
+        remove_segment(self.prefix)

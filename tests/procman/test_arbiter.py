@@ -197,7 +197,7 @@ def test_control_socket_status_reload_stop(supervise):
     assert [p["name"] for p in status["processes"]] == ["worker.1", "worker.2"]
     for proc in status["processes"]:
         assert proc["state"] == "ready" and proc["rss"] > 0 and proc["last_heartbeat"] < 3
-    wait_for(lambda: all(p["requests"] > 0 for p in control.request(sock, "status")["processes"]),
+    wait_for(lambda: all((p["requests"] or 0) > 0 for p in control.request(sock, "status")["processes"]),
              what="requests counters to move")
     assert control.request(sock, "bogus")["ok"] is False
     assert control.request(sock, "reload")["ok"]

@@ -5,4 +5,8 @@ def echo(message):
     message.reply_channel.send({"text": message.content.get("text", "")})
 
 
-channel_routing = [route("websocket.receive", echo)]
+def thumbnail(message):
+    print("thumbnail", message.content.get("n"), flush=True)
+
+
+channel_routing = [route("websocket.receive", echo), route("thumbnail", thumbnail)]

@@ -14,6 +14,6 @@ CHANNEL_LAYERS = {
         "BACKEND": "asgi_ipc.IPCChannelLayer",
         "CONFIG": {"prefix": os.environ.get("HELLOSITE_PREFIX", "hellosite"), "receive_timeout": 1.0,
                    "message_memory": 4 * 2**20},
-        "ROUTING": "hellosite.routing.channel_routing",
+        "ROUTING": os.environ.get("HELLOSITE_ROUTING", "hellosite.routing.channel_routing"),
     }
 }

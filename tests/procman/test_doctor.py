@@ -1,0 +1,102 @@
+"""``procman doctor`` and ``procman export systemd`` through the real command line."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from procman import doctor
+
+from .procs import HELLOSITE, REPO, python, remove_segment, unique_prefix
+
+
+def run_cli(*args, cwd=REPO, env=None):
+    full = dict(os.environ, NO_COLOR="1", **(env or {}))
+    return subprocess.run([python(), "-m", "procman", *args], cwd=cwd, env=full, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_doctor_finds_and_cleans_a_stale_segment(tmp_path):
+    prefix = unique_prefix("doc")
+    creator = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom asgi_ipc import IPCChannelLayer\n"
+         f"l = IPCChannelLayer(prefix={prefix!r}, create=True, message_memory=4 * 2**20)\n"
+         "print('up', flush=True)\ntime.sleep(600)\n"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert creator.stdout.readline().strip() == "up"
+        creator.send_signal(signal.SIGKILL)
+        creator.wait(10)
+        path = f"/dev/shm/asgi_ipc.{prefix}"
+        assert os.path.exists(path)
+        past = time.time() - 3600
+        os.utime(path, (past, past))  # as if the crash happened an hour ago
+        report = run_cli("doctor", "--settings", "hellosite.settings", cwd=HELLOSITE, env={"HELLOSITE_PREFIX": prefix})
+        assert f"WARN segments  asgi_ipc.{prefix}" in report.stdout and "stale: creator pid" in report.stdout
+        assert "ok   settings  hellosite.settings imports; layer prefix" in report.stdout
+        assert report.returncode == 0
+        cleaned = run_cli("doctor", "--clean")
+        assert f"asgi_ipc.{prefix}" in cleaned.stdout and "removed (stale" in cleaned.stdout
+        assert not os.path.exists(path)
+    finally:
+        creator.kill()
+        creator.wait(10)
+        remove_segment(prefix)
+
+
+def test_doctor_fails_on_busy_port_and_broken_settings(tmp_path):
+    import socket
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    (tmp_path / "bad_settings.py").write_text("raise RuntimeError('boom')\n")
+    try:
+        port = holder.getsockname()[1]
+        report = run_cli("doctor", "--bind", f"127.0.0.1:{port}", "--settings", "bad_settings", cwd=tmp_path)
+    finally:
+        holder.close()
+    assert report.returncode == 1
+    assert f"FAIL ports     cannot listen on 127.0.0.1:{port}: address already in use" in report.stdout
+    assert "FAIL settings  cannot import settings module 'bad_settings' (RuntimeError: boom)" in report.stdout
+
+
+def test_remove_ipc_hint(tmp_path):
+    conf = tmp_path / "logind.conf"
+    conf.write_text("[Login]\n#RemoveIPC=no\n")
+    (warn,) = doctor.check_remove_ipc(uid=1000, logind_paths=[str(conf)])
+    assert warn.level == "warn" and "RemoveIPC=yes" in warn.message and "system user" in warn.message
+    conf.write_text("[Login]\nRemoveIPC=no\n")
+    assert doctor.check_remove_ipc(uid=1000, logind_paths=[str(conf)])[0].level == "ok"
+    assert doctor.check_remove_ipc(uid=998, logind_paths=[])[0].level == "ok"
+
+
+def test_shm_check_reports_size(tmp_path):
+    (finding,) = doctor.check_shm()
+    assert finding.level in ("ok", "warn") and "free" in finding.message
+    assert doctor.check_shm(str(tmp_path / "missing"))[0].level == "fail"
+
+
+def test_export_systemd_writes_a_unit_pair(tmp_path):
+    result = run_cli("export", "systemd", "--output", str(tmp_path), "--workers", "3", "--bind", "127.0.0.1:8123",
+                     "--user", "www-site", cwd=HELLOSITE, env={"HELLOSITE_PREFIX": "hello"})
+    assert result.returncode == 0, result.stderr
+    service = (tmp_path / "hello.service").read_text()
+    sock = (tmp_path / "hello.socket").read_text()
+    assert "--settings hellosite.settings" in service and "--workers 3" in service and "User=www-site" in service
+    assert "PROCMAN_CONTROL_DIR=/run/hello" in service
+    assert "ListenStream=127.0.0.1:8123" in sock
+
+
+def test_status_without_a_running_site_says_so(tmp_path):
+    result = run_cli("status", env={"PROCMAN_CONTROL_DIR": str(tmp_path / "ctl")})
+    assert result.returncode == 1 and "no running procman site found" in result.stderr
+
+
+def test_run_outside_a_project_is_a_usage_error(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    result = subprocess.run([python(), "-m", "procman", "run"], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2 and "no Django project found" in result.stderr

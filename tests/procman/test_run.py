@@ -1,0 +1,203 @@
+"""``procman run`` end to end on a small Django site: real supervisor, real children, real HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+
+import psutil
+import pytest
+
+from procman import exitcodes
+
+from .procs import HELLOSITE, Site, http_get, unique_prefix, wait_for
+
+
+@pytest.fixture
+def site(tmp_path):
+    sites: list[Site] = []
+
+    def start(*args: str, cwd=HELLOSITE, env=None, prefix=None) -> Site:
+        s = Site(["run", "--bind", "127.0.0.1:0", *args], cwd, prefix or unique_prefix(), tmp_path / "ctl", env)
+        sites.append(s)
+        return s
+
+    yield start
+    for s in sites:
+        s.close()
+
+
+def roles(s: Site) -> dict[str, list[psutil.Process]]:
+    found: dict[str, list[psutil.Process]] = {}
+    for proc in s.descendants():
+        try:
+            role = proc.environ().get("PROCMAN_ROLE")
+        except psutil.Error:
+            continue
+        found.setdefault(role, []).append(proc)
+    return found
+
+
+def test_serves_then_term_leaves_no_process_and_no_segment(site):
+    s = site("--workers", "2")
+    url = s.wait_ready()
+    assert s.segment_exists()
+    status, body = http_get(url)
+    assert status == 200 and body.decode() == f"hello from {s.prefix}\n"
+    children = s.descendants()
+    assert {r: len(p) for r, p in roles(s).items()} == {"interface": 1, "worker": 2}
+    s.signal(signal.SIGTERM)
+    assert s.wait(60) == exitcodes.OK
+    psutil.wait_procs(children, timeout=10)
+    assert not any(p.is_running() for p in children)
+    assert not s.segment_exists(), "the supervisor must remove its segment"
+    assert not list(s.control_dir.glob("*.sock"))
+
+
+def test_killed_worker_is_replaced_and_site_keeps_answering(site):
+    s = site("--workers", "2")
+    url = s.wait_ready()
+    victim = roles(s)["worker"][0]
+    victim.kill()
+    s.wait_line("died: killed by SIGKILL; restarting in")
+    for _ in range(20):  # the other worker answers meanwhile, and then both
+        assert http_get(url)[0] == 200
+    wait_for(lambda: len(roles(s).get("worker", [])) == 2 and victim.pid not in {p.pid for p in roles(s)["worker"]},
+             what="a replacement worker")
+    assert http_get(url)[0] == 200
+
+
+def test_hup_during_steady_load_fails_no_request(site):
+    s = site("--workers", "2")
+    url = s.wait_ready()
+    old = {p.pid for p in roles(s)["worker"]}
+    results: list[int] = []
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            try:
+                results.append(http_get(url + "slow?s=0.05", timeout=15)[0])
+            except OSError as exc:
+                errors.append(repr(exc))
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for(lambda: len(results) >= 20, what="load to start")
+        mark = len(s.lines)
+        s.signal(signal.SIGHUP)
+        s.wait_line("reload: replacing 2 process(es)", after=mark)
+        wait_for(lambda: (w := roles(s).get("worker", [])) and len(w) == 2 and not old & {p.pid for p in w},
+                 timeout=60, what="the old workers to be replaced")
+        before = len(results)
+        wait_for(lambda: len(results) >= before + 20, what="load to continue on the new workers")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    assert errors == []
+    assert set(results) == {200}, f"non-200 answers during reload: {sorted(set(results))}"
+
+
+def test_broken_settings_give_one_clear_error(site, tmp_path):
+    project = tmp_path / "broken"
+    (project / "brokensite").mkdir(parents=True)
+    (project / "brokensite" / "__init__.py").write_text("")
+    (project / "brokensite" / "settings.py").write_text("SECRET_KEY = 'x'\nimport no_such_module_here\n")
+    s = site("--settings", "brokensite.settings", cwd=project)
+    code = s.wait(60)
+    assert code == exitcodes.USAGE
+    assert "cannot import settings module 'brokensite.settings' (ModuleNotFoundError" in s.output
+    assert s.output.count("Traceback") == 1
+    assert not s.segment_exists()
+
+
+def test_worker_boot_failure_stops_the_run(site):
+    s = site("--workers", "2", env={"HELLOSITE_ROUTING": "hellosite.no_such_routing.channel_routing"})
+    code = s.wait(90)
+    assert code == exitcodes.BOOT_ERROR
+    assert "failed to boot:" in s.output and "no_such_routing" in s.output
+    assert "restarting in" not in s.output
+    assert not s.segment_exists()
+
+
+def test_port_in_use_is_a_clear_error(tmp_path):
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    port = holder.getsockname()[1]
+    s = Site(["run", "--bind", f"127.0.0.1:{port}"], HELLOSITE, unique_prefix(), tmp_path / "ctl")
+    try:
+        assert s.wait(60) == exitcodes.USAGE
+        assert f"cannot listen on 127.0.0.1:{port}: address already in use" in s.output
+        assert not s.segment_exists()
+        assert s.descendants() == []
+    finally:
+        s.close()
+        holder.close()
+
+
+def test_two_sites_with_different_prefixes_side_by_side(site):
+    a, b = site("--workers", "1"), site("--workers", "1")
+    url_a, url_b = a.wait_ready(), b.wait_ready()
+    assert http_get(url_a)[1].decode() == f"hello from {a.prefix}\n"
+    assert http_get(url_b)[1].decode() == f"hello from {b.prefix}\n"
+    a.signal(signal.SIGTERM)
+    assert a.wait(60) == exitcodes.OK
+    assert http_get(url_b)[0] == 200 and b.segment_exists() and not a.segment_exists()
+
+
+def test_status_reload_stop_commands(site):
+    s = site("--workers", "1", "--interfaces", "2")
+    url = s.wait_ready()
+    assert http_get(url)[0] == 200
+    text = s.cli("status", "--name", s.prefix)
+    assert text.returncode == 0, text.stderr
+    assert "interface.2" in text.stdout and "worker.1" in text.stdout and "http.request" in text.stdout
+    import json
+
+    data = json.loads(s.cli("status", "--name", s.prefix, "--json").stdout)
+    assert data["site"]["prefix"] == s.prefix
+    assert {p["name"] for p in data["processes"]} == {"interface.1", "interface.2", "worker.1"}
+    assert data["layer"]["channels"]["http.request"]["messages_count"] >= 1
+    assert all(p["rss"] > 0 and p["pid"] > 0 for p in data["processes"])
+    reload = s.cli("reload", "--name", s.prefix)
+    assert reload.returncode == 0 and "reload started" in reload.stdout
+    s.wait_line("reload: replacing 1 process(es)")
+    stop = s.cli("stop", "--name", s.prefix)
+    assert stop.returncode == 0
+    assert s.wait(60) == exitcodes.OK
+    gone = s.cli("status", "--name", s.prefix)
+    assert gone.returncode == exitcodes.FAILURE and "no running procman" in gone.stderr
+
+
+def test_ttin_adds_a_worker(site):
+    s = site("--workers", "1")
+    s.wait_ready()
+    s.signal(signal.SIGTTIN)
+    wait_for(lambda: len(roles(s).get("worker", [])) == 2, what="a second worker")
+
+
+def test_max_requests_recycles_workers_new_before_old(site):
+    s = site("--workers", "1", "--max-requests", "5", "--max-requests-jitter", "0")
+    url = s.wait_ready()
+    first = roles(s)["worker"][0].pid
+    for _ in range(12):
+        assert http_get(url)[0] == 200
+    s.wait_line("worker.1 retiring (handled 5 messages")
+    wait_for(lambda: first not in {p.pid for p in roles(s).get("worker", [])}, what="the recycled worker to go")
+
+
+def test_pool_gets_its_channels_and_main_pool_ignores_them(site):
+    s = site("--workers", "1", "--pool", "slow=1:thumbnail")
+    s.wait_ready()
+    pool = s.wait_line("worker-slow.1 | listening on")
+    assert pool.endswith("listening on thumbnail")
+    main = s.wait_line("worker.1      | listening on")
+    assert "http.request" in main and "thumbnail" not in main
