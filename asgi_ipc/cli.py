@@ -32,7 +32,7 @@ import posix_ipc
 from . import segment as _segment
 from .errors import SegmentError, SegmentMissing
 from .layer import IPCChannelLayer
-from .layout import H_IDENT, HEADER_SIZE, LAYOUT_VERSION, MAGIC, UNIT, Layout, Sizes
+from .layout import Layout, Sizes
 from .names import validate_channel
 from .segment import NAME_PREFIX, SHM_DIR, SegmentInfo, inspect, list_segments, validate_prefix
 
@@ -64,34 +64,6 @@ class CommandError(Exception):
 
 
 # ===== attaching =================================================================================
-def _recorded_sizes(prefix: str) -> dict[str, int]:
-    """The layer keywords matching the sizes in a segment's header, or ``{}`` if unreadable.
-
-    The layer refuses to attach with sizes other than the segment's, and a tool cannot know
-    which settings the site used, so it reads them from the header first. Anything odd is left
-    for the layer itself to report (with its own, precise message).
-    """
-    try:
-        with open(os.path.join(SHM_DIR, NAME_PREFIX + prefix), "rb") as f:
-            head = f.read(HEADER_SIZE)
-    except OSError:
-        return {}
-    if len(head) < HEADER_SIZE:
-        return {}
-    magic, version, _ready = H_IDENT.unpack_from(head, 0)
-    if magic != MAGIC or version != LAYOUT_VERSION:
-        return {}
-    sizes = _segment.read_sizes(head)
-    return {
-        "message_memory": sizes.unit_count * UNIT,
-        "channels": sizes.channels,
-        "groups": sizes.groups,
-        "group_members": sizes.members,
-        "waiters": sizes.waiters,
-        "max_message_size": sizes.max_message_size,
-    }
-
-
 def attach(prefix: str, lock_timeout: float = 10.0) -> IPCChannelLayer:
     """Attach to the existing layer ``prefix`` with whatever sizes it was created with.
 
@@ -103,9 +75,9 @@ def attach(prefix: str, lock_timeout: float = 10.0) -> IPCChannelLayer:
         validate_prefix(prefix)
     except ValueError as exc:
         raise CommandError(str(exc), EXIT_USAGE) from None
-    kwargs = _recorded_sizes(prefix)
     try:
-        return IPCChannelLayer(prefix=prefix, create=False, lock_timeout=lock_timeout, **kwargs)
+        # attach-only with no sizes given: the layer adopts the segment's own sizes
+        return IPCChannelLayer(prefix=prefix, create=False, lock_timeout=lock_timeout)
     except SegmentMissing as exc:
         others = [info.prefix for info in list_segments() if info.valid]
         hint = f" (segments present: {', '.join(others)})" if others else ""
@@ -342,10 +314,6 @@ def _state(info: SegmentInfo) -> str:
 
 def _examine(info: SegmentInfo) -> dict[str, Any]:
     """One segment's ``doctor`` record (without consistency check or removal)."""
-    if not info.valid and not info.attached_pids:
-        # ``inspect`` only looks for mappings of files with our magic; a foreign or truncated
-        # file may still be mapped by some process, and then it must not be removed.
-        info.attached_pids = _segment._mapping_pids(info.path)
     try:
         mtime = os.stat(info.path).st_mtime
     except OSError:

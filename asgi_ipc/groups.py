@@ -19,7 +19,8 @@ import struct
 
 from .errors import SegmentCorrupt, TableFull
 from .index import HashIndex, name_hash
-from .layout import GROUP, GROUP_NAME_AT, GROUP_SIZE, MEMBER, MEMBER_NAME_AT, MEMBER_SIZE, NAME_MAX, Layout
+from .layout import H_ALLOC, H_ALLOC_AT  # free-list heads live in the header
+from .layout import GROUP_NAME_AT, GROUP_SIZE, MEMBER_NAME_AT, MEMBER_SIZE, NAME_MAX, Layout
 
 __all__ = ["Groups"]
 
@@ -30,8 +31,6 @@ _G_COUNT, _G_HEAD, _G_TAIL, _G_FREE = 8, 12, 16, 20
 # member record offsets: used 0, name_len 1, group 4, gprev 8, gnext 12, cprev 16, cnext 20,
 # added 24
 _M_GROUP, _M_GPREV, _M_GNEXT, _M_CPREV, _M_CNEXT, _M_ADDED = 4, 8, 12, 16, 20, 24
-# free heads live in the header's allocation block (see layout.H_ALLOC)
-from .layout import H_ALLOC, H_ALLOC_AT  # noqa: E402
 
 
 class Groups:

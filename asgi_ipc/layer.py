@@ -14,7 +14,7 @@ import random
 import string
 import threading
 import weakref
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import msgpack
 
@@ -22,13 +22,11 @@ from .errors import (
     ArenaFull,
     ChannelFull,
     MessageTooLarge,
-    SegmentCorrupt,
     SegmentError,
     SegmentLost,
-    TableFull,
 )
 from .groups import Groups
-from .layout import KIND_PROCESS, MSG_FANOUT, Sizes
+from .layout import H_MUTEX_AT, LAYOUT_VERSION, MSG_FANOUT, W_WAITING, WAITER, WAITER_SIZE, Sizes
 from .lock import RobustMutex, init_mutex
 from .names import (
     CapacityRules,
@@ -48,6 +46,26 @@ __all__ = ["IPCChannelLayer"]
 
 _RANDOM = random.SystemRandom()
 _LETTERS = string.ascii_letters
+
+
+def _make_fastpath(segment: Segment, lock_timeout: float):
+    """The C fast path for this mapping, or None (not built, or ``ASGI_IPC_PURE=1``)."""
+    if os.environ.get("ASGI_IPC_PURE") == "1":
+        return None
+    try:
+        from . import _fastpath
+    except ImportError:
+        return None
+    layout = segment.layout
+    sizes = layout.sizes
+    return _fastpath.FastPath(
+        segment.mm, LAYOUT_VERSION, H_MUTEX_AT, lock_timeout, sizes.channels,
+        layout.channel_index_slots, sizes.unit_count, sizes.max_order, sizes.waiters, WAITER_SIZE,
+        os.getpid(), layout.channels_at, layout.channel_index_at, layout.arena_at,
+        layout.blockmap_at, layout.waiters_at)
+
+
+_SLOW, _OWNERDEAD, _TIMEOUT = -1, -2, -3
 
 
 class _Attachment:
@@ -70,6 +88,8 @@ class _Attachment:
             self.waiters.reset_free_list()
             self.segment.mark_ready()
         self.ringer = Ringer(self.segment.name)
+        self.fast = _make_fastpath(self.segment, layer.lock_timeout)
+        self.fast_sends = 0
         self.local = threading.local()  # per-thread doorbell for blocking receive
         self.bells: weakref.WeakSet = weakref.WeakSet()
 
@@ -83,6 +103,10 @@ class _Attachment:
                 self.groups.drop_channel(name + local)
         else:
             self.groups.drop_channel(name)
+
+    def waiter_state(self, wid: int) -> int:
+        """State of a waiter slot, read without the lock (a hint: only its owner registers it)."""
+        return WAITER.unpack_from(self.segment.mm, self.segment.layout.waiter(wid))[0]
 
     def doorbell(self) -> Doorbell:
         """This thread's doorbell; its waiter slot is kept for the doorbell's lifetime and
@@ -111,6 +135,9 @@ class _Attachment:
             self._free_slot(bell.wid, bell.sock)
         self.bells.clear()
         self.ringer.close()
+        if self.fast is not None:
+            self.fast.release()
+            self.fast = None
         self.segment.close(unlink=unlink)
 
 
@@ -134,9 +161,11 @@ class IPCChannelLayer:
         ``None`` attaches to the segment or creates it; ``True`` must create (the site's
         supervisor); ``False`` must attach (``SegmentMissing`` if there is none).
     message_memory, channels, groups, group_members, waiters, max_message_size:
-        Sizes fixed when the segment is created: bytes of message arena, channel records,
-        group records, memberships, simultaneously blocked receivers, and the largest
-        serialised message accepted (``MessageTooLarge`` above it).
+        Sizes fixed when the segment is created: bytes of message arena (32 MiB), channel
+        records (4096), group records (4096), memberships (32768), simultaneously blocked
+        receivers (256), and the largest serialised message accepted (1 MiB;
+        ``MessageTooLarge`` above it). An attacher that gives none of them adopts the
+        segment's; one that gives any must match the creator's sizes exactly.
     receive_timeout:
         Longest a blocking receive waits before returning ``(None, None)``.
     lock_timeout:
@@ -156,12 +185,12 @@ class IPCChannelLayer:
         capacity: int = 100,
         channel_capacity: Mapping[Any, int] | None = None,
         create: bool | None = None,
-        message_memory: int = 32 * 2**20,
-        channels: int = 4096,
-        groups: int = 4096,
-        group_members: int = 32768,
-        waiters: int = 256,
-        max_message_size: int = 2**20,
+        message_memory: int | None = None,
+        channels: int | None = None,
+        groups: int | None = None,
+        group_members: int | None = None,
+        waiters: int | None = None,
+        max_message_size: int | None = None,
         receive_timeout: float = 5.0,
         lock_timeout: float = 10.0,
     ) -> None:
@@ -174,15 +203,25 @@ class IPCChannelLayer:
         self.group_expiry = group_expiry
         self.capacity = capacity
         self.get_capacity = CapacityRules(capacity, channel_capacity)
-        self.sizes = Sizes.from_config(message_memory, channels, groups, group_members,
-                                       waiters, max_message_size)
-        self.max_message_size = max_message_size
+        given = (message_memory, channels, groups, group_members, waiters, max_message_size)
+        if create is False and all(value is None for value in given):
+            self.sizes = None  # adopt the segment's own sizes
+        else:
+            self.sizes = Sizes.from_config(
+                32 * 2**20 if message_memory is None else message_memory,
+                4096 if channels is None else channels,
+                4096 if groups is None else groups,
+                32768 if group_members is None else group_members,
+                256 if waiters is None else waiters,
+                2**20 if max_message_size is None else max_message_size)
         self.receive_timeout = receive_timeout
         self.lock_timeout = lock_timeout
         self._create = create
         self._attach_lock = threading.Lock()
         self._att: _Attachment | None = _Attachment(self, create)
         self._owner = self._att.segment.owner
+        self.sizes = self._att.segment.sizes
+        self.max_message_size = self.sizes.max_message_size
         self._closed = False
         self._valid_names: dict[str, str] = {}
         self._rotation = 0
@@ -191,6 +230,7 @@ class IPCChannelLayer:
         self._local: dict[str, collections.deque] = {}
         self._local_lock = threading.Lock()
         self._event_receivers: dict[str, Any] = {}
+        self._key_cache: dict[tuple[str, ...], tuple[bytes, ...]] = {}
 
     # -- attachment ------------------------------------------------------------------------------
     def _a(self) -> _Attachment:
@@ -272,13 +312,24 @@ class IPCChannelLayer:
         att = self._a()
         t = now()
         name = channel.encode("ascii")
+        if att.fast is not None:
+            result = att.fast.send(key.encode("ascii"), name, payload, t + self.expiry, t,
+                                   capacity)
+            if result is None or type(result) is tuple:
+                att.fast_sends += 1
+                if att.fast_sends % 32 == 0:
+                    with att.lock:
+                        att.store.sweep_step(t, budget=64)
+                if result is not None:
+                    self._ring(att, result, -1)
+                return
+            self._fast_failed(att, result)
         store = att.store
         ring = None
         att.lock.acquire()
         try:
             cid = store.find_or_create(key.encode("ascii"))
             store.enqueue(cid, name, payload, t + self.expiry, t, capacity)
-            store.bump("sent")
             store.sweep_step(t)
             if att.waiters.has_waiters(cid):
                 ring = att.waiters.pick(cid)
@@ -287,14 +338,25 @@ class IPCChannelLayer:
         if ring is not None:
             self._ring(att, ring, cid)
 
+    def _fast_failed(self, att: _Attachment, code: int) -> None:
+        """Handle a non-success code of the C fast path (the Python path follows)."""
+        if code == _OWNERDEAD:  # we hold the lock of a dead holder: repair, then go on
+            att.lock.adopt_owner_dead()
+        elif code == _TIMEOUT:
+            att.lock.raise_timeout()
+        elif code != _SLOW:
+            raise SegmentError(f"cannot take the segment lock (code {code})")
+
     def _ring(self, att: _Attachment, ring: tuple[int, int, int], cid: int) -> None:
-        """Ring a picked waiter; if its process is gone, free its slot and pick another."""
+        """Ring a picked waiter; if its process is gone, free its slot and wake another."""
         for _ in range(att.waiters.count):
             wid, pid, nonce = ring
             if att.ringer.ring(pid, nonce):
                 return
             with att.lock:
                 att.waiters.free(wid)
+                if cid < 0:  # the C path does not say which channel: wake everyone's checks
+                    return
                 ring = att.waiters.pick(cid)
             if ring is None:
                 return
@@ -358,6 +420,18 @@ class IPCChannelLayer:
         popped: Popped | None = None
         rings = []
         t = now()
+        if att.fast is not None and (wid < 0 or att.waiter_state(wid) != W_WAITING):
+            result = att.fast.receive(self._key_bytes(keys), start, t)
+            if type(result) is tuple:
+                name, payload, extra, kind, fast_rings = result
+                for cid, *pick in fast_rings:
+                    self._ring(att, tuple(pick), cid)
+                return self._deliver(Popped(name, payload, extra, kind)), wid
+            if result is None:
+                if waiting is None:
+                    return None, wid
+            else:
+                self._fast_failed(att, result)
         att.lock.acquire()
         try:
             cids = []
@@ -371,14 +445,14 @@ class IPCChannelLayer:
                 cids.append(cid)
                 popped = store.pop(cid, t)
                 if popped is not None:
-                    # Pass the wake on: more messages here, or on our other channels, and
-                    # another receiver asleep on them.
-                    for other in [cid] + cids[:-1]:
-                        if store.depth(other) and att.waiters.has_waiters(other):
+                    # Pass the wake on: another receiver asleep on one of these channels
+                    # while messages are left there must not sleep through them.
+                    for other_key in keys:
+                        other = store.find(other_key.encode("ascii"))
+                        if other >= 0 and store.depth(other) and store.has_waiter_bits(other):
                             pick = att.waiters.pick(other)
                             if pick is not None:
                                 rings.append((pick, other))
-                    store.release_if_idle(cid)
                     break
             else:
                 if waiting is not None:
@@ -388,9 +462,6 @@ class IPCChannelLayer:
                     else:
                         att.waiters.unregister(wid)
                     att.waiters.register(wid, cids)
-                else:
-                    for cid in cids:
-                        store.release_if_idle(cid)
             if popped is not None and wid >= 0:
                 att.waiters.unregister(wid)
         finally:
@@ -411,6 +482,17 @@ class IPCChannelLayer:
                     queue.extend((name + local, popped.payload) for local in locals_[1:])
             name = name + locals_[0]
         return name, unpack(popped.payload)
+
+    def _key_bytes(self, keys: list[str]) -> tuple[bytes, ...]:
+        cache = self._key_cache
+        key = tuple(keys)
+        found = cache.get(key)
+        if found is None:
+            found = tuple(k.encode("ascii") for k in keys)
+            if len(cache) > 1000:
+                cache.clear()
+            cache[key] = found
+        return found
 
     def _take_local(self, keys: list[str]) -> tuple[str, dict] | None:
         with self._local_lock:
@@ -574,6 +656,7 @@ class IPCChannelLayer:
             "messages_max_age": max_age,
             "channel_full_count": counters["channel_full"],
             "channel_full_count_per_second": full_rate,
+            "messages_received": counters["received"],
             "messages_expired": counters["expired"],
             "arena_full_count": counters["arena_full"],
             "message_too_large_count": counters["too_large"],
@@ -632,5 +715,3 @@ class IPCChannelLayer:
         from .reactor_receive import asyncio_receiver
         return await asyncio_receiver(self).receive(self._receive_keys(channels))
 
-
-_ = (SegmentCorrupt, TableFull, Iterable, KIND_PROCESS)

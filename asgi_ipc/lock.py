@@ -20,7 +20,6 @@ import ctypes.util
 import errno
 import os
 import struct
-import struct
 import time
 from typing import Callable
 
@@ -112,6 +111,23 @@ class RobustMutex:
             raise SegmentError("the segment lock is unrecoverable; remove the segment "
                                "('asgi-ipc doctor --clean') and restart the site")
         raise SegmentError(f"cannot take the segment lock: {os.strerror(rc)}")
+
+    def adopt_owner_dead(self) -> None:
+        """The C fast path took the lock with EOWNERDEAD: repair, mark consistent, release."""
+        _holder, _dirty, count = H_LOCKSTATE.unpack_from(self.buf, H_LOCKSTATE_AT)
+        try:
+            self._recover(count)
+            if _consistent(self.ptr):
+                raise SegmentError("cannot mark the segment lock consistent after repair")
+        finally:
+            _unlock(self.ptr)
+
+    def raise_timeout(self) -> None:
+        """Raise the ``LockTimeout`` for a lock held too long by a live process."""
+        holder = H_LOCKSTATE.unpack_from(self.buf, H_LOCKSTATE_AT)[0]
+        raise LockTimeout(
+            f"the segment lock has been held for over {self.timeout:.0f}s by pid {holder}; "
+            "that process is stuck (stop it, or run 'asgi-ipc doctor')")
 
     def _recover(self, recoveries: int) -> None:
         H_LOCKSTATE.pack_into(self.buf, H_LOCKSTATE_AT, self.pid, 1, recoveries + 1)

@@ -29,7 +29,6 @@ from .layout import (
     BM_FREE,
     BM_USED,
     CH_NAME_AT,
-    CHANNEL_SIZE,
     GROUP_NAME_AT,
     MEMBER_NAME_AT,
     MSG,

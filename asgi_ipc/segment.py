@@ -53,6 +53,8 @@ __all__ = [
     "SegmentInfo",
     "inspect",
     "SHM_DIR",
+    "mapping_pids",
+    "read_sizes",
 ]
 
 SHM_DIR = "/dev/shm"
@@ -156,7 +158,7 @@ class SegmentInfo:
         return f"stale: creator pid {self.creator_pid} is gone and no process maps it"
 
 
-def _mapping_pids(path: str) -> tuple[int, ...]:
+def mapping_pids(path: str) -> tuple[int, ...]:
     """Pids of processes that have ``path`` mapped (those we are allowed to inspect)."""
     pids = []
     suffix = (" " + path).encode()
@@ -180,6 +182,7 @@ def inspect(name: str) -> SegmentInfo:
     path = os.path.join(SHM_DIR, name)
     st = os.stat(path)
     info = SegmentInfo(name, path, st.st_size, st.st_uid, stat.S_IMODE(st.st_mode), False, "")
+    info.attached_pids = mapping_pids(path)
     try:
         with open(path, "rb") as f:
             head = f.read(HEADER_SIZE)
@@ -196,7 +199,6 @@ def inspect(name: str) -> SegmentInfo:
     pid, _uid, start, created = H_CREATOR.unpack_from(head, H_CREATOR_AT)
     info.creator_pid, info.created = pid, created
     info.creator_alive = is_alive(pid, start)
-    info.attached_pids = _mapping_pids(path)
     if version != LAYOUT_VERSION:
         info.problem = f"layout version {version}, this asgi_ipc uses {LAYOUT_VERSION}"
         return info
@@ -265,6 +267,10 @@ class Segment:
         self.owner = True
         try:
             os.fchmod(shm.fd, 0o600)
+            # Identify the object at once (ready flag still 0), so a tool looking at it while
+            # the memory is reserved sees "being initialised", not "foreign".
+            os.ftruncate(shm.fd, HEADER_SIZE)
+            os.pwrite(shm.fd, H_IDENT.pack(MAGIC, LAYOUT_VERSION, 0), 0)
             try:
                 os.posix_fallocate(shm.fd, 0, layout.total)
             except OSError as exc:

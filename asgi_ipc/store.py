@@ -13,14 +13,14 @@ Every method assumes the caller holds the segment lock. Costs are O(message size
 the send/receive path walks a queue or a table; ``sweep_step`` visits a bounded number of
 records per call, so expired messages in queues nobody reads are reclaimed without scans.
 
-Records of single-reader (``?``) and process-specific (``!``) channels are released as soon as
-they are empty and nobody waits on them (their counters are folded into the global "retired"
-totals); plain channels keep their record, and so their statistics, while the table has room.
+Records of single-reader (``?``) and process-specific (``!``) channels are released by the sweep
+once they are empty and nobody waits on them (their counters are folded into the global totals);
+plain channels keep their record, and so their statistics, while the table has room. Nothing on
+the send/receive path releases a record, so those paths never touch the index but to read it.
 """
 
 from __future__ import annotations
 
-import re
 import struct
 import time
 from typing import NamedTuple
@@ -33,7 +33,6 @@ from .layout import (
     CH_O_DEPTH,
     CH_O_EXPIRED,
     CH_O_FULL,
-    CH_O_FULL_RATE,
     CH_O_HASH,
     CH_O_HEAD,
     CH_O_KIND,
@@ -51,7 +50,6 @@ from .layout import (
     KIND_PROCESS,
     KIND_SINGLE,
     MSG,
-    MSG_FANOUT,
     NAME_MAX,
     UNIT,
     Layout,
@@ -73,7 +71,6 @@ _M_NEXT = 16  # offset of ``next`` in a message header
 _BM_USED = 0x80
 _MSG_unpack = MSG.unpack_from
 _MSG_pack = MSG.pack_into
-_FREE_TAG = re.compile(rb"[\x40-\x7f]")
 
 
 class Popped(NamedTuple):
@@ -216,7 +213,7 @@ class Store:
         _U32.pack_into(buf, _CH_FREE_AT, cid + 1)
 
     def _recycle_idle_plain(self) -> None:
-        """When the table is full, release plain channels that are empty and unwatched."""
+        """When the table is full, release channels that are empty and unwatched."""
         released = 0
         for cid in self.used_channels():
             if self._idle(self.record_offset(cid)):
@@ -405,8 +402,9 @@ class Store:
         cursor = _U32.unpack_from(buf, _CURSOR_AT)[0] % self.channel_count
         for _ in range(min(budget, self.channel_count)):
             at = self._channels_at + cursor * CHANNEL_SIZE
-            if buf[at] and _U32.unpack_from(buf, at + CH_O_HEAD)[0]:
-                self.expire_head(cursor, now)
+            if buf[at]:
+                if _U32.unpack_from(buf, at + CH_O_HEAD)[0]:
+                    self.expire_head(cursor, now)
                 self.release_if_idle(cursor)
             cursor = (cursor + 1) % self.channel_count
         _U32.pack_into(buf, _CURSOR_AT, cursor)
@@ -487,5 +485,3 @@ class Store:
         self.arena.rebuild_free({})
         self._cache.clear()
 
-
-_ = (KIND_PROCESS, KIND_SINGLE, MSG_FANOUT, CH_O_FULL_RATE, _FREE_TAG)

@@ -17,8 +17,28 @@ def prefix() -> str:
     return f"t{os.getpid()}_{uuid.uuid4().hex[:10]}"
 
 
+def _fastpath_built() -> bool:
+    try:
+        import asgi_ipc._fastpath  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.fixture(params=["c", "pure"])
+def impl(request, monkeypatch) -> str:
+    """Run layer tests on the C fast path and on the pure-Python reference implementation."""
+    if request.param == "c":
+        if not _fastpath_built():
+            pytest.skip("the C fast path is not built")
+        monkeypatch.delenv("ASGI_IPC_PURE", raising=False)
+    else:
+        monkeypatch.setenv("ASGI_IPC_PURE", "1")
+    return request.param
+
+
 @pytest.fixture
-def make_layer(prefix):
+def make_layer(prefix, impl):
     """Factory for layers on the test's prefix; all are closed (and the segment removed)."""
     made: list[IPCChannelLayer] = []
 

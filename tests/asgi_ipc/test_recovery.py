@@ -22,6 +22,14 @@ from asgi_ipc.recovery import check, rebuild
 PACKAGE_DIR = os.path.dirname(asgi_ipc.__file__)
 
 
+@pytest.fixture
+def impl(monkeypatch) -> str:
+    """These sweeps kill the pure-Python reference line by line (the C path is covered by
+    the SIGKILL torture in test_crash.py)."""
+    monkeypatch.setenv("ASGI_IPC_PURE", "1")
+    return "pure"
+
+
 class Killed(BaseException):
     """Raised by the tracer: the 'process' dies here."""
 

@@ -1,0 +1,512 @@
+/*
+ * asgi_ipc._fastpath: the common case of send and receive in C.
+ *
+ * Theory of operation
+ * -------------------
+ * The pure-Python modules (store, arena, index, waiters) are the reference implementation of
+ * the segment layout and of every operation. This module repeats only the two hot critical
+ * sections - "append a message to an existing channel" and "take the head message of one of
+ * these channels" - with the same commit order (data first, then one aligned link write), so
+ * crash safety rests on the same argument as the Python code (see recovery.py).
+ *
+ * Whenever anything is unusual - the channel record does not exist yet, the queue is at
+ * capacity, the head message has expired, no free block of the right size exists, a fan-out
+ * bookkeeping step is needed, or any reference fails its bounds check - the function releases
+ * the lock WITHOUT having changed anything and returns SLOW; the caller then performs the whole
+ * operation in Python, which knows how to create records, expire, coalesce and report
+ * corruption. The lock itself is the segment's robust mutex; EOWNERDEAD and timeouts are handed
+ * back to Python (with the lock held for EOWNERDEAD, so Python repairs under it).
+ *
+ * Layout constants below must match layout.py; the Python side passes LAYOUT_VERSION and the
+ * region offsets at construction and refuses to use a mismatching build.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#define FP_LAYOUT_VERSION 1
+#define UNIT 256
+#define CH_SIZE 256
+#define CH_USED 0
+#define CH_NAMELEN 2
+#define CH_HEAD 8
+#define CH_TAIL 12
+#define CH_DEPTH 16
+#define CH_RATE_SEC 20
+#define CH_SENT 24
+#define CH_RATE_CUR 32
+#define CH_RATE_PREV 36
+#define CH_RECEIVED 40
+#define CH_WAITERS 80
+#define CH_NAME 112
+#define MSG_SIZE 32
+#define M_NEXT 16
+#define NAME_MAX_LEN 100
+#define H_LOCKSTATE 192
+#define H_FREE 512
+#define H_ANY 768
+#define BM_FREE 0x40
+#define BM_USED 0x80
+#define W_WAITING 1
+#define W_NOTIFIED 2
+#define WAIT_ANY 0xFFFFFFFFu
+#define WAIT_CHANNELS 64
+#define WAITER_HDR 20
+
+#define R_SLOW (-1)
+#define R_OWNERDEAD (-2)
+#define R_TIMEOUT (-3)
+#define R_LOCKERR (-4)
+
+typedef struct {
+    PyObject_HEAD
+    Py_buffer view;
+    int has_view;
+    char *base;
+    Py_ssize_t size;
+    pthread_mutex_t *mutex;
+    double lock_timeout;
+    uint32_t pid;
+    uint32_t channels, index_slots, units, max_order, waiters, waiter_size;
+    Py_ssize_t channels_at, index_at, arena_at, map_at, waiters_at;
+} FastPath;
+
+static uint32_t crc_table[256];
+
+static void make_crc_table(void) {
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc_table[i] = c;
+    }
+}
+
+/* Same value as zlib.crc32(key) or 1 (index.name_hash). */
+static uint32_t name_hash(const char *key, Py_ssize_t n) {
+    uint32_t c = 0xFFFFFFFFu;
+    for (Py_ssize_t i = 0; i < n; i++)
+        c = crc_table[(c ^ (unsigned char)key[i]) & 0xFF] ^ (c >> 8);
+    c ^= 0xFFFFFFFFu;
+    return c ? c : 1;
+}
+
+static inline uint32_t rd32(FastPath *s, Py_ssize_t at) {
+    uint32_t v;
+    memcpy(&v, s->base + at, 4);
+    return v;
+}
+static inline void wr32(FastPath *s, Py_ssize_t at, uint32_t v) { memcpy(s->base + at, &v, 4); }
+static inline uint64_t rd64(FastPath *s, Py_ssize_t at) {
+    uint64_t v;
+    memcpy(&v, s->base + at, 8);
+    return v;
+}
+static inline void wr64(FastPath *s, Py_ssize_t at, uint64_t v) { memcpy(s->base + at, &v, 8); }
+static inline double rdf(FastPath *s, Py_ssize_t at) {
+    double v;
+    memcpy(&v, s->base + at, 8);
+    return v;
+}
+static inline void wrf(FastPath *s, Py_ssize_t at, double v) { memcpy(s->base + at, &v, 8); }
+
+static int fp_lock(FastPath *s) {
+    int rc = pthread_mutex_trylock(s->mutex);
+    if (rc == EBUSY) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        double secs = s->lock_timeout;
+        ts.tv_sec += (time_t)secs;
+        ts.tv_nsec += (long)((secs - (double)(time_t)secs) * 1e9);
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec += 1;
+            ts.tv_nsec -= 1000000000L;
+        }
+        Py_BEGIN_ALLOW_THREADS
+        rc = pthread_mutex_timedlock(s->mutex, &ts);
+        Py_END_ALLOW_THREADS
+    }
+    if (rc == 0) {
+        wr32(s, H_LOCKSTATE, s->pid);
+        return 0;
+    }
+    if (rc == EOWNERDEAD) return R_OWNERDEAD;
+    if (rc == ETIMEDOUT) return R_TIMEOUT;
+    return R_LOCKERR;
+}
+
+static inline void fp_unlock(FastPath *s) { pthread_mutex_unlock(s->mutex); }
+
+/* Record id of the channel called key, or -1 (also -1 on any bad reference). */
+static long lookup(FastPath *s, const char *key, Py_ssize_t n) {
+    uint32_t h = name_hash(key, n);
+    uint32_t mask = s->index_slots - 1;
+    uint32_t slot = h & mask;
+    for (uint32_t i = 0; i <= mask; i++) {
+        Py_ssize_t e = s->index_at + (Py_ssize_t)slot * 8;
+        uint32_t eh = rd32(s, e), ref = rd32(s, e + 4);
+        if (ref == 0) return -1;
+        if (eh == h) {
+            uint32_t cid = ref - 1;
+            if (cid >= s->channels) return -1;
+            Py_ssize_t at = s->channels_at + (Py_ssize_t)cid * CH_SIZE;
+            if (s->base[at + CH_USED] && (unsigned char)s->base[at + CH_NAMELEN] == n &&
+                memcmp(s->base + at + CH_NAME, key, (size_t)n) == 0)
+                return (long)cid;
+        }
+        slot = (slot + 1) & mask;
+    }
+    return -1;
+}
+
+static inline int order_for(Py_ssize_t nbytes) {
+    int order = 0;
+    Py_ssize_t size = UNIT;
+    while (size < nbytes) {
+        size <<= 1;
+        order++;
+    }
+    return order;
+}
+
+/* Take a free block of order want (splitting a larger one); -1 if none or inconsistent. */
+static long take_block(FastPath *s, int want) {
+    int order = want;
+    uint32_t head = 0;
+    for (; order <= (int)s->max_order; order++) {
+        head = rd32(s, H_FREE + 4 * order);
+        if (head) break;
+    }
+    if (!head) return -1;
+    uint32_t unit = head - 1;
+    if (unit >= s->units || (unsigned char)s->base[s->map_at + unit] != (BM_FREE | order))
+        return -1;
+    uint32_t next = rd32(s, s->arena_at + (Py_ssize_t)unit * UNIT);
+    if (next > s->units) return -1;
+    wr32(s, H_FREE + 4 * order, next);
+    while (order > want) {
+        order--;
+        uint32_t buddy = unit + (1u << order);
+        wr32(s, s->arena_at + (Py_ssize_t)buddy * UNIT, rd32(s, H_FREE + 4 * order));
+        s->base[s->map_at + buddy] = (char)(BM_FREE | order);
+        wr32(s, H_FREE + 4 * order, buddy + 1);
+    }
+    s->base[s->map_at + unit] = (char)(BM_USED | want);
+    return (long)unit;
+}
+
+static void free_block(FastPath *s, uint32_t unit, int order) {
+    wr32(s, s->arena_at + (Py_ssize_t)unit * UNIT, rd32(s, H_FREE + 4 * order));
+    s->base[s->map_at + unit] = (char)(BM_FREE | order);
+    wr32(s, H_FREE + 4 * order, unit + 1);
+}
+
+static int any_waiting(FastPath *s, Py_ssize_t at) {
+    static const char zero[32] = {0};
+    return memcmp(s->base + at + CH_WAITERS, zero, 32) != 0 || memcmp(s->base + H_ANY, zero, 32) != 0;
+}
+
+static void set_bit(FastPath *s, Py_ssize_t word_at, uint32_t wid, int on) {
+    uint64_t w = rd64(s, word_at + 8 * (wid >> 6));
+    uint64_t bit = (uint64_t)1 << (wid & 63);
+    wr64(s, word_at + 8 * (wid >> 6), on ? (w | bit) : (w & ~bit));
+}
+
+/* waiters.pick: choose one WAITING slot of channel cid, unregister it, mark it notified.
+ * Returns 1 and fills wid/pid/nonce, 0 if nobody waits, -1 on a bad reference. */
+static int pick(FastPath *s, uint32_t cid, uint32_t *wid_out, uint32_t *pid_out, uint32_t *nonce_out) {
+    Py_ssize_t at = s->channels_at + (Py_ssize_t)cid * CH_SIZE;
+    for (int w = 0; w < 4; w++) {
+        uint64_t mine = rd64(s, at + CH_WAITERS + 8 * w);
+        uint64_t word = mine | rd64(s, H_ANY + 8 * w);
+        while (word) {
+            int bit = __builtin_ctzll(word);
+            word &= word - 1;
+            uint32_t wid = (uint32_t)(w * 64 + bit);
+            if (wid >= s->waiters) return -1;
+            Py_ssize_t wat = s->waiters_at + (Py_ssize_t)wid * s->waiter_size;
+            uint32_t state = rd32(s, wat), pid = rd32(s, wat + 4), nonce = rd32(s, wat + 8);
+            uint32_t count = rd32(s, wat + 12);
+            if (state == W_WAITING) {
+                if (count == WAIT_ANY) {
+                    set_bit(s, H_ANY, wid, 0);
+                } else {
+                    if (count > WAIT_CHANNELS) return -1;
+                    for (uint32_t i = 0; i < count; i++) {
+                        uint32_t other = rd32(s, wat + WAITER_HDR + 4 * i);
+                        if (other >= s->channels) return -1;
+                        set_bit(s, s->channels_at + (Py_ssize_t)other * CH_SIZE + CH_WAITERS, wid, 0);
+                    }
+                }
+                wr32(s, wat, W_NOTIFIED);
+                wr32(s, wat + 12, 0);
+                *wid_out = wid;
+                *pid_out = pid;
+                *nonce_out = nonce;
+                return 1;
+            }
+            if (mine & ((uint64_t)1 << bit))
+                set_bit(s, at + CH_WAITERS, wid, 0); /* stale bit */
+        }
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+
+static int FastPath_init(FastPath *self, PyObject *args, PyObject *kwds) {
+    PyObject *buffer;
+    unsigned long mutex_offset, version;
+    if (!PyArg_ParseTuple(args, "OkkdIIIIIIInnnnn", &buffer, &version, &mutex_offset,
+                          &self->lock_timeout, &self->channels, &self->index_slots, &self->units,
+                          &self->max_order, &self->waiters, &self->waiter_size, &self->pid,
+                          &self->channels_at, &self->index_at, &self->arena_at, &self->map_at,
+                          &self->waiters_at))
+        return -1;
+    if (version != FP_LAYOUT_VERSION) {
+        PyErr_Format(PyExc_ValueError, "_fastpath was built for layout %d, not %lu",
+                     FP_LAYOUT_VERSION, version);
+        return -1;
+    }
+    if (self->has_view) {
+        PyBuffer_Release(&self->view);
+        self->has_view = 0;
+    }
+    if (PyObject_GetBuffer(buffer, &self->view, PyBUF_WRITABLE) < 0) return -1;
+    self->has_view = 1;
+    self->base = (char *)self->view.buf;
+    self->size = self->view.len;
+    if (self->index_slots == 0 || (self->index_slots & (self->index_slots - 1)) ||
+        self->arena_at + (Py_ssize_t)self->units * UNIT > self->size ||
+        (Py_ssize_t)mutex_offset + 64 > self->size) {
+        PyErr_SetString(PyExc_ValueError, "_fastpath: layout does not fit the buffer");
+        return -1;
+    }
+    self->mutex = (pthread_mutex_t *)(self->base + mutex_offset);
+    return 0;
+}
+
+static void FastPath_dealloc(FastPath *self) {
+    if (self->has_view) PyBuffer_Release(&self->view);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *FastPath_release(FastPath *self, PyObject *unused) {
+    if (self->has_view) {
+        PyBuffer_Release(&self->view);
+        self->has_view = 0;
+        self->base = NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *ring_tuple(uint32_t wid, uint32_t pid, uint32_t nonce) {
+    return Py_BuildValue("(III)", wid, pid, nonce);
+}
+
+/* send(key, name, payload, deadline, now, capacity) -> None | (wid, pid, nonce) | int code */
+static PyObject *FastPath_send(FastPath *s, PyObject *args) {
+    const char *key, *name, *payload;
+    Py_ssize_t klen, nlen, plen;
+    double deadline, now;
+    unsigned long capacity;
+    if (!s->has_view) {
+        PyErr_SetString(PyExc_ValueError, "_fastpath released");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "y#y#y#ddk", &key, &klen, &name, &nlen, &payload, &plen,
+                          &deadline, &now, &capacity))
+        return NULL;
+    if (nlen > NAME_MAX_LEN) return PyLong_FromLong(R_SLOW);
+    int rc = fp_lock(s);
+    if (rc) return PyLong_FromLong(rc);
+    long cid = lookup(s, key, klen);
+    if (cid < 0) goto slow;
+    Py_ssize_t at = s->channels_at + (Py_ssize_t)cid * CH_SIZE;
+    uint32_t head = rd32(s, at + CH_HEAD), tail = rd32(s, at + CH_TAIL), depth = rd32(s, at + CH_DEPTH);
+    if (depth >= capacity) goto slow;
+    if (tail && (tail > s->units || !head ||
+                 ((unsigned char)s->base[s->map_at + tail - 1] & 0xC0) != BM_USED))
+        goto slow;
+    int want = order_for(MSG_SIZE + nlen + plen);
+    if (want > (int)s->max_order) goto slow;
+    long unit = take_block(s, want);
+    if (unit < 0) goto slow;
+    Py_ssize_t off = s->arena_at + (Py_ssize_t)unit * UNIT;
+    wrf(s, off, deadline);
+    wrf(s, off + 8, now);
+    wr32(s, off + M_NEXT, 0);
+    wr32(s, off + 20, (uint32_t)plen);
+    wr32(s, off + 24, 0);
+    uint16_t n16 = (uint16_t)nlen;
+    memcpy(s->base + off + 28, &n16, 2);
+    s->base[off + 30] = 0;
+    s->base[off + 31] = 0;
+    memcpy(s->base + off + MSG_SIZE, name, (size_t)nlen);
+    memcpy(s->base + off + MSG_SIZE + nlen, payload, (size_t)plen);
+    /* commit */
+    if (tail)
+        wr32(s, s->arena_at + (Py_ssize_t)(tail - 1) * UNIT + M_NEXT, (uint32_t)unit + 1);
+    else
+        wr32(s, at + CH_HEAD, (uint32_t)unit + 1);
+    wr32(s, at + CH_TAIL, (uint32_t)unit + 1);
+    wr32(s, at + CH_DEPTH, depth + 1);
+    uint32_t sec = (uint32_t)now, r_sec = rd32(s, at + CH_RATE_SEC);
+    uint32_t cur = rd32(s, at + CH_RATE_CUR), prev = rd32(s, at + CH_RATE_PREV);
+    if (r_sec != sec) {
+        prev = (sec - r_sec == 1) ? cur : 0;
+        cur = 0;
+    }
+    wr32(s, at + CH_RATE_SEC, sec);
+    wr64(s, at + CH_SENT, rd64(s, at + CH_SENT) + 1);
+    wr32(s, at + CH_RATE_CUR, cur + 1);
+    wr32(s, at + CH_RATE_PREV, prev);
+    uint32_t wid = 0, pid = 0, nonce = 0;
+    int picked = any_waiting(s, at) ? pick(s, (uint32_t)cid, &wid, &pid, &nonce) : 0;
+    fp_unlock(s);
+    if (picked > 0) return ring_tuple(wid, pid, nonce);
+    Py_RETURN_NONE;
+slow:
+    fp_unlock(s);
+    return PyLong_FromLong(R_SLOW);
+}
+
+/* receive(keys: tuple[bytes], start, now) ->
+ *   None | (name, payload, extra, kind, rings: list[(cid, wid, pid, nonce)]) | int code */
+static PyObject *FastPath_receive(FastPath *s, PyObject *args) {
+    PyObject *keys;
+    Py_ssize_t start;
+    double now;
+    if (!s->has_view) {
+        PyErr_SetString(PyExc_ValueError, "_fastpath released");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "O!nd", &PyTuple_Type, &keys, &start, &now)) return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(keys);
+    if (n == 0 || n > 256) return PyLong_FromLong(R_SLOW);
+    const char *kptr[256];
+    Py_ssize_t klen[256];
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *k = PyTuple_GET_ITEM(keys, i);
+        if (!PyBytes_Check(k)) {
+            PyErr_SetString(PyExc_TypeError, "keys must be bytes");
+            return NULL;
+        }
+        kptr[i] = PyBytes_AS_STRING(k);
+        klen[i] = PyBytes_GET_SIZE(k);
+    }
+    int rc = fp_lock(s);
+    if (rc) return PyLong_FromLong(rc);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t j = (start + i) % n;
+        long cid = lookup(s, kptr[j], klen[j]);
+        if (cid < 0) continue;
+        Py_ssize_t at = s->channels_at + (Py_ssize_t)cid * CH_SIZE;
+        uint32_t head = rd32(s, at + CH_HEAD);
+        if (!head) continue;
+        uint32_t unit = head - 1;
+        if (unit >= s->units) goto slow;
+        unsigned char tag = (unsigned char)s->base[s->map_at + unit];
+        if ((tag & 0xC0) != BM_USED || (tag & 0x3F) > s->max_order) goto slow;
+        int order = tag & 0x3F;
+        Py_ssize_t off = s->arena_at + (Py_ssize_t)unit * UNIT;
+        double deadline = rdf(s, off);
+        uint32_t next = rd32(s, off + M_NEXT), plen = rd32(s, off + 20), elen = rd32(s, off + 24);
+        uint16_t nlen;
+        memcpy(&nlen, s->base + off + 28, 2);
+        unsigned char kind = (unsigned char)s->base[off + 30];
+        if (nlen > NAME_MAX_LEN || (uint64_t)MSG_SIZE + nlen + elen + plen > ((uint64_t)UNIT << order) ||
+            next > s->units)
+            goto slow;
+        if (deadline <= now) goto slow; /* expiry and group eviction happen in Python */
+        PyObject *name = PyBytes_FromStringAndSize(s->base + off + MSG_SIZE, nlen);
+        PyObject *extra = PyBytes_FromStringAndSize(s->base + off + MSG_SIZE + nlen, elen);
+        PyObject *payload = PyBytes_FromStringAndSize(s->base + off + MSG_SIZE + nlen + elen, plen);
+        PyObject *rings = PyList_New(0);
+        if (!name || !extra || !payload || !rings) {
+            Py_XDECREF(name);
+            Py_XDECREF(extra);
+            Py_XDECREF(payload);
+            Py_XDECREF(rings);
+            fp_unlock(s);
+            return NULL;
+        }
+        /* commit: the message is taken */
+        uint32_t tail = rd32(s, at + CH_TAIL), depth = rd32(s, at + CH_DEPTH);
+        wr32(s, at + CH_HEAD, next);
+        wr32(s, at + CH_TAIL, next ? tail : 0);
+        wr32(s, at + CH_DEPTH, depth ? depth - 1 : 0);
+        free_block(s, unit, order);
+        wr64(s, at + CH_RECEIVED, rd64(s, at + CH_RECEIVED) + 1);
+        /* pass the wake on to receivers asleep on any of these channels with messages left */
+        for (Py_ssize_t k = 0; k < n; k++) {
+            long other = lookup(s, kptr[k], klen[k]);
+            if (other < 0) continue;
+            Py_ssize_t oat = s->channels_at + (Py_ssize_t)other * CH_SIZE;
+            if (!rd32(s, oat + CH_DEPTH) || !any_waiting(s, oat)) continue;
+            uint32_t wid, pid, nonce;
+            if (pick(s, (uint32_t)other, &wid, &pid, &nonce) > 0) {
+                PyObject *t = Py_BuildValue("(kIII)", (unsigned long)other, wid, pid, nonce);
+                if (t) {
+                    PyList_Append(rings, t);
+                    Py_DECREF(t);
+                }
+            }
+        }
+        fp_unlock(s);
+        return Py_BuildValue("(NNNiN)", name, payload, extra, (int)kind, rings);
+    }
+    fp_unlock(s);
+    Py_RETURN_NONE;
+slow:
+    fp_unlock(s);
+    return PyLong_FromLong(R_SLOW);
+}
+
+static PyMethodDef FastPath_methods[] = {
+    {"send", (PyCFunction)FastPath_send, METH_VARARGS,
+     "send(key, name, payload, deadline, now, capacity) -> None | (wid, pid, nonce) | code"},
+    {"receive", (PyCFunction)FastPath_receive, METH_VARARGS,
+     "receive(keys, start, now) -> None | (name, payload, extra, kind, rings) | code"},
+    {"release", (PyCFunction)FastPath_release, METH_NOARGS, "Release the buffer."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject FastPathType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "asgi_ipc._fastpath.FastPath",
+    .tp_basicsize = sizeof(FastPath),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)FastPath_init,
+    .tp_dealloc = (destructor)FastPath_dealloc,
+    .tp_methods = FastPath_methods,
+    .tp_doc = "The hot critical sections of send and receive on one mapped segment.",
+};
+
+static struct PyModuleDef fastpath_module = {
+    PyModuleDef_HEAD_INIT, "_fastpath", "C fast path of asgi_ipc's send/receive.", -1, NULL,
+};
+
+PyMODINIT_FUNC PyInit__fastpath(void) {
+    make_crc_table();
+    if (PyType_Ready(&FastPathType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&fastpath_module);
+    if (!m) return NULL;
+    Py_INCREF(&FastPathType);
+    if (PyModule_AddObject(m, "FastPath", (PyObject *)&FastPathType) < 0) {
+        Py_DECREF(&FastPathType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    PyModule_AddIntConstant(m, "LAYOUT_VERSION", FP_LAYOUT_VERSION);
+    PyModule_AddIntConstant(m, "SLOW", R_SLOW);
+    PyModule_AddIntConstant(m, "OWNERDEAD", R_OWNERDEAD);
+    PyModule_AddIntConstant(m, "TIMEOUT", R_TIMEOUT);
+    PyModule_AddIntConstant(m, "LOCKERR", R_LOCKERR);
+    return m;
+}
