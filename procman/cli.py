@@ -150,9 +150,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     flags = _run_flags(args)
     try:
         if args.command == "demo":
-            from .demo.setup import prepare_demo
+            from .demo.setup import DemoError, prepare_demo
 
-            directory, flags, banner = prepare_demo(flags)
+            try:
+                directory, flags, banner = prepare_demo(flags)
+            except DemoError as exc:
+                return _error(str(exc), exc.exit_code)
         config = resolve(flags, directory, args.config)
     except (ConfigError, SiteError) as exc:
         return _error(str(exc), getattr(exc, "exit_code", exitcodes.USAGE))

@@ -1,0 +1,1 @@
+"""Templates of the demo (a package only so that setuptools ships the .html files)."""
