@@ -334,6 +334,9 @@ class InterfaceServer:
         try:
             family = probe.family
             listening = probe.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+            # Twisted requires non-blocking mode; the flag lives on the shared open file, so
+            # the process that passed the socket sees it too (it must not accept() itself).
+            probe.setblocking(False)
         finally:
             probe.detach()
         if not listening:
