@@ -40,7 +40,12 @@ TIME_ZONE = "UTC"
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "asgi_ipc.IPCChannelLayer",
-        "CONFIG": {"prefix": os.environ.get("PROCMAN_DEMO_PREFIX", "procman_demo"), "message_memory": 16 * 2**20},
+        "CONFIG": {
+            "prefix": os.environ.get("PROCMAN_DEMO_PREFIX", "procman_demo"),
+            "message_memory": 16 * 2**20,
+            # Idle workers wake once a second, so a stop or reload never waits long for them.
+            "receive_timeout": 1.0,
+        },
         "ROUTING": "procman.demo.routing.channel_routing",
     }
 }

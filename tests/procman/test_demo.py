@@ -1,0 +1,104 @@
+"""``procman demo`` end to end: pages, WebSocket chat between clients, and two Chromium tabs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+
+import pytest
+import websockets
+
+from procman import exitcodes
+
+from .cdp import Browser, chromium_path
+from .procs import REPO, Site, http_get, unique_prefix
+
+
+@pytest.fixture
+def demo(tmp_path):
+    sites: list[Site] = []
+
+    def start(*args: str) -> Site:
+        prefix = unique_prefix("demo")
+        s = Site(["demo", "--bind", "127.0.0.1:0", "--workers", "2", *args], REPO, prefix, tmp_path / "ctl",
+                 env={"PROCMAN_DEMO_PREFIX": prefix, "PROCMAN_DEMO_DATA_DIR": str(tmp_path / "data")})
+        sites.append(s)
+        return s
+
+    yield start
+    for s in sites:
+        s.close()
+
+
+def test_demo_migrates_and_serves_pages_then_stops_clean(demo, tmp_path):
+    s = demo()
+    url = s.wait_ready()
+    assert (tmp_path / "data" / "demo.sqlite3").exists()
+    assert "demo chat: open the URL above" in s.output
+    status, body = http_get(url)
+    assert status == 200 and b"Chat rooms" in body and b"Channel layer, live" in body
+    status, body = http_get(url + "room/lobby/")
+    assert status == 200 and b"No messages yet" in body
+    assert http_get(url + "room/no%20such/")[0] == 404
+    stats = json.loads(http_get(url + "stats.json")[1])
+    assert stats["global"]["messages_count"] >= 3
+    assert "http.request" in {c["name"] for c in stats["channels"]}
+    s.signal(signal.SIGTERM)
+    assert s.wait(60) == exitcodes.OK
+    assert not s.segment_exists()
+
+
+def test_chat_message_reaches_the_other_socket_and_the_history(demo):
+    s = demo()
+    url = s.wait_ready()
+    ws_url = url.replace("http://", "ws://") + "chat/lobby/"
+
+    async def chat() -> tuple[dict, dict, dict]:
+        async with websockets.connect(ws_url) as alice, websockets.connect(ws_url) as bob:
+            for _ in range(50):  # both joined the group once the handshakes were accepted
+                if json.loads(http_get(url + "stats.json")[1])["groups"].get("chat-lobby") == 2:
+                    break
+                await asyncio.sleep(0.1)
+            await alice.send(json.dumps({"handle": "alice", "text": "hello <b>bob</b>"}))
+            got_bob = json.loads(await asyncio.wait_for(bob.recv(), 10))
+            got_alice = json.loads(await asyncio.wait_for(alice.recv(), 10))
+            await bob.send("not json")
+            error = json.loads(await asyncio.wait_for(bob.recv(), 10))
+            return got_bob, got_alice, error
+
+    got_bob, got_alice, error = asyncio.run(chat())
+    assert got_bob["handle"] == "alice" and got_bob["text"] == "hello <b>bob</b>" and got_alice == got_bob
+    assert "error" in error
+    page = http_get(url + "room/lobby/")[1].decode()
+    assert "hello &lt;b&gt;bob&lt;/b&gt;" in page  # stored, rendered, escaped
+    assert "lobby" in http_get(url)[1].decode()
+
+
+@pytest.mark.skipif(chromium_path() is None, reason="chromium is not installed (apt-get install -y chromium)")
+def test_message_typed_in_one_chromium_tab_appears_in_another(demo, tmp_path):
+    s = demo()
+    url = s.wait_ready()
+    room = url + "room/browsers/"
+
+    async def drive() -> str:
+        browser = Browser(tmp_path / "profile")
+        try:
+            await browser.connect()
+            tab_a, tab_b = await browser.open_tab(room), await browser.open_tab(room)
+            for tab in (tab_a, tab_b):
+                await browser.wait_js(tab, "document.getElementById('conn') && "
+                                           "document.getElementById('conn').textContent === 'live'", 30)
+            await browser.evaluate(tab_a, """
+                (() => { const f = document.getElementById('send');
+                  f.elements.handle.value = 'tab-a'; f.elements.text.value = 'typed in tab A';
+                  f.requestSubmit(); return true; })()""")
+            return await browser.wait_js(
+                tab_b, "(() => { const t = document.getElementById('log').innerText;"
+                       " return t.includes('typed in tab A') ? t : null; })()", 20)
+        finally:
+            await browser.close()
+            browser.kill()
+
+    text = asyncio.run(drive())
+    assert "tab-a" in text and "typed in tab A" in text
