@@ -62,11 +62,13 @@ class LayerNotSupported(Exception):
 
 
 def _segment_lost_types() -> tuple[type[BaseException], ...]:
+    """Errors meaning the layer itself is gone or unusable (asgi_ipc's ``SegmentError`` family:
+    ``SegmentLost``, ``SegmentCorrupt``); other ASGI-1 layers have none."""
     try:
-        from asgi_ipc import SegmentLost  # noqa: PLC0415 - optional: any ASGI-1 layer may be used
+        from asgi_ipc import SegmentError  # noqa: PLC0415 - optional: any ASGI-1 layer may be used
     except ImportError:
         return ()
-    return (SegmentLost,)
+    return (SegmentError,)
 
 
 class _ConnectionFactory(protocol.Factory):
