@@ -19,11 +19,11 @@ SCRIPTS = Path(__file__).with_name("scripts")
 def supervise(tmp_path):
     started: list[Supervised] = []
 
-    def start(*roles: str) -> tuple[Supervised, Path, Path]:
+    def start(*roles: str, env: dict[str, str] | None = None) -> tuple[Supervised, Path, Path]:
         state = tmp_path / "state"
         state.mkdir(exist_ok=True)
         sock = tmp_path / "ctl" / "site.sock"
-        sup = Supervised([python(), str(SCRIPTS / "supervise.py"), str(state), str(sock), *roles])
+        sup = Supervised([python(), str(SCRIPTS / "supervise.py"), str(state), str(sock), *roles], env=env)
         started.append(sup)
         return sup, state, sock
 
@@ -206,3 +206,13 @@ def test_control_socket_status_reload_stop(supervise):
     assert sup.wait() == exitcodes.OK
     with pytest.raises(control.ControlError, match="no running procman"):
         control.request(sock, "status")
+
+
+def test_child_over_max_memory_is_replaced_new_before_old(supervise):
+    sup, state, _ = supervise("worker=hog:1", env={"SUPERVISE_MAX_MEMORY": str(64 * 2**20)})
+    sup.wait_line("worker.1 retiring (RSS ")
+    assert "over --max-memory 64 MiB" in sup.output
+    wait_for(lambda: len(list(state.glob("worker.1.*.stopped"))) >= 1, what="the over-memory child to stop")
+    assert len(started(state, "worker.1")) >= 2
+    sup.signal(signal.SIGTERM)
+    assert sup.wait() == exitcodes.OK

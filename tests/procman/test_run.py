@@ -201,3 +201,53 @@ def test_pool_gets_its_channels_and_main_pool_ignores_them(site):
     assert pool.endswith("listening on thumbnail")
     main = s.wait_line("worker.1      | listening on")
     assert "http.request" in main and "thumbnail" not in main
+
+
+def test_systemd_socket_activation_and_notify(tmp_path):
+    """Under systemd: adopt the listening fd (LISTEN_FDS), send READY=1, WATCHDOG=1 and STOPPING=1."""
+    notify_path = tmp_path / "notify"
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(str(notify_path))
+    receiver.settimeout(30)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    port = listener.getsockname()[1]
+    prefix = unique_prefix("sd")
+    # LISTEN_PID must be procman's own pid: set it in a shim that then execs procman (same pid).
+    shim = (
+        "import os, sys\n"
+        "os.dup2(int(sys.argv[1]), 3)\n"
+        "os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS='1', WATCHDOG_USEC='1000000')\n"
+        "os.execv(sys.executable, [sys.executable, '-m', 'procman', 'run', '--workers', '1'])\n"
+    )
+    env = dict(os.environ, NOTIFY_SOCKET=str(notify_path), PROCMAN_CONTROL_DIR=str(tmp_path / "ctl"),
+               HELLOSITE_PREFIX=prefix, NO_COLOR="1", PYTHONPATH=str(HELLOSITE.parents[3]))
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", shim, str(listener.fileno())], pass_fds=(listener.fileno(),),
+                            cwd=HELLOSITE, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    listener.close()  # the site holds it now
+    try:
+        messages = [receiver.recv(1000).decode()]
+        while not messages[-1].startswith("READY=1"):  # watchdog pings may come first
+            messages.append(receiver.recv(1000).decode())
+        assert f"127.0.0.1:{port}" in messages[-1]
+        assert http_get(f"http://127.0.0.1:{port}/")[1].decode() == f"hello from {prefix}\n"
+        while "WATCHDOG=1" not in messages:
+            messages.append(receiver.recv(1000).decode())
+        proc.send_signal(signal.SIGTERM)
+        while "STOPPING=1" not in messages:
+            messages.append(receiver.recv(1000).decode())
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == exitcodes.OK
+        assert "using 1 socket(s) from systemd socket activation" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        receiver.close()
+        from .procs import remove_segment
+
+        remove_segment(prefix)

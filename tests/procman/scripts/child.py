@@ -1,7 +1,7 @@
 """A small supervised child for the arbiter tests.
 
 Usage: child.py STATE_DIR MODE  (MODE: ok, crash-first, boot-error, breakable, hang, retire,
-slow-stop)
+slow-stop, hog)
 Writes STATE_DIR/<role>.<index>.<pid>.started on start and .stopped on a clean TERM exit.
 """
 
@@ -34,6 +34,7 @@ def main() -> int:
     beats.ready()
     print(f"child {tag} ready", flush=True)
     served = 0
+    ballast = bytearray(b"x" * (96 * 2**20)) if mode == "hog" else None  # noqa: F841 (held on purpose)
     deadline = time.monotonic() + 120
     while not stop and time.monotonic() < deadline:
         if mode == "hang" and (state / "hang").exists():

@@ -1,5 +1,6 @@
 """Runs an Arbiter over test children: supervise.py STATE_DIR CONTROL_PATH ROLE=MODE:COUNT..."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -20,7 +21,8 @@ def main() -> int:
                  scalable=True, recyclable=True, stop_order=order)
         )
     log = LogStream(colour=False)
-    arbiter = Arbiter(roles, log, graceful_timeout=3.0, heartbeat_timeout=2.0,
+    max_memory = int(os.environ["SUPERVISE_MAX_MEMORY"]) if os.environ.get("SUPERVISE_MAX_MEMORY") else None
+    arbiter = Arbiter(roles, log, graceful_timeout=3.0, heartbeat_timeout=2.0, max_memory=max_memory,
                       on_ready=lambda: log.info("all processes ready"))
     control = ControlServer(control_path, arbiter.answer)
     arbiter.watch_fd(control, control.serve_one)
