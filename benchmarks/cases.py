@@ -8,7 +8,9 @@ into the JSON as is. The roles live in ``ours_cases`` / ``redis_cases`` / ``floo
 
 from __future__ import annotations
 
+import os
 import statistics
+import tempfile
 from array import array
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +26,7 @@ __all__ = [
     "group_send",
     "idle_cpu",
     "pairs",
+    "pipe_round_trip",
     "round_trip",
 ]
 
@@ -175,13 +178,35 @@ def round_trip(backend: str, config: dict[str, Any], d: Durations, tag: str) -> 
         ),
     ]
     results = run_children(specs, config, timeout=d.rtt + _SLACK)
-    latencies = sorted(_doubles(results["client"]["latencies"]))
-    if not latencies:
+    return {**_latency_summary(results["client"]["latencies"]), "served": results["server"]["served"]}
+
+
+def pipe_round_trip(d: Durations) -> dict[str, Any]:
+    """The round-trip floor: the same request/reply, msgpack'd, between two processes over FIFOs."""
+    module = BACKEND_MODULES["floor"]
+    with tempfile.TemporaryDirectory(prefix="bench-fifo-") as tmp:
+        requests, replies = os.path.join(tmp, "requests"), os.path.join(tmp, "replies")
+        os.mkfifo(requests, 0o600)
+        os.mkfifo(replies, 0o600)
+        specs = [
+            ChildSpec("pong", module, "pipe_pong", {"requests": requests, "replies": replies}),
+            ChildSpec(
+                "ping",
+                module,
+                "pipe_ping",
+                {"requests": requests, "replies": replies, "size": 1024, "duration": d.rtt, "warmup": 50},
+            ),
+        ]
+        results = run_children(specs, {}, timeout=d.rtt + _SLACK)
+    return {**_latency_summary(results["ping"]["latencies"]), "served": results["pong"]["served"]}
+
+
+def _latency_summary(raw: bytes) -> dict[str, Any]:
+    us = sorted(x * 1e6 for x in _doubles(raw))
+    if not us:
         raise RuntimeError("the round-trip client completed no trip after its warm-up")
-    us = [x * 1e6 for x in latencies]
     return {
         "trips": len(us),
-        "served": results["server"]["served"],
         "p50_us": _percentile(us, 0.50),
         "p90_us": _percentile(us, 0.90),
         "p99_us": _percentile(us, 0.99),

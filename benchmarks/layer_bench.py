@@ -69,6 +69,7 @@ def _plan(d: Durations) -> list[tuple[str, tuple[str, ...], Case]]:
         ("pairs", layers, lambda b, c: cases.pairs(b, c, d, 0, "pairs")),
         ("cross_1to1", layers, lambda b, c: cases.cross_process(b, c, d.cross, 1, 1, "http", 1024, "x11")),
         ("cross_2to2", layers, lambda b, c: cases.cross_process(b, c, d.cross, 2, 2, "http", 1024, "x22")),
+        ("floor_rtt", floor, lambda b, c: cases.pipe_round_trip(d)),
         ("rtt", layers, lambda b, c: cases.round_trip(b, c, d, "rtt")),
         ("group_100", layers, lambda b, c: cases.group_send(b, c, d, 100, "g100")),
         ("group_1000", layers, lambda b, c: cases.group_send(b, c, d, 1000, "g1000")),
@@ -190,6 +191,8 @@ def environment(backends: tuple[str, ...]) -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu": _cpu_model(),
         "cpus": os.cpu_count(),
+        # other work on the machine skews every number: the 1/5/15-minute load when the run began
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "versions": {
             d: _version(d) for d in ("asgi_ipc", "channels_redis", "channels", "redis", "msgpack", "posix_ipc")
         },
@@ -244,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
 
     env = environment(args.backends)
     started = datetime.datetime.now(datetime.timezone.utc)
-    log(f"benchmark at {env['git_revision']}, Python {env['python']}, {env['cpus']} CPUs ({env['cpu']})")
+    log(f"benchmark at {env['git_revision']}, Python {env['python']}, {env['cpus']} CPUs ({env['cpu']}), "
+        f"load average {env['load_average']}")
     t0 = time.monotonic()
     results = run_all(args.backends, durations, log)
     rows = report.build_rows(results)
@@ -257,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         "backends": list(args.backends),
         "durations": durations.__dict__,
         "environment": env,
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "results": results,
         "table": [row.__dict__ for row in rows],
     }

@@ -112,10 +112,11 @@ def _child_main(
         reports.put(("error", spec.name, traceback.format_exc()))
 
 
-def _stop(processes: list[Any]) -> None:
-    processes = [p for p in processes if p.pid is not None]  # started ones only
+def _stop(processes: list[Any], grace: float) -> None:
+    """Join the started children for up to ``grace`` s each, then terminate, then kill."""
+    processes = [p for p in processes if p.pid is not None]
     for proc in processes:
-        proc.join(timeout=5)
+        proc.join(timeout=grace)
     for proc in processes:
         if proc.is_alive():
             proc.terminate()
@@ -147,17 +148,19 @@ def run_children(
         )
         for spec in specs
     ]
-    results: dict[str, dict[str, Any]] = {}
+    finished = False
     try:
         for proc in processes:
             proc.start()
         _collect(reports, processes, names, "ready", _SETUP_TIMEOUT)
         start.set()
         results = _collect(reports, processes, names, "result", timeout)
+        finished = True
         return results
     finally:
         start.set()  # never leave a child waiting for a start that will not come
-        _stop(processes)
+        # children that reported are exiting by themselves; after a failure, stop the rest now
+        _stop(processes, grace=5.0 if finished else 0.5)
         for q in (reports, peers):
             q.close()
             q.cancel_join_thread()
