@@ -125,6 +125,18 @@ def app(layer: Any) -> Application:
     return Application(layer)
 
 
+def write_layer_module(directory: Path, prefix: str, layer: Any, options: dict | None = None) -> str:
+    """Write a module whose ``channel_layer`` attaches to ``layer``; return the module's name."""
+    capacity, channel_capacity = layer.test_config
+    module = f"ifclayer_{uuid.uuid4().hex[:8]}"
+    kwargs = {**_layer_kwargs(prefix, capacity, channel_capacity), **(options or {})}
+    (directory / f"{module}.py").write_text(
+        "from asgi_ipc import IPCChannelLayer\n"
+        f"channel_layer = IPCChannelLayer(create=False, **{kwargs!r})\n"
+    )
+    return module
+
+
 @pytest.fixture
 def start_interface(tmp_path: Path, prefix: str) -> Iterator[Any]:
     """``start_interface(layer, *args, listen="fd")`` runs an interface process for ``layer``.
@@ -135,15 +147,13 @@ def start_interface(tmp_path: Path, prefix: str) -> Iterator[Any]:
     started: list[tuple[subprocess.Popen, socket.socket | None]] = []
 
     def start(
-        layer: Any, *args: str, listen: str | None = "fd", wait_ready: bool = True, env: dict | None = None
+        layer: Any,
+        *args: str,
+        listen: str | None = "fd",
+        wait_ready: bool = True,
+        layer_options: dict | None = None,
     ) -> InterfaceProcess:
-        capacity, channel_capacity = layer.test_config
-        module = f"ifclayer_{uuid.uuid4().hex[:8]}"
-        kwargs = _layer_kwargs(prefix, capacity, channel_capacity)
-        (tmp_path / f"{module}.py").write_text(
-            "from asgi_ipc import IPCChannelLayer\n"
-            f"channel_layer = IPCChannelLayer(create=False, **{kwargs!r})\n"
-        )
+        module = write_layer_module(tmp_path, prefix, layer, layer_options)
         stderr_path = tmp_path / f"{module}.stderr"
         access_path = tmp_path / f"{module}.access"
         command = [sys.executable, "-m", "procman.interface", f"{module}:channel_layer"]
@@ -163,7 +173,6 @@ def start_interface(tmp_path: Path, prefix: str) -> Iterator[Any]:
         process_env["PYTHONPATH"] = os.pathsep.join(
             [str(tmp_path), *filter(None, [process_env.get("PYTHONPATH")])]
         )
-        process_env.update(env or {})
         with open(stderr_path, "wb") as stderr:
             proc = subprocess.Popen(
                 command,
