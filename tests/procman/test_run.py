@@ -251,3 +251,15 @@ def test_systemd_socket_activation_and_notify(tmp_path):
         from .procs import remove_segment
 
         remove_segment(prefix)
+
+
+def test_killed_interface_is_replaced_and_the_socket_stays_open(site):
+    s = site("--workers", "1")
+    url = s.wait_ready()
+    victim = roles(s)["interface"][0]
+    victim.kill()
+    s.wait_line("interface.1 (pid")
+    # The listening socket belongs to the supervisor: connections made meanwhile queue up and the
+    # replacement answers them.
+    assert http_get(url, timeout=30)[0] == 200
+    assert victim.pid not in {p.pid for p in roles(s)["interface"]}
