@@ -258,7 +258,7 @@ static int pick(FastPath *s, uint32_t cid, uint32_t *wid_out, uint32_t *pid_out,
 
 /* ---------------------------------------------------------------------------------------- */
 
-static int FastPath_init(FastPath *self, PyObject *args, PyObject *kwds) {
+static int FastPath_init(FastPath *self, PyObject *args, PyObject *Py_UNUSED(kwds)) {
     PyObject *buffer;
     unsigned long mutex_offset, version;
     if (!PyArg_ParseTuple(args, "OkkdIIIIIIInnnnn", &buffer, &version, &mutex_offset,
@@ -295,7 +295,7 @@ static void FastPath_dealloc(FastPath *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-static PyObject *FastPath_release(FastPath *self, PyObject *unused) {
+static PyObject *FastPath_release(FastPath *self, PyObject *Py_UNUSED(unused)) {
     if (self->has_view) {
         PyBuffer_Release(&self->view);
         self->has_view = 0;
@@ -308,19 +308,22 @@ static PyObject *ring_tuple(uint32_t wid, uint32_t pid, uint32_t nonce) {
     return Py_BuildValue("(III)", wid, pid, nonce);
 }
 
-/* send(key, name, payload, deadline, now, capacity) -> None | (wid, pid, nonce) | int code */
+/* send(key, name, payload, deadline, now, capacity[, extra, kind])
+ *   -> None | (wid, pid, nonce) | int code */
 static PyObject *FastPath_send(FastPath *s, PyObject *args) {
-    const char *key, *name, *payload;
-    Py_ssize_t klen, nlen, plen;
+    const char *key, *name, *payload, *extra = "";
+    Py_ssize_t klen, nlen, plen, elen = 0;
     double deadline, now;
     unsigned long capacity;
+    int kind = 0;
     if (!s->has_view) {
         PyErr_SetString(PyExc_ValueError, "_fastpath released");
         return NULL;
     }
-    if (!PyArg_ParseTuple(args, "y#y#y#ddk", &key, &klen, &name, &nlen, &payload, &plen,
-                          &deadline, &now, &capacity))
+    if (!PyArg_ParseTuple(args, "y#y#y#ddk|y#i", &key, &klen, &name, &nlen, &payload, &plen,
+                          &deadline, &now, &capacity, &extra, &elen, &kind))
         return NULL;
+    if (kind < 0 || kind > 255 || elen > 0x7FFFFFFF) return PyLong_FromLong(R_SLOW);
     if (nlen > NAME_MAX_LEN) return PyLong_FromLong(R_SLOW);
     int rc = fp_lock(s);
     if (rc) return PyLong_FromLong(rc);
@@ -332,7 +335,7 @@ static PyObject *FastPath_send(FastPath *s, PyObject *args) {
     if (tail && (tail > s->units || !head ||
                  ((unsigned char)s->base[s->map_at + tail - 1] & 0xC0) != BM_USED))
         goto slow;
-    int want = order_for(MSG_SIZE + nlen + plen);
+    int want = order_for(MSG_SIZE + nlen + elen + plen);
     if (want > (int)s->max_order) goto slow;
     long unit = take_block(s, want);
     if (unit < 0) goto slow;
@@ -341,13 +344,14 @@ static PyObject *FastPath_send(FastPath *s, PyObject *args) {
     wrf(s, off + 8, now);
     wr32(s, off + M_NEXT, 0);
     wr32(s, off + 20, (uint32_t)plen);
-    wr32(s, off + 24, 0);
+    wr32(s, off + 24, (uint32_t)elen);
     uint16_t n16 = (uint16_t)nlen;
     memcpy(s->base + off + 28, &n16, 2);
-    s->base[off + 30] = 0;
+    s->base[off + 30] = (char)kind;
     s->base[off + 31] = 0;
     memcpy(s->base + off + MSG_SIZE, name, (size_t)nlen);
-    memcpy(s->base + off + MSG_SIZE + nlen, payload, (size_t)plen);
+    memcpy(s->base + off + MSG_SIZE + nlen, extra, (size_t)elen);
+    memcpy(s->base + off + MSG_SIZE + nlen + elen, payload, (size_t)plen);
     /* commit */
     if (tail)
         wr32(s, s->arena_at + (Py_ssize_t)(tail - 1) * UNIT + M_NEXT, (uint32_t)unit + 1);
@@ -490,6 +494,7 @@ static PyTypeObject FastPathType = {
 
 static struct PyModuleDef fastpath_module = {
     PyModuleDef_HEAD_INIT, "_fastpath", "C fast path of asgi_ipc's send/receive.", -1, NULL,
+    NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__fastpath(void) {

@@ -231,6 +231,7 @@ class IPCChannelLayer:
         self._local_lock = threading.Lock()
         self._event_receivers: dict[str, Any] = {}
         self._key_cache: dict[tuple[str, ...], tuple[bytes, ...]] = {}
+        self._recv_cache: dict[tuple, list[str]] = {}
 
     # -- attachment ------------------------------------------------------------------------------
     def _a(self) -> _Attachment:
@@ -392,15 +393,19 @@ class IPCChannelLayer:
             att.segment.check_linked()
 
     def _receive_keys(self, channels: list[str]) -> list[str]:
-        if type(channels) is list and len(channels) == 1:
-            name = channels[0]
-            key = self._valid_names.get(name + "<recv>") if isinstance(name, str) else None
-            if key is not None:
-                return [key]
-            validate_receive_channels(channels)
-            self._valid_names[name + "<recv>"] = non_local_name(name)
-            return [non_local_name(name)]
-        return [non_local_name(n) for n in validate_receive_channels(channels)]
+        """Validated queue keys for a receive's channel list (cached per distinct list)."""
+        try:
+            cache_key = tuple(channels)
+            keys = self._recv_cache.get(cache_key)
+        except TypeError:  # unhashable entries: let validation say what is wrong
+            cache_key, keys = None, None
+        if keys is None:
+            keys = [non_local_name(n) for n in validate_receive_channels(channels)]
+            if cache_key is not None and isinstance(channels, (list, tuple)):
+                if len(self._recv_cache) > 1000:
+                    self._recv_cache.clear()
+                self._recv_cache[cache_key] = keys
+        return keys
 
     def _take(self, keys: list[str], waiting) -> tuple[tuple[str, dict] | None, int]:
         """Pop one message for ``keys``; if none and ``waiting=(bell, wid)``, register the
@@ -550,8 +555,9 @@ class IPCChannelLayer:
 
         Members that are local channels of the same ``prefix!`` receive ONE shared entry that
         the reading process expands, so a broadcast to 1,000 sockets of one interface process
-        costs one write. Raises ``MessageTooLarge`` and ``TypeError`` like ``send``, never
-        ``ChannelFull``.
+        costs one write. The send is not atomic: a member added or discarded meanwhile may or
+        may not get the message. Raises ``MessageTooLarge`` and ``TypeError`` like ``send``,
+        never ``ChannelFull``.
         """
         g = validate_group(group).encode("ascii")
         payload = pack(message)
@@ -561,58 +567,60 @@ class IPCChannelLayer:
                 f"message to group {group!r} is {len(payload)} bytes serialised; the limit is "
                 f"{self.max_message_size}")
         att = self._a()
-        store, waiters = att.store, att.waiters
-        rings = []
         t = now()
         deadline = t + self.expiry
         with att.lock:
             members = att.groups.members(g, t, self.group_expiry)
-            by_prefix: dict[bytes, list[bytes]] = {}
-            plain = []
-            for name in members:
-                bang = name.find(b"!")
-                if bang >= 0:
-                    by_prefix.setdefault(name[:bang + 1], []).append(name[bang + 1:])
-                else:
-                    plain.append(name)
-            delivered = dropped = 0
-            for key, locals_ in by_prefix.items():
-                try:
-                    cid = store.find_or_create(key)
-                    capacity = self.get_capacity(key.decode("ascii"))
-                    if len(locals_) == 1:
-                        store.enqueue(cid, key + locals_[0], payload, deadline, t, capacity)
-                    else:
-                        store.enqueue(cid, key, payload, deadline, t, capacity,
-                                      extra=msgpack.packb(locals_), kind=MSG_FANOUT)
-                except ChannelFull:  # includes ArenaFull and TableFull
-                    dropped += len(locals_)
-                    continue
-                delivered += len(locals_)
-                if waiters.has_waiters(cid):
-                    pick = waiters.pick(cid)
-                    if pick is not None:
-                        rings.append((pick, cid))
-            for name in plain:
-                try:
-                    cid = store.find_or_create(name)
-                    store.enqueue(cid, name, payload, deadline, t,
-                                  self.get_capacity(name.decode("ascii")))
-                except ChannelFull:
-                    dropped += 1
-                    continue
-                delivered += 1
-                if waiters.has_waiters(cid):
-                    pick = waiters.pick(cid)
-                    if pick is not None:
-                        rings.append((pick, cid))
-            store.bump("group_sends")
-            store.bump("group_deliveries", delivered)
+        # One entry per destination: a plain channel, or a ``prefix!`` with its local names.
+        entries: dict[bytes, list[bytes]] = {}
+        for name in members:
+            bang = name.find(b"!")
+            if bang >= 0:
+                entries.setdefault(name[:bang + 1], []).append(name[bang + 1:])
+            else:
+                entries[name] = []
+        delivered = dropped = 0
+        for key, locals_ in entries.items():
+            if len(locals_) > 1:
+                name, extra, kind = key, msgpack.packb(locals_), MSG_FANOUT
+            else:
+                name, extra, kind = key + (locals_[0] if locals_ else b""), b"", 0
+            count = max(1, len(locals_))
+            if self._send_entry(att, key, name, payload, deadline, t, extra, kind):
+                delivered += count
+            else:
+                dropped += count
+        with att.lock:
+            att.store.bump("group_sends")
+            att.store.bump("group_deliveries", delivered)
             if dropped:
-                store.bump("group_drops", dropped)
-            store.sweep_step(t)
-        for pick, cid in rings:
-            self._ring(att, pick, cid)
+                att.store.bump("group_drops", dropped)
+            att.store.sweep_step(t)
+
+    def _send_entry(self, att: _Attachment, key: bytes, name: bytes, payload: bytes,
+                    deadline: float, t: float, extra: bytes, kind: int) -> bool:
+        """Queue one group entry; False if the destination is full (never raises it)."""
+        capacity = self.get_capacity(key.decode("ascii"))
+        if att.fast is not None:
+            result = att.fast.send(key, name, payload, deadline, t, capacity, extra, kind)
+            if result is None or type(result) is tuple:
+                if result is not None:
+                    self._ring(att, result, -1)
+                return True
+            self._fast_failed(att, result)
+        ring = None
+        with att.lock:
+            try:
+                cid = att.store.find_or_create(key)
+                att.store.enqueue(cid, name, payload, deadline, t, capacity, extra=extra,
+                                  kind=kind)
+            except ChannelFull:  # includes ArenaFull and TableFull
+                return False
+            if att.waiters.has_waiters(cid):
+                ring = att.waiters.pick(cid)
+        if ring is not None:
+            self._ring(att, ring, cid)
+        return True
 
     # ===== flush extension =======================================================================
     def flush(self) -> None:

@@ -85,9 +85,9 @@ def test_kill_9_torture(make_layer, tmp_path):
     for kind in ["producer"] * 2 + ["consumer"] * 2:
         start(kind)
     kills = 0
-    deadline = time.monotonic() + 12
+    deadline = time.monotonic() + 45  # a cap for very slow machines; normally 120 kills end it
     try:
-        while time.monotonic() < deadline:
+        while kills < 120 and time.monotonic() < deadline:
             time.sleep(rng.uniform(0.002, 0.03))
             pid = rng.choice(list(procs))
             kind, proc = procs.pop(pid)
@@ -122,7 +122,7 @@ def test_kill_9_torture(make_layer, tmp_path):
         seen[line] = seen.get(line, 0) + 1
     duplicates = {line: n for line, n in seen.items() if n > 1}
     assert not duplicates, f"delivered twice: {list(duplicates)[:5]}"
-    assert kills > 100
+    assert kills >= 40, f"only {kills} kills before the time cap"
     assert len(seen) > 1000, "the processes hardly worked; the torture proved nothing"
     assert layer.check() == []
     print(f"\n{kills} kills, {len(seen)} deliveries, "
