@@ -79,15 +79,13 @@ class _ConnectionFactory(protocol.Factory):
         server = self.server
         limit = server.options.max_connections
         if server.shutting_down or (limit and len(server.connections) >= limit):
-            return _Refusal(503 if not server.shutting_down else 503)
+            return _Refusal()
         return HTTPConnection(server)
 
 
 class _Refusal(protocol.Protocol):
-    """Answers 503 and closes: a connection over ``max_connections`` accepted in the same batch."""
-
-    def __init__(self, status: int) -> None:
-        self.status = status
+    """Answers 503 and closes: a connection accepted past ``max_connections`` (several can be
+    accepted in one batch before the listening port is paused) or during shutdown."""
 
     def connectionMade(self) -> None:
         body = b"Server at connection capacity.\n"

@@ -1,0 +1,270 @@
+"""Requests/s and WebSocket messages/s of ONE interface process with an echo consumer.
+
+Run from the repository root::
+
+    python benchmarks/interface_bench.py            # 5 s per case
+    python benchmarks/interface_bench.py --seconds 2 --connections 16
+
+Processes: the interface (``python -m procman.interface``, socket passed with ``--fd``, access log
+off), one echo consumer that uses the layer directly (answers ``http.request`` with a 5-byte body,
+accepts every ``websocket.connect``, echoes every ``websocket.receive``), and one load client
+process. Everything shares this machine's cores, so the client's own CPU is part of the picture;
+the table says how many cores there are. Each measuring loop is bounded by ``--seconds``.
+
+Prints a table and writes ``benchmarks/results/interface-<UTC time>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import selectors
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+LAYER_SIZES = {"message_memory": 64 * 2**20, "channels": 1024, "groups": 64, "group_members": 256}
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _layer(prefix: str, create: bool) -> Any:
+    from asgi_ipc import IPCChannelLayer
+
+    return IPCChannelLayer(prefix=prefix, create=create, capacity=1000, receive_timeout=0.5, **LAYER_SIZES)
+
+
+# -- roles (each runs in its own process) ------------------------------------------------------------
+
+
+def role_consumer(prefix: str) -> None:
+    """Echo application: reads the layer directly until SIGTERM."""
+    layer = _layer(prefix, create=False)
+    running = [True]
+    signal.signal(signal.SIGTERM, lambda *_: running.__setitem__(0, False))
+    channels = ["http.request", "websocket.connect", "websocket.receive"]
+    response = {"status": 200, "headers": [[b"content-type", b"text/plain"]], "content": b"hello"}
+    while running[0]:
+        channel, message = layer.receive(channels, block=True)
+        if channel is None:
+            continue
+        reply = message["reply_channel"]
+        while True:
+            try:
+                if channel == "http.request":
+                    layer.send(reply, response)
+                elif channel == "websocket.connect":
+                    layer.send(reply, {"accept": True})
+                elif "text" in message:
+                    layer.send(reply, {"text": message["text"]})
+                else:
+                    layer.send(reply, {"bytes": message["bytes"]})
+                break
+            except layer.ChannelFull:
+                time.sleep(0.001)
+    layer.close()
+
+
+def role_http_client(port: int, connections: int, seconds: float) -> None:
+    """Keep-alive GETs on ``connections`` sockets, one outstanding request each."""
+    request = b"GET /bench HTTP/1.1\r\nHost: bench\r\n\r\n"
+    selector = selectors.DefaultSelector()
+    state: dict[socket.socket, list] = {}
+    for _ in range(connections):
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setblocking(False)
+        selector.register(sock, selectors.EVENT_READ)
+        state[sock] = [b"", time.perf_counter()]
+        sock.sendall(request)
+    # The first response tells the fixed response size (identical responses from the consumer).
+    size = None
+    warmup_end = time.perf_counter() + 0.5
+    end = warmup_end + seconds
+    count = 0
+    latencies: list[float] = []
+    while True:
+        now = time.perf_counter()
+        if now >= end:
+            break
+        for key, _ in selector.select(timeout=max(0.0, end - now)):
+            sock = key.fileobj
+            data = sock.recv(65536)
+            if not data:
+                raise SystemExit("server closed a keep-alive connection")
+            buffer = state[sock][0] + data
+            if size is None:
+                head, sep, _ = buffer.partition(b"\r\n\r\n")
+                if not sep:
+                    state[sock][0] = buffer
+                    continue
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                size = len(head) + 4 + length
+            while len(buffer) >= size:
+                buffer = buffer[size:]
+                done = time.perf_counter()
+                if done >= warmup_end:
+                    count += 1
+                    latencies.append(done - state[sock][1])
+                state[sock][1] = done
+                sock.sendall(request)
+            state[sock][0] = buffer
+    latencies.sort()
+    print(json.dumps(_summary(count, seconds, latencies)))
+
+
+def role_ws_client(port: int, connections: int, seconds: float) -> None:
+    """``connections`` WebSockets, each sending a message and waiting for its echo in a loop."""
+    from websockets.asyncio.client import connect
+
+    async def one(results: list[float], warmup_end: float, end: float) -> None:
+        async with connect(f"ws://127.0.0.1:{port}/bench", compression=None, max_queue=None) as ws:
+            payload = "x" * 64
+            while True:
+                start = time.perf_counter()
+                if start >= end:
+                    return
+                await ws.send(payload)
+                await ws.recv()
+                done = time.perf_counter()
+                if done >= warmup_end:
+                    results.append(done - start)
+
+    async def main() -> list[float]:
+        results: list[float] = []
+        warmup_end = time.perf_counter() + 1.0
+        end = warmup_end + seconds
+        await asyncio.gather(*(one(results, warmup_end, end) for _ in range(connections)))
+        return results
+
+    latencies = sorted(asyncio.run(main()))
+    print(json.dumps(_summary(len(latencies), seconds, latencies)))
+
+
+def _summary(count: int, seconds: float, latencies: list[float]) -> dict[str, float]:
+    def pct(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 if latencies else 0.0
+
+    return {"per_second": count / seconds, "count": count, "p50_ms": pct(0.5), "p99_ms": pct(0.99)}
+
+
+# -- the parent: start everything, run the clients, report -------------------------------------------
+
+
+def _child(*args: str, **kwargs: Any) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, __file__, *args], **kwargs)
+
+
+def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def run(seconds: float, connections: int, ws_connections: int) -> dict[str, Any]:
+    prefix = f"bench_ifc_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    layer = _layer(prefix, create=True)
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1024)
+    port = listener.getsockname()[1]
+    procs: list[subprocess.Popen] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        module = Path(tmp) / "bench_layer.py"
+        module.write_text(
+            "from asgi_ipc import IPCChannelLayer\n"
+            f"channel_layer = IPCChannelLayer(prefix={prefix!r}, create=False, capacity=1000, "
+            f"**{LAYER_SIZES!r})\n"
+        )
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([tmp, str(Path(__file__).resolve().parents[1])]))
+        try:
+            interface = subprocess.Popen(
+                [sys.executable, "-m", "procman.interface", "bench_layer:channel_layer",
+                 "--fd", str(listener.fileno()), "-v", "0", "--ping-interval", "0"],
+                pass_fds=(listener.fileno(),), env=env, cwd=tmp,
+            )
+            procs.append(interface)
+            procs.append(_child("--role", "consumer", "--prefix", prefix, env=env))
+            results: dict[str, Any] = {}
+            for name, role, count in (
+                ("http_keepalive", "http-client", connections),
+                ("websocket_echo", "ws-client", ws_connections),
+            ):
+                client = _child(
+                    "--role", role, "--port", str(port), "--connections", str(count),
+                    "--seconds", str(seconds), env=env, stdout=subprocess.PIPE, text=True,
+                )
+                out, _ = client.communicate(timeout=seconds + 60)
+                if client.returncode != 0:
+                    raise SystemExit(f"{role} failed with exit code {client.returncode}")
+                results[name] = {**json.loads(out), "connections": count}
+        finally:
+            for proc in reversed(procs):
+                _stop(proc)
+            listener.close()
+            layer.close()
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="measuring time per case")
+    parser.add_argument("--connections", type=int, default=8, help="HTTP keep-alive connections")
+    parser.add_argument("--ws-connections", type=int, default=8, help="WebSocket connections")
+    parser.add_argument("--role", choices=("consumer", "http-client", "ws-client"), help=argparse.SUPPRESS)
+    parser.add_argument("--prefix", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.role == "consumer":
+        role_consumer(args.prefix)
+        return 0
+    if args.role == "http-client":
+        role_http_client(args.port, args.connections, args.seconds)
+        return 0
+    if args.role == "ws-client":
+        role_ws_client(args.port, args.connections, args.seconds)
+        return 0
+    load_before = os.getloadavg()[0]
+    results = run(args.seconds, args.connections, args.ws_connections)
+    report = {
+        "load_average_1min_before": load_before,
+        "benchmark": "interface",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cpus": os.cpu_count(),
+        "seconds": args.seconds,
+        "python": sys.version.split()[0],
+        "results": results,
+    }
+    print(
+        f"one interface process + one echo consumer + one client process, {os.cpu_count()} CPUs, "
+        f"1-min load average {load_before:.2f} before the run (other work on the machine skews it)"
+    )
+    print(f"{'case':<16} {'conns':>5} {'per second':>12} {'p50 ms':>8} {'p99 ms':>8}")
+    labels = {"http_keepalive": "HTTP requests", "websocket_echo": "WS messages"}
+    for name, row in results.items():
+        print(
+            f"{labels[name]:<16} {row['connections']:>5} {row['per_second']:>12,.0f} "
+            f"{row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f}"
+        )
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"interface-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"written to {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
