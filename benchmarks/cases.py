@@ -37,11 +37,13 @@ BACKEND_MODULES = {
 }
 
 _SLACK = 60.0  # extra seconds a case may take past its measuring time before it counts as hung
+_WINDOW = 0.1  # seconds per measuring window of the single-process pairs cases
 
 
 @dataclass(frozen=True)
 class Durations:
-    """Seconds each case measures for (setup and pre-filling are not counted)."""
+    """Seconds each case measures for (setup and pre-filling are not counted); ``queued`` is per
+    queue depth (three depths are measured)."""
 
     pairs: float = 2.0
     cross: float = 3.0
@@ -69,31 +71,41 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[index]
 
 
-def pairs(backend: str, config: dict[str, Any], d: Durations, depth: int, tag: str) -> dict[str, Any]:
-    """One process: send+receive pairs of ~1 KB ``http.request`` with ``depth`` messages queued."""
-    duration = d.queued if depth else d.pairs
+def pairs(
+    backend: str, config: dict[str, Any], duration: float, depths: tuple[int, ...], tag: str
+) -> dict[str, Any]:
+    """One process: send+receive pairs of ~1 KB ``http.request`` on one channel per queue depth,
+    in alternating windows of ``_WINDOW`` s; ``rate`` per depth is the median window (pairs/s).
+
+    Returns ``{"depth_<n>": {"rate", "best", "windows"}, "pairs": total}``.
+    """
+    channels = {f"bench.{tag}.d{depth}": depth for depth in depths}
     spec = ChildSpec(
         "pairs",
         BACKEND_MODULES[backend],
         "pairs",
-        {"channel": f"bench.{tag}", "kind": "http", "size": 1024, "depth": depth, "duration": duration},
+        {"depths": channels, "kind": "http", "size": 1024, "duration": duration, "window": _WINDOW},
     )
     result = run_children([spec], config, timeout=duration + _SLACK)["pairs"]
-    return {**result, "depth": depth, "rate": result["pairs"] / result["seconds"]}
+    out: dict[str, Any] = {"pairs": result["pairs"], "window_s": _WINDOW}
+    for channel, depth in channels.items():
+        rates = result["window_rates"][channel]
+        out[f"depth_{depth}"] = {"rate": statistics.median(rates), "best": max(rates), "windows": len(rates)}
+    return out
 
 
 def floor(d: Durations, kind: str, size: int) -> dict[str, Any]:
-    """msgpack pack+unpack of the same message, per second and in microseconds per message."""
+    """msgpack pack+unpack of the same message: median window rate, and microseconds per message."""
     duration = d.size if kind == "payload" else d.pairs
     spec = ChildSpec(
         "floor",
         BACKEND_MODULES["floor"],
         "pack_unpack",
-        {"kind": kind, "size": size, "duration": duration},
+        {"kind": kind, "size": size, "duration": duration, "window": _WINDOW},
     )
     result = run_children([spec], {}, timeout=duration + _SLACK)["floor"]
-    rate = result["pairs"] / result["seconds"]
-    return {**result, "rate": rate, "us_per_message": 1e6 / rate, "mb_per_s": rate * size / 1e6}
+    rate = statistics.median(result["window_rates"])
+    return {"pairs": result["pairs"], "rate": rate, "us_per_message": 1e6 / rate, "mb_per_s": rate * size / 1e6}
 
 
 def cross_process(

@@ -23,21 +23,26 @@ from benchmarks.procs import RoleContext
 __all__ = ["pack_unpack", "pipe_ping", "pipe_pong"]
 
 
-def pack_unpack(ctx: RoleContext, kind: str, size: int, duration: float) -> dict[str, Any]:
-    """Pack and unpack the message (``kind`` "http" or "payload", ``size`` bytes) for ``duration`` s."""
+def pack_unpack(ctx: RoleContext, kind: str, size: int, duration: float, window: float) -> dict[str, Any]:
+    """Pack and unpack the message (``kind`` "http" or "payload", ``size`` bytes) for ``duration``
+    s, in windows of ``window`` s; returns the rate of every window."""
     message = http_request("bench.reply!c0", size) if kind == "http" else payload(size)
     packb, unpackb = msgpack.packb, msgpack.unpackb
+    rates: list[float] = []
     ctx.ready()
     n = 0
-    t0 = now = perf_counter()
-    end = t0 + duration
-    while now < end:
-        message[ID_KEY] = n
-        if unpackb(packb(message, use_bin_type=True), raw=False)[ID_KEY] != n:
-            raise RuntimeError("msgpack round trip changed the message")
-        n += 1
-        now = perf_counter()
-    return {"pairs": n, "seconds": now - t0}
+    end = perf_counter() + duration
+    while perf_counter() < end:
+        t0 = now = perf_counter()
+        stop, start_n = t0 + window, n
+        while now < stop:
+            message[ID_KEY] = n
+            if unpackb(packb(message, use_bin_type=True), raw=False)[ID_KEY] != n:
+                raise RuntimeError("msgpack round trip changed the message")
+            n += 1
+            now = perf_counter()
+        rates.append((n - start_n) / (now - t0))
+    return {"pairs": n, "window_rates": rates}
 
 
 def _read_exact(fd: int, n: int) -> bytes:

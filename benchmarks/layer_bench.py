@@ -66,7 +66,7 @@ def _plan(d: Durations) -> list[tuple[str, tuple[str, ...], Case]]:
     floor = ("floor",)
     plan: list[tuple[str, tuple[str, ...], Case]] = [
         ("floor_http", floor, lambda b, c: cases.floor(d, "http", 1024)),
-        ("pairs", layers, lambda b, c: cases.pairs(b, c, d, 0, "pairs")),
+        ("pairs", layers, lambda b, c: cases.pairs(b, c, d.pairs, (0,), "pairs")),
         ("cross_1to1", layers, lambda b, c: cases.cross_process(b, c, d.cross, 1, 1, "http", 1024, "x11")),
         ("cross_2to2", layers, lambda b, c: cases.cross_process(b, c, d.cross, 2, 2, "http", 1024, "x22")),
         ("floor_rtt", floor, lambda b, c: cases.pipe_round_trip(d)),
@@ -80,14 +80,17 @@ def _plan(d: Durations) -> list[tuple[str, tuple[str, ...], Case]]:
             (f"size_{name}", layers,
              lambda b, c, size=size, name=name: cases.cross_process(b, c, d.size, 1, 1, "payload", size, f"size{name}"))
         )
-    for depth in (10, 1000, 10000):
-        plan.append((f"queued_{depth}", layers, lambda b, c, depth=depth: cases.pairs(b, c, d, depth, f"q{depth}")))
+    plan.append(("queued", layers, lambda b, c: cases.pairs(b, c, 3 * d.queued, (10, 1000, 10000), "q")))
     plan.append(("idle_sync", ("ours",), lambda b, c: cases.idle_cpu(b, c, d, "sync", "idles")))
     plan.append(("idle_async", layers, lambda b, c: cases.idle_cpu(b, c, d, "async", "idlea")))
     return plan
 
 
 def _summary(case_id: str, metrics: dict[str, Any]) -> str:
+    if "depth_0" in metrics:
+        metrics = metrics["depth_0"]
+    elif "depth_10" in metrics:
+        return " / ".join(f"{metrics[f'depth_{n}']['rate']:,.0f}" for n in (10, 1000, 10000)) + " pairs/s"
     for key, unit in (("rate", "/s"), ("p50_us", " us p50"), ("send_ms", " ms send"), ("cpu_ms_per_s", " CPU ms/s")):
         value = metrics.get(key)
         if isinstance(value, (int, float)):
@@ -199,7 +202,20 @@ def environment(backends: tuple[str, ...]) -> dict[str, Any]:
     }
     if "redis" in backends:
         env["redis_server"] = redis_server_version()
+    if "ours" in backends:
+        env["asgi_ipc_fast_path"] = _fast_path_state()
     return env
+
+
+def _fast_path_state() -> str:
+    """Whether our layer runs its optional C fast path (it falls back to pure Python)."""
+    if os.environ.get("ASGI_IPC_PURE") == "1":
+        return "off (ASGI_IPC_PURE=1)"
+    try:
+        importlib.import_module("asgi_ipc._fastpath")
+    except ImportError:
+        return "not built"
+    return "on"
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -248,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     env = environment(args.backends)
     started = datetime.datetime.now(datetime.timezone.utc)
     log(f"benchmark at {env['git_revision']}, Python {env['python']}, {env['cpus']} CPUs ({env['cpu']}), "
-        f"load average {env['load_average']}")
+        f"load average {env['load_average']}, asgi_ipc fast path: {env.get('asgi_ipc_fast_path', 'n.a.')}")
     t0 = time.monotonic()
     results = run_all(args.backends, durations, log)
     rows = report.build_rows(results)

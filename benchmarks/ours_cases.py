@@ -70,35 +70,47 @@ def _send_retrying(layer: IPCChannelLayer, channel: str, message: dict[str, Any]
             time.sleep(_FULL_BACKOFF)
 
 
-def pairs(ctx: RoleContext, channel: str, kind: str, size: int, depth: int, duration: float) -> dict[str, Any]:
-    """Single process: pre-fill ``channel`` with ``depth`` messages, then send+receive pairs.
+def pairs(
+    ctx: RoleContext, depths: dict[str, int], kind: str, size: int, duration: float, window: float
+) -> dict[str, Any]:
+    """Single process: pre-fill each channel of ``depths`` with its number of messages, then do
+    send+receive pairs on the channels in turn, ``window`` seconds each, for ``duration`` s in all.
 
-    The queue depth stays at ``depth`` while measuring, so ``depth=0`` is the plain pairs case.
+    Each channel's depth stays constant while measuring (one in, one out). Alternating short
+    windows means a change in machine load hits every depth alike. Returns the pairs/s of every
+    window per channel.
     """
     layer = _attach(ctx)
     try:
         message = _message(kind, size)
-        for i in range(depth):
-            message[ID_KEY] = -2 - i
-            layer.send(channel, message)
+        for channel, depth in depths.items():
+            for i in range(depth):
+                message[ID_KEY] = -2 - i
+                layer.send(channel, message)
+        rates: dict[str, list[float]] = {channel: [] for channel in depths}
         ctx.ready()
         n = 0
-        t0 = now = perf_counter()
-        end = t0 + duration
-        while now < end:
-            message[ID_KEY] = n
-            layer.send(channel, message)
-            _, got = layer.receive([channel])
-            if got is None:
-                raise RuntimeError(f"receive([{channel!r}]) returned nothing right after a send (pair {n})")
-            n += 1
-            now = perf_counter()
-        left = 0
-        while layer.receive([channel])[1] is not None:
-            left += 1
-        if left != depth:
-            raise RuntimeError(f"expected {depth} messages left on {channel!r} after the pairs, found {left}")
-        return {"pairs": n, "seconds": now - t0}
+        end = perf_counter() + duration
+        while perf_counter() < end:
+            for channel in depths:
+                t0 = now = perf_counter()
+                stop, start_n = t0 + window, n
+                while now < stop:
+                    message[ID_KEY] = n
+                    layer.send(channel, message)
+                    _, got = layer.receive([channel])
+                    if got is None:
+                        raise RuntimeError(f"receive([{channel!r}]) returned nothing right after a send")
+                    n += 1
+                    now = perf_counter()
+                rates[channel].append((n - start_n) / (now - t0))
+        for channel, depth in depths.items():
+            left = 0
+            while layer.receive([channel])[1] is not None:
+                left += 1
+            if left != depth:
+                raise RuntimeError(f"expected {depth} messages left on {channel!r} after the pairs, found {left}")
+        return {"window_rates": rates, "pairs": n}
     finally:
         layer.close()
 

@@ -73,35 +73,42 @@ async def _send_retrying(layer: RedisChannelLayer, channel: str, message: dict[s
 
 
 async def pairs(
-    ctx: RoleContext, channel: str, kind: str, size: int, depth: int, duration: float
+    ctx: RoleContext, depths: dict[str, int], kind: str, size: int, duration: float, window: float
 ) -> dict[str, Any]:
-    """Single process: pre-fill ``channel`` with ``depth`` messages, then send+receive pairs."""
+    """Single process: pre-fill each channel of ``depths``, then send+receive pairs on the
+    channels in turn, ``window`` seconds each, for ``duration`` s in all (as ours_cases.pairs)."""
     layer = _attach(ctx)
     try:
         message = _message(kind, size)
-        for start in range(0, depth, 100):  # concurrent batches: pre-filling is not measured
-            batch = []
-            for i in range(start, min(depth, start + 100)):
-                filler = dict(message)
-                filler[ID_KEY] = -2 - i
-                batch.append(layer.send(channel, filler))
-            await asyncio.gather(*batch)
+        for channel, depth in depths.items():
+            for start in range(0, depth, 100):  # concurrent batches: pre-filling is not measured
+                batch = []
+                for i in range(start, min(depth, start + 100)):
+                    filler = dict(message)
+                    filler[ID_KEY] = -2 - i
+                    batch.append(layer.send(channel, filler))
+                await asyncio.gather(*batch)
+        rates: dict[str, list[float]] = {channel: [] for channel in depths}
         ctx.ready()
         n = 0
-        t0 = now = perf_counter()
 
         async def measure() -> None:
-            nonlocal n, now
-            end = t0 + duration
-            while now < end:
-                message[ID_KEY] = n
-                await layer.send(channel, message)
-                await layer.receive(channel)
-                n += 1
-                now = perf_counter()
+            nonlocal n
+            end = perf_counter() + duration
+            while perf_counter() < end:
+                for channel in depths:
+                    t0 = now = perf_counter()
+                    stop, start_n = t0 + window, n
+                    while now < stop:
+                        message[ID_KEY] = n
+                        await layer.send(channel, message)
+                        await layer.receive(channel)
+                        n += 1
+                        now = perf_counter()
+                    rates[channel].append((n - start_n) / (now - t0))
 
         await asyncio.wait_for(measure(), duration + 30)
-        return {"pairs": n, "seconds": now - t0}
+        return {"window_rates": rates, "pairs": n}
     finally:
         await layer.flush()
 

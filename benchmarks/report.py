@@ -130,15 +130,19 @@ def _size_rows(results: Results) -> list[Row]:
     return rows
 
 
+def _depth_rate(results: Results, case: str, backend: str, depth: int) -> float | None:
+    by_depth = _get(results, case, backend, f"depth_{depth}")
+    return by_depth["rate"] if by_depth else None
+
+
 def _queued_rows(results: Results) -> list[Row]:
     rows = []
     floor = _get(results, "floor_http", "floor", "rate")
     for depth in (10, 1000, 10000):
-        case = f"queued_{depth}"
-        rows.append(Row(f"pairs with {depth:,} queued", "pairs/s", _get(results, case, "ours", "rate"),
-                        _get(results, case, "redis", "rate"), floor, "", "n.a."))
-    ours = _ratio(_get(results, "queued_10000", "ours", "rate"), _get(results, "queued_10", "ours", "rate"))
-    redis = _ratio(_get(results, "queued_10000", "redis", "rate"), _get(results, "queued_10", "redis", "rate"))
+        rows.append(Row(f"pairs with {depth:,} queued", "pairs/s", _depth_rate(results, "queued", "ours", depth),
+                        _depth_rate(results, "queued", "redis", depth), floor, "", "n.a."))
+    ours = _ratio(_depth_rate(results, "queued", "ours", 10000), _depth_rate(results, "queued", "ours", 10))
+    redis = _ratio(_depth_rate(results, "queued", "redis", 10000), _depth_rate(results, "queued", "redis", 10))
     rows.append(Row("  10,000 queued vs 10", "ratio", ours, redis, None, ">= 0.9 (flat)",
                     _check(lambda: ours >= 0.9, ours), "ratio"))
     return rows
@@ -156,8 +160,8 @@ def _idle_rows(results: Results) -> list[Row]:
 
 def build_rows(results: Results) -> list[Row]:
     """All table rows, in the order of the issue's case list."""
-    pairs = Row("single process send+receive", "pairs/s", _get(results, "pairs", "ours", "rate"),
-                _get(results, "pairs", "redis", "rate"), _get(results, "floor_http", "floor", "rate"), "", "n.a.")
+    pairs = Row("single process send+receive", "pairs/s", _depth_rate(results, "pairs", "ours", 0),
+                _depth_rate(results, "pairs", "redis", 0), _get(results, "floor_http", "floor", "rate"), "", "n.a.")
     return (
         [pairs]
         + _cross_rows(results)

@@ -132,8 +132,7 @@ def test_budget_verdicts_follow_the_design_ratios() -> None:
         "cross_2to2": {"ours": {"rate": 39_000.0, "duplicates": 1, "lost": 0, "sent": 10},
                        "redis": {"rate": 900.0, "duplicates": 5, "lost": 0}},
         "rtt": {"ours": {"p50_us": 60.0, "p99_us": 100.0}, "redis": {"p50_us": 1000.0, "p99_us": 2000.0}},
-        "queued_10": {"ours": {"rate": 100.0}},
-        "queued_10000": {"ours": {"rate": 95.0}},
+        "queued": {"ours": {"depth_10": {"rate": 100.0}, "depth_10000": {"rate": 95.0}}},
         "idle_sync": {"ours": {"cpu_ms_per_s": 0.1}},
         "idle_async": {"ours": {"error": "CaseFailed: boom"}},
         "size_512k": {"ours": {"mb_per_s": 100.0}, "redis": {"mb_per_s": 120.0}},
@@ -178,9 +177,10 @@ def test_cross_process_case_counts_every_message(ours_config: dict) -> None:
     assert sum(result["per_consumer"]) == result["sent"]
 
 
-def test_pairs_case_keeps_the_queue_at_its_depth(ours_config: dict) -> None:
-    result = cases.pairs("ours", ours_config, TINY, 50, "q50")  # the role checks 50 are left
-    assert result["pairs"] > 0 and result["depth"] == 50
+def test_pairs_case_keeps_each_queue_at_its_depth(ours_config: dict) -> None:
+    result = cases.pairs("ours", ours_config, 0.3, (0, 50), "q")  # the role checks what is left
+    assert result["pairs"] > 0
+    assert result["depth_0"]["windows"] > 0 and result["depth_50"]["windows"] > 0
 
 
 def test_round_trip_and_group_cases_complete(ours_config: dict) -> None:
