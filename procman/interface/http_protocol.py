@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import ISSLTransport
@@ -56,6 +57,17 @@ logger = logging.getLogger("procman.interface.http")
 
 _RETRY_FIRST = 0.005
 _RETRY_MAX = 0.25
+
+_date_cache: tuple[int, bytes] = (-1, b"")
+
+
+def http_date(now: float) -> bytes:
+    """The ``Date`` header value for ``now`` (formatted once per second)."""
+    global _date_cache
+    second = int(now)
+    if _date_cache[0] != second:
+        _date_cache = (second, formatdate(second, usegmt=True).encode("ascii"))
+    return _date_cache[1]
 
 
 def _as_header_bytes(value: Any, what: str) -> bytes:
@@ -200,7 +212,7 @@ class HTTPExchange:
         self.body_outbox.clear()
         if self._retry_call is not None and self._retry_call.active():
             self._retry_call.cancel()
-        if self.body_channel is not None and not self.body_complete:
+        if self.body_channel is not None and self.request_sent and not self.body_complete:
             self.server.send_disconnect(self.body_channel, {"closed": True})
             self.body_complete = True
 
@@ -280,6 +292,8 @@ class HTTPExchange:
                 headers.append((b"transfer-encoding", b"chunked"))
             else:
                 self.keep_alive = False  # HTTP/1.0 streaming: the body ends when we close
+        if not any(name.lower() == b"date" for name, _ in headers):
+            headers.append((b"date", http_date(self.server.clock.seconds())))
         if app_close or self.server.shutting_down or self.connection.close_after_response:
             self.keep_alive = False
         if not self.body_complete:
@@ -561,6 +575,7 @@ class HTTPConnection(Protocol):
             self.exchange = None
         body = text.encode("utf-8") + b"\n"
         headers = [
+            (b"date", http_date(self.server.clock.seconds())),
             (b"content-type", b"text/plain; charset=utf-8"),
             (b"content-length", str(len(body)).encode()),
             (b"connection", b"close"),

@@ -1,0 +1,55 @@
+"""TLS through a ``-e ssl:...`` Twisted endpoint: https and wss schemes reach the application."""
+
+from __future__ import annotations
+
+import http.client
+import shutil
+import ssl
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from websockets.sync.client import connect
+
+pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not installed")
+
+
+@pytest.fixture
+def certificate(tmp_path):
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+         "-out", str(cert), "-days", "1", "-subj", "/CN=localhost"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return key, cert
+
+
+def test_https_and_wss(layer, app, start_interface, certificate):
+    key, cert = certificate
+    interface = start_interface(
+        layer, "-e", f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}", listen=None
+    )
+    context = ssl.create_default_context(cafile=str(cert))
+    context.check_hostname = False
+    conn = http.client.HTTPSConnection("127.0.0.1", interface.port, timeout=20, context=context)
+    conn.request("GET", "/secure")
+    request = app.request()
+    assert request["scheme"] == "https"
+    app.respond(request, content=b"over tls")
+    assert conn.getresponse().read() == b"over tls"
+    conn.close()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(
+            connect, f"wss://127.0.0.1:{interface.port}/secure-ws", ssl=context, open_timeout=20, legacy=True
+        )
+        _, message = app.receive("websocket.connect")
+        assert message["scheme"] == "wss"
+        app.send(message["reply_channel"], {"text": "tls frame"})
+        ws = future.result(timeout=20)
+    assert ws.recv(timeout=10) == "tls frame"
+    ws.close()
+    assert app.receive("websocket.disconnect")[1]["code"] == 1000
