@@ -1,7 +1,7 @@
 """``procman interface LAYER``: run one interface process (also ``python -m procman.interface``).
 
-Exit codes: 0 clean stop, 2 bad configuration or cannot listen (do not restart), 3 the channel
-layer was lost (restart me), 130 fast stop after a second SIGINT or SIGQUIT.
+Exit codes: 0 clean stop, 2 bad configuration or cannot listen (do not restart), 75 the channel
+layer was lost (EX_TEMPFAIL: restart me), 130 fast stop after a second SIGINT or SIGQUIT.
 """
 
 from __future__ import annotations

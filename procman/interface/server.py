@@ -51,8 +51,10 @@ logger = logging.getLogger("procman.interface")
 EXIT_OK = 0
 #: Fast stop on a second SIGINT / SIGQUIT (the conventional 128 + SIGINT).
 EXIT_FAST = 130
-#: The channel layer vanished under us; the supervisor should restart this process.
-EXIT_LAYER_LOST = 3
+#: The channel layer vanished under us; the supervisor should restart this process. This is
+#: sysexits' EX_TEMPFAIL ("try again"), distinct from procman's boot-error code (3), which would
+#: stop the whole run instead of restarting us.
+EXIT_LAYER_LOST = 75
 
 _DISCONNECT_RETRY_SECONDS = 5.0
 

@@ -13,6 +13,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from procman.interface import EXIT_LAYER_LOST
 from tests.procman.interface.conftest import HTTPReader, assert_closed, read_http_response
 
 
@@ -74,7 +75,7 @@ def test_lost_layer_drops_connections_and_exits_non_zero(layer, app, start_inter
     sock.sendall(b"GET /pending HTTP/1.1\r\nHost: x\r\n\r\n")
     app.request()
     layer.unlink()  # the segment disappears under the running interface process
-    assert interface.wait() == 3
+    assert interface.wait() == EXIT_LAYER_LOST == 75
     assert_closed(sock)
     assert "channel layer lost" in interface.stderr
 
