@@ -271,7 +271,13 @@ class Arbiter:
         self.generation += 1
         marked = 0
         for child in self.children:
-            if child.role.reload and not child.retiring and child.stop_sent is None:
+            if not child.role.reload or child.stop_sent is not None:
+                continue
+            if child.ready_at is None:
+                # Still booting (e.g. from a previous reload) with code that may be outdated:
+                # it serves nobody yet, so stop it now instead of waiting for it.
+                self._stop_child(child)
+            elif not child.retiring:
                 child.retiring = "reload"
                 marked += 1
         self.log.info(f"reload: replacing {marked} process(es), new ones first (generation {self.generation})")
@@ -470,10 +476,10 @@ class Arbiter:
             if not child.role.heartbeat or child.stop_sent is not None:
                 continue
             if now - child.last_beat > self.heartbeat_timeout:
-                state = "ready" if child.ready_at is None else "heartbeat"
+                what = "was not ready within" if child.ready_at is None else "sent no heartbeat for"
                 self.log.info(
-                    f"{child.name} (pid {child.pid}) missed its {state} for "
-                    f"{self.heartbeat_timeout:g} s: aborting it (traceback follows if it can print one)"
+                    f"{child.name} (pid {child.pid}) {what} {self.heartbeat_timeout:g} s: "
+                    "aborting it (its stack follows if it can print one)"
                 )
                 child.abort_sent = now
                 try:

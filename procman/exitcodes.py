@@ -40,5 +40,5 @@ def describe(returncode: int) -> str:
         except ValueError:
             name = f"signal {-returncode}"
         return f"killed by {name}"
-    meaning = _MEANING.get(returncode)
+    meaning = _MEANING.get(returncode) if returncode else None
     return f"exit code {returncode}" + (f" ({meaning})" if meaning else "")

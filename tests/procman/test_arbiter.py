@@ -83,7 +83,7 @@ def test_hung_child_is_aborted_and_replaced(supervise):
     sup, state, _ = supervise("worker=hang:1")
     sup.wait_line("all processes ready")
     (state / "hang").touch()
-    sup.wait_line("missed its heartbeat")
+    sup.wait_line("sent no heartbeat for 2 s: aborting it")
     (state / "hang").unlink()
     wait_for(lambda: len(started(state, "worker.1")) == 2, what="a replacement for the hung child")
     assert "hung, killed" in sup.output
@@ -214,5 +214,21 @@ def test_child_over_max_memory_is_replaced_new_before_old(supervise):
     assert "over --max-memory 64 MiB" in sup.output
     wait_for(lambda: len(list(state.glob("worker.1.*.stopped"))) >= 1, what="the over-memory child to stop")
     assert len(started(state, "worker.1")) >= 2
+    sup.signal(signal.SIGTERM)
+    assert sup.wait() == exitcodes.OK
+
+
+def test_second_reload_while_the_first_is_booting_stops_the_booting_children(supervise):
+    sup, state, sock = supervise("worker=ok:1")
+    sup.wait_line("all processes ready")
+    (state / "slowboot").touch()
+    sup.signal(signal.SIGHUP)
+    sup.wait_line("generation 2")
+    wait_for(lambda: len(sup.descendants()) == 2, what="the generation-2 child to start booting")
+    sup.signal(signal.SIGHUP)
+    sup.wait_line("generation 3")
+    wait_for(lambda: [p["generation"] for p in control.request(sock, "status")["processes"]] == [3],
+             what="only the newest generation left")
+    assert sup.process.poll() is None
     sup.signal(signal.SIGTERM)
     assert sup.wait() == exitcodes.OK

@@ -263,3 +263,23 @@ def test_killed_interface_is_replaced_and_the_socket_stays_open(site):
     # replacement answers them.
     assert http_get(url, timeout=30)[0] == 200
     assert victim.pid not in {p.pid for p in roles(s)["interface"]}
+
+
+def test_hung_worker_is_aborted_with_its_stack_and_replaced(site):
+    s = site("--workers", "1", "--timeout", "3")
+    url = s.wait_ready()
+    hung = roles(s)["worker"][0]
+    stuck = threading.Thread(target=lambda: _ignore_errors(http_get, url + "slow?s=600", 60), daemon=True)
+    stuck.start()
+    s.wait_line("worker.1 (pid %d) sent no heartbeat for 3 s" % hung.pid)
+    s.wait_line("in slow")  # faulthandler's stack shows where the consumer was stuck
+    wait_for(lambda: (w := roles(s).get("worker")) and hung.pid not in {p.pid for p in w}, what="a replacement")
+    s.wait_line("procman     | started worker.1")
+    assert http_get(url, timeout=30)[0] == 200
+
+
+def _ignore_errors(function, *args):
+    try:
+        function(*args)
+    except OSError:
+        pass

@@ -28,6 +28,8 @@ def main() -> int:
         (state / "crashed-once").touch()
         beats.ready()
         return 1
+    if (state / "slowboot").exists():
+        time.sleep(1.2)  # boot slowly (below the test supervisor's 2 s timeout) (tests that act while a child is still booting)
     (state / f"{tag}.started").touch()
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
