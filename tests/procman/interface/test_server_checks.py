@@ -114,3 +114,35 @@ def test_a_layer_without_the_twisted_extension_is_refused():
 
     with pytest.raises(LayerNotSupported, match="'twisted' extension"):
         InterfaceServer(PollOnly(), reactor=FakeReactor())
+
+
+def test_upload_pauses_the_socket_while_the_body_channel_is_full(make_layer):
+    from tests.procman.interface.conftest import Application
+
+    layer = make_layer(channel_capacity={"http.request.body*": 1})
+    app = Application(layer)
+    server = InterfaceServer(layer, ServerOptions(body_chunk_size=1000), reactor=FakeReactor())
+    connection, transport = _connect(server)
+    connection.dataReceived(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 10000\r\n\r\n")
+    connection.dataReceived(b"a" * 4000)  # chunk 1 rides in http.request, 2 fills the channel
+    request = app.request()
+    assert request["body"] == b"a" * 1000
+    exchange = connection.exchange
+    assert transport.producerState == "paused"  # chunk 3 waits: the socket is not read
+    assert len(exchange.body_outbox) == 2 and exchange.body_size == 4000
+    received = request["body"]
+    while len(received) < 4000:
+        _, chunk = app.receive(request["body_channel"])
+        received += chunk["content"]
+        server.clock.advance(0.3)  # the retry timer sends the next waiting chunk
+    assert not exchange.body_outbox
+    assert transport.producerState == "producing"  # room again: reading resumed
+    connection.dataReceived(b"b" * 6000)
+    body = received
+    while True:
+        server.clock.advance(0.3)
+        _, chunk = app.receive(request["body_channel"])
+        body += chunk["content"]
+        if not chunk["more_content"]:
+            break
+    assert body == b"a" * 4000 + b"b" * 6000

@@ -270,3 +270,16 @@ def test_frames_sent_with_the_handshake_wait_for_the_accept(layer, app, start_in
     assert frame["text"] == "early" and frame["order"] == 1
     sock.sendall(b"\x88\x82\x00\x00\x00\x00" + struct.pack("!H", 1000))
     sock.close()
+
+
+def test_disconnect_to_a_momentarily_full_channel_is_retried(make_layer, start_interface, pool):
+    layer = make_layer(channel_capacity={"websocket.disconnect": 1})
+    app = Application(layer)
+    interface = start_interface(layer)
+    ws, message = connect_accepted(pool, interface, app)
+    layer.send("websocket.disconnect", {"filler": True})
+    ws.close()
+    interface.wait_for_log('"WSDISCONNECT /ws"', source="access")
+    assert app.receive("websocket.disconnect")[1] == {"filler": True}  # frees the slot
+    _, disconnect = app.receive("websocket.disconnect")  # delivered by a later retry
+    assert disconnect["reply_channel"] == message["reply_channel"] and disconnect["code"] == 1000
