@@ -183,6 +183,16 @@ def _requeue_waiting(message: Any) -> None:
         layer.send(original, content)
 
 
+def _next_order(session: SessionBase, order: int) -> int:
+    """The order expected next; without a record, the connect (order 0) is taken as done.
+
+    The accept flow guarantees the connect consumer ran before any frame exists, so a frame with
+    order 1 is next even when the connect consumer is not decorated - as in the Channels 1 docs'
+    own example, which waited forever on Channels 1 itself.
+    """
+    return session.get(_NEXT_ORDER, min(order, 1))
+
+
 def enforce_ordering(func: Callable[..., Any] | None = None, slight: bool = False) -> Any:
     """Run a socket's messages in their ``order``; later ones wait on a per-socket channel.
 
@@ -208,7 +218,7 @@ def enforce_ordering(func: Callable[..., Any] | None = None, slight: bool = Fals
                 "have none (it only applies to websocket.* channels)"
             )
         order = int(message.content["order"])
-        expected = message.channel_session.get(_NEXT_ORDER, 0)
+        expected = _next_order(message.channel_session, order)
         if order == expected:
             try:
                 return func(*args, **kwargs)
@@ -227,7 +237,7 @@ def enforce_ordering(func: Callable[..., Any] | None = None, slight: bool = Fals
             ) from exc
         # The missing message may have run while we parked ours: look again.
         fresh = session_for_reply_channel(message.reply_channel.name)
-        if fresh.get(_NEXT_ORDER, 0) >= order:
+        if _next_order(fresh, order) >= order:
             _requeue_waiting(message)
         return None
 

@@ -170,6 +170,7 @@ def processes(ipc_layer: Any, db_file: Path, tmp_path: Path) -> Iterator[Process
         yield procs
     finally:
         procs.stop_all()
+        print(procs.logs())  # shown by pytest only when the test failed
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:

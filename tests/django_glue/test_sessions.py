@@ -150,6 +150,19 @@ class OrderingTests(ChannelTestCase):
         self.assertEqual(log, ["c", "first", "second"])
         self.assertIsNone(client.consume("websocket.receive", fail_on_none=False))
 
+    @apply_routes([route("websocket.receive", ordered), route("websocket.connect", count)])
+    def test_undecorated_connect_counts_as_done(self):
+        # The docs' example decorates only the receive consumer.
+        client = WSClient(ordered=True)
+        client.send_and_consume("websocket.connect", path="/", check_accept=False)
+        client.send("websocket.receive", text="two", path="/", content={"order": 2})
+        client.consume("websocket.receive")  # order 2 waits for order 1
+        self.assertEqual(log, [])
+        client.send("websocket.receive", text="one", path="/", content={"order": 1})
+        client.consume("websocket.receive")
+        client.consume("websocket.receive")
+        self.assertEqual(log, ["one", "two"])
+
     def test_missing_order_and_slight_are_errors(self):
         with self.assertRaisesRegex(ValueError, "slight"):
             enforce_ordering(slight=True)
