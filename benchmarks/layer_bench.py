@@ -111,8 +111,11 @@ def _flush(backend: str, config: dict[str, Any], ours_layer: Any) -> None:
         asyncio.run(RedisChannelLayer(**config).flush())
 
 
-def run_all(backends: tuple[str, ...], d: Durations, log: Callable[[str], None]) -> dict[str, Any]:
-    """Run every case for ``backends``; return ``{case id: {backend: metrics or {"error": ...}}}``."""
+def run_all(
+    backends: tuple[str, ...], d: Durations, log: Callable[[str], None], repeat: int = 1
+) -> dict[str, Any]:
+    """Run every case ``repeat`` times for ``backends``; return ``{case id: {backend: metrics}}``
+    (the best attempt, see :func:`best_attempt`; ``{"error": ...}`` if every attempt failed)."""
     results: dict[str, dict[str, Any]] = {}
     with contextlib.ExitStack() as stack:
         configs: dict[str, dict[str, Any]] = {"floor": {}}
@@ -138,22 +141,61 @@ def run_all(backends: tuple[str, ...], d: Durations, log: Callable[[str], None])
         plan = [(cid, [b for b in bs if b in backends], fn) for cid, bs, fn in _plan(d)]
         plan = [(cid, bs, fn) for cid, bs, fn in plan if bs]
         for number, (case_id, case_backends, fn) in enumerate(plan, 1):
-            for backend in case_backends:
-                started = time.monotonic()
-                try:
-                    metrics = fn(backend, configs[backend])
-                except Exception as exc:  # a failed case is reported and the run goes on
-                    metrics = {"error": f"{type(exc).__name__}: {exc}"}
-                results.setdefault(case_id, {})[backend] = metrics
-                took = time.monotonic() - started
-                text = metrics["error"] if "error" in metrics else _summary(case_id, metrics)
-                log(f"[{number:2}/{len(plan)}] {case_id:<11} {backend:<5} {took:5.1f}s  {text}")
-                if backend != "floor":
+            attempts: dict[str, list[dict[str, Any]]] = {b: [] for b in case_backends}
+            for attempt in range(repeat):  # backends interleaved, so load changes hit both alike
+                for backend in case_backends:
+                    started = time.monotonic()
                     try:
-                        _flush(backend, configs[backend], ours_layer)
-                    except Exception as exc:
-                        log(f"        flush of {backend} after {case_id} failed: {type(exc).__name__}: {exc}")
+                        metrics = fn(backend, configs[backend])
+                    except Exception as exc:  # a failed case is reported and the run goes on
+                        metrics = {"error": f"{type(exc).__name__}: {exc}"}
+                    attempts[backend].append(metrics)
+                    took = time.monotonic() - started
+                    text = metrics["error"] if "error" in metrics else _summary(case_id, metrics)
+                    tries = f" #{attempt + 1}" if repeat > 1 else ""
+                    log(f"[{number:2}/{len(plan)}] {case_id:<11} {backend:<5}{tries} {took:5.1f}s  {text}")
+                    if backend != "floor":
+                        try:
+                            _flush(backend, configs[backend], ours_layer)
+                        except Exception as exc:
+                            log(f"        flush of {backend} after {case_id} failed: {type(exc).__name__}: {exc}")
+            for backend, tried in attempts.items():
+                results.setdefault(case_id, {})[backend] = best_attempt(case_id, tried)
     return results
+
+
+def _score(case_id: str, metrics: dict[str, Any]) -> float:
+    """How undisturbed an attempt looks: higher is better (faster, or less CPU when idle)."""
+    if case_id in ("rtt", "floor_rtt"):
+        return -metrics["p50_us"]
+    if case_id == "pairs":
+        return metrics["depth_0"]["rate"]
+    if case_id == "queued":
+        return sum(v["rate"] for k, v in metrics.items() if k.startswith("depth_"))
+    if case_id.startswith("group_"):
+        return -(metrics["send_ms"] if metrics["send_ms"] is not None else float("inf"))
+    if case_id.startswith("idle_"):
+        return -metrics["cpu_ms_per_s"]
+    return metrics["rate"]
+
+
+_COUNTS = ("sent", "delivered", "duplicates", "lost", "unknown", "incomplete_rounds")
+
+
+def best_attempt(case_id: str, attempts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The least disturbed of several attempts of one case (interference only ever slows things
+    down), with correctness counts (duplicates, losses, ...) summed over *all* attempts so that
+    picking the best never hides a duplicate. All attempts failed: the last error."""
+    good = [m for m in attempts if "error" not in m]
+    if not good:
+        return attempts[-1]
+    best = dict(max(good, key=lambda m: _score(case_id, m)))
+    for key in _COUNTS:
+        if key in best:
+            best[key] = sum(m[key] for m in good)
+    best["attempts"] = len(attempts)
+    best["failed_attempts"] = len(attempts) - len(good)
+    return best
 
 
 def _version(dist: str) -> str | None:
@@ -229,6 +271,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         default=",".join(ALL_BACKENDS),
         help="comma-separated subset of: ours, redis, floor (default: all)",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run every case N times and keep the least disturbed attempt (for busy machines)",
+    )
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the JSON goes")
     args = parser.parse_args(argv)
     chosen = tuple(b.strip() for b in args.backends.split(",") if b.strip())
@@ -236,6 +284,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     if unknown or not chosen:
         parser.error(f"--backends: unknown or empty {unknown or chosen}; choose from {', '.join(ALL_BACKENDS)}")
     args.backends = chosen
+    if not 1 <= args.repeat <= 10:
+        parser.error(f"--repeat must be between 1 and 10, got {args.repeat}")
     if "ours" in chosen:
         try:
             from asgi_ipc import IPCChannelLayer  # noqa: F401
@@ -266,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"benchmark at {env['git_revision']}, Python {env['python']}, {env['cpus']} CPUs ({env['cpu']}), "
         f"load average {env['load_average']}, asgi_ipc fast path: {env.get('asgi_ipc_fast_path', 'n.a.')}")
     t0 = time.monotonic()
-    results = run_all(args.backends, durations, log)
+    results = run_all(args.backends, durations, log, args.repeat)
     rows = report.build_rows(results)
     table = report.format_table(rows)
     print(table)
@@ -274,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         "started": started.isoformat(timespec="seconds"),
         "seconds": round(time.monotonic() - t0, 1),
         "quick": args.quick,
+        "repeat": args.repeat,
         "backends": list(args.backends),
         "durations": durations.__dict__,
         "environment": env,
@@ -285,7 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     path = args.results_dir / f"layer-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
     path.write_text(json.dumps(out, indent=2, default=str) + "\n", encoding="utf-8")
     log(f"wrote {path} ({out['seconds']} s)")
-    failed = [f"{c}/{b}" for c, per in results.items() for b, m in per.items() if "error" in m]
+    failed = [
+        f"{c}/{b}" for c, per in results.items() for b, m in per.items() if "error" in m or m.get("failed_attempts")
+    ]
     if failed:
         log(f"failed cases: {', '.join(failed)}")
         return 1

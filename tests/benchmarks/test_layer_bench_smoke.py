@@ -19,7 +19,7 @@ import uuid
 import pytest
 
 from asgi_ipc import IPCChannelLayer
-from benchmarks import cases, messages, report
+from benchmarks import cases, layer_bench, messages, report
 from benchmarks.procs import CaseFailed, ChildSpec, RoleContext, run_children
 from benchmarks.redis_server import RedisServer
 
@@ -152,6 +152,28 @@ def test_budget_verdicts_follow_the_design_ratios() -> None:
     table = report.format_table(rows)
     assert len(table.splitlines()) == len(rows) + 2
     assert "| cross-process 1 -> 1" in table and "40x" in table
+
+
+def test_best_attempt_keeps_the_fastest_but_counts_every_duplicate() -> None:
+    attempts = [
+        {"rate": 10.0, "sent": 100, "delivered": 100, "duplicates": 2, "lost": 0},
+        {"rate": 30.0, "sent": 300, "delivered": 299, "duplicates": 0, "lost": 1},
+        {"error": "CaseFailed: hung"},
+    ]
+    best = layer_bench.best_attempt("cross_1to1", attempts)
+    assert best["rate"] == 30.0
+    assert (best["sent"], best["delivered"], best["duplicates"], best["lost"]) == (400, 399, 2, 1)
+    assert (best["attempts"], best["failed_attempts"]) == (3, 1)
+    assert layer_bench.best_attempt("rtt", [{"p50_us": 9.0}, {"p50_us": 5.0}])["p50_us"] == 5.0
+    assert layer_bench.best_attempt("rtt", [{"error": "x"}]) == {"error": "x"}
+
+
+def test_bad_arguments_exit_with_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["--backends", "ours,mongo"], ["--repeat", "0"]):
+        with pytest.raises(SystemExit) as exit_info:
+            layer_bench.main(argv)
+        assert exit_info.value.code == 2
+    assert "mongo" in capsys.readouterr().err
 
 
 # -- the cases, end to end on our layer ---------------------------------------------------------------
