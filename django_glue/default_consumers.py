@@ -2,7 +2,7 @@
 
 * ``http.request`` -> :class:`ViewConsumer` (Django views through :class:`~.handler.AsgiHandler`).
 * ``websocket.connect`` -> :func:`connect_accept` (accept every connection nobody else routed).
-* ``websocket.receive`` / ``websocket.disconnect`` -> :func:`no_op`.
+* ``websocket.receive`` / ``websocket.disconnect`` / ``http.disconnect`` -> :func:`no_op`.
 """
 from __future__ import annotations
 

@@ -226,6 +226,8 @@ class Router:
         self.add_route(Route("websocket.connect", connect_accept))
         self.add_route(Route("websocket.receive", no_op))
         self.add_route(Route("websocket.disconnect", no_op))
+        # Nobody consuming http.disconnect let it fill up and raise ChannelFull in Channels 1.
+        self.add_route(Route("http.disconnect", no_op))
 
 
 def route(channels: str | Iterable[str], consumer: Consumer | str, **filters: Any) -> Route:

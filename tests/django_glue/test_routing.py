@@ -109,4 +109,5 @@ def test_defaults_come_after_user_routes_and_are_added_once():
     assert router.match(msg("websocket.connect", path="/"))[0] is connect_accept
     assert router.match(msg("websocket.receive"))[0] is no_op
     assert router.match(msg("websocket.disconnect"))[0] is no_op
-    assert len(router.root.routing) == 5
+    assert router.match(msg("http.disconnect"))[0] is no_op
+    assert len(router.root.routing) == 6
