@@ -212,6 +212,8 @@ class Arbiter:
                 while not self.signals.empty():
                     self._dispatch(self.signals.get())
                 self._reap()
+                if self.on_tick:
+                    self.on_tick()  # systemd watchdog pings continue during a stop
                 if self.stopping:
                     if self._advance_stop():
                         break
@@ -220,8 +222,6 @@ class Arbiter:
                 self._check_memory()
                 self._reconcile()
                 self._check_ready()
-                if self.on_tick:
-                    self.on_tick()
         finally:
             self._kill_all()
             self._restore_signals()
@@ -234,9 +234,9 @@ class Arbiter:
         """Sleep until the next thing that is due: a TICK, or the end of a restart backoff."""
         if self.stopping:
             return 0.1
-        pending = [slot.not_before for slot in self.slots.values() if slot.not_before]
-        due = min(pending, default=float("inf")) - time.monotonic()
-        return max(0.0, min(TICK, due if due > 0 else TICK))
+        now = time.monotonic()
+        due = min((slot.not_before for slot in self.slots.values() if slot.not_before > now), default=now + TICK)
+        return max(0.0, min(TICK, due - now))
 
     def _wait(self, timeout: float) -> None:
         for key, _ in self.selector.select(timeout):
@@ -436,6 +436,10 @@ class Arbiter:
             self.log.info(f"stopping: restarting it would fail the same way (exit code {code})")
             self.exit_code = exitcodes.BOOT_ERROR
             self._begin_stop("graceful")
+            return
+        if child.retiring:
+            # Its replacement is already running or starting: nothing to restart.
+            self.log.info(f"retiring {child.name} (pid {child.pid}) exited early: {exitcodes.describe(code)}")
             return
         if child.ready_at is not None and now - child.ready_at >= STABLE_AFTER:
             slot.failures = 0

@@ -48,10 +48,16 @@ def worker_entry(argv: list[str]) -> Callable[[HeartbeatSender], int]:
         django.setup(set_prefix=False)
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stdout)
         from django.conf import settings
-        from django_glue.asgi import channel_layers
+        from django_glue.asgi import ChannelLayerWrapper, build_layer, channel_layers, layer_settings
         from django_glue.worker import Worker
 
-        layer = channel_layers[args.alias]
+        # Attach only (create=False): the supervisor owns the segment. A worker must never create
+        # one of its own if the site's segment is gone - it would leak and split the site in two.
+        entry = layer_settings(args.alias)
+        layer = ChannelLayerWrapper(
+            build_layer(args.alias, {**entry.get("CONFIG", {}), "create": False}), args.alias, entry["ROUTING"]
+        )
+        channel_layers.set(args.alias, layer)
         http_consumer = None
         if settings.DEBUG and "django.contrib.staticfiles" in settings.INSTALLED_APPS:
             from django_glue.staticfiles import StaticFilesConsumer
