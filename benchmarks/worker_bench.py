@@ -1,0 +1,288 @@
+"""What an ordinary Django view costs through the worker: requests/s of one ``runworker``.
+
+Usage (from the repository root)::
+
+    python benchmarks/worker_bench.py [--seconds 3] [--concurrency 1,16] [--threads 1]
+
+Rows, all for the same "hello" view behind Django's default ``startproject`` middleware:
+
+* ``django WSGIHandler, in-process`` - Django alone, no transport (the floor);
+* ``django_glue AsgiHandler, in-process`` - our request/response translation, still no layer;
+* ``layer + runworker, C in flight`` - this process plays the interface server: it sends
+  ``http.request`` messages on a fresh ``asgi_ipc`` segment, keeping C requests in flight, and
+  one real ``manage.py runworker`` process (``--threads``) answers them. requests/s counts complete
+  responses; latency is send -> last response message.
+
+Every loop is bounded by ``--seconds``; the worker is stopped and the segment removed at the end,
+also on errors. Prints a Markdown table and writes ``benchmarks/results/worker-<UTC>.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+LAYER_SIZES = {"message_memory": 16 << 20, "channels": 512, "groups": 64, "group_members": 256}
+
+# --- the benchmarked project (used by the child processes) ------------------------------------
+
+channel_routing: list[Any] = []  # nothing custom: http.request goes to the default view consumer
+
+
+def hello(request: Any) -> Any:
+    from django.http import HttpResponse
+
+    return HttpResponse("hello")
+
+
+def configure_django(prefix: str) -> None:
+    """Settings of a fresh ``startproject`` (middleware, apps) with one "hello" URL."""
+    from django.conf import settings
+    from django.urls import path
+
+    global urlpatterns
+    urlpatterns = [path("hello/", hello)]
+    settings.configure(
+        DEBUG=False,
+        SECRET_KEY="worker-bench",
+        ALLOWED_HOSTS=["*"],
+        ROOT_URLCONF=__name__,
+        INSTALLED_APPS=[
+            "django.contrib.auth", "django.contrib.contenttypes", "django.contrib.sessions",
+            "django.contrib.messages", "django_glue",
+        ],
+        MIDDLEWARE=[
+            "django.middleware.security.SecurityMiddleware",
+            "django.contrib.sessions.middleware.SessionMiddleware",
+            "django.middleware.common.CommonMiddleware",
+            "django.middleware.csrf.CsrfViewMiddleware",
+            "django.contrib.auth.middleware.AuthenticationMiddleware",
+            "django.contrib.messages.middleware.MessageMiddleware",
+            "django.middleware.clickjacking.XFrameOptionsMiddleware",
+        ],
+        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
+        CHANNEL_LAYERS={
+            "default": {
+                "BACKEND": "asgi_ipc.IPCChannelLayer",
+                "CONFIG": {"prefix": prefix, "create": False, "capacity": 1000, **LAYER_SIZES},
+                "ROUTING": f"{__name__}.channel_routing",
+            }
+        },
+        LOGGING_CONFIG=None,
+    )
+    import django
+
+    django.setup()
+
+
+def request_message(reply_channel: str) -> dict[str, Any]:
+    return {
+        "reply_channel": reply_channel, "http_version": "1.1", "method": "GET", "path": "/hello/",
+        "query_string": b"", "root_path": "", "scheme": "http",
+        "headers": [[b"host", b"localhost:8000"], [b"user-agent", b"worker-bench"], [b"accept", b"*/*"]],
+        "body": b"", "client": ["127.0.0.1", 50000], "server": ["127.0.0.1", 8000],
+    }
+
+
+def serve(prefix: str, threads: int) -> None:
+    """Child: run ``runworker`` for the benchmark project."""
+    configure_django(prefix)
+    from django.core.management import call_command
+
+    call_command("runworker", "--threads", str(threads), verbosity=0)
+
+
+def run_in_process(kind: str, seconds: float) -> None:
+    """Child: call the view through a handler in a loop; prints ``{"requests": n, "seconds": t}``."""
+    configure_django("unused")
+    if kind == "wsgi":
+        from django.core.handlers.wsgi import WSGIHandler
+
+        handler = WSGIHandler()
+        environ = {
+            "REQUEST_METHOD": "GET", "PATH_INFO": "/hello/", "QUERY_STRING": "", "SERVER_NAME": "localhost",
+            "SERVER_PORT": "8000", "HTTP_HOST": "localhost:8000", "wsgi.url_scheme": "http",
+            "wsgi.input": None, "SERVER_PROTOCOL": "HTTP/1.1",
+        }
+
+        def one() -> None:
+            import io
+
+            response = handler(dict(environ, **{"wsgi.input": io.BytesIO()}), lambda status, headers: None)
+            b"".join(response)
+            response.close()
+    else:
+        from django_glue.handler import AsgiHandler
+        from django_glue.message import Message
+
+        handler = AsgiHandler()
+        no_layer = object()  # the handler never touches the layer for a body-less request
+
+        def one() -> None:
+            list(handler(Message(request_message("bench!1"), "http.request", no_layer)))
+
+    for _ in range(50):
+        one()
+    count, start = 0, time.perf_counter()
+    deadline = start + seconds
+    while time.perf_counter() < deadline:
+        one()
+        count += 1
+    print(json.dumps({"requests": count, "seconds": time.perf_counter() - start}))
+
+
+# --- the driver (this process plays the interface server) --------------------------------------
+
+
+def through_layer(layer: Any, concurrency: int, seconds: float) -> dict[str, Any]:
+    """Keep ``concurrency`` requests in flight for ``seconds``; returns rps and latencies."""
+    prefix = f"bench.c{concurrency}!"
+    sent_at: dict[str, float] = {}
+    latencies: list[float] = []
+    serial = 0
+
+    def send_one() -> None:
+        nonlocal serial
+        serial += 1
+        name = f"{prefix}{serial}"
+        sent_at[name] = time.perf_counter()
+        layer.send("http.request", request_message(name))
+
+    for _ in range(concurrency):
+        send_one()
+    start = time.perf_counter()
+    deadline = start + seconds
+    errors = 0
+    while time.perf_counter() < deadline:
+        channel, message = layer.receive([prefix], block=True)
+        if channel is None:
+            continue
+        if message.get("status", 200) != 200:
+            errors += 1
+        if message.get("more_content", False):
+            continue
+        latencies.append(time.perf_counter() - sent_at.pop(channel))
+        send_one()
+    elapsed = time.perf_counter() - start
+    drain_deadline = time.monotonic() + 10  # let the in-flight ones finish so the worker idles
+    while sent_at and time.monotonic() < drain_deadline:
+        channel, message = layer.receive([prefix], block=True)
+        if channel is not None and not message.get("more_content", False):
+            sent_at.pop(channel, None)
+    latencies.sort()
+    return {
+        "requests": len(latencies),
+        "seconds": elapsed,
+        "requests_per_second": len(latencies) / elapsed,
+        "p50_ms": 1000 * latencies[len(latencies) // 2] if latencies else None,
+        "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)] if latencies else None,
+        "errors": errors,
+    }
+
+
+def child_json(args: list[str], timeout: float) -> dict[str, Any]:
+    result = subprocess.run(
+        [sys.executable, __file__, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
+        env=dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")),
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"child {args} failed:\n{result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def git_revision() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per row")
+    parser.add_argument("--concurrency", default="1,16", help="requests in flight, comma-separated")
+    parser.add_argument("--threads", type=int, default=1, help="runworker --threads")
+    parser.add_argument("--serve", metavar="PREFIX", help=argparse.SUPPRESS)
+    parser.add_argument("--in-process", choices=["wsgi", "asgi"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.threads)
+        return 0
+    if args.in_process:
+        run_in_process(args.in_process, args.seconds)
+        return 0
+    try:
+        levels = [int(c) for c in args.concurrency.split(",")]
+    except ValueError:
+        parser.error(f"--concurrency must be comma-separated integers, got {args.concurrency!r}")
+    if args.seconds <= 0 or any(c < 1 for c in levels):
+        parser.error("--seconds and every --concurrency must be positive")
+
+    sys.path.insert(0, str(REPO))
+    from asgi_ipc import IPCChannelLayer
+
+    rows: list[dict[str, Any]] = []
+    for kind, label in (("wsgi", "django WSGIHandler, in-process"), ("asgi", "django_glue AsgiHandler, in-process")):
+        data = child_json(["--in-process", kind, "--seconds", str(args.seconds)], args.seconds + 60)
+        rows.append({"row": label, "requests_per_second": data["requests"] / data["seconds"], **data})
+
+    prefix = f"wbench{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    layer = IPCChannelLayer(prefix=prefix, create=True, capacity=1000, **LAYER_SIZES)
+    worker = None
+    try:
+        worker = subprocess.Popen(
+            [sys.executable, __file__, "--serve", prefix, "--threads", str(args.threads)], cwd=REPO,
+            env=dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")),
+        )
+        warm = through_layer(layer, 1, 1.0)  # also waits for the worker to come up
+        if warm["requests"] == 0:
+            raise RuntimeError("the worker answered nothing within the warm-up second")
+        for concurrency in levels:
+            data = through_layer(layer, concurrency, args.seconds)
+            rows.append({"row": f"layer + runworker (--threads {args.threads}), {concurrency} in flight", **data})
+    finally:
+        if worker is not None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait(5)
+        layer.close()
+
+    print("| row | requests/s | p50 ms | p99 ms |")
+    print("|---|---:|---:|---:|")
+    for row in rows:
+        p50 = f"{row['p50_ms']:.2f}" if row.get("p50_ms") is not None else "-"
+        p99 = f"{row['p99_ms']:.2f}" if row.get("p99_ms") is not None else "-"
+        print(f"| {row['row']} | {row['requests_per_second']:,.0f} | {p50} | {p99} |")
+
+    import django
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"worker-{stamp}.json"
+    out.write_text(json.dumps({
+        "benchmark": "worker_bench", "git_revision": git_revision(), "python": platform.python_version(),
+        "django": django.get_version(), "cpus": os.cpu_count(), "loadavg": os.getloadavg(),
+        "seconds": args.seconds, "threads": args.threads, "rows": rows,
+    }, indent=2))
+    print(f"\nwrote {out.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
