@@ -19,16 +19,24 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.django_glue.project.settings")
-
 import django  # noqa: E402
-
-django.setup()
-
-from django.conf import settings  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 SETTINGS = "tests.django_glue.project.settings"
+
+# Configure Django in this process, then put the environment back: the other test packages start
+# processes (procman, demo sites) that must not inherit our settings module.
+_previous_settings = os.environ.get("DJANGO_SETTINGS_MODULE")
+os.environ["DJANGO_SETTINGS_MODULE"] = SETTINGS
+try:
+    django.setup()
+finally:
+    if _previous_settings is None:
+        del os.environ["DJANGO_SETTINGS_MODULE"]
+    else:
+        os.environ["DJANGO_SETTINGS_MODULE"] = _previous_settings
+
+from django.conf import settings  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
