@@ -196,6 +196,13 @@ class HTTPExchange:
                 self._retry_delay = min(self._retry_delay * 2, _RETRY_MAX)
                 self.connection.update_reading()
                 return
+            except self.server.MessageTooLarge:
+                logger.error(
+                    "body chunks of %d bytes exceed the layer's max message size; lower "
+                    "body_chunk_size or raise max_message_size", len(self.body_outbox[0]["content"])
+                )
+                self.connection.error_response(413, "Request body chunk too large for the channel layer.")
+                return
             self.body_outbox.popleft()
             self._retry_delay = _RETRY_FIRST
             self.last_progress = self.server.clock.seconds()
