@@ -595,6 +595,14 @@ class Arbiter:
                 child.beats.close()
         self.children.clear()
 
+    def fail(self, reason: str, exit_code: int = exitcodes.FAILURE) -> None:
+        """Stop the run gracefully because of ``reason``; :meth:`run` then returns ``exit_code``."""
+        if self.stopping:
+            return
+        self.log.info(f"error: {reason}")
+        self.exit_code = exit_code
+        self._begin_stop("graceful")
+
     # ---------------------------------------------------------------- control -----------------
 
     def answer(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -5,7 +5,7 @@ bad settings, port in use): restarting it would fail the same way, so the superv
 run with the same code instead of looping. Any other exit is a crash and is restarted with backoff.
 """
 
-__all__ = ["OK", "FAILURE", "USAGE", "BOOT_ERROR", "CHILD_HUNG", "describe"]
+__all__ = ["OK", "FAILURE", "USAGE", "BOOT_ERROR", "describe"]
 
 #: Clean stop (TERM, Ctrl-C, ``procman stop``) with every child gone and the segment removed.
 OK = 0
@@ -15,17 +15,6 @@ FAILURE = 1
 USAGE = 2
 #: A child failed to boot (child -> supervisor), and so the run stopped (supervisor -> caller).
 BOOT_ERROR = 3
-#: A child killed by the supervisor after missing heartbeats (only ever seen in logs and status).
-CHILD_HUNG = 4
-
-_MEANING = {
-    OK: "clean stop",
-    FAILURE: "supervisor failure",
-    USAGE: "usage or configuration error",
-    BOOT_ERROR: "failed to boot",
-    CHILD_HUNG: "hung (missed heartbeats)",
-}
-
 
 def describe(returncode: int) -> str:
     """Return a short human description of a child's ``Popen.returncode``.
@@ -40,5 +29,6 @@ def describe(returncode: int) -> str:
         except ValueError:
             name = f"signal {-returncode}"
         return f"killed by {name}"
-    meaning = _MEANING.get(returncode) if returncode else None
+    # Children's other codes are their own (the interface server uses 75 for "layer lost"...).
+    meaning = "failed to boot" if returncode == BOOT_ERROR else None
     return f"exit code {returncode}" + (f" ({meaning})" if meaning else "")

@@ -26,6 +26,8 @@ __all__ = ["SiteError", "run_site", "build_roles", "STANDARD_CHANNELS"]
 
 #: Channels every site has, shown in ``status`` even before traffic.
 STANDARD_CHANNELS = ("http.request", "websocket.connect", "websocket.receive", "websocket.disconnect")
+#: Seconds between checks that the segment still exists in /dev/shm.
+SEGMENT_CHECK_EVERY = 2.0
 
 
 class SiteError(Exception):
@@ -153,10 +155,25 @@ def run_site(config: RunConfig, directory: Path, log: LogStream, banner: str = "
                 log.info(banner)
             systemd.notify(f"READY=1\nSTATUS=serving {urls}")
 
+        segment_path = f"/dev/shm/asgi_ipc.{project.prefix}"
+        segment_inode = _inode(segment_path)
+        last_check = [time.monotonic()]
+
         def on_tick() -> None:
-            if watchdog and time.monotonic() - last_ping[0] >= watchdog:
-                last_ping[0] = time.monotonic()
+            now = time.monotonic()
+            if watchdog and now - last_ping[0] >= watchdog:
+                last_ping[0] = now
                 systemd.notify("WATCHDOG=1")
+            if now - last_check[0] >= SEGMENT_CHECK_EVERY:
+                last_check[0] = now
+                if segment_inode is not None and _inode(segment_path) != segment_inode:
+                    # Gone, or replaced by a new segment some restarted child created: either way
+                    # the processes no longer share one layer.
+                    arbiter.fail(
+                        f"the layer segment {segment_path} was removed under the running site (by "
+                        "systemd-logind's RemoveIPC, or someone removing it by hand); the processes "
+                        "no longer share one layer, so the site stops. See `procman doctor`."
+                    )
 
         arbiter = Arbiter(
             roles,
@@ -190,13 +207,15 @@ def run_site(config: RunConfig, directory: Path, log: LogStream, banner: str = "
             _ensure_unlinked(layer, log)
 
 
+def _inode(path: str) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
 def _ensure_unlinked(layer: Any, log: LogStream) -> None:
-    """The creator's close() removes the segment; say so loudly if it did not."""
-    leftovers = [name for name in os.listdir("/dev/shm") if _segment_of(layer, name)] if os.path.isdir("/dev/shm") else []
-    if leftovers:
-        log.info(f"warning: the layer left {', '.join(leftovers)} in /dev/shm; `procman doctor --clean` removes them")
-
-
-def _segment_of(layer: Any, filename: str) -> bool:
-    prefix = getattr(layer, "prefix", None)
-    return bool(prefix) and filename.startswith("asgi_ipc.") and filename[len("asgi_ipc."):].split(".")[0] == prefix
+    """The creator's close() removes the segment; say so loudly if it is still there."""
+    path = f"/dev/shm/asgi_ipc.{layer.prefix}"
+    if os.path.exists(path):
+        log.info(f"warning: {path} is still there after the stop; `procman doctor --clean` removes it")

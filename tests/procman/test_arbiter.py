@@ -113,7 +113,7 @@ def test_hup_is_a_rolling_reload_new_before_old(supervise):
 
 def test_crash_before_ready_without_boot_error_code_is_restarted(supervise):
     sup, state, _ = supervise("worker=crash-first:1")
-    sup.wait_line("died: exit code 1 (supervisor failure); restarting in")
+    sup.wait_line("died: exit code 1; restarting in")
     sup.wait_line("all processes ready")
     sup.signal(signal.SIGTERM)
     assert sup.wait() == exitcodes.OK

@@ -283,3 +283,12 @@ def _ignore_errors(function, *args):
         function(*args)
     except OSError:
         pass
+
+
+def test_segment_removed_under_the_site_stops_it_with_a_clear_error(site):
+    s = site("--workers", "1")
+    s.wait_ready()
+    os.unlink(f"/dev/shm/asgi_ipc.{s.prefix}")  # what RemoveIPC does at logout
+    assert s.wait(60) == exitcodes.FAILURE
+    assert "was removed under the running site" in s.output
+    assert s.descendants() == [] and not s.segment_exists()
