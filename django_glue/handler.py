@@ -106,9 +106,14 @@ class AsgiHandler(base.BaseHandler):
         if isinstance(response, http.FileResponse):
             response.block_size = self.chunk_size
         try:
-            yield from encode_response(response, self.chunk_size)
+            yield from self.encode_response(response)
         finally:
             response.close()
+
+    @classmethod
+    def encode_response(cls, response: http.HttpResponseBase) -> Iterator[dict[str, Any]]:
+        """The ASGI-1 messages for ``response`` (Channels 1 API; see :func:`encode_response`)."""
+        return encode_response(response, cls.chunk_size)
 
     def _get_response(self, request: http.HttpRequest) -> http.HttpResponseBase:
         # ResponseLater must pass the exception middleware untouched; mark the request and give

@@ -180,6 +180,24 @@ class HttpTests(ChannelTestCase):
                               "http.request", self.layer))
         self.assertEqual(collect(self.layer, "later!"), [])
 
+    def test_full_reply_channel_is_abandoned_after_bounded_retry(self):
+        for i in range(self.layer.capacity):
+            self.layer.send("stuck!x", {"filler": i})
+        self.consumer.send_timeout = 0.2
+        with self.assertLogs("django_glue.views", "WARNING") as logs:
+            self.consumer(Message({"reply_channel": "stuck!1", "method": "GET", "path": "/stream/",
+                                   "query_string": b"", "headers": [[b"host", b"testserver"]]},
+                                  "http.request", self.layer))
+        self.assertIn("abandoning response to GET /stream/", logs.output[0])
+        self.assertEqual(self.request("/hello/")[0], 200)  # the consumer is still usable
+
+    def test_encode_response_classmethod(self):
+        from django.http import HttpResponse
+
+        messages = list(AsgiHandler.encode_response(HttpResponse(b"abc", status=201)))
+        self.assertEqual((messages[0]["status"], messages[0]["content"], messages[0]["more_content"]),
+                         (201, b"abc", False))
+
     def test_cookies_become_set_cookie_headers(self):
         _, _, _, _, headers = self.request("/cookie/")
         cookies = [v for k, v in headers if k == "set-cookie"]

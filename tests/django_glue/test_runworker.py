@@ -114,3 +114,10 @@ def test_worker_exits_nonzero_when_the_segment_is_removed(processes, ipc_layer):
     receive(ipc_layer, "t.reply")
     ipc_layer.unlink()
     assert worker.wait(15) != 0
+
+
+def test_verbosity_2_logs_each_message(processes, ipc_layer):
+    worker = processes.runworker(ROUTING, "-v", "2")
+    ipc_layer.send("background", {"n": 3, "reply_channel": "t.reply"})
+    assert receive(ipc_layer, "t.reply") == {"done": 6}
+    wait_for(lambda: "DEBUG django_glue: background t.reply" in log_text(worker))
