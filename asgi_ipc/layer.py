@@ -13,11 +13,11 @@ import os
 import random
 import string
 import threading
-import weakref
 from typing import Any, Mapping
 
 import msgpack
 
+from .attachment import OWNERDEAD, SLOW, TIMEOUT, Attachment
 from .errors import (
     ArenaFull,
     ChannelFull,
@@ -25,9 +25,7 @@ from .errors import (
     SegmentError,
     SegmentLost,
 )
-from .groups import Groups
-from .layout import H_MUTEX_AT, LAYOUT_VERSION, MSG_FANOUT, W_WAITING, WAITER, WAITER_SIZE, Sizes
-from .lock import RobustMutex, init_mutex
+from .layout import MSG_FANOUT, W_WAITING, Sizes
 from .names import (
     CapacityRules,
     non_local_name,
@@ -35,110 +33,15 @@ from .names import (
     validate_group,
     validate_receive_channels,
 )
-from .recovery import check, rebuild
-from .segment import Segment, is_alive, validate_prefix
+from .recovery import check
+from .segment import is_alive, validate_prefix
 from .serialise import pack, unpack
-from .store import Popped, Store, now
-from .waiters import Waiters
-from .doorbell import Doorbell, Ringer
+from .store import Popped, now
 
 __all__ = ["IPCChannelLayer"]
 
 _RANDOM = random.SystemRandom()
 _LETTERS = string.ascii_letters
-
-
-def _make_fastpath(segment: Segment, lock_timeout: float):
-    """The C fast path for this mapping, or None (not built, or ``ASGI_IPC_PURE=1``)."""
-    if os.environ.get("ASGI_IPC_PURE") == "1":
-        return None
-    try:
-        from . import _fastpath
-    except ImportError:
-        return None
-    layout = segment.layout
-    sizes = layout.sizes
-    return _fastpath.FastPath(
-        segment.mm, LAYOUT_VERSION, H_MUTEX_AT, lock_timeout, sizes.channels,
-        layout.channel_index_slots, sizes.unit_count, sizes.max_order, sizes.waiters, WAITER_SIZE,
-        os.getpid(), layout.channels_at, layout.channel_index_at, layout.arena_at,
-        layout.blockmap_at, layout.waiters_at)
-
-
-_SLOW, _OWNERDEAD, _TIMEOUT = -1, -2, -3
-
-
-class _Attachment:
-    """Everything bound to one process's mapping of the segment."""
-
-    def __init__(self, layer: "IPCChannelLayer", create: bool | None) -> None:
-        self.pid = os.getpid()
-        self.segment = Segment(layer.prefix, layer.sizes, create=create)
-        buf = self.segment.mm
-        layout = self.segment.layout
-        self.store = Store(buf, layout)
-        self.groups = Groups(buf, layout)
-        self.waiters = Waiters(buf, layout, self.store)
-        self.store.on_expired = self._on_expired
-        self.lock = RobustMutex(buf, self.segment.address(), self._repair, layer.lock_timeout)
-        if self.segment.owner:
-            init_mutex(self.segment.mutex_address())
-            self.store.reset()
-            self.groups.reset_free_lists()
-            self.waiters.reset_free_list()
-            self.segment.mark_ready()
-        self.ringer = Ringer(self.segment.name)
-        self.fast = _make_fastpath(self.segment, layer.lock_timeout)
-        self.fast_sends = 0
-        self.local = threading.local()  # per-thread doorbell for blocking receive
-        self.bells: weakref.WeakSet = weakref.WeakSet()
-
-    def _repair(self) -> None:
-        rebuild(self.segment.mm, self.segment.layout, is_alive)
-
-    def _on_expired(self, name: bytes, extra: bytes, kind: int) -> None:
-        """A message expired unread: its channel(s) leave their groups (ASGI 1 spec)."""
-        if kind == MSG_FANOUT:
-            for local in msgpack.unpackb(extra, raw=True):
-                self.groups.drop_channel(name + local)
-        else:
-            self.groups.drop_channel(name)
-
-    def waiter_state(self, wid: int) -> int:
-        """State of a waiter slot, read without the lock (a hint: only its owner registers it)."""
-        return WAITER.unpack_from(self.segment.mm, self.segment.layout.waiter(wid))[0]
-
-    def doorbell(self) -> Doorbell:
-        """This thread's doorbell; its waiter slot is kept for the doorbell's lifetime and
-        given back when the thread ends or the layer closes."""
-        bell = getattr(self.local, "bell", None)
-        if bell is None:
-            bell = self.local.bell = Doorbell(self.segment.name)
-            with self.lock:
-                bell.wid = self.waiters.alloc(bell.pid, bell.nonce, is_alive)
-            self.bells.add(bell)
-            weakref.finalize(bell, self._free_slot, bell.wid, bell.sock)
-        return bell
-
-    def _free_slot(self, wid: int, sock) -> None:
-        sock.close()
-        if self.segment.mm is None or self.pid != os.getpid():
-            return
-        try:
-            with self.lock:
-                self.waiters.free(wid)
-        except Exception:  # best effort at thread exit; recovery reclaims dead slots anyway
-            pass
-
-    def close(self, unlink: bool) -> None:
-        for bell in list(self.bells):
-            self._free_slot(bell.wid, bell.sock)
-        self.bells.clear()
-        self.ringer.close()
-        if self.fast is not None:
-            self.fast.release()
-            self.fast = None
-        self.segment.close(unlink=unlink)
 
 
 class IPCChannelLayer:
@@ -218,7 +121,7 @@ class IPCChannelLayer:
         self.lock_timeout = lock_timeout
         self._create = create
         self._attach_lock = threading.Lock()
-        self._att: _Attachment | None = _Attachment(self, create)
+        self._att: Attachment | None = Attachment(self, create)
         self._owner = self._att.segment.owner
         self.sizes = self._att.segment.sizes
         self.max_message_size = self.sizes.max_message_size
@@ -234,7 +137,7 @@ class IPCChannelLayer:
         self._recv_cache: dict[tuple, list[str]] = {}
 
     # -- attachment ------------------------------------------------------------------------------
-    def _a(self) -> _Attachment:
+    def _a(self) -> Attachment:
         att = self._att
         if att is not None and att.pid == os.getpid():
             return att
@@ -243,7 +146,7 @@ class IPCChannelLayer:
                 raise SegmentLost("this channel layer was closed")
             if self._att is None or self._att.pid != os.getpid():
                 # A forked child: never reuse the parent's sockets; attach anew, never as owner.
-                self._att = _Attachment(self, create=False)
+                self._att = Attachment(self, create=False)
                 self._owner = False
                 self._local = {}
                 self._event_receivers = {}
@@ -308,17 +211,24 @@ class IPCChannelLayer:
             raise MessageTooLarge(
                 f"message to {channel!r} is {len(payload)} bytes serialised; the limit is "
                 f"{self.max_message_size}. Send large bodies in chunks")
-        key = non_local_name(channel)
-        capacity = self.get_capacity(key)
-        att = self._a()
         t = now()
-        name = channel.encode("ascii")
+        self._queue(self._a(), non_local_name(channel).encode("ascii"), channel.encode("ascii"),
+                    payload, t + self.expiry, t)
+
+    def _queue(self, att: Attachment, key: bytes, name: bytes, payload: bytes,
+               deadline: float, t: float, extra: bytes = b"", kind: int = 0) -> None:
+        """Append one entry to the queue ``key`` and wake a receiver waiting on it.
+
+        The C fast path does the common case; anything it declines (new channel, full queue,
+        expired head, no free block) is done here in Python under the lock. Raises
+        ``ChannelFull`` (or ``ArenaFull``/``TableFull``).
+        """
+        capacity = self.get_capacity(key.decode("ascii"))
         if att.fast is not None:
-            result = att.fast.send(key.encode("ascii"), name, payload, t + self.expiry, t,
-                                   capacity)
+            result = att.fast.send(key, name, payload, deadline, t, capacity, extra, kind)
             if result is None or type(result) is tuple:
                 att.fast_sends += 1
-                if att.fast_sends % 32 == 0:
+                if att.fast_sends % 32 == 0:  # the sweep, amortised over fast sends
                     with att.lock:
                         att.store.sweep_step(t, budget=64)
                 if result is not None:
@@ -327,28 +237,25 @@ class IPCChannelLayer:
             self._fast_failed(att, result)
         store = att.store
         ring = None
-        att.lock.acquire()
-        try:
-            cid = store.find_or_create(key.encode("ascii"))
-            store.enqueue(cid, name, payload, t + self.expiry, t, capacity)
+        with att.lock:
+            cid = store.find_or_create(key)
+            store.enqueue(cid, name, payload, deadline, t, capacity, extra=extra, kind=kind)
             store.sweep_step(t)
             if att.waiters.has_waiters(cid):
                 ring = att.waiters.pick(cid)
-        finally:
-            att.lock.release()
         if ring is not None:
             self._ring(att, ring, cid)
 
-    def _fast_failed(self, att: _Attachment, code: int) -> None:
+    def _fast_failed(self, att: Attachment, code: int) -> None:
         """Handle a non-success code of the C fast path (the Python path follows)."""
-        if code == _OWNERDEAD:  # we hold the lock of a dead holder: repair, then go on
+        if code == OWNERDEAD:  # we hold the lock of a dead holder: repair, then go on
             att.lock.adopt_owner_dead()
-        elif code == _TIMEOUT:
+        elif code == TIMEOUT:
             att.lock.raise_timeout()
-        elif code != _SLOW:
+        elif code != SLOW:
             raise SegmentError(f"cannot take the segment lock (code {code})")
 
-    def _ring(self, att: _Attachment, ring: tuple[int, int, int], cid: int) -> None:
+    def _ring(self, att: Attachment, ring: tuple[int, int, int], cid: int) -> None:
         """Ring a picked waiter; if its process is gone, free its slot and wake another."""
         for _ in range(att.waiters.count):
             wid, pid, nonce = ring
@@ -586,9 +493,10 @@ class IPCChannelLayer:
             else:
                 name, extra, kind = key + (locals_[0] if locals_ else b""), b"", 0
             count = max(1, len(locals_))
-            if self._send_entry(att, key, name, payload, deadline, t, extra, kind):
+            try:
+                self._queue(att, key, name, payload, deadline, t, extra, kind)
                 delivered += count
-            else:
+            except ChannelFull:  # group sends skip full members (ArenaFull included)
                 dropped += count
         with att.lock:
             att.store.bump("group_sends")
@@ -596,31 +504,6 @@ class IPCChannelLayer:
             if dropped:
                 att.store.bump("group_drops", dropped)
             att.store.sweep_step(t)
-
-    def _send_entry(self, att: _Attachment, key: bytes, name: bytes, payload: bytes,
-                    deadline: float, t: float, extra: bytes, kind: int) -> bool:
-        """Queue one group entry; False if the destination is full (never raises it)."""
-        capacity = self.get_capacity(key.decode("ascii"))
-        if att.fast is not None:
-            result = att.fast.send(key, name, payload, deadline, t, capacity, extra, kind)
-            if result is None or type(result) is tuple:
-                if result is not None:
-                    self._ring(att, result, -1)
-                return True
-            self._fast_failed(att, result)
-        ring = None
-        with att.lock:
-            try:
-                cid = att.store.find_or_create(key)
-                att.store.enqueue(cid, name, payload, deadline, t, capacity, extra=extra,
-                                  kind=kind)
-            except ChannelFull:  # includes ArenaFull and TableFull
-                return False
-            if att.waiters.has_waiters(cid):
-                ring = att.waiters.pick(cid)
-        if ring is not None:
-            self._ring(att, ring, cid)
-        return True
 
     # ===== flush extension =======================================================================
     def flush(self) -> None:

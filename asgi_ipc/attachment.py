@@ -1,0 +1,119 @@
+"""One process's attachment to a segment: the mapping and everything bound to it.
+
+An ``IPCChannelLayer`` keeps one ``Attachment`` per process: the mapped ``Segment``, the pure
+views over it (``Store``, ``Groups``, ``Waiters``), the robust lock, the optional C fast path,
+the sender's ringer and the per-thread doorbells. After ``fork`` the layer makes a new one in the
+child, because sockets, thread-bound doorbells and the fast path's pid must not be shared.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+
+import msgpack
+
+from .doorbell import Doorbell, Ringer
+from .groups import Groups
+from .layout import H_MUTEX_AT, LAYOUT_VERSION, MSG_FANOUT, WAITER, WAITER_SIZE
+from .lock import RobustMutex, init_mutex
+from .recovery import rebuild
+from .segment import Segment, is_alive
+from .store import Store
+from .waiters import Waiters
+
+__all__ = ["Attachment", "SLOW", "OWNERDEAD", "TIMEOUT"]
+
+def _make_fastpath(segment: Segment, lock_timeout: float):
+    """The C fast path for this mapping, or None (not built, or ``ASGI_IPC_PURE=1``)."""
+    if os.environ.get("ASGI_IPC_PURE") == "1":
+        return None
+    try:
+        from . import _fastpath
+    except ImportError:
+        return None
+    layout = segment.layout
+    sizes = layout.sizes
+    return _fastpath.FastPath(
+        segment.mm, LAYOUT_VERSION, H_MUTEX_AT, lock_timeout, sizes.channels,
+        layout.channel_index_slots, sizes.unit_count, sizes.max_order, sizes.waiters, WAITER_SIZE,
+        os.getpid(), layout.channels_at, layout.channel_index_at, layout.arena_at,
+        layout.blockmap_at, layout.waiters_at)
+
+
+SLOW, OWNERDEAD, TIMEOUT = -1, -2, -3  # codes of the C fast path
+
+
+class Attachment:
+    """Everything bound to one process's mapping of the segment."""
+
+    def __init__(self, layer, create: bool | None) -> None:
+        """Map the segment of ``layer.prefix`` (creating it per ``create``) for this process."""
+        self.pid = os.getpid()
+        self.segment = Segment(layer.prefix, layer.sizes, create=create)
+        buf = self.segment.mm
+        layout = self.segment.layout
+        self.store = Store(buf, layout)
+        self.groups = Groups(buf, layout)
+        self.waiters = Waiters(buf, layout, self.store)
+        self.store.on_expired = self._on_expired
+        self.lock = RobustMutex(buf, self.segment.address(), self._repair, layer.lock_timeout)
+        if self.segment.owner:
+            init_mutex(self.segment.mutex_address())
+            self.store.reset()
+            self.groups.reset_free_lists()
+            self.waiters.reset_free_list()
+            self.segment.mark_ready()
+        self.ringer = Ringer(self.segment.name)
+        self.fast = _make_fastpath(self.segment, layer.lock_timeout)
+        self.fast_sends = 0
+        self.local = threading.local()  # per-thread doorbell for blocking receive
+        self.bells: weakref.WeakSet = weakref.WeakSet()
+
+    def _repair(self) -> None:
+        rebuild(self.segment.mm, self.segment.layout, is_alive)
+
+    def _on_expired(self, name: bytes, extra: bytes, kind: int) -> None:
+        """A message expired unread: its channel(s) leave their groups (ASGI 1 spec)."""
+        if kind == MSG_FANOUT:
+            for local in msgpack.unpackb(extra, raw=True):
+                self.groups.drop_channel(name + local)
+        else:
+            self.groups.drop_channel(name)
+
+    def waiter_state(self, wid: int) -> int:
+        """State of a waiter slot, read without the lock (a hint: only its owner registers it)."""
+        return WAITER.unpack_from(self.segment.mm, self.segment.layout.waiter(wid))[0]
+
+    def doorbell(self) -> Doorbell:
+        """This thread's doorbell; its waiter slot is kept for the doorbell's lifetime and
+        given back when the thread ends or the layer closes."""
+        bell = getattr(self.local, "bell", None)
+        if bell is None:
+            bell = self.local.bell = Doorbell(self.segment.name)
+            with self.lock:
+                bell.wid = self.waiters.alloc(bell.pid, bell.nonce, is_alive)
+            self.bells.add(bell)
+            weakref.finalize(bell, self._free_slot, bell.wid, bell.sock)
+        return bell
+
+    def _free_slot(self, wid: int, sock) -> None:
+        sock.close()
+        if self.segment.mm is None or self.pid != os.getpid():
+            return
+        try:
+            with self.lock:
+                self.waiters.free(wid)
+        except Exception:  # best effort at thread exit; recovery reclaims dead slots anyway
+            pass
+
+    def close(self, unlink: bool) -> None:
+        for bell in list(self.bells):
+            self._free_slot(bell.wid, bell.sock)
+        self.bells.clear()
+        self.ringer.close()
+        if self.fast is not None:
+            self.fast.release()
+            self.fast = None
+        self.segment.close(unlink=unlink)
