@@ -31,6 +31,7 @@ __all__ = [
     "channel_layers",
     "get_channel_layer",
     "layer_settings",
+    "build_layer",
 ]
 
 DEFAULT_CHANNEL_LAYER = "default"

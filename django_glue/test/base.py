@@ -46,21 +46,17 @@ class ChannelTestMixin:
 
     test_channel_aliases = [DEFAULT_CHANNEL_LAYER]
 
-    def _pre_setup(self) -> None:
-        super()._pre_setup()  # type: ignore[misc]
+    # Django's own per-test hooks changed shape (``_pre_setup`` became a classmethod run eagerly
+    # for TransactionTestCase in 5.x), so the layer is swapped around the whole per-test call,
+    # which every supported Django routes through ``_setup_and_call``.
+    def _setup_and_call(self, result: Any, debug: bool = False) -> None:
         self._previous_layers: dict[str, ChannelLayerWrapper | None] = {}
         try:
             for alias in self.test_channel_aliases:
                 self._previous_layers[alias] = channel_layers.set(alias, isolated_layer(alias))
-        except BaseException:
-            self._restore_layers()
-            raise
-
-    def _post_teardown(self) -> None:
-        try:
-            self._restore_layers()
+            super()._setup_and_call(result, debug)  # type: ignore[misc]
         finally:
-            super()._post_teardown()  # type: ignore[misc]
+            self._restore_layers()
 
     def _restore_layers(self) -> None:
         for alias, previous in self._previous_layers.items():

@@ -5,7 +5,14 @@ import pytest
 
 from django_glue.asgi import channel_layers
 from django_glue.routing import route
-from django_glue.test import ChannelTestCase, Client, HttpClient, WSClient, apply_routes
+from django_glue.test import (
+    ChannelTestCase,
+    Client,
+    HttpClient,
+    TransactionChannelTestCase,
+    WSClient,
+    apply_routes,
+)
 
 segments: list = []
 
@@ -91,3 +98,13 @@ def test_each_test_gets_a_fresh_layer_that_is_removed_afterwards():
     for prefix in segments:
         assert not any(prefix in name for name in os.listdir("/dev/shm"))
     assert (channel_layers["default"] if "default" in channel_layers._backends else None) is before
+
+
+class TransactionIsolationTests(TransactionChannelTestCase):
+    def test_first_gets_a_layer(self):
+        channel_layers["default"].send("leftover", {"x": 1})
+        self.assertEqual(self.get_next_message("leftover").content, {"x": 1})
+        channel_layers["default"].send("leftover", {"x": 2})
+
+    def test_second_gets_a_fresh_layer(self):
+        self.assertIsNone(self.get_next_message("leftover"))
