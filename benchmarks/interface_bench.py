@@ -159,6 +159,12 @@ def _summary(count: int, seconds: float, latencies: list[float]) -> dict[str, fl
 # -- the parent: start everything, run the clients, report -------------------------------------------
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _child(*args: str, **kwargs: Any) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, __file__, *args], **kwargs)
 
@@ -197,12 +203,15 @@ def run(seconds: float, connections: int, ws_connections: int) -> dict[str, Any]
                 pass_fds=(listener.fileno(),), env=env, cwd=tmp,
             )
             procs.append(interface)
-            procs.append(_child("--role", "consumer", "--prefix", prefix, env=env))
+            consumer = _child("--role", "consumer", "--prefix", prefix, env=env)
+            procs.append(consumer)
             results: dict[str, Any] = {}
             for name, role, count in (
                 ("http_keepalive", "http-client", connections),
                 ("websocket_echo", "ws-client", ws_connections),
             ):
+                cpu_before = (_cpu_seconds(interface.pid), _cpu_seconds(consumer.pid))
+                wall_before = time.perf_counter()
                 client = _child(
                     "--role", role, "--port", str(port), "--connections", str(count),
                     "--seconds", str(seconds), env=env, stdout=subprocess.PIPE, text=True,
@@ -210,7 +219,13 @@ def run(seconds: float, connections: int, ws_connections: int) -> dict[str, Any]
                 out, _ = client.communicate(timeout=seconds + 60)
                 if client.returncode != 0:
                     raise SystemExit(f"{role} failed with exit code {client.returncode}")
-                results[name] = {**json.loads(out), "connections": count}
+                wall = time.perf_counter() - wall_before
+                row = {**json.loads(out), "connections": count}
+                # CPU shares over the whole client run (connect + warm-up + measuring time):
+                # how busy the interface and the consumer were, and so which one limits.
+                row["interface_cpu_share"] = (_cpu_seconds(interface.pid) - cpu_before[0]) / wall
+                row["consumer_cpu_share"] = (_cpu_seconds(consumer.pid) - cpu_before[1]) / wall
+                results[name] = row
         finally:
             for proc in reversed(procs):
                 _stop(proc)
@@ -252,12 +267,16 @@ def main() -> int:
         f"one interface process + one echo consumer + one client process, {os.cpu_count()} CPUs, "
         f"1-min load average {load_before:.2f} before the run (other work on the machine skews it)"
     )
-    print(f"{'case':<16} {'conns':>5} {'per second':>12} {'p50 ms':>8} {'p99 ms':>8}")
+    print(
+        f"{'case':<16} {'conns':>5} {'per second':>12} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'ifc CPU':>8} {'app CPU':>8}"
+    )
     labels = {"http_keepalive": "HTTP requests", "websocket_echo": "WS messages"}
     for name, row in results.items():
         print(
             f"{labels[name]:<16} {row['connections']:>5} {row['per_second']:>12,.0f} "
-            f"{row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f}"
+            f"{row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} "
+            f"{row['interface_cpu_share']:>8.0%} {row['consumer_cpu_share']:>8.0%}"
         )
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"interface-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
