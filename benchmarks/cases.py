@@ -118,7 +118,8 @@ def cross_process(
     size: int,
     tag: str,
 ) -> dict[str, Any]:
-    """``producers`` processes send numbered messages to one channel that ``consumers`` drain.
+    """``producers`` processes send numbered messages to one channel that ``consumers`` drain;
+    when all producers are done a stopper process sends each consumer a stop message.
 
     Throughput is unique messages delivered over the time from the first send to the last
     delivery. Every delivered id is checked against what was sent: ``duplicates`` counts ids
@@ -131,19 +132,19 @@ def cross_process(
             f"producer{p}",
             module,
             "producer",
-            {
-                "channel": channel,
-                "index": p,
-                "kind": kind,
-                "size": size,
-                "duration": duration,
-                "consumers": consumers,
-            },
+            {"channel": channel, "index": p, "kind": kind, "size": size, "duration": duration},
         )
         for p in range(producers)
     ] + [
-        ChildSpec(f"consumer{c}", module, "consumer", {"channel": channel, "producers": producers, "deadline": duration + _SLACK / 2})
+        ChildSpec(f"consumer{c}", module, "consumer", {"channel": channel, "deadline": duration + _SLACK / 2})
         for c in range(consumers)
+    ] + [
+        ChildSpec(
+            "stopper",
+            module,
+            "stopper",
+            {"channel": channel, "producers": producers, "consumers": consumers, "timeout": duration + _SLACK / 2},
+        )
     ]
     results = run_children(specs, config, timeout=duration + _SLACK)
     sent = {p: results[f"producer{p}"]["sent"] for p in range(producers)}

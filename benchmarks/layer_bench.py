@@ -195,6 +195,8 @@ def best_attempt(case_id: str, attempts: list[dict[str, Any]]) -> dict[str, Any]
             best[key] = sum(m[key] for m in good)
     best["attempts"] = len(attempts)
     best["failed_attempts"] = len(attempts) - len(good)
+    if len(attempts) > 1:
+        best["every_attempt"] = attempts
     return best
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "producer",
     "rtt_client",
     "rtt_server",
+    "stopper",
 ]
 
 _FULL_BACKOFF = 50e-6  # seconds to wait after ChannelFull before trying the same send again
@@ -115,10 +116,8 @@ def pairs(
         layer.close()
 
 
-def producer(
-    ctx: RoleContext, channel: str, index: int, kind: str, size: int, duration: float, consumers: int
-) -> dict[str, Any]:
-    """Send uniquely numbered messages for ``duration`` s, then one stop sentinel per consumer."""
+def producer(ctx: RoleContext, channel: str, index: int, kind: str, size: int, duration: float) -> dict[str, Any]:
+    """Send uniquely numbered messages for ``duration`` s, then tell the stopper (via ``peers``)."""
     layer = _attach(ctx)
     try:
         message = _message(kind, size)
@@ -135,37 +134,55 @@ def producer(
                 full += 1
                 time.sleep(_FULL_BACKOFF)
             now = perf_counter()
-        for _ in range(consumers):
-            full += _send_retrying(layer, channel, stop_message(), now + 30)
+        ctx.peers.put(("done", index, 0, now))
         return {"sent": sent, "full": full, "t_start": t0, "t_end": now}
     finally:
         layer.close()
 
 
-def consumer(ctx: RoleContext, channel: str, producers: int, deadline: float) -> dict[str, Any]:
-    """Receive until one stop sentinel per producer has arrived (or ``deadline`` s passed).
+def stopper(ctx: RoleContext, channel: str, producers: int, consumers: int, timeout: float) -> dict[str, Any]:
+    """Once every producer is done, send one stop message per consumer.
+
+    Sent after all data, so a consumer that takes a stop knows every data message was already
+    taken. One sender for all stops (rather than each producer sending its own) keeps this true
+    even if a layer delivers some message twice: any stop, even a duplicate, comes after all data.
+    """
+    layer = _attach(ctx)
+    try:
+        ctx.ready()
+        if ctx.wait_round(0, producers, timeout) is None:
+            raise RuntimeError(f"the {producers} producers did not all finish within {timeout}s")
+        for _ in range(consumers):
+            _send_retrying(layer, channel, stop_message(), perf_counter() + 30)
+        return {}
+    finally:
+        layer.close()
+
+
+def consumer(ctx: RoleContext, channel: str, deadline: float) -> dict[str, Any]:
+    """Receive until a stop message arrives (or ``deadline`` s passed).
 
     Returns the ids received (as int64 bytes) and the time of the first and last data message.
     """
     layer = _attach(ctx)
     try:
         ids = array("q")
-        stops = 0
+        stopped = False
         first = last = 0.0
         ctx.ready()
         hard = perf_counter() + deadline
-        while stops < producers and perf_counter() < hard:
+        while not stopped and perf_counter() < hard:
             _, message = layer.receive([channel], block=True)
             if message is None:
                 continue
             if STOP_KEY in message:
-                stops += 1
+                stopped = True
                 continue
             last = perf_counter()
             if not first:
                 first = last
             ids.append(message[ID_KEY])
-        return {"ids": ids.tobytes(), "first": first, "last": last, "timed_out": stops < producers}
+        return {"ids": ids.tobytes(), "first": first, "last": last, "timed_out": not stopped}
     finally:
         layer.close()
 

@@ -48,6 +48,7 @@ __all__ = [
     "producer",
     "rtt_client",
     "rtt_server",
+    "stopper",
 ]
 
 _FULL_BACKOFF = 50e-6
@@ -114,9 +115,9 @@ async def pairs(
 
 
 async def producer(
-    ctx: RoleContext, channel: str, index: int, kind: str, size: int, duration: float, consumers: int
+    ctx: RoleContext, channel: str, index: int, kind: str, size: int, duration: float
 ) -> dict[str, Any]:
-    """Send uniquely numbered messages for ``duration`` s, then one stop sentinel per consumer."""
+    """Send uniquely numbered messages for ``duration`` s, then tell the stopper (via ``peers``)."""
     layer = _attach(ctx)
     try:
         message = _message(kind, size)
@@ -136,33 +137,46 @@ async def producer(
                     full += 1
                     await asyncio.sleep(_FULL_BACKOFF)
                 now = perf_counter()
-            t_end = now
-            for _ in range(consumers):
-                full += await _send_retrying(layer, channel, stop_message())
-            now = t_end
 
         await asyncio.wait_for(run(), duration + 30)
+        ctx.peers.put(("done", index, 0, now))
         return {"sent": sent, "full": full, "t_start": t0, "t_end": now}
     finally:
         await layer.close_pools()
 
 
-async def consumer(ctx: RoleContext, channel: str, producers: int, deadline: float) -> dict[str, Any]:
-    """Receive until one stop sentinel per producer has arrived (or ``deadline`` s passed)."""
+async def stopper(ctx: RoleContext, channel: str, producers: int, consumers: int, timeout: float) -> dict[str, Any]:
+    """Once every producer is done, send one stop message per consumer (see ours_cases.stopper:
+    with one sender, even a duplicated stop comes after all data)."""
+    layer = _attach(ctx)
+    try:
+        ctx.ready()
+        # blocking the loop here is fine: this process has nothing else to do meanwhile
+        if ctx.wait_round(0, producers, timeout) is None:
+            raise RuntimeError(f"the {producers} producers did not all finish within {timeout}s")
+        for _ in range(consumers):
+            await _send_retrying(layer, channel, stop_message())
+        return {}
+    finally:
+        await layer.close_pools()
+
+
+async def consumer(ctx: RoleContext, channel: str, deadline: float) -> dict[str, Any]:
+    """Receive until a stop message arrives (or ``deadline`` s passed)."""
     layer = _attach(ctx)
     try:
         ids = array("q")
-        stops = 0
+        stopped = False
         first = last = 0.0
         ctx.ready()
 
         async def run() -> None:
-            nonlocal stops, first, last
-            while stops < producers:
+            nonlocal stopped, first, last
+            while True:
                 message = await layer.receive(channel)
                 if STOP_KEY in message:
-                    stops += 1
-                    continue
+                    stopped = True
+                    return
                 last = perf_counter()
                 if not first:
                     first = last
@@ -172,7 +186,7 @@ async def consumer(ctx: RoleContext, channel: str, producers: int, deadline: flo
             await asyncio.wait_for(run(), deadline)
         except asyncio.TimeoutError:
             pass
-        return {"ids": ids.tobytes(), "first": first, "last": last, "timed_out": stops < producers}
+        return {"ids": ids.tobytes(), "first": first, "last": last, "timed_out": not stopped}
     finally:
         await layer.close_pools()
 
