@@ -23,7 +23,6 @@ import os
 import selectors
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -165,6 +164,23 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _wait_ready(port: int, timeout: float = 60.0) -> None:
+    """One request through interface, layer and consumer, so start-up is not measured."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        sock.sendall(b"GET /ready HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            data = sock.recv(4096)
+            if not data:
+                raise SystemExit(f"no answer from the interface during start-up: {reply!r}")
+            reply += data
+        if not reply.startswith(b"HTTP/1.1 200"):
+            raise SystemExit(f"unexpected start-up answer: {reply[:100]!r}")
+    finally:
+        sock.close()
+
+
 def _child(*args: str, **kwargs: Any) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, __file__, *args], **kwargs)
 
@@ -205,6 +221,7 @@ def run(seconds: float, connections: int, ws_connections: int) -> dict[str, Any]
             procs.append(interface)
             consumer = _child("--role", "consumer", "--prefix", prefix, env=env)
             procs.append(consumer)
+            _wait_ready(port)
             results: dict[str, Any] = {}
             for name, role, count in (
                 ("http_keepalive", "http-client", connections),
@@ -239,6 +256,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="measuring time per case")
     parser.add_argument("--connections", type=int, default=8, help="HTTP keep-alive connections")
     parser.add_argument("--ws-connections", type=int, default=8, help="WebSocket connections")
+    parser.add_argument(
+        "--output", type=Path, help="JSON file to write (default benchmarks/results/interface-<time>.json)"
+    )
     parser.add_argument("--role", choices=("consumer", "http-client", "ws-client"), help=argparse.SUPPRESS)
     parser.add_argument("--prefix", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -278,8 +298,8 @@ def main() -> int:
             f"{row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} "
             f"{row['interface_cpu_share']:>8.0%} {row['consumer_cpu_share']:>8.0%}"
         )
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"interface-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+    path = args.output or RESULTS / f"interface-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"written to {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
     return 0

@@ -1,0 +1,28 @@
+"""The interface benchmark still runs end to end (a very short run; the numbers are not checked)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[3] / "benchmarks" / "interface_bench.py"
+
+
+def test_benchmark_runs_and_writes_its_json(tmp_path):
+    output = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, str(BENCH), "--seconds", "0.3", "--connections", "2", "--ws-connections", "2",
+         "--output", str(output)],
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(output.read_text())
+    for case in ("http_keepalive", "websocket_echo"):
+        row = report["results"][case]
+        assert row["count"] > 0  # requests really went through interface, layer and consumer
+        assert set(row) >= {"per_second", "p50_ms", "p99_ms", "interface_cpu_share"}
+    assert "HTTP requests" in result.stdout and "WS messages" in result.stdout
