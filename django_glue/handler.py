@@ -99,7 +99,13 @@ class AsgiHandler(base.BaseHandler):
                 f"400 Bad Request: {exc}", content_type="text/plain"
             )
         else:
-            response = self.get_response(request)
+            try:
+                response = self.get_response(request)
+            except Exception:  # Django converts view errors itself; this is for the rest
+                logger.exception("Unhandled error answering %s %s", request.method, request.path)
+                response = http.HttpResponseServerError(
+                    "500 Internal Server Error", content_type="text/plain"
+                )
             if getattr(request, "_response_later", False):
                 response.close()
                 return

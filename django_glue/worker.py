@@ -4,8 +4,9 @@
 what ``runworker`` runs: N worker threads, signal handling in the main thread.
 
 Graceful stop (SIGTERM, or the first SIGINT): every worker finishes the consumer it is running,
-then returns at its next receive timeout; the process exits 0 once all have returned (or after
-``graceful_timeout``). A second signal exits at once. A worker thread that dies (for instance the
+then returns when its blocking receive next returns (at most the layer's ``receive_timeout``); the
+process exits 0 once all have returned (or after ``graceful_timeout``). No message is lost: a
+worker that took one before noticing the stop still consumes it. A second signal exits at once. A worker thread that dies (for instance the
 layer's segment was removed) stops the whole group with exit code 1 so a supervisor restarts it.
 """
 from __future__ import annotations
@@ -176,6 +177,8 @@ class WorkerGroup:
         self.stop_requested = threading.Event()
         self.signals_seen = 0
         self.failed = False
+        #: False after :meth:`run` if a thread was still busy at the graceful timeout.
+        self.all_stopped = True
 
     def install_signal_handlers(self) -> None:
         """Route SIGTERM/SIGINT to :meth:`handle_stop_signal` (main thread only)."""
@@ -224,6 +227,7 @@ class WorkerGroup:
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         busy = [t.name for t in threads if t.is_alive()]
+        self.all_stopped = not busy
         if busy:
             logger.warning("Graceful timeout: %s still running, exiting anyway", ", ".join(busy))
         return 1 if self.failed else 0

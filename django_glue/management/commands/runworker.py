@@ -75,9 +75,8 @@ class Command(BaseCommand):
             options["threads"], alias, type(wrapper.channel_layer).__name__, ", ".join(channels),
         )
         group.install_signal_handlers()
-        try:
-            status = group.run()
-        finally:
+        status = group.run()
+        if group.all_stopped:  # never close the layer under a thread still inside it
             channel_layers.close_all()
         if status:
             sys.exit(status)
