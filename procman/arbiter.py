@@ -49,6 +49,7 @@ BACKOFF_MAX = 30.0
 STABLE_AFTER = 10.0
 KILL_AFTER_ABORT = 2.0
 MEMORY_CHECK_EVERY = 2.0
+HOLD_LINES = 1000
 
 _HANDLED_SIGNALS = ("HUP", "INT", "QUIT", "TERM", "TTIN", "TTOU", "CHLD")
 
@@ -100,6 +101,9 @@ class Child:
     stop_sent: float | None = None
     abort_sent: float | None = None
     boot_error: str = ""
+    #: Output of a child that has not reported ready yet, with the time of each line: shown once
+    #: it is ready (or crashed), and only once for children that all fail to boot the same way.
+    held: list[tuple[time.struct_time, str]] | None = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -167,6 +171,7 @@ class Arbiter:
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.selector.register(self._wake_r, selectors.EVENT_READ, ("wake", None))
         self._last_memory_check = 0.0
+        self._boot_error = ""
         for role in roles:
             log.reserve(f"{role.name}.{role.count}")
 
@@ -349,6 +354,7 @@ class Arbiter:
         child = Child(role, index, process, self.generation, now, LineSplitter(), beats, last_beat=now)
         if not role.heartbeat:
             child.ready_at = now
+            child.held = None
         os.set_blocking(process.stdout.fileno(), False)
         self.selector.register(process.stdout, selectors.EVENT_READ, ("output", child))
         if beats is not None:
@@ -371,15 +377,30 @@ class Arbiter:
                 final = True
                 break
             for line in child.output.feed(data):
-                self.log.line(child.name, line)
+                self._emit(child, line)
         if final:
             for line in child.output.flush():
-                self.log.line(child.name, line)
+                self._emit(child, line)
             try:
                 self.selector.unregister(stream)
             except (KeyError, ValueError):
                 pass
             stream.close()
+
+    def _emit(self, child: Child, line: str) -> None:
+        if child.held is None:
+            self.log.line(child.name, line)
+            return
+        child.held.append((time.localtime(), line))
+        if len(child.held) > HOLD_LINES:
+            self._release(child)  # a chatty boot: show it as it goes
+
+    def _release(self, child: Child, show: bool = True) -> None:
+        """Stop holding ``child``'s output back; write what was held unless ``show`` is False."""
+        held, child.held = child.held, None
+        if show:
+            for when, line in held or []:
+                self.log.line(child.name, line, when)
 
     def _pump_beats(self, child: Child) -> None:
         if child.beats is None:
@@ -389,6 +410,7 @@ class Arbiter:
             child.last_beat = now
             if event.kind == "ready" and child.ready_at is None:
                 child.ready_at = now
+                self._release(child)
             elif event.kind == "beat" and event.requests is not None:
                 child.requests = event.requests
             elif event.kind == "retire" and child.role.recyclable and not child.retiring:
@@ -422,6 +444,14 @@ class Arbiter:
     def _on_exit(self, child: Child, code: int) -> None:
         now = time.monotonic()
         slot = self.slots.setdefault((child.role.name, child.index), _Slot())
+        if code == exitcodes.BOOT_ERROR and child.ready_at is None and self.exit_code == exitcodes.BOOT_ERROR:
+            # The run is already stopping for a boot failure: one traceback is enough.
+            same = child.boot_error == self._boot_error
+            self._release(child, show=not same)
+            if same:
+                self.log.info(f"{child.name} failed to boot the same way")
+            return
+        self._release(child)
         if child.stop_sent is not None or self.stopping:
             if not self.stopping:
                 self.log.info(f"{child.name} stopped ({exitcodes.describe(code)})")
@@ -435,6 +465,7 @@ class Arbiter:
             self.log.info(f"{child.name} failed to boot: {reason}")
             self.log.info(f"stopping: restarting it would fail the same way (exit code {code})")
             self.exit_code = exitcodes.BOOT_ERROR
+            self._boot_error = child.boot_error
             self._begin_stop("graceful")
             return
         if child.retiring:
@@ -591,6 +622,7 @@ class Arbiter:
             except subprocess.TimeoutExpired:
                 pass
             self._pump_output(child, final=True)
+            self._release(child)
             if child.beats is not None:
                 child.beats.close()
         self.children.clear()

@@ -112,8 +112,7 @@ def check_settings(settings: str | None, directory: Path) -> list[Finding]:
     try:
         project = load_project(module, directory)
     except ProjectError as exc:
-        last = str(exc).strip().splitlines()[-1]
-        return [Finding("settings", "fail", last)]
+        return [Finding("settings", "fail", str(exc).strip().splitlines()[0])]
     return [Finding("settings", "ok", f"{module} imports; layer prefix {project.prefix!r}")]
 
 

@@ -40,9 +40,9 @@ class LogStream:
         """Make the prefix column wide enough for ``name`` from the start (aligned output)."""
         self._width = max(self._width, len(name))
 
-    def _prefix(self, name: str) -> str:
+    def _prefix(self, name: str, when: time.struct_time | None = None) -> str:
         self._width = max(self._width, len(name))
-        stamp = time.strftime("%H:%M:%S", self.clock())
+        stamp = time.strftime("%H:%M:%S", when or self.clock())
         label = f"{stamp} {name.ljust(self._width)} |"
         if not self.colour:
             return label
@@ -52,10 +52,13 @@ class LogStream:
             self._colour_of[name] = code
         return f"\x1b[{code}m{label}\x1b[0m"
 
-    def line(self, name: str, text: str) -> None:
-        """Write one line from process ``name`` (``worker.2``, ``procman``...)."""
+    def line(self, name: str, text: str, when: time.struct_time | None = None) -> None:
+        """Write one line from process ``name`` (``worker.2``, ``procman``...).
+
+        :param when: the time the line was produced, if it was held back (default: now).
+        """
         try:
-            self.out.write(f"{self._prefix(name)} {text.rstrip()}\n")
+            self.out.write(f"{self._prefix(name, when)} {text.rstrip()}\n")
             self.out.flush()
         except (BrokenPipeError, ValueError):
             pass  # our own stdout went away (e.g. piped into a closed `head`); keep supervising

@@ -94,10 +94,10 @@ def load_project(settings_module: str, directory: Path, alias: str = "default") 
     except BaseException as exc:  # noqa: BLE001 - settings can raise anything, even SystemExit
         if isinstance(exc, KeyboardInterrupt):
             raise
-        trace = "".join(traceback.format_exception(exc)).rstrip()
         raise ProjectError(
-            f"{trace}\ncannot import settings module {settings_module!r} "
-            f"({type(exc).__name__}: {exc}); fix the error above, or pass the right --settings"
+            f"cannot import settings module {settings_module!r} ({type(exc).__name__}: {exc})\n"
+            f"{_user_traceback(exc)}\n"
+            "Fix the error above, or pass the right --settings."
         ) from None
     layers = getattr(module, "CHANNEL_LAYERS", None)
     where = f"{settings_module}.CHANNEL_LAYERS"
@@ -115,6 +115,17 @@ def load_project(settings_module: str, directory: Path, alias: str = "default") 
         raise ProjectError(f"{where}[{alias!r}]['CONFIG'] must be a dict of layer arguments")
     backend = _import_backend(entry["BACKEND"], where, alias)
     return Project(settings_module, directory, alias, backend, dict(config))
+
+
+def _user_traceback(exc: BaseException) -> str:
+    """The traceback of ``exc`` without the frames of importlib and procman (the user's code only)."""
+    frames = [
+        frame for frame in traceback.extract_tb(exc.__traceback__)
+        if not frame.filename.startswith("<frozen") and "importlib" not in frame.filename
+        and os.path.dirname(frame.filename) != os.path.dirname(__file__)
+    ]
+    lines = traceback.format_list(frames) + traceback.format_exception_only(exc)
+    return ("Traceback (most recent call last):\n" + "".join(lines)).rstrip()
 
 
 def _import_backend(path: str, where: str, alias: str) -> type:
