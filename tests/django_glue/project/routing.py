@@ -36,3 +36,32 @@ process_routing = [
     route("fail", failing),
     route("job", blocking_job),
 ]
+
+
+# Served by the WebSocket end-to-end tests.
+def _websocket_routing():
+    from django_glue.generic.websockets import JsonWebsocketConsumer, WebsocketDemultiplexer
+    from django_glue.security.websockets import allowed_hosts_only
+
+    @allowed_hosts_only
+    def guarded_connect(message):
+        message.reply_channel.send({"accept": True})
+
+    def binary_echo(message):
+        message.reply_channel.send({"bytes": message["bytes"][::-1]})
+
+    class Upper(JsonWebsocketConsumer):
+        def receive(self, content, **kwargs):
+            self.send({"upper": content["text"].upper()})
+
+    class Streams(WebsocketDemultiplexer):
+        consumers = {"upper": Upper}
+
+    return [
+        route("websocket.connect", guarded_connect, path=r"^/guarded/$"),
+        route("websocket.receive", binary_echo, path=r"^/guarded/$"),
+        Streams.as_route(path=r"^/streams/$"),
+    ]
+
+
+websocket_routing = _websocket_routing()
