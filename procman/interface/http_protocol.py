@@ -407,6 +407,7 @@ class HTTPConnection(Protocol):
         self._pending: list[bytes] = []
         self._pending_bytes = 0
         self._close_when_flushed = False
+        self._producer_registered = False
         self._buffer_limit = options.max_head_size + options.body_chunk_size
 
     # -- Twisted callbacks -------------------------------------------------------------------------------
@@ -415,6 +416,7 @@ class HTTPConnection(Protocol):
         self.connected = True
         self.client = address_pair(self.transport.getPeer())
         self.transport.registerProducer(self, True)
+        self._producer_registered = True
         self.server.connection_opened(self)
 
     def dataReceived(self, data: bytes) -> None:
@@ -450,7 +452,7 @@ class HTTPConnection(Protocol):
             data, self._pending, self._pending_bytes = self._pending, [], 0
             self.transport.writeSequence(data)
         if self._close_when_flushed:
-            self.transport.loseConnection()
+            self._lose_connection()
 
     def stopProducing(self) -> None:
         self._pending, self._pending_bytes = [], 0
@@ -514,6 +516,7 @@ class HTTPConnection(Protocol):
         websocket = self.server.websocket_factory.buildProtocol(self.transport.getPeer())
         websocket.head = head
         self.websocket = websocket
+        self._producer_registered = False
         self.transport.unregisterProducer()
         websocket.makeConnection(self.transport)
         websocket.dataReceived(head.raw + self.parser.take_buffer())
@@ -603,11 +606,19 @@ class HTTPConnection(Protocol):
         if self._pending:
             self._close_when_flushed = True
         else:
-            self.transport.loseConnection()
+            self._lose_connection()
         # Reading must go on so Twisted notices the close; unpause if we paused it.
         if self._read_paused:
             self._read_paused = False
             self.transport.resumeProducing()
+
+    def _lose_connection(self) -> None:
+        # Unregister first: a TLS transport does not start its shutdown while a producer is
+        # registered, so the client would wait forever for the end of a close-delimited body.
+        if self._producer_registered:
+            self._producer_registered = False
+            self.transport.unregisterProducer()
+        self.transport.loseConnection()
 
     def drop(self) -> None:
         """Abort the connection at once (no flushing)."""

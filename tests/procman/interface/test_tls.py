@@ -11,6 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from websockets.sync.client import connect
 
+from tests.procman.interface.conftest import read_http_response
+
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not installed")
 
 
@@ -41,6 +43,16 @@ def test_https_and_wss(layer, app, start_interface, certificate):
     app.respond(request, content=b"over tls")
     assert conn.getresponse().read() == b"over tls"
     conn.close()
+
+    # Server-side closes must complete the TLS shutdown: HTTP/1.0, close-delimited stream.
+    raw = context.wrap_socket(interface.connect(), server_hostname="localhost")
+    raw.sendall(b"GET /tls-stream HTTP/1.0\r\n\r\n")
+    request = app.request()
+    app.send(request["reply_channel"], {"status": 200, "content": b"part1,", "more_content": True})
+    app.send(request["reply_channel"], {"content": b"part2"})
+    status, headers, body = read_http_response(raw)
+    assert (status, body) == (200, b"part1,part2")  # read to EOF: the server closed
+    raw.close()
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         future = pool.submit(
