@@ -283,3 +283,16 @@ def test_disconnect_to_a_momentarily_full_channel_is_retried(make_layer, start_i
     assert app.receive("websocket.disconnect")[1] == {"filler": True}  # frees the slot
     _, disconnect = app.receive("websocket.disconnect")  # delivered by a later retry
     assert disconnect["reply_channel"] == message["reply_channel"] and disconnect["code"] == 1000
+
+
+def test_proxy_headers_and_root_path_reach_websocket_connect(layer, app, start_interface, pool):
+    interface = start_interface(layer, "--proxy-headers", "--root-path", "/app")
+    headers = {"X-Forwarded-For": "198.51.100.7", "X-Forwarded-Proto": "https", "X-Forwarded-Port": "443"}
+    future = open_ws(pool, interface, "/ws/p", additional_headers=headers)
+    _, message = app.receive("websocket.connect")
+    assert message["client"] == ["198.51.100.7", 443]
+    assert message["scheme"] == "wss"  # https at the proxy means wss for a WebSocket
+    assert message["root_path"] == "/app"
+    app.send(message["reply_channel"], {"accept": True})
+    future.result(timeout=20).close()
+    interface.wait_for_log("198.51.100.7:443", source="access")
