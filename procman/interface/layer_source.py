@@ -32,6 +32,10 @@ def layer_from_reference(reference: str) -> Any:
         target: Any = importlib.import_module(module_name)
     except ImportError as exc:
         raise LayerSourceError(f"cannot import {module_name!r} for layer {reference!r}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - e.g. the layer refuses to attach while importing
+        raise LayerSourceError(
+            f"importing {module_name!r} for layer {reference!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
     for part in attribute_path.split("."):
         try:
             target = getattr(target, part)
@@ -78,3 +82,7 @@ def layer_from_settings(settings_module: str, alias: str = "default") -> Any:
         return layer_class(**config)
     except TypeError as exc:
         raise LayerSourceError(f"bad CONFIG for {backend!r}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - e.g. no segment to attach to
+        raise LayerSourceError(
+            f"building {backend!r} from CHANNEL_LAYERS[{alias!r}] failed: {type(exc).__name__}: {exc}"
+        ) from exc

@@ -176,6 +176,16 @@ def test_bad_layer_references_exit_2_with_advice(args, message, tmp_path):
     assert message in result.stderr
 
 
+def test_a_layer_that_cannot_attach_exits_2_with_its_reason(tmp_path, prefix):
+    (tmp_path / "absent_layer.py").write_text(
+        "from asgi_ipc import IPCChannelLayer\n"
+        f"channel_layer = IPCChannelLayer(prefix={prefix + 'none'!r}, create=False)\n"
+    )
+    result = _run_cli("absent_layer:channel_layer", "--port", "0", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "importing 'absent_layer'" in result.stderr and "SegmentMissing" in result.stderr
+
+
 def test_usage_errors_are_reported_by_the_parser(tmp_path):
     result = _run_cli("--max-request-body", "lots", "x:y")
     assert result.returncode == 2 and "invalid size 'lots'" in result.stderr
