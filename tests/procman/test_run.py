@@ -123,9 +123,8 @@ def test_worker_boot_failure_stops_the_run(site):
     code = s.wait(90)
     assert code == exitcodes.BOOT_ERROR
     assert "failed to boot: ImproperlyConfigured: cannot import routing" in s.output
-    # Both workers fail the same way, but the traceback is shown once.
+    # Both workers fail the same way (or the second is stopped while booting): one traceback.
     assert s.output.count("ModuleNotFoundError: No module named 'hellosite.no_such_routing'") == 1, s.output
-    assert "failed to boot the same way" in s.output
     assert "restarting in" not in s.output
     assert not s.segment_exists()
 
