@@ -476,6 +476,9 @@ class HTTPConnection(Protocol):
         except ClientError as exc:
             logger.info("bad request from %s: %s", self.client, exc.message)
             self.error_response(exc.status, exc.message + ".")
+        except Exception:  # noqa: BLE001 - our bug or the layer's: answer it, keep serving others
+            logger.exception("error handling a request from %s", self.client)
+            self.error_response(500, "HTTP processing error.")
         self.update_reading()
 
     def _on_head(self, head: RequestHead) -> None:
