@@ -211,3 +211,24 @@ def test_fd_that_is_not_a_listening_socket_is_refused(layer, prefix, tmp_path):
             assert message in result.stderr
     finally:
         bound.close()
+
+
+def test_sigquit_stops_at_once_and_still_sends_every_disconnect(layer, app, start_interface):
+    interface = start_interface(layer)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(connect, f"ws://127.0.0.1:{interface.port}/fast", open_timeout=20, legacy=True)
+        _, message = app.receive("websocket.connect")
+        app.send(message["reply_channel"], {"accept": True})
+        ws = future.result(timeout=20)
+    sock = interface.connect()
+    sock.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+    request = app.request()
+    interface.signal(signal.SIGQUIT)
+    assert interface.wait() == 130
+    _, disconnect = app.receive("websocket.disconnect")
+    assert disconnect["reply_channel"] == message["reply_channel"]
+    _, http_disconnect = app.receive("http.disconnect")
+    assert http_disconnect["reply_channel"] == request["reply_channel"]
+    app.receive_nothing("websocket.disconnect")
+    ws.close()
+    sock.close()
