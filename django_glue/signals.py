@@ -19,6 +19,6 @@ worker_ready = Signal()
 worker_process_ready = Signal()
 
 # Long-running workers keep database connections across messages exactly as Django keeps them
-# across requests: CONN_MAX_AGE and broken connections are honoured between consumers.
-consumer_started.connect(close_old_connections, dispatch_uid="django_glue.close_old_connections.start")
-consumer_finished.connect(close_old_connections, dispatch_uid="django_glue.close_old_connections.end")
+# across requests: CONN_MAX_AGE and broken connections are honoured after every consumer (once is
+# enough: the next consumer starts on what this check left, and views get Django's own checks).
+consumer_finished.connect(close_old_connections, dispatch_uid="django_glue.close_old_connections")

@@ -14,6 +14,7 @@ import uuid
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
+from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from django.test import TestCase, TransactionTestCase
 
@@ -90,14 +91,18 @@ class TransactionChannelTestCase(ChannelTestMixin, TransactionTestCase):
 def _connections_kept() -> Iterator[None]:
     # Django's TestCase runs inside a transaction; the worker's close_old_connections would close
     # the connection under it, exactly as the test client avoids for request_started.
-    uids = ("django_glue.close_old_connections.start", "django_glue.close_old_connections.end")
-    consumer_started.disconnect(dispatch_uid=uids[0])
-    consumer_finished.disconnect(dispatch_uid=uids[1])
+    # Views run by the consumer fire Django's request signals, which close connections too (the
+    # test client disconnects them for the same reason).
+    uid = "django_glue.close_old_connections"
+    consumer_finished.disconnect(dispatch_uid=uid)
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
     try:
         yield
     finally:
-        consumer_started.connect(close_old_connections, dispatch_uid=uids[0])
-        consumer_finished.connect(close_old_connections, dispatch_uid=uids[1])
+        consumer_finished.connect(close_old_connections, dispatch_uid=uid)
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
 
 
 class Client:
