@@ -13,6 +13,10 @@ Rows, all for the same "hello" view behind Django's default ``startproject`` mid
   one real ``manage.py runworker`` process (``--threads``) answers them. requests/s counts complete
   responses; latency is send -> last response message.
 
+CPU ms/request is the CPU time (user + system) the worker process (or the in-process loop) spent
+per request, and "requests/s per busy core" its inverse: what one worker does when it has a core to
+itself, a steadier number than requests/s when other work shares the machine.
+
 Every loop is bounded by ``--seconds``; the worker is stopped and the segment removed at the end,
 also on errors. Prints a Markdown table and writes ``benchmarks/results/worker-<UTC>.json``.
 """
@@ -135,12 +139,14 @@ def run_in_process(kind: str, seconds: float) -> None:
 
     for _ in range(50):
         one()
-    count, start = 0, time.perf_counter()
+    count, start, cpu_start = 0, time.perf_counter(), time.process_time()
     deadline = start + seconds
     while time.perf_counter() < deadline:
         one()
         count += 1
-    print(json.dumps({"requests": count, "seconds": time.perf_counter() - start}))
+    cpu = time.process_time() - cpu_start
+    print(json.dumps({"requests": count, "seconds": time.perf_counter() - start,
+                      "cpu_ms_per_request": 1000 * cpu / max(count, 1)}))
 
 
 # --- the driver (this process plays the interface server) --------------------------------------
@@ -232,6 +238,7 @@ def main() -> int:
         parser.error("--seconds and every --concurrency must be positive")
 
     sys.path.insert(0, str(REPO))
+    import psutil
     from asgi_ipc import IPCChannelLayer
 
     rows: list[dict[str, Any]] = []
@@ -250,8 +257,14 @@ def main() -> int:
         warm = through_layer(layer, 1, 1.0)  # also waits for the worker to come up
         if warm["requests"] == 0:
             raise RuntimeError("the worker answered nothing within the warm-up second")
+        worker_process = psutil.Process(worker.pid)
         for concurrency in levels:
+            before = worker_process.cpu_times()
             data = through_layer(layer, concurrency, args.seconds)
+            after = worker_process.cpu_times()
+            cpu = (after.user + after.system) - (before.user + before.system)
+            data["cpu_ms_per_request"] = 1000 * cpu / max(data["requests"], 1)
+            data["worker_cpu_share"] = cpu / data["seconds"]
             rows.append({"row": f"layer + runworker (--threads {args.threads}), {concurrency} in flight", **data})
     finally:
         if worker is not None:
@@ -263,12 +276,15 @@ def main() -> int:
                 worker.wait(5)
         layer.close()
 
-    print("| row | requests/s | p50 ms | p99 ms |")
-    print("|---|---:|---:|---:|")
+    print("| row | requests/s | p50 ms | p99 ms | CPU ms/request | requests/s per busy core |")
+    print("|---|---:|---:|---:|---:|---:|")
     for row in rows:
         p50 = f"{row['p50_ms']:.2f}" if row.get("p50_ms") is not None else "-"
         p99 = f"{row['p99_ms']:.2f}" if row.get("p99_ms") is not None else "-"
-        print(f"| {row['row']} | {row['requests_per_second']:,.0f} | {p50} | {p99} |")
+        cpu = row["cpu_ms_per_request"]
+        print(f"| {row['row']} | {row['requests_per_second']:,.0f} | {p50} | {p99} | {cpu:.3f} | {1000 / cpu:,.0f} |")
+    print(f"\nload average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; CPU ms/request is the "
+          "worker's (or in-process) CPU time per request, steadier than requests/s on a busy machine")
 
     import django
 
