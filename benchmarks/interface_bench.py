@@ -8,8 +8,11 @@ Run from the repository root::
 Processes: the interface (``python -m procman.interface``, socket passed with ``--fd``, access log
 off), one echo consumer that uses the layer directly (answers ``http.request`` with a 5-byte body,
 accepts every ``websocket.connect``, echoes every ``websocket.receive``), and one load client
-process. Everything shares this machine's cores, so the client's own CPU is part of the picture;
-the table says how many cores there are. Each measuring loop is bounded by ``--seconds``.
+process (keep-alive GETs, or 64-byte WebSocket text messages, one outstanding per connection, over
+raw sockets in one selector loop). Everything shares this machine's cores, so the table also shows
+the interface's and the consumer's CPU share: when both are well below 100 %, the machine (other
+processes, scheduling latency) limits the numbers, not the interface. Each measuring loop is bounded
+by ``--seconds`` after a 0.5 s warm-up.
 
 Prints a table and writes ``benchmarks/results/interface-<UTC time>.json``.
 """
