@@ -170,7 +170,7 @@ def _target(args: argparse.Namespace) -> Path:
     """The control socket of the site the user means."""
     if args.name:
         return control.socket_path(args.name)
-    live = [path for path in control.list_sockets() if control._is_live(path)]
+    live = [path for path in control.list_sockets() if control.is_live(path)]
     if len(live) == 1:
         return live[0]
     if not live:

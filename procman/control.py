@@ -22,7 +22,7 @@ import struct
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["ControlError", "ControlServer", "runtime_dir", "socket_path", "list_sockets", "request"]
+__all__ = ["ControlError", "ControlServer", "runtime_dir", "socket_path", "list_sockets", "is_live", "request"]
 
 _MAX_REQUEST = 64 * 1024
 
@@ -88,7 +88,7 @@ class ControlServer:
             else:
                 self.path.parent.mkdir(mode=0o700, parents=True)
         if self.path.exists() or self.path.is_symlink():
-            if _is_live(self.path):
+            if is_live(self.path):
                 raise ControlError(
                     f"another procman is already running with control socket {self.path} "
                     f"(same site name / layer prefix); stop it, or give this site another prefix"
@@ -148,7 +148,8 @@ class ControlServer:
             pass
 
 
-def _is_live(path: Path) -> bool:
+def is_live(path: Path) -> bool:
+    """True if a supervisor accepts connections on the control socket ``path``."""
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     probe.settimeout(1.0)
     try:

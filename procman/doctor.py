@@ -151,7 +151,7 @@ def check_control_sockets(clean: bool = False) -> list[Finding]:
     except control.ControlError as exc:
         return [Finding("control", "fail", str(exc))]
     for path in sockets:
-        if control._is_live(path):
+        if control.is_live(path):
             findings.append(Finding("control", "ok", f"site {path.stem!r} is running ({path})"))
         elif clean:
             path.unlink(missing_ok=True)
