@@ -74,24 +74,33 @@ class Outbox(threading.local):
         assert self.pending is not None, "Outbox.add called while not armed"
         self.pending.append((send, full_exc, what))
 
+    def add_call(self, call: Callable[[], None], what: str) -> None:
+        """Buffer an action to run after the sends buffered before it (e.g. a session update)."""
+        self.add(call, _NeverRaised, what)
+
     def flush(self, **kwargs: Any) -> None:
         """Send everything buffered, in order, then disarm (connected to ``consumer_finished``).
 
-        Raises :class:`OutboxFull` for the first destination that stayed full after all the
-        others were attempted.
+        Every item is attempted even if an earlier one failed; the first failure (an
+        :class:`OutboxFull` for a destination that stayed full, or whatever a send raised, such
+        as ``MessageTooLarge``) is raised at the end.
         """
         pending, self.pending = self.pending, None
         if not pending:
             return
-        first_error: OutboxFull | None = None
+        first_error: Exception | None = None
         for send, full_exc, what in pending:
             try:
                 send_with_retry(send, full_exc, FLUSH_RETRY_SECONDS, what)
-            except OutboxFull as exc:
-                logger.error("dropping buffered message: %s", exc)
+            except Exception as exc:
+                logger.error("dropping buffered %s: %r", what, exc)
                 first_error = first_error or exc
         if first_error is not None:
             raise first_error
+
+
+class _NeverRaised(Exception):
+    """Placeholder "full" exception for buffered actions that are not sends."""
 
 
 outbox = Outbox()

@@ -9,7 +9,8 @@ when modified. It does not grow without bound: the row is deleted once the socke
 
 ``@http_session`` gives ``message.http_session``: the session named by the ``session_key`` query
 parameter or the session cookie of the message (``None`` if there is none; never created).
-``@enforce_ordering`` runs a socket's ``websocket.*`` messages in ``order``.
+``@enforce_ordering`` runs a socket's ``websocket.*`` messages in ``order``, and a message's
+buffered sends leave before the next message of the socket may run.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from django.contrib.sessions.backends.base import CreateError, SessionBase
 from django.http import parse_cookie
 
 from .exceptions import ConsumeLater
+from .outbox import FLUSH_RETRY_SECONDS, outbox, send_with_retry
 
 __all__ = [
     "session_for_reply_channel",
@@ -180,7 +182,19 @@ def _requeue_waiting(message: Any) -> None:
         if channel is None:
             return
         original = content.pop("original_channel")
-        layer.send(original, content)
+        send_with_retry(
+            lambda: layer.send(original, content), layer.ChannelFull, FLUSH_RETRY_SECONDS,
+            f"channel {original!r} (re-queueing an ordered message)",
+        )
+
+
+def _advance(message: Any, order: int) -> None:
+    """Record that ``order`` ran, then release the messages that waited for it."""
+    session = message.channel_session
+    session[_NEXT_ORDER] = order + 1
+    session.save()
+    session.modified = False
+    _requeue_waiting(message)
 
 
 def _next_order(session: SessionBase, order: int) -> int:
@@ -220,13 +234,23 @@ def enforce_ordering(func: Callable[..., Any] | None = None, slight: bool = Fals
         order = int(message.content["order"])
         expected = _next_order(message.channel_session, order)
         if order == expected:
+            retried = False
             try:
                 return func(*args, **kwargs)
+            except ConsumeLater:
+                retried = True  # it runs again later; the following messages wait for it
+                raise
             finally:
-                message.channel_session[_NEXT_ORDER] = order + 1
-                message.channel_session.save()
-                message.channel_session.modified = False
-                _requeue_waiting(message)
+                # Also after a failing consumer, or the socket would wait forever. The next
+                # message may only run once this one's buffered sends are out, so replies leave
+                # in order too: advance after them (at once outside a consumer, and for a
+                # disconnect, whose session is deleted right after).
+                if retried:
+                    pass
+                elif outbox.armed and message.channel.name not in DISCONNECT_CHANNELS:
+                    outbox.add_call(functools.partial(_advance, message, order), "ordering update")
+                else:
+                    _advance(message, order)
         parked = dict(message.content, original_channel=message.channel.name)
         try:
             message.channel_layer.send(wait_channel_name(message.reply_channel.name), parked)

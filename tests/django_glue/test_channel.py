@@ -1,5 +1,4 @@
 """Channel, Group, Message and consumer atomicity (buffered sends, bounded ChannelFull retry)."""
-import pytest
 
 from django_glue import Channel, Group
 from django_glue import outbox as outbox_module
@@ -75,6 +74,15 @@ class ChannelGroupTests(ChannelTestCase):
         self.assertIn("capacity", str(caught.exception))
         # the message after the full one still went out, and the outbox is disarmed
         self.assertEqual(self.get_next_message("free").content, {"ok": 1})
+        self.assertFalse(outbox.armed)
+
+    def test_flush_continues_after_a_failing_send(self):
+        consumer_started.send(sender=None, environ={})
+        Channel("work").send({"bad": object()})  # not serialisable: fails at flush
+        Channel("work").send({"good": 1})
+        with self.assertRaises(TypeError):
+            consumer_finished.send(sender=None)
+        self.assertEqual(self.get_next_message("work").content, {"good": 1})
         self.assertFalse(outbox.armed)
 
     def test_flush_succeeds_when_room_appears(self):

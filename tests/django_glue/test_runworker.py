@@ -3,7 +3,6 @@ import signal
 import subprocess
 import sys
 
-import pytest
 
 from .conftest import REPO, process_env, wait_for
 

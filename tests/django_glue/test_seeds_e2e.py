@@ -96,6 +96,6 @@ def test_enforce_ordering_with_concurrent_workers(processes):
     with websocket(port, "/") as ws:
         for i in range(count):
             ws.send(f"m{i}")
-        received = {recv(ws) for _ in range(count)}
-    # every frame was counted exactly in its order: frame i is the (i+1)th one seen
-    assert received == {f"{i + 1}: m{i}" for i in range(count)}
+        received = [recv(ws) for _ in range(count)]
+    # every frame was counted in its order, and the replies left in that order too
+    assert received == [f"{i + 1}: m{i}" for i in range(count)]

@@ -1,5 +1,4 @@
 """channel_session, http_session, channel_and_http_session, enforce_ordering."""
-import pytest
 from django.contrib.sessions.models import Session
 from django.test import override_settings
 
@@ -162,6 +161,41 @@ class OrderingTests(ChannelTestCase):
         client.consume("websocket.receive")
         client.consume("websocket.receive")
         self.assertEqual(log, ["one", "two"])
+
+    def test_order_advances_only_after_the_buffered_sends(self):
+        from django_glue.message import Message
+        from django_glue.signals import consumer_finished, consumer_started
+
+        @enforce_ordering
+        def reply(message):
+            message.reply_channel.send({"n": message["order"]})
+
+        layer = channel_layers["default"]
+        message = Message({"reply_channel": "ord", "order": 1, "text": "x"}, "websocket.receive", layer)
+        consumer_started.send(sender=None, environ={})
+        try:
+            reply(message)
+            self.assertNotIn("__channels_next_order", session_for_reply_channel("ord"))
+            self.assertIsNone(self.get_next_message("ord"))
+        finally:
+            consumer_finished.send(sender=None)
+        self.assertEqual(self.get_next_message("ord").content, {"n": 1})
+        self.assertEqual(session_for_reply_channel("ord")["__channels_next_order"], 2)
+
+    def test_failing_consumer_advances_but_consume_later_does_not(self):
+        from django_glue.message import Message
+
+        @enforce_ordering
+        def flaky(message):
+            raise ConsumeLater() if message["text"] == "later" else RuntimeError("bug")
+
+        layer = channel_layers["default"]
+        with self.assertRaises(ConsumeLater):
+            flaky(Message({"reply_channel": "f", "order": 1, "text": "later"}, "websocket.receive", layer))
+        self.assertNotIn("__channels_next_order", session_for_reply_channel("f"))
+        with self.assertRaises(RuntimeError):
+            flaky(Message({"reply_channel": "f", "order": 1, "text": "bug"}, "websocket.receive", layer))
+        self.assertEqual(session_for_reply_channel("f")["__channels_next_order"], 2)
 
     def test_missing_order_and_slight_are_errors(self):
         with self.assertRaisesRegex(ValueError, "slight"):
