@@ -23,6 +23,7 @@ from urllib.parse import parse_qs
 from django.conf import settings
 from django.contrib.sessions.backends import signed_cookies
 from django.contrib.sessions.backends.base import CreateError, SessionBase
+from django.core.exceptions import ImproperlyConfigured
 from django.http import parse_cookie
 
 from .exceptions import ConsumeLater
@@ -42,16 +43,29 @@ DISCONNECT_CHANNELS = frozenset({"websocket.disconnect", "http.disconnect"})
 _NEXT_ORDER = "__channels_next_order"
 
 
-def _engine(setting: str = "CHANNEL_SESSION_ENGINE") -> Any:
-    path = getattr(settings, setting, None) or settings.SESSION_ENGINE
-    engine = import_module(path)
+def _engine() -> Any:
+    setting = "CHANNEL_SESSION_ENGINE" if getattr(settings, "CHANNEL_SESSION_ENGINE", None) else "SESSION_ENGINE"
+    path = getattr(settings, setting)
+    try:
+        engine = import_module(path)
+    except ImportError as exc:
+        raise ImproperlyConfigured(f"settings.{setting} = {path!r} cannot be imported: {exc}") from exc
     if engine is signed_cookies:
-        raise ValueError(
-            f"{path} keeps the session in the browser's cookie, which a channel cannot carry; "
-            "set CHANNEL_SESSION_ENGINE (or SESSION_ENGINE) to a server-side engine such as "
+        raise ImproperlyConfigured(
+            f"settings.{setting} = {path!r} keeps the session in the browser's cookie, which a "
+            "channel cannot carry; set CHANNEL_SESSION_ENGINE to a server-side engine such as "
             "'django.contrib.sessions.backends.db' or '.cache'"
         )
     return engine
+
+
+def _session_age() -> int:
+    age = getattr(settings, "CHANNEL_SESSION_AGE", 86400)
+    if not isinstance(age, int) or isinstance(age, bool) or age <= 0:
+        raise ImproperlyConfigured(
+            f"settings.CHANNEL_SESSION_AGE must be a positive number of seconds, not {age!r}"
+        )
+    return age
 
 
 def session_for_reply_channel(reply_channel: str) -> SessionBase:
@@ -89,7 +103,7 @@ def channel_session(func: Callable[..., Any]) -> Callable[..., Any]:
             )
         session = session_for_reply_channel(message.reply_channel.name)
         if not session.exists(session.session_key):
-            session.set_expiry(getattr(settings, "CHANNEL_SESSION_AGE", 86400))
+            session.set_expiry(_session_age())
             try:
                 session.save(must_create=True)
             except CreateError:

@@ -1,5 +1,6 @@
 """channel_session, http_session, channel_and_http_session, enforce_ordering."""
 from django.contrib.sessions.models import Session
+from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
 from django_glue.asgi import channel_layers
@@ -80,8 +81,19 @@ class ChannelSessionTests(ChannelTestCase):
 
     @override_settings(CHANNEL_SESSION_ENGINE="django.contrib.sessions.backends.signed_cookies")
     def test_signed_cookie_engine_refused(self):
-        with self.assertRaisesRegex(ValueError, "server-side engine"):
+        with self.assertRaisesRegex(ImproperlyConfigured, "CHANNEL_SESSION_ENGINE.*server-side engine"):
             session_for_reply_channel("x")
+
+    @override_settings(CHANNEL_SESSION_ENGINE="nope.sessions")
+    def test_unimportable_engine(self):
+        with self.assertRaisesRegex(ImproperlyConfigured, "'nope.sessions' cannot be imported"):
+            session_for_reply_channel("x")
+
+    @override_settings(CHANNEL_SESSION_AGE="a day")
+    @apply_routes([route("work", count)])
+    def test_bad_session_age(self):
+        with self.assertRaisesRegex(ImproperlyConfigured, "CHANNEL_SESSION_AGE"):
+            Client().send_and_consume("work", {})
 
     def test_create_race_becomes_consume_later(self):
         from django.contrib.sessions.backends import db
