@@ -444,11 +444,13 @@ class Arbiter:
     def _on_exit(self, child: Child, code: int) -> None:
         now = time.monotonic()
         slot = self.slots.setdefault((child.role.name, child.index), _Slot())
-        if code == exitcodes.BOOT_ERROR and child.ready_at is None and self.exit_code == exitcodes.BOOT_ERROR:
-            # The run is already stopping for a boot failure: one traceback is enough.
-            same = child.boot_error == self._boot_error
-            self._release(child, show=not same)
-            if same:
+        if child.ready_at is None and self.exit_code == exitcodes.BOOT_ERROR:
+            # The run is already stopping for a boot failure: one traceback is enough. Children
+            # that were still booting are stopped; their output is shown only if they failed
+            # for another reason.
+            different = bool(child.boot_error) and child.boot_error != self._boot_error
+            self._release(child, show=different)
+            if child.boot_error and not different:
                 self.log.info(f"{child.name} failed to boot the same way")
             return
         self._release(child)

@@ -49,8 +49,9 @@ def supervised_main(entry: Callable[[HeartbeatSender], int]) -> int:
     except BaseException as exc:  # noqa: BLE001 - anything at boot is a boot error
         if ready_calls:
             raise
-        traceback.print_exc()
+        # The summary goes first: if a stop signal cuts us short, the supervisor still knows why.
         beats.boot_error(f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
+        traceback.print_exc()
         return exitcodes.BOOT_ERROR
     if code and not ready_calls:
         beats.boot_error(f"exited with code {code} before it was ready")
