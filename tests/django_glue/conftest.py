@@ -140,6 +140,14 @@ class Processes:
         log.close()
         proc.log_path = self.tmp_path / f"worker{len(self.started)}.log"  # type: ignore[attr-defined]
         self.started.append(proc)
+        # Ready = every thread is in its receive loop; waiting keeps a slow boot on a loaded
+        # machine from running into the interface server's 5 s WebSocket connect timeout.
+        threads = int(args[args.index("--threads") + 1]) if "--threads" in args else 1
+        wait_for(
+            lambda: proc.poll() is not None
+            or proc.log_path.read_text(errors="replace").count("Listening on channels") >= threads,
+            timeout=60,
+        )
         return proc
 
     def interface(self) -> int:
@@ -156,6 +164,9 @@ class Processes:
         )
         log.close()
         self.started.append(proc)
+        log_path = self.tmp_path / f"interface{len(self.started) - 1}.log"
+        wait_for(lambda: proc.poll() is not None or "listening on" in log_path.read_text(errors="replace"),
+                 timeout=60)
         return sock.getsockname()[1]
 
     def stop_all(self) -> None:
