@@ -166,6 +166,9 @@ def run_site(config: RunConfig, directory: Path, log: LogStream, banner: str = "
                 systemd.notify("WATCHDOG=1")
             if now - last_check[0] >= SEGMENT_CHECK_EVERY:
                 last_check[0] = now
+                for listener in listeners:
+                    if listener.restore_mode():
+                        log.info(f"{listener.owned_path}: mode set back to 0660 (a child had changed it)")
                 if segment_inode is not None and _inode(segment_path) != segment_inode:
                     # Gone, or replaced by a new segment some restarted child created: either way
                     # the processes no longer share one layer.

@@ -16,6 +16,7 @@ import errno
 import os
 import socket
 import stat
+import tempfile
 from dataclasses import dataclass
 
 from . import systemd
@@ -23,6 +24,8 @@ from . import systemd
 __all__ = ["BindError", "Listener", "parse_bind", "bind", "adopt_fd", "adopt_systemd", "close_all"]
 
 DEFAULT_BIND = "127.0.0.1:8000"
+#: Mode of the UNIX socket files procman creates (owner and group may connect).
+UNIX_SOCKET_MODE = 0o660
 
 
 class BindError(Exception):
@@ -40,6 +43,20 @@ class Listener:
     sock: socket.socket
     spec: str
     owned_path: str | None = None
+    private_path: str | None = None
+
+    def restore_mode(self) -> bool:
+        """Put a UNIX socket file this process created back to mode 0660 if a child changed it
+        (Twisted makes adopted UNIX sockets world-writable). Returns True if it had to."""
+        if not self.owned_path:
+            return False
+        try:
+            if stat.S_IMODE(os.stat(self.owned_path).st_mode) != UNIX_SOCKET_MODE:
+                os.chmod(self.owned_path, UNIX_SOCKET_MODE)
+                return True
+        except FileNotFoundError:
+            pass
+        return False
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -48,7 +65,7 @@ class Listener:
     def url(self) -> str:
         """Where a browser (or curl) reaches this socket."""
         if self.sock.family == socket.AF_UNIX:
-            return f"http+unix://{self.sock.getsockname() or self.spec}"
+            return f"http+unix://{self.owned_path or self.sock.getsockname() or self.spec}"
         host, port = self.sock.getsockname()[:2]
         if host in ("0.0.0.0", "::"):
             host = "127.0.0.1" if host == "0.0.0.0" else "::1"
@@ -147,18 +164,39 @@ def _bind_unix(spec: str, path: str, backlog: int) -> Listener:
             raise BindError(f"--bind {spec!r}: a server is already accepting on {path}; stop it first")
         finally:
             probe.close()
+    # The socket is bound under a private name (in a 0700 directory) and the public path is a hard
+    # link to it. A child that adopts the fd sees only the private name (getsockname), so when it
+    # stops and "cleans up" its listening socket (Twisted unlinks it), the public path survives.
+    try:
+        private_dir = tempfile.mkdtemp(prefix=".procman-", dir=os.path.dirname(path))
+    except OSError as exc:
+        raise BindError(f"--bind {spec!r}: cannot create a socket in {os.path.dirname(path)}: {exc.strerror}") from None
+    private = os.path.join(private_dir, "listen.sock")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         old_umask = os.umask(0o117)
         try:
-            sock.bind(path)
+            sock.bind(private)
         finally:
             os.umask(old_umask)
         sock.listen(backlog)
+        os.link(private, path)
     except OSError as exc:
         sock.close()
+        _remove_private(private)
         raise BindError(f"--bind {spec!r}: cannot listen on {path}: {exc.strerror}") from None
-    return _shareable(Listener(sock, spec, owned_path=path))
+    return _shareable(Listener(sock, spec, owned_path=path, private_path=private))
+
+
+def _remove_private(private: str) -> None:
+    try:
+        os.unlink(private)
+    except FileNotFoundError:
+        pass
+    try:
+        os.rmdir(os.path.dirname(private))
+    except OSError:
+        pass
 
 
 def adopt_fd(fd: int, spec: str | None = None) -> Listener:
@@ -202,3 +240,5 @@ def close_all(listeners: list[Listener]) -> None:
                     os.unlink(listener.owned_path)
                 except FileNotFoundError:
                     pass
+            if listener.private_path:
+                _remove_private(listener.private_path)

@@ -294,3 +294,35 @@ def test_segment_removed_under_the_site_stops_it_with_a_clear_error(site):
     assert s.wait(60) == exitcodes.FAILURE
     assert "was removed under the running site" in s.output
     assert s.descendants() == [] and not s.segment_exists()
+
+
+def test_unix_socket_bind_serves_and_is_removed_on_stop(tmp_path):
+    path = tmp_path / "site.sock"
+    s = Site(["run", "--bind", f"unix:{path}", "--workers", "1"], HELLOSITE, unique_prefix(), tmp_path / "ctl")
+    try:
+        assert s.wait_ready() == f"http+unix://{path}"
+        # The interface server (Twisted) makes adopted UNIX sockets 0666; procman puts 0660 back.
+        wait_for(lambda: path.stat().st_mode & 0o777 == 0o660, what="socket mode 0660")
+
+        def get() -> bytes:
+            client = socket.socket(socket.AF_UNIX)
+            client.settimeout(30)
+            client.connect(str(path))
+            client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            answer = b""
+            while chunk := client.recv(65536):
+                answer += chunk
+            client.close()
+            return answer
+
+        answer = get()
+        assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(f"hello from {s.prefix}\n".encode())
+        # An interface process that goes away must not take the socket file with it.
+        roles(s)["interface"][0].kill()
+        s.wait_line("interface.1 (pid")
+        assert path.exists() and get().startswith(b"HTTP/1.1 200")
+        s.signal(signal.SIGTERM)
+        assert s.wait(60) == exitcodes.OK
+        assert list(tmp_path.iterdir()) == [tmp_path / "ctl"] and not path.exists()
+    finally:
+        s.close()
