@@ -23,6 +23,7 @@ __all__ = ["EXIT_CONFIG", "build_parser", "endpoint_strings", "main", "parse_siz
 
 EXIT_CONFIG = 2
 
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _SIZE = re.compile(r"^\s*(\d+)\s*([kKmMgG]?)i?[bB]?\s*$")
 _UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30}
 
@@ -250,6 +251,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run an interface process until it is stopped; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    for protocol in args.ws_protocol:
+        if not _TOKEN.match(protocol):
+            parser.error(
+                f"--ws-protocol {protocol!r} is not a valid subprotocol name (an HTTP token); if it "
+                "is the LAYER, put LAYER before --ws-protocol (which takes several values)"
+            )
     if (args.layer is None) == (args.settings is None):
         parser.error("give exactly one of LAYER ('package.module:attribute') or --settings")
     options = _options(args)

@@ -193,6 +193,8 @@ def test_usage_errors_are_reported_by_the_parser(tmp_path):
     assert result.returncode == 2 and "exactly one of LAYER" in result.stderr
     result = _run_cli("x:y", "--root-path", "app/")
     assert result.returncode == 2 and "root_path must start with '/'" in result.stderr
+    result = _run_cli("--ws-protocol", "chat", "mysite.asgi:channel_layer")
+    assert result.returncode == 2 and "put LAYER before --ws-protocol" in result.stderr
 
 
 def test_fd_that_is_not_a_listening_socket_is_refused(layer, prefix, tmp_path):
