@@ -120,10 +120,10 @@ class ControlServer:
             try:
                 creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
                 _pid, uid, _gid = struct.unpack("3i", creds)
+                data = _read_line(conn)  # read first, so the refusal below reaches the client
                 if uid not in (os.geteuid(), 0):
                     _send(conn, {"ok": False, "error": "permission denied: not the site's owner"})
                     return
-                data = _read_line(conn)
                 try:
                     req = json.loads(data)
                     if not isinstance(req, dict) or not isinstance(req.get("command"), str):
