@@ -112,10 +112,22 @@ def _create_layer(project: Project, log: LogStream) -> Any:
 
 
 def _layer_statistics(layer: Any, channels: list[str]) -> dict[str, Any]:
+    """Global statistics plus every named channel's (``channels`` always, whatever else exists);
+    process-specific reply channels (``ifc.xxx!``) are summed into one ``<reply channels>`` row."""
     try:
         stats: dict[str, Any] = {"global": layer.global_statistics(), "channels": {}}
         for name in channels:
             stats["channels"][name] = layer.channel_statistics(name)
+        replies: dict[str, float] = {}
+        for name, values in layer.channel_list():
+            if "!" not in name:
+                stats["channels"][name] = values
+                continue
+            for key in ("messages_count", "messages_pending", "channel_full_count"):
+                replies[key] = replies.get(key, 0) + values.get(key, 0)
+            replies["messages_max_age"] = max(replies.get("messages_max_age", 0.0), values.get("messages_max_age", 0.0))
+        if replies:
+            stats["channels"]["<reply channels>"] = replies
     except Exception as exc:  # status must answer even if the layer misbehaves
         return {"layer": {"error": f"{type(exc).__name__}: {exc}"}}
     return {"layer": stats}
