@@ -155,12 +155,11 @@ class TwistedReceiver(EventReceiver):
             request.waiter.callback(result)
 
     def _update_reader(self) -> None:
+        # The reader stays registered once added: without pending requests the waiter slot is
+        # released, so nobody rings, and re-adding it per request cost two epoll_ctl calls.
         if self.pending and not self.reading:
             self.reactor.addReader(self)
             self.reading = True
-        elif not self.pending and self.reading:
-            self.reactor.removeReader(self)
-            self.reading = False
 
     def close(self) -> None:
         if self.reading:
@@ -224,12 +223,10 @@ class AsyncioReceiver(EventReceiver):
             request.waiter.set_result(result)
 
     def _update_reader(self) -> None:
+        # Stays registered once added (see TwistedReceiver._update_reader).
         if self.pending and not self.reading:
             self.loop.add_reader(self.bell.fileno(), self._on_ring)
             self.reading = True
-        elif not self.pending and self.reading:
-            self.loop.remove_reader(self.bell.fileno())
-            self.reading = False
 
     def close(self) -> None:
         if self.reading and not self.loop.is_closed():
