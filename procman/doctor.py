@@ -169,7 +169,15 @@ def run_doctor(settings: str | None, binds: list[str], clean: bool = False, as_j
     findings += check_segments(clean)
     findings += check_control_sockets(clean)
     findings += check_settings(settings, directory)
-    findings += check_ports(binds or ["127.0.0.1:8000"])
+    if not binds:
+        from .config import ConfigError, resolve
+
+        try:
+            binds = resolve({}, directory).bind  # what `procman run` here would bind
+        except ConfigError as exc:
+            findings.append(Finding("config", "fail", str(exc)))
+            binds = ["127.0.0.1:8000"]
+    findings += check_ports(binds)
     findings += check_remove_ipc()
     if as_json:
         print(json.dumps([asdict(f) for f in findings], indent=2))
