@@ -1,4 +1,5 @@
 """``manage.py runworker`` as a real process on a real layer segment."""
+import os
 import signal
 import subprocess
 import sys
@@ -120,3 +121,16 @@ def test_verbosity_2_logs_each_message(processes, ipc_layer):
     ipc_layer.send("background", {"n": 3, "reply_channel": "t.reply"})
     assert receive(ipc_layer, "t.reply") == {"done": 6}
     wait_for(lambda: "DEBUG django_glue: background t.reply" in log_text(worker))
+
+
+def test_missing_segment_is_a_clear_error_and_nothing_is_created(db_file):
+    prefix = "dgmissing_" + str(os.getpid())
+    result = subprocess.run(
+        [sys.executable, "-m", "django", "runworker"],
+        cwd=REPO, env={**process_env(prefix, ROUTING, db_file), "DG_TEST_DEFAULT_CREATE": "1"},
+        capture_output=True, timeout=60,
+    )
+    assert result.returncode != 0
+    assert b"cannot attach to channel layer 'default'" in result.stderr
+    assert prefix.encode() in result.stderr
+    assert not any(prefix in name for name in os.listdir("/dev/shm"))

@@ -1,5 +1,6 @@
 """``manage.py runworker``: run consumers for messages on the channel layer.
 
+Attaches to the layer's existing segment (the site's supervisor or interface server creates it).
 Listens on every routed channel (filtered with ``--only-channels``/``--exclude-channels`` globs),
 with ``--threads`` worker threads. SIGTERM (or Ctrl-C) lets each thread finish its current
 consumer and exits 0; a second signal exits immediately. Consumer exceptions are logged with their
@@ -8,6 +9,7 @@ traceback and the worker carries on. Static files are served when ``DEBUG`` is o
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import sys
 from typing import Any
@@ -16,8 +18,15 @@ from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.module_loading import import_string
 
-from ...asgi import DEFAULT_CHANNEL_LAYER, channel_layers
+from ...asgi import (
+    DEFAULT_CHANNEL_LAYER,
+    ChannelLayerWrapper,
+    build_layer,
+    channel_layers,
+    layer_settings,
+)
 from ...worker import WorkerGroup
 
 
@@ -50,10 +59,7 @@ class Command(BaseCommand):
                 f"channel layer {alias!r} is not in settings.CHANNEL_LAYERS "
                 f"(defined: {', '.join(channel_layers.configs) or 'none'})"
             )
-        try:
-            wrapper = channel_layers[alias]
-        except ImproperlyConfigured as exc:
-            raise CommandError(str(exc)) from exc
+        wrapper = self.attach(alias)
         wrapper.router.check_default(http_consumer=self.http_consumer())
         callback = self.log_message if options["verbosity"] > 1 else None
         group = WorkerGroup(
@@ -80,6 +86,27 @@ class Command(BaseCommand):
             channel_layers.close_all()
         if status:
             sys.exit(status)
+
+    def attach(self, alias: str) -> ChannelLayerWrapper:
+        """The layer of ``alias``, attached only: a worker never creates the site's segment.
+
+        A worker that created the segment would remove it when it stops, under the interface
+        servers and the other workers; so unless ``CONFIG`` says ``create`` explicitly, a missing
+        segment is an error telling to start the site first.
+        """
+        try:
+            entry = layer_settings(alias)
+            config = dict(entry.get("CONFIG", {}))
+            backend = import_string(entry["BACKEND"])
+            if "create" in inspect.signature(backend).parameters:
+                config.setdefault("create", False)
+            wrapper = ChannelLayerWrapper(build_layer(alias, config), alias, entry["ROUTING"])
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from exc
+        except Exception as exc:  # the layer's own errors, e.g. asgi_ipc.SegmentMissing
+            raise CommandError(f"cannot attach to channel layer {alias!r}: {exc}") from exc
+        channel_layers.set(alias, wrapper)
+        return wrapper
 
     def http_consumer(self) -> Any:
         """StaticFilesConsumer when DEBUG and staticfiles are on, else the default views."""

@@ -5,6 +5,7 @@ Environment knobs, set by the tests for the processes they start:
   DG_TEST_ROUTING  dotted path of the routing the worker serves
   DG_TEST_DB       sqlite file (default: in-memory, for in-process tests)
   DG_TEST_DEBUG    "1" for DEBUG (static files served by the worker)
+  DG_TEST_DEFAULT_CREATE  "1" to leave "create" out of the layer CONFIG
 """
 import os
 from pathlib import Path
@@ -70,9 +71,10 @@ CHANNEL_LAYERS = {
         "BACKEND": "asgi_ipc.IPCChannelLayer",
         "CONFIG": {
             "prefix": os.environ.get("DG_TEST_PREFIX", "dgtest"),
-            "create": False,
             "receive_timeout": 0.5,
             **_LAYER_SIZES,
+            # DG_TEST_DEFAULT_CREATE=1 leaves "create" out, to test runworker's own default
+            **({} if os.environ.get("DG_TEST_DEFAULT_CREATE") == "1" else {"create": False}),
         },
         "ROUTING": os.environ.get("DG_TEST_ROUTING", "tests.django_glue.project.routing.channel_routing"),
         "TEST_CONFIG": {"receive_timeout": 0.5, **_LAYER_SIZES},
