@@ -109,12 +109,20 @@ class AsgiHandler(base.BaseHandler):
             if getattr(request, "_response_later", False):
                 response.close()
                 return
+        chunk_size = self.chunk_size_for(message.channel_layer)
         if isinstance(response, http.FileResponse):
-            response.block_size = self.chunk_size
+            response.block_size = chunk_size
         try:
-            yield from self.encode_response(response)
+            yield from encode_response(response, chunk_size)
         finally:
             response.close()
+
+    def chunk_size_for(self, layer: Any) -> int:
+        """:attr:`chunk_size`, lowered to half the layer's ``max_message_size`` if that is small."""
+        limit = getattr(layer, "max_message_size", None)
+        if not isinstance(limit, int) or limit <= 0:
+            return self.chunk_size
+        return max(1024, min(self.chunk_size, limit // 2))
 
     @classmethod
     def encode_response(cls, response: http.HttpResponseBase) -> Iterator[dict[str, Any]]:

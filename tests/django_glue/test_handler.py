@@ -151,6 +151,20 @@ class HttpTests(ChannelTestCase):
         self.assertTrue(all(len(m["content"]) <= AsgiHandler.chunk_size for m in messages))
         self.assertEqual([m["more_content"] for m in messages], [True, True, False])
 
+    def test_chunks_fit_a_layer_with_small_messages(self):
+        from django_glue.test import isolated_layer
+
+        small = isolated_layer(max_message_size=64 * 1024)
+        try:
+            self.consumer(Message({"reply_channel": "small!1", "method": "GET", "path": "/big/",
+                                   "query_string": b"", "headers": [[b"host", b"testserver"]]},
+                                  "http.request", small))
+            messages = collect(small, "small!")
+        finally:
+            small.channel_layer.close()
+        self.assertEqual(sum(len(m.get("content", b"")) for m in messages), FILE_SIZE)
+        self.assertTrue(all(len(m["content"]) <= 32 * 1024 for m in messages))
+
     def test_streaming_response(self):
         status, _, body, messages, _ = self.request("/stream/", query=b"parts=4")
         self.assertEqual(body, b"part0;part1;part2;part3;")
