@@ -102,3 +102,27 @@ def test_message_typed_in_one_chromium_tab_appears_in_another(demo, tmp_path):
 
     text = asyncio.run(drive())
     assert "tab-a" in text and "typed in tab A" in text
+
+
+def test_migration_runs_once_and_again_when_the_database_is_gone(tmp_path, monkeypatch):
+    from procman.demo import setup
+
+    monkeypatch.setenv("PROCMAN_DEMO_DATA_DIR", str(tmp_path / "data"))
+    directory, flags, banner = setup.prepare_demo({"settings": None, "workers": 3})
+    assert flags == {"settings": "procman.demo.settings", "workers": 3} and str(directory) in banner
+    database = directory / "demo.sqlite3"
+    assert database.exists() and (directory / ".migrated").exists()
+    before = database.stat().st_mtime_ns
+    setup.prepare_demo({})
+    assert database.stat().st_mtime_ns == before  # up to date: not touched
+    database.unlink()
+    setup.prepare_demo({})
+    assert database.exists()
+
+
+def test_demo_refuses_other_settings(tmp_path, monkeypatch):
+    from procman.demo import setup
+
+    monkeypatch.setenv("PROCMAN_DEMO_DATA_DIR", str(tmp_path / "data"))
+    with pytest.raises(setup.DemoError, match="runs its own settings"):
+        setup.prepare_demo({"settings": "mysite.settings"})
