@@ -1,6 +1,7 @@
 """allowed_hosts_only and BaseOriginValidator."""
 from django.test import override_settings
 
+from django_glue.generic.websockets import WebsocketConsumer
 from django_glue.routing import route
 from django_glue.security.websockets import BaseOriginValidator, allowed_hosts_only
 from django_glue.test import ChannelTestCase, WSClient, apply_routes
@@ -19,6 +20,12 @@ class OnlyExampleOrg(BaseOriginValidator):
 @OnlyExampleOrg
 def custom(message):
     message.reply_channel.send({"accept": True})
+
+
+class GuardedConsumer(WebsocketConsumer):
+    @allowed_hosts_only
+    def connect(self, message, **kwargs):
+        message.reply_channel.send({"accept": True})
 
 
 class OriginTests(ChannelTestCase):
@@ -53,6 +60,11 @@ class OriginTests(ChannelTestCase):
     def test_custom_validator(self):
         self.assertEqual(self.attempt("https://example.org"), {"accept": True})
         self.assertEqual(self.attempt("https://localhost"), {"close": True})
+
+    @apply_routes([GuardedConsumer.as_route()])
+    def test_decorating_a_consumer_method(self):
+        self.assertEqual(self.attempt("http://localhost"), {"accept": True})
+        self.assertEqual(self.attempt("http://elsewhere.org"), {"close": True})
 
     def test_base_validator_must_be_subclassed(self):
         with self.assertRaises(NotImplementedError):
