@@ -133,6 +133,8 @@ class Arbiter:
     :param on_ready: called once, when every initial child has reported ready.
     :param on_tick: called every loop iteration (systemd watchdog pings).
     :param status_extra: returns extra sections for ``status`` (the layer's statistics).
+    :param health_check: returns why the whole site cannot go on (e.g. its layer segment vanished),
+        or None; asked every tick and before a child's failure is blamed on the child.
     """
 
     def __init__(
@@ -146,6 +148,7 @@ class Arbiter:
         on_ready: Callable[[], None] | None = None,
         on_tick: Callable[[], None] | None = None,
         status_extra: Callable[[], dict[str, Any]] | None = None,
+        health_check: Callable[[], str | None] | None = None,
     ) -> None:
         names = [role.name for role in roles]
         if len(set(names)) != len(names):
@@ -158,6 +161,7 @@ class Arbiter:
         self.on_ready = on_ready
         self.on_tick = on_tick
         self.status_extra = status_extra
+        self.health_check = health_check
         self.children: list[Child] = []
         self.slots: dict[tuple[str, int], _Slot] = {}
         self.generation = 1
@@ -216,6 +220,7 @@ class Arbiter:
                 self._wait(self._timeout())
                 while not self.signals.empty():
                     self._dispatch(self.signals.get())
+                self._check_health()
                 self._reap()
                 if self.on_tick:
                     self.on_tick()  # systemd watchdog pings continue during a stop
@@ -628,6 +633,13 @@ class Arbiter:
             if child.beats is not None:
                 child.beats.close()
         self.children.clear()
+
+    def _check_health(self) -> None:
+        if self.health_check is None or self.stopping:
+            return
+        problem = self.health_check()
+        if problem:
+            self.fail(problem)
 
     def fail(self, reason: str, exit_code: int = exitcodes.FAILURE) -> None:
         """Stop the run gracefully because of ``reason``; :meth:`run` then returns ``exit_code``."""

@@ -26,8 +26,8 @@ __all__ = ["SiteError", "run_site", "build_roles", "STANDARD_CHANNELS"]
 
 #: Channels every site has, shown in ``status`` even before traffic.
 STANDARD_CHANNELS = ("http.request", "websocket.connect", "websocket.receive", "websocket.disconnect")
-#: Seconds between checks that the segment still exists in /dev/shm.
-SEGMENT_CHECK_EVERY = 2.0
+#: Seconds between checks of the UNIX socket files' mode.
+SOCKET_CHECK_EVERY = 2.0
 
 
 class SiteError(Exception):
@@ -176,19 +176,22 @@ def run_site(config: RunConfig, directory: Path, log: LogStream, banner: str = "
             if watchdog and now - last_ping[0] >= watchdog:
                 last_ping[0] = now
                 systemd.notify("WATCHDOG=1")
-            if now - last_check[0] >= SEGMENT_CHECK_EVERY:
+            if now - last_check[0] >= SOCKET_CHECK_EVERY:
                 last_check[0] = now
                 for listener in listeners:
                     if listener.restore_mode():
                         log.info(f"{listener.owned_path}: mode set back to 0660 (a child had changed it)")
-                if segment_inode is not None and _inode(segment_path) != segment_inode:
-                    # Gone, or replaced by a new segment some restarted child created: either way
-                    # the processes no longer share one layer.
-                    arbiter.fail(
-                        f"the layer segment {segment_path} was removed under the running site (by "
-                        "systemd-logind's RemoveIPC, or someone removing it by hand); the processes "
-                        "no longer share one layer, so the site stops. See `procman doctor`."
-                    )
+
+        def health_check() -> str | None:
+            # One stat() per tick. Gone, or replaced by a segment some restarted child created:
+            # either way the processes no longer share one layer.
+            if segment_inode is not None and _inode(segment_path) != segment_inode:
+                return (
+                    f"the layer segment {segment_path} was removed under the running site (by "
+                    "systemd-logind's RemoveIPC, or someone removing it by hand); the processes "
+                    "no longer share one layer, so the site stops. See `procman doctor`."
+                )
+            return None
 
         arbiter = Arbiter(
             roles,
@@ -198,6 +201,7 @@ def run_site(config: RunConfig, directory: Path, log: LogStream, banner: str = "
             max_memory=config.max_memory,
             on_ready=on_ready,
             on_tick=on_tick,
+            health_check=health_check,
             status_extra=lambda: {
                 "site": {"prefix": project.prefix, "settings": project.settings_module,
                          "listen": [listener.url for listener in listeners]},
