@@ -50,6 +50,7 @@ def layer_from_settings(settings_module: str, alias: str = "default") -> Any:
     """Build ``CHANNEL_LAYERS[alias]`` of a Django settings module (``BACKEND`` + ``CONFIG``).
 
     Only the settings are read; Django apps are not set up (this process runs no Django code).
+    The layer is attached, never created, unless ``CONFIG`` says ``create``.
     """
     os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
     if "" not in sys.path and os.getcwd() not in sys.path:
@@ -77,7 +78,12 @@ def layer_from_settings(settings_module: str, alias: str = "default") -> Any:
         layer_class = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as exc:
         raise LayerSourceError(f"cannot import layer backend {backend!r}: {exc}") from exc
-    config = entry.get("CONFIG", {}) or {}
+    config = dict(entry.get("CONFIG", {}) or {})
+    # An interface process only ever attaches: the site's supervisor (or whichever process
+    # CONFIG names with create=True) owns the segment. Creating one here - e.g. when restarted
+    # after the segment vanished - would split the site across two segments, and the creator
+    # would remove it under everyone else when it stopped.
+    config.setdefault("create", False)
     try:
         return layer_class(**config)
     except TypeError as exc:

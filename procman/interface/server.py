@@ -343,7 +343,10 @@ class InterfaceServer:
             probe.detach()
         if not listening:
             raise ValueError(f"--fd {fd}: the socket is not listening (call listen() before passing it)")
-        port = self.reactor.adoptStreamPort(fd, family, self.factory)
+        if family == socket.AF_UNIX:
+            port = _adopt_unix_port(self.reactor, fd, self.factory)
+        else:
+            port = self.reactor.adoptStreamPort(fd, family, self.factory)
         self._listening(port, f"fd:{fd}")
         return port
 
@@ -457,3 +460,32 @@ class InterfaceServer:
             self._check_call.cancel()
         if self.on_exit is not None:
             self.on_exit(code)
+
+
+def _adopt_unix_port(reactor: Any, fd: int, factory: Any) -> IListeningPort:
+    """Listen on an inherited UNIX socket without touching its file.
+
+    Twisted's UNIX port makes its socket file world-writable when it starts and unlinks it when
+    it stops, which is right for a socket it bound itself but wrong for an adopted one: the file
+    belongs to the process that bound it (the supervisor, or systemd), which chose its mode and
+    serves it again through the next interface process.
+    """
+    import os  # noqa: PLC0415
+    import stat  # noqa: PLC0415
+
+    from twisted.internet import tcp, unix  # noqa: PLC0415
+
+    class AdoptedUNIXPort(unix.Port):
+        def startListening(self) -> None:
+            try:  # chmod to the mode it already has: a no-op, where Twisted would use 0666
+                self.mode = stat.S_IMODE(os.stat(self._bindPath).st_mode)
+            except (OSError, TypeError, ValueError):
+                pass
+            super().startListening()
+
+        def connectionLost(self, reason: Any) -> None:
+            tcp.Port.connectionLost(self, reason)  # skip unix.Port's unlink of the file
+
+    port = AdoptedUNIXPort._fromListeningDescriptor(reactor, fd, factory)
+    port.startListening()
+    return port

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import os
 import signal
 import socket
 import subprocess
@@ -234,3 +235,53 @@ def test_sigquit_stops_at_once_and_still_sends_every_disconnect(layer, app, star
     app.receive_nothing("websocket.disconnect")
     ws.close()
     sock.close()
+
+
+def test_adopted_unix_socket_keeps_its_mode_and_file(layer, app, tmp_path, prefix):
+    """The socket file belongs to whoever bound it (supervisor, systemd): an interface process
+    serving it through --fd must neither make it world-writable nor remove it when it stops."""
+    import stat
+
+    from tests.procman.interface.conftest import write_layer_module
+
+    module = write_layer_module(tmp_path, prefix, layer)
+    path = tmp_path / "adopted.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    os.chmod(path, 0o660)
+    listener.listen(8)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "procman.interface", f"{module}:channel_layer", "--fd",
+         str(listener.fileno())],
+        cwd=tmp_path, pass_fds=(listener.fileno(),), stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )
+    try:
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.settimeout(10)
+        client.connect(str(path))
+        client.sendall(b"GET /adopted HTTP/1.1\r\nHost: x\r\n\r\n")
+        app.respond(app.request(), content=b"adopted ok")
+        assert read_http_response(client)[2] == b"adopted ok"
+        client.close()
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o660
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    assert path.exists(), "the interface removed a socket file it did not bind"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o660
+    listener.close()
+
+
+def test_settings_interface_never_creates_a_segment(tmp_path, prefix):
+    """Restarted after the site's segment vanished, an interface must not create a new one."""
+    (tmp_path / "nosegsettings.py").write_text(
+        "SECRET_KEY = 'x'\n"
+        "CHANNEL_LAYERS = {'default': {'BACKEND': 'asgi_ipc.IPCChannelLayer', "
+        f"'CONFIG': {{'prefix': {prefix!r}, 'message_memory': 2**20, "
+        "'max_message_size': 65536}}}\n"
+    )
+    result = _run_cli("--settings", "nosegsettings", "--port", "0", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "no channel layer segment" in result.stderr
+    assert not os.path.exists(f"/dev/shm/asgi_ipc.{prefix}")
