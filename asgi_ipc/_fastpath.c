@@ -319,12 +319,12 @@ static PyObject *FastPath_release(FastPath *self, PyObject *Py_UNUSED(unused)) {
     Py_RETURN_NONE;
 }
 
-static PyObject *ring_tuple(uint32_t wid, uint32_t pid, uint32_t nonce) {
-    return Py_BuildValue("(III)", wid, pid, nonce);
+static PyObject *ring_tuple(uint32_t wid, uint32_t pid, uint32_t nonce, uint32_t cid) {
+    return Py_BuildValue("(IIII)", wid, pid, nonce, cid);
 }
 
 /* send(key, name, payload, deadline, now, capacity[, extra, kind])
- *   -> None | (wid, pid, nonce) | int code */
+ *   -> None | (wid, pid, nonce, cid) of a waiter to ring | int code */
 static PyObject *FastPath_send(FastPath *s, PyObject *args) {
     const char *key, *name, *payload, *extra = "";
     Py_ssize_t klen, nlen, plen, elen = 0;
@@ -387,7 +387,7 @@ static PyObject *FastPath_send(FastPath *s, PyObject *args) {
     uint32_t wid = 0, pid = 0, nonce = 0;
     int picked = any_waiting(s, at) ? pick(s, (uint32_t)cid, &wid, &pid, &nonce) : 0;
     fp_unlock(s);
-    if (picked > 0) return ring_tuple(wid, pid, nonce);
+    if (picked > 0) return ring_tuple(wid, pid, nonce, (uint32_t)cid);
     Py_RETURN_NONE;
 slow:
     fp_unlock(s);
@@ -488,7 +488,7 @@ slow:
 
 static PyMethodDef FastPath_methods[] = {
     {"send", (PyCFunction)FastPath_send, METH_VARARGS,
-     "send(key, name, payload, deadline, now, capacity) -> None | (wid, pid, nonce) | code"},
+     "send(key, name, payload, deadline, now, capacity[, extra, kind]) -> None | (wid, pid, nonce, cid) | code"},
     {"receive", (PyCFunction)FastPath_receive, METH_VARARGS,
      "receive(keys, start, now) -> None | (name, payload, extra, kind, rings) | code"},
     {"release", (PyCFunction)FastPath_release, METH_NOARGS, "Release the buffer."},

@@ -232,7 +232,8 @@ class IPCChannelLayer:
                     with att.lock:
                         att.store.sweep_step(t, budget=64)
                 if result is not None:
-                    self._ring(att, result, -1)
+                    wid, pid, nonce, cid = result
+                    self._ring(att, (wid, pid, nonce), cid)
                 return
             self._fast_failed(att, result)
         store = att.store
@@ -261,10 +262,8 @@ class IPCChannelLayer:
             wid, pid, nonce = ring
             if att.ringer.ring(pid, nonce):
                 return
-            with att.lock:
+            with att.lock:  # its process is gone: reclaim the slot, wake the next waiter
                 att.waiters.free(wid)
-                if cid < 0:  # the C path does not say which channel: wake everyone's checks
-                    return
                 ring = att.waiters.pick(cid)
             if ring is None:
                 return

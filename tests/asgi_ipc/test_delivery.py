@@ -280,3 +280,30 @@ def test_receive_twisted_many_concurrent_requests(make_layer):
     proc.start()
     assert out.get(timeout=20) == [f"tw!{i}" for i in range(5)]
     proc.join(10)
+
+
+def _blocked_receiver(prefix, channel, out):
+    layer = IPCChannelLayer(prefix=prefix, create=False, receive_timeout=60)
+    out.put(os.getpid())
+    out.put(layer.receive([channel], block=True))
+
+
+def test_a_dead_waiter_does_not_swallow_the_wake_up(make_layer):
+    """A receiver killed while blocked leaves its waiter slot behind; the next send may pick
+    it. The failed ring must then wake another receiver, not leave it asleep until its (here
+    60 s) receive timeout."""
+    layer = make_layer()
+    out = CTX.Queue()
+    victim = CTX.Process(target=_blocked_receiver, args=(layer.prefix, "jobs", out))
+    victim.start()
+    victim_pid = out.get(timeout=10)
+    time.sleep(0.3)  # let it register first, so it holds the lower waiter slot
+    survivor = CTX.Process(target=_blocked_receiver, args=(layer.prefix, "jobs", out))
+    survivor.start()
+    out.get(timeout=10)
+    time.sleep(0.3)
+    os.kill(victim_pid, 9)
+    victim.join(10)
+    layer.send("jobs", {"n": 1})
+    assert out.get(timeout=15) == ("jobs", {"n": 1})
+    survivor.join(10)
