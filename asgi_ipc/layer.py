@@ -205,15 +205,20 @@ class IPCChannelLayer:
         to the dict do not affect what is received.
         """
         channel = self._channel(channel)
+        payload = self._payload(message, f"message to {channel!r}")
+        t = now()
+        self._queue(self._a(), non_local_name(channel).encode("ascii"), channel.encode("ascii"),
+                    payload, t + self.expiry, t)
+
+    def _payload(self, message: dict, what: str) -> bytes:
+        """Serialise ``message``; raise ``MessageTooLarge`` (counted) above the limit."""
         payload = pack(message)
         if len(payload) > self.max_message_size:
             self._count("too_large")
             raise MessageTooLarge(
-                f"message to {channel!r} is {len(payload)} bytes serialised; the limit is "
+                f"{what} is {len(payload)} bytes serialised; the limit is "
                 f"{self.max_message_size}. Send large bodies in chunks")
-        t = now()
-        self._queue(self._a(), non_local_name(channel).encode("ascii"), channel.encode("ascii"),
-                    payload, t + self.expiry, t)
+        return payload
 
     def _queue(self, att: Attachment, key: bytes, name: bytes, payload: bytes,
                deadline: float, t: float, extra: bytes = b"", kind: int = 0) -> None:
@@ -466,12 +471,7 @@ class IPCChannelLayer:
         never ``ChannelFull``.
         """
         g = validate_group(group).encode("ascii")
-        payload = pack(message)
-        if len(payload) > self.max_message_size:
-            self._count("too_large")
-            raise MessageTooLarge(
-                f"message to group {group!r} is {len(payload)} bytes serialised; the limit is "
-                f"{self.max_message_size}")
+        payload = self._payload(message, f"message to group {group!r}")
         att = self._a()
         t = now()
         deadline = t + self.expiry

@@ -7,32 +7,15 @@ like asgi_ipc 1.x did, grows with the state and fails these by orders of magnitu
 
 from __future__ import annotations
 
-import os
-import sys
+from tests.asgi_ipc.tracing import trace_lines
 
-import asgi_ipc
-
-PACKAGE_DIR = os.path.dirname(asgi_ipc.__file__)
 MESSAGE = {"path": "/x", "headers": [[b"host", b"example.com"]], "body": b"x" * 900}
 
 
 def lines_executed(operation) -> int:
-    count = 0
-
-    def tracer(frame, event, arg):
-        nonlocal count
-        if not frame.f_code.co_filename.startswith(PACKAGE_DIR):
-            return None
-        if event == "line":
-            count += 1
-        return tracer
-
-    sys.settrace(tracer)
-    try:
-        operation()
-    finally:
-        sys.settrace(None)
-    return count
+    lines = [0]
+    trace_lines(operation, lambda n: lines.__setitem__(0, n))
+    return lines[0]
 
 
 def pair_cost(layer) -> int:

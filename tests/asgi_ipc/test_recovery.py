@@ -10,16 +10,11 @@ at most the one being received, plus at most the one being sent: never a duplica
 
 from __future__ import annotations
 
-import os
-import sys
-
 import pytest
 
-import asgi_ipc
 from asgi_ipc.lock import _unlock
 from asgi_ipc.recovery import check, rebuild
-
-PACKAGE_DIR = os.path.dirname(asgi_ipc.__file__)
+from tests.asgi_ipc.tracing import trace_lines
 
 
 @pytest.fixture
@@ -41,28 +36,16 @@ def run_killed_after(n: int, operation, layer) -> bool:
     thread, so the harness releases it (``pthread_mutex_unlock`` fails harmlessly with EPERM
     when the kill came before the lock was taken or after it was released).
     """
-    count = 0
+    def kill_at(line: int) -> None:
+        if line == n:
+            raise Killed
 
-    def tracer(frame, event, arg):
-        nonlocal count
-        if not frame.f_code.co_filename.startswith(PACKAGE_DIR):
-            return None
-        if event == "line":
-            count += 1
-            if count == n:
-                raise Killed
-        return tracer
-
-    sys.settrace(tracer)
     try:
-        operation()
+        trace_lines(operation, kill_at)
         return True
     except Killed:
-        sys.settrace(None)
         _unlock(layer._a().lock.ptr)
         return False
-    finally:
-        sys.settrace(None)
 
 
 def drain(layer, channels):
