@@ -1,0 +1,222 @@
+"""Start, check and stop each contender of the whole-site comparison.
+
+Every contender serves ``cmpsite`` (this directory) on a free loopback port, writes its output
+(access logs included: all three log every request by default, and ours cannot turn it off through
+``procman run``) to a file in the run's temporary directory, and is stopped with SIGTERM, then
+SIGKILL after a bounded wait; any process it left behind is killed too.
+
+- ``ours``: ``procman run`` with 1 interface process and 2 workers on the asgi_ipc layer;
+- ``uvicorn``: ``uvicorn --workers 2`` running ``django.core.asgi.get_asgi_application()``;
+- ``daphne``: 2 ``daphne --fd N`` processes accepting on one socket this module binds (Daphne has no
+  ``--workers``; sharing an inherited socket is how it runs several processes on one port);
+- ``channels``: the same 2 Daphne processes running the Channels 4 application
+  (``cmpsite.asgi_channels``) with channels_redis against a given Redis port.
+"""
+
+from __future__ import annotations
+
+import http.client
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+
+# contender -> the Python packages it needs (module names)
+NEEDS = {"ours": ["procman", "django_glue", "asgi_ipc"], "uvicorn": ["uvicorn"], "daphne": ["daphne"],
+         "channels": ["daphne", "channels", "channels_redis"]}
+INSTALL_HINT = 'pip install "daphne>=4,<5" "uvicorn[standard]" "channels>=4,<5" "channels-redis>=4,<5"'
+
+
+class ContenderError(RuntimeError):
+    """A contender did not start, did not answer, or could not be stopped."""
+
+
+def missing_packages(name: str) -> list[str]:
+    """The packages ``name`` needs that are not importable here (empty when it can run)."""
+    return [module for module in NEEDS[name] if importlib.util.find_spec(module) is None]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def http_ok(port: int, timeout: float = 2.0) -> bool:
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        try:
+            conn.request("GET", "/")
+            response = conn.getresponse()
+            return response.status == 200 and response.read() == b"hello"
+        finally:
+            conn.close()
+    except (OSError, http.client.HTTPException):
+        return False
+
+
+@dataclass
+class Running:
+    """A started contender: its processes (each the leader of its own session), port and log."""
+
+    name: str
+    port: int
+    log_path: Path
+    procs: list[subprocess.Popen] = field(default_factory=list)
+    prefix: str | None = None  # ours: the layer prefix (its segment must be gone after stop)
+
+    def alive(self) -> bool:
+        return all(proc.poll() is None for proc in self.procs)
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def server_pids(self) -> list[int]:
+        """Every process of the contender (leaders and their descendants) right now."""
+        pids = []
+        for proc in self.procs:
+            try:
+                leader = psutil.Process(proc.pid)
+                pids.append(leader.pid)
+                pids.extend(child.pid for child in leader.children(recursive=True))
+            except psutil.NoSuchProcess:
+                pass
+        return pids
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM every leader, wait at most ``timeout``, SIGKILL what is left (descendants too)."""
+        everyone = self.server_pids()
+        for proc in self.procs:
+            if proc.poll() is None:
+                try:
+                    proc.send_signal(signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + timeout
+        for proc in self.procs:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait(10)
+        # descendants the leaders did not take with them (bounded: 5 s, then SIGKILL)
+        leftovers = []
+        for pid in everyone:
+            try:
+                leftovers.append(psutil.Process(pid))
+            except psutil.NoSuchProcess:
+                pass
+        _, alive = psutil.wait_procs(leftovers, timeout=5)
+        for proc in alive:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(alive, timeout=5)
+
+
+def _env(stack: str, tmp: Path, extra: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(PYTHONPATH=os.pathsep.join([str(HERE), str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+               DJANGO_SETTINGS_MODULE="cmpsite.settings", CMPSITE_STACK=stack, PYTHONUNBUFFERED="1",
+               NO_COLOR="1", PROCMAN_CONTROL_DIR=str(tmp / "procman-control"))
+    env.update(extra)
+    return env
+
+
+def _popen(argv: list[str], env: dict[str, str], log, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(argv, env=env, cwd=HERE, stdin=subprocess.DEVNULL, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True, **kwargs)
+
+
+def start(name: str, tmp: Path, *, workers: int = 2, redis_port: int | None = None,
+          ready_timeout: float = 90.0) -> Running:
+    """Start contender ``name`` and return once it answers ``GET /`` with ``hello`` (and, for
+    ours, once procman reported every child ready). Raises ``ContenderError`` (after stopping
+    whatever started) if it does not within ``ready_timeout``."""
+    if name not in NEEDS:
+        raise ValueError(f"unknown contender {name!r}; choose from {sorted(NEEDS)}")
+    port = free_port()
+    log_path = tmp / f"{name}-{port}.log"
+    log = open(log_path, "ab")
+    running = Running(name, port, log_path)
+    try:
+        if name == "ours":
+            running.prefix = f"cmp{os.getpid()}_{uuid.uuid4().hex[:6]}"
+            env = _env("ipc", tmp, {"CMPSITE_PREFIX": running.prefix})
+            running.procs.append(_popen(
+                [sys.executable, "-m", "procman", "run", "--settings", "cmpsite.settings",
+                 "--bind", f"127.0.0.1:{port}", "--interfaces", "1", "--workers", str(workers),
+                 "--no-color"], env, log))
+        elif name == "uvicorn":
+            env = _env("plain", tmp, {})
+            running.procs.append(_popen(
+                [sys.executable, "-m", "uvicorn", "cmpsite.asgi:application", "--host", "127.0.0.1",
+                 "--port", str(port), "--workers", str(workers), "--lifespan", "off"], env, log))
+        else:  # daphne, channels: N daphne processes on one socket bound here
+            stack, app = ("plain", "cmpsite.asgi:application") if name == "daphne" else \
+                ("channels", "cmpsite.asgi_channels:application")
+            extra = {} if redis_port is None else {"CMPSITE_REDIS_PORT": str(redis_port)}
+            if name == "channels" and redis_port is None:
+                raise ValueError("the channels contender needs redis_port")
+            env = _env(stack, tmp, extra)
+            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                listener.bind(("127.0.0.1", port))
+                listener.listen(2048)
+                fd = listener.fileno()
+                for _ in range(workers):
+                    running.procs.append(_popen(
+                        [sys.executable, "-m", "daphne", "--fd", str(fd), app], env, log, pass_fds=(fd,)))
+            finally:
+                listener.close()  # the daphne processes hold their own copies
+        deadline = time.monotonic() + ready_timeout
+        while not http_ok(port):
+            if not running.alive():
+                raise ContenderError(f"{name} exited before answering:\n{running.log_tail()}")
+            if time.monotonic() > deadline:
+                raise ContenderError(f"{name} did not answer GET / within {ready_timeout} s:\n{running.log_tail()}")
+            time.sleep(0.1)
+        if name == "ours":
+            while b"procman     | ready at" not in log_path.read_bytes():
+                if time.monotonic() > deadline or not running.alive():
+                    raise ContenderError(f"procman did not report ready:\n{running.log_tail()}")
+                time.sleep(0.1)
+        return running
+    except BaseException:
+        running.stop(timeout=10)
+        raise
+    finally:
+        log.close()
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages the contenders run on (absent ones are left out)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for dist in ("django", "daphne", "uvicorn", "uvloop", "httptools", "channels", "channels-redis",
+                 "twisted", "autobahn", "websockets", "asgi_ipc"):
+        try:
+            found[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
+    return found
