@@ -97,6 +97,18 @@ class Running:
                 pass
         return pids
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds used so far by every process of the contender (the exited
+        ones are not counted, so sample while it runs)."""
+        total = 0.0
+        for pid in self.server_pids():
+            try:
+                times = psutil.Process(pid).cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+        return total
+
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM every leader, wait at most ``timeout``, SIGKILL what is left (descendants too)."""
         everyone = self.server_pids()
@@ -146,10 +158,11 @@ def _popen(argv: list[str], env: dict[str, str], log, **kwargs) -> subprocess.Po
                             stderr=subprocess.STDOUT, start_new_session=True, **kwargs)
 
 
-def start(name: str, tmp: Path, *, workers: int = 2, redis_port: int | None = None,
+def start(name: str, tmp: Path, *, workers: int = 2, interfaces: int = 1, redis_port: int | None = None,
           ready_timeout: float = 90.0) -> Running:
     """Start contender ``name`` and return once it answers ``GET /`` with ``hello`` (and, for
-    ours, once procman reported every child ready). Raises ``ContenderError`` (after stopping
+    ours, once procman reported every child ready). ``workers`` is the number of server processes
+    (ours: Django workers; ``interfaces`` is ours' interface process count, ignored by the others). Raises ``ContenderError`` (after stopping
     whatever started) if it does not within ``ready_timeout``."""
     if name not in NEEDS:
         raise ValueError(f"unknown contender {name!r}; choose from {sorted(NEEDS)}")
@@ -163,7 +176,7 @@ def start(name: str, tmp: Path, *, workers: int = 2, redis_port: int | None = No
             env = _env("ipc", tmp, {"CMPSITE_PREFIX": running.prefix})
             running.procs.append(_popen(
                 [sys.executable, "-m", "procman", "run", "--settings", "cmpsite.settings",
-                 "--bind", f"127.0.0.1:{port}", "--interfaces", "1", "--workers", str(workers),
+                 "--bind", f"127.0.0.1:{port}", "--interfaces", str(interfaces), "--workers", str(workers),
                  "--no-color"], env, log))
         elif name == "uvicorn":
             env = _env("plain", tmp, {})

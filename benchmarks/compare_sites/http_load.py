@@ -152,8 +152,13 @@ def run_load(port: int, connections: int, start_at: float, warmup: float, second
         start(conn)
     open_count = sum(1 for c in conns if c is not None)
 
+    cpu_at_start = cpu_at_stop = None
     while True:
         now = time.monotonic()
+        if cpu_at_start is None and now >= measure_from:
+            cpu_at_start = time.process_time()
+        if cpu_at_stop is None and now >= stop_at:
+            cpu_at_stop = time.process_time()
         if now >= stop_at + 5.0 or not sel.get_map():
             break
         for key, _ in sel.select(timeout=0.2):
@@ -214,4 +219,6 @@ def run_load(port: int, connections: int, start_at: float, warmup: float, second
         failures += left
     return {"ok": ok, "bad_status": bad_status, "failures": failures, "errors": errors,
             "warmup_responses": warm, "connections_opened": open_count, "latencies_ms": latencies,
-            "seconds": seconds}
+            "seconds": seconds,
+            "cpu_seconds_in_window": None if cpu_at_start is None or cpu_at_stop is None
+            else cpu_at_stop - cpu_at_start}

@@ -174,6 +174,7 @@ def summarize(reports: list[dict], broadcasts: int, skip_first: int) -> dict:
         "deliveries_received": received,
         "lost": expected - received,
         "duplicates": sum(r.get("duplicates", 0) for r in reports),
+        "members_got_end_marker": sum(r.get("ended", 0) for r in reports),
         "closed_before_end": sum(r.get("closed_before_end", 0) for r in reports),
         "errors": [r["error"] for r in reports if "error" in r],
         "p50_ms": percentile(latencies, 50),
