@@ -170,11 +170,13 @@ def ws_run(name: str, tmp: Path, args, ctx, redis_port: int | None, interval: fl
             proc.start()
         ready = _collect_ready(ready_q, len(procs), 30 + args.ws_clients * 0.05)
         time.sleep(0.5)  # group adds of the last sockets land before the first broadcast
-        cpu_start, wall_start = running.cpu_seconds(), time.monotonic()
+        cpu_start, clients_start, wall_start = running.cpu_seconds(), _cpu_of(procs), time.monotonic()
         sender = asyncio.run(asyncio.wait_for(
             ws_load.send_broadcasts(running.port, args.ws_seconds, interval, args.ws_end_pause),
             timeout=args.ws_seconds * 3 + args.ws_end_pause + 30))
-        server_cores = (running.cpu_seconds() - cpu_start) / (time.monotonic() - wall_start)
+        wall = time.monotonic() - wall_start
+        server_cores = (running.cpu_seconds() - cpu_start) / wall
+        client_cores = (_cpu_of(procs) - clients_start) / wall
         reports = _collect(procs, result_q, run_for + 60)
         alive = running.alive()
     finally:
@@ -183,10 +185,25 @@ def ws_run(name: str, tmp: Path, args, ctx, redis_port: int | None, interval: fl
     summary = ws_load.summarize(reports, sender["broadcasts"], skip)
     summary.update(contender=name, interval_ms=round(interval * 1000, 3), sender_late=sender["sender_late"],
                    alive_at_end=alive, server_cpu_cores_while_sending=round(server_cores, 2),
+                   client_cpu_cores_while_sending=round(client_cores, 2),
                    members_ready=[r[1] for r in ready], latency_skips_first=skip,
                    segment_left_in_dev_shm=running.prefix is not None and os.path.exists(
                        f"/dev/shm/asgi_ipc.{running.prefix}"))
     return summary
+
+
+def _cpu_of(procs: list) -> float:
+    """User + system CPU seconds used so far by the given (multiprocessing) processes."""
+    import psutil
+
+    total = 0.0
+    for proc in procs:
+        try:
+            times = psutil.Process(proc.pid).cpu_times()
+        except (psutil.NoSuchProcess, ValueError):
+            continue
+        total += times.user + times.system
+    return total
 
 
 def _redis_flushall(port: int) -> None:
@@ -245,17 +262,17 @@ def http_table(best: dict[str, dict], skipped: dict[str, str]) -> tuple[list[str
 
 def ws_table(runs: dict[str, dict], skipped: dict[str, str]) -> tuple[list[str], str]:
     lines = ["| contender | members | broadcasts | p50 ms | p90 ms | p99 ms | max ms | lost | duplicates |"
-             " server CPU (cores) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             " server CPU (cores) | clients CPU (cores) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name in WS_CONTENDERS:
         if name in skipped:
-            lines.append(f"| {name} | skipped: {skipped[name]} | | | | | | | | |")
+            lines.append(f"| {name} | skipped: {skipped[name]} | | | | | | | | | |")
             continue
         r = runs.get(name)
         if r is None:
             continue
         lines.append(f"| {name} | {r['members']} | {r['broadcasts']} | {_fmt(r['p50_ms'], 2)} | {_fmt(r['p90_ms'], 2)} | "
                      f"{_fmt(r['p99_ms'], 2)} | {_fmt(r['max_ms'], 2)} | {r['lost']} | {r['duplicates']} | "
-                     f"{r['server_cpu_cores_while_sending']:.2f} |")
+                     f"{r['server_cpu_cores_while_sending']:.2f} | {r['client_cpu_cores_while_sending']:.2f} |")
     if "ours" not in runs or "channels" not in runs or runs["ours"]["p99_ms"] is None \
             or runs["channels"]["p99_ms"] is None:
         return lines, "n.a. (a contender is missing or delivered nothing)"
@@ -379,7 +396,8 @@ def main(argv: list[str] | None = None) -> int:
                             print(f"  {name}: " + (f"ERROR {r['error'][:300]}" if "error" in r else
                                   f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, lost {r['lost']}/"
                                   f"{r['deliveries_expected']}, members {r['members']}, server CPU "
-                                  f"{r['server_cpu_cores_while_sending']} cores"), flush=True)
+                                  f"{r['server_cpu_cores_while_sending']} cores, clients CPU "
+                                  f"{r['client_cpu_cores_while_sending']} cores"), flush=True)
                 finally:
                     if redis is not None:
                         redis.stop()

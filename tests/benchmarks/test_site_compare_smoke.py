@@ -116,7 +116,8 @@ def test_http_verdict_needs_more_than_every_baseline_and_no_failure():
 
 def _ws(p99, lost=0):
     return {"members": 10, "broadcasts": 3, "p50_ms": 1.0, "p90_ms": 1.5, "p99_ms": p99, "max_ms": p99,
-            "lost": lost, "duplicates": 0, "deliveries_expected": 30, "server_cpu_cores_while_sending": 0.5}
+            "lost": lost, "duplicates": 0, "deliveries_expected": 30, "server_cpu_cores_while_sending": 0.5,
+            "client_cpu_cores_while_sending": 0.9}
 
 
 def test_ws_verdict_compares_p99_and_reports_losses():
