@@ -3,7 +3,7 @@
 Usage (from the repository root)::
 
     pip install "daphne>=4,<5" "uvicorn[standard]" "channels>=4,<5" "channels-redis>=4,<5"
-    python -m benchmarks.site_compare                  # both parts, ~3 minutes on 2 cores
+    python -m benchmarks.site_compare                  # both parts, ~4 minutes on 2 cores
     python -m benchmarks.site_compare --parts http     # only part 1
     python -m benchmarks.site_compare --quick          # short smoke run; not a measurement
 
