@@ -70,11 +70,13 @@ HTTP_CONTENDERS = ["ours", "uvicorn", "daphne"]
 WS_CONTENDERS = ["ours", "channels"]
 
 
-def _stop_on_sigterm() -> None:
+def _stop_on_signals() -> None:
     def handler(signum, frame):  # noqa: ARG001
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, handler)
+    # Ctrl-C always interrupts, even when the shell started us with SIGINT ignored (a background job)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _collect(procs: list, queue, timeout: float) -> list:
@@ -321,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.seconds, args.warmup, args.rounds = 2.0, 1.0, 1
         args.ws_clients, args.ws_seconds, args.ws_end_pause = min(args.ws_clients, 200), 2.0, 1.0
-    _stop_on_sigterm()
+    _stop_on_signals()
     ws_load.raise_fd_limit(args.ws_clients * 2 + 1024)
     ctx = multiprocessing.get_context("spawn")
 
@@ -462,4 +464,8 @@ def _git_revision() -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("\ninterrupted: every process this run started has been stopped", file=sys.stderr)
+        sys.exit(130)
