@@ -235,7 +235,11 @@ def _fmt(value, digits: int = 1) -> str:
     return f"{value:,}"
 
 
-def http_table(best: dict[str, dict], skipped: dict[str, str]) -> tuple[list[str], str]:
+def http_table(best: dict[str, dict], skipped: dict[str, str],
+               failed: dict[str, str] | None = None) -> tuple[list[str], str]:
+    """Markdown rows of the HTTP part and the budget verdict. ``best``: the best attempt of every
+    contender that ran; ``skipped`` / ``failed``: contender -> why it has no numbers."""
+    failed = failed or {}
     lines = ["| contender | processes | requests/s | p50 ms | p99 ms | failures | non-200 | server CPU (cores) |"
              " load CPU (cores) |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     shape = {"ours": "procman run: 1 interface + 2 workers", "uvicorn": "uvicorn --workers 2",
@@ -246,6 +250,8 @@ def http_table(best: dict[str, dict], skipped: dict[str, str]) -> tuple[list[str
             continue
         r = best.get(name)
         if r is None:
+            if name in failed:
+                lines.append(f"| {name} | {shape[name]} | FAILED: {failed[name][:120]} | | | | | | |")
             continue
         lines.append(f"| {name} | {shape[name]} | {_fmt(r['requests_per_s'])} | {_fmt(r['p50_ms'], 2)} | "
                      f"{_fmt(r['p99_ms'], 2)} | {r['failures']} | {r['non_200']} | {r['server_cpu_cores']:.2f} | "
@@ -262,7 +268,10 @@ def http_table(best: dict[str, dict], skipped: dict[str, str]) -> tuple[list[str
     return lines, verdict
 
 
-def ws_table(runs: dict[str, dict], skipped: dict[str, str]) -> tuple[list[str], str]:
+def ws_table(runs: dict[str, dict], skipped: dict[str, str],
+             failed: dict[str, str] | None = None) -> tuple[list[str], str]:
+    """Markdown rows of one broadcast rate and the budget verdict (p99 of ours below Channels')."""
+    failed = failed or {}
     lines = ["| contender | members | broadcasts | p50 ms | p90 ms | p99 ms | max ms | lost | duplicates |"
              " server CPU (cores) | clients CPU (cores) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name in WS_CONTENDERS:
@@ -271,6 +280,8 @@ def ws_table(runs: dict[str, dict], skipped: dict[str, str]) -> tuple[list[str],
             continue
         r = runs.get(name)
         if r is None:
+            if name in failed:
+                lines.append(f"| {name} | FAILED: {failed[name][:120]} | | | | | | | | | |")
             continue
         lines.append(f"| {name} | {r['members']} | {r['broadcasts']} | {_fmt(r['p50_ms'], 2)} | {_fmt(r['p90_ms'], 2)} | "
                      f"{_fmt(r['p99_ms'], 2)} | {_fmt(r['max_ms'], 2)} | {r['lost']} | {r['duplicates']} | "
@@ -414,7 +425,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{load_start[0]:.1f} at start, {report['load_average_end'][0]:.1f} at end; "
           f"{report['seconds_total']} s")
     if report["http"]:
-        lines, verdict = http_table(report["http"]["best"], skipped)
+        failed = {n: a[-1].get("error", "") for n, a in report["http"]["attempts"].items()
+                  if n not in report["http"]["best"] and a}
+        lines, verdict = http_table(report["http"]["best"], skipped, failed)
         report["http"]["verdict"] = verdict
         print("\n**Hello view, HTTP/1.1 keep-alive** (best of "
               f"{args.rounds} interleaved rounds, {args.connections} connections, {args.seconds:g} s each)\n")
@@ -424,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
         report["ws"]["verdicts"] = {}
         for key, by_name in report["ws"]["runs"].items():
             good = {n: r for n, r in by_name.items() if "error" not in r}
-            lines, verdict = ws_table(good, skipped)
+            lines, verdict = ws_table(good, skipped, {n: r["error"] for n, r in by_name.items() if "error" in r})
             report["ws"]["verdicts"][key] = verdict
             print(f"\n**WebSocket broadcast to {args.ws_clients} members of one group** "
                   f"(one broadcast every {key} for {args.ws_seconds:g} s; ours: procman run, "

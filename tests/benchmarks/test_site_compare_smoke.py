@@ -112,6 +112,8 @@ def test_http_verdict_needs_more_than_every_baseline_and_no_failure():
     assert verdict.startswith("FAIL")
     lines, verdict = site_compare.http_table({"ours": _http(300.0)}, {"uvicorn": "x", "daphne": "y"})
     assert verdict.startswith("n.a.") and any("skipped: x" in line for line in lines)
+    lines, verdict = site_compare.http_table({"uvicorn": _http(200.0)}, {}, {"ours": "ContenderError: no answer"})
+    assert verdict.startswith("n.a.") and any("FAILED: ContenderError" in line for line in lines)
 
 
 def _ws(p99, lost=0):
@@ -127,6 +129,8 @@ def test_ws_verdict_compares_p99_and_reports_losses():
     assert verdict.startswith("FAIL")
     _, verdict = site_compare.ws_table({"ours": _ws(5.0)}, {"channels": "not installed"})
     assert verdict.startswith("n.a.")
+    lines, verdict = site_compare.ws_table({"ours": _ws(5.0)}, {}, {"channels": "TimeoutError: members"})
+    assert verdict.startswith("n.a.") and any("FAILED: TimeoutError" in line for line in lines)
 
 
 def test_missing_packages_and_unknown_contender(monkeypatch):
