@@ -98,6 +98,7 @@ def _collect(procs: list, queue, timeout: float) -> list:
 def http_round(name: str, tmp: Path, args, ctx) -> dict:
     """Start ``name``, load it (warm-up + measured window), stop it; one attempt's numbers."""
     running = contenders.start(name, tmp)
+    procs: list = []
     try:
         queue = ctx.Queue()
         per = max(1, args.connections // args.load_processes)
@@ -114,6 +115,7 @@ def http_round(name: str, tmp: Path, args, ctx) -> dict:
         alive = running.alive()
         server_pids = running.server_pids()
     finally:
+        _terminate(procs)
         running.stop()
     latencies = [ms for r in results for ms in r["latencies_ms"]]
     errors: dict[str, int] = {}
@@ -160,6 +162,7 @@ def ws_run(name: str, tmp: Path, args, ctx, redis_port: int | None, interval: fl
     if redis_port is not None:
         _redis_flushall(redis_port)
     running = contenders.start(name, tmp, redis_port=redis_port, interfaces=args.ours_ws_interfaces)
+    procs: list = []
     try:
         ready_q, result_q = ctx.Queue(), ctx.Queue()
         processes = 2
@@ -182,6 +185,7 @@ def ws_run(name: str, tmp: Path, args, ctx, redis_port: int | None, interval: fl
         reports = _collect(procs, result_q, run_for + 60)
         alive = running.alive()
     finally:
+        _terminate(procs)
         running.stop()
     skip = int(1.0 / interval)  # the first second is warm-up for the latency figures
     summary = ws_load.summarize(reports, sender["broadcasts"], skip)
@@ -192,6 +196,19 @@ def ws_run(name: str, tmp: Path, args, ctx, redis_port: int | None, interval: fl
                    segment_left_in_dev_shm=running.prefix is not None and os.path.exists(
                        f"/dev/shm/asgi_ipc.{running.prefix}"))
     return summary
+
+
+def _terminate(procs: list) -> None:
+    """Stop client/load processes still running (after an error or Ctrl-C), bounded."""
+    for proc in procs:
+        if proc.pid is not None and proc.is_alive():
+            proc.terminate()
+    for proc in procs:
+        if proc.pid is not None:
+            proc.join(5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)
 
 
 def _cpu_of(procs: list) -> float:
