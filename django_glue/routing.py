@@ -58,6 +58,28 @@ def _filter_value(message: Any, key: str) -> str | None:
     return value
 
 
+def _match_filters(
+    message: Any, filters: dict[str, re.Pattern[str]]
+) -> tuple[dict[str, Any], dict[str, str]] | None:
+    """Match every filter against its message key (all must match, anchored at the start).
+
+    Returns the named groups as consumer kwargs, and for each key the rest of its value after
+    the match (what an ``include`` passes on to its inner routes); None if any filter fails.
+    """
+    kwargs: dict[str, Any] = {}
+    rests: dict[str, str] = {}
+    for key, regex in filters.items():
+        value = _filter_value(message, key)
+        if value is None:
+            return None
+        found = regex.match(value)
+        if found is None:
+            return None
+        kwargs.update(found.groupdict())
+        rests[key] = value[found.end():]
+    return kwargs, rests
+
+
 def _channel_list(channels: Any) -> list[str]:
     if isinstance(channels, (str, bytes)):
         channels = [channels]
@@ -92,16 +114,10 @@ class Route:
         """Return ``(consumer, kwargs)`` if this route takes ``message``, else None."""
         if message.channel.name not in self.channels:
             return None
-        kwargs: dict[str, Any] = {}
-        for key, regex in self.filters.items():
-            value = _filter_value(message, key)
-            if value is None:
-                return None
-            found = regex.match(value)
-            if found is None:
-                return None
-            kwargs.update(found.groupdict())
-        return self.consumer, kwargs
+        matched = _match_filters(message, self.filters)
+        if matched is None:
+            return None
+        return self.consumer, matched[0]
 
     def channel_names(self) -> set[str]:
         """The channels this route listens on."""
@@ -140,17 +156,12 @@ class Include:
         if self.filters:
             from .message import Message
 
-            content = dict(message.content)
-            for key, regex in self.filters.items():
-                value = _filter_value(message, key)
-                if value is None:
-                    return None
-                found = regex.match(value)
-                if found is None:
-                    return None
-                kwargs.update(found.groupdict())
-                content[key] = value[found.end():]
-            message = Message(content, message.channel.name, message.channel_layer)
+            matched = _match_filters(message, self.filters)
+            if matched is None:
+                return None
+            kwargs, rests = matched
+            message = Message({**message.content, **rests}, message.channel.name,
+                              message.channel_layer)
         for entry in self.routing:
             result = entry.match(message)
             if result is not None:
