@@ -2,18 +2,17 @@
 layer and sqlite database (ordering, lateness, restarts, full channels, bad requests)."""
 from __future__ import annotations
 
-import shutil
 import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 from django_glue.delay.protocol import InvalidDelayRequest, parse_request
-from tests.django_glue.bindingsite.run import SiteProcesses, manage, migrate
+from tests.django_glue.bindingsite.run import SiteProcesses, manage, site, site_db_template  # noqa: F401 (fixtures)
 from tests.django_glue.conftest import REPO, process_env, stop_process, wait_for
 
 #: How late a due message may arrive here: loose, the machine is shared and loaded (the design
@@ -43,25 +42,6 @@ def test_invalid_requests_say_what_is_wrong(message: Any, words: str) -> None:
 def test_valid_request() -> None:
     request = parse_request({"channel": "reply.x!abc", "content": {"a": b"1"}, "delay": 0})
     assert (request.channel, request.content, request.delay_ms) == ("reply.x!abc", {"a": b"1"}, 0)
-
-
-@pytest.fixture(scope="session")
-def site_db_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("bindingsite") / "template.sqlite3"
-    migrate(path)
-    return path
-
-
-@pytest.fixture
-def site(ipc_layer: Any, site_db_template: Path, tmp_path: Path) -> Iterator[SiteProcesses]:
-    db = tmp_path / "db.sqlite3"
-    shutil.copyfile(site_db_template, db)
-    procs = SiteProcesses(ipc_layer.prefix, db, tmp_path)
-    try:
-        yield procs
-    finally:
-        procs.stop_all()
-        print(procs.logs())
 
 
 def stored(db: Path) -> list[tuple[str]]:

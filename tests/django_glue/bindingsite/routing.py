@@ -1,19 +1,7 @@
 """Routing of the binding site: a demultiplexer with a bound stream and an echo stream."""
-from django_glue.binding.websockets import WebsocketBinding
 from django_glue.generic.websockets import JsonWebsocketConsumer, WebsocketDemultiplexer
 
-
-class ThingBinding(WebsocketBinding):
-    model = "things.Thing"
-    stream = "things"
-    fields = ["room", "name", "value"]
-
-    @classmethod
-    def group_names(cls, instance):
-        return [f"things-{instance.room}"]
-
-    def has_permission(self, user, action, pk):
-        return action != "delete"  # the page may create and update, not delete
+from .things.bindings import ThingBinding
 
 
 class Echo(JsonWebsocketConsumer):

@@ -5,7 +5,10 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+import shutil
+
+import pytest
 
 from tests.django_glue.conftest import REPO, Processes, process_env, wait_for
 
@@ -73,3 +76,24 @@ class SiteProcesses(Processes):
                  timeout=60)
         assert proc.poll() is None, log_path.read_text(errors="replace")
         return proc
+
+
+@pytest.fixture(scope="session")
+def site_db_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated sqlite file of this site, made once per test process."""
+    path = tmp_path_factory.mktemp("bindingsite") / "template.sqlite3"
+    migrate(path)
+    return path
+
+
+@pytest.fixture
+def site(ipc_layer: Any, site_db_template: Path, tmp_path: Path) -> Iterator[SiteProcesses]:
+    """This site's processes on the test's layer and a private copy of the database."""
+    db = tmp_path / "db.sqlite3"
+    shutil.copyfile(site_db_template, db)
+    procs = SiteProcesses(ipc_layer.prefix, db, tmp_path)
+    try:
+        yield procs
+    finally:
+        procs.stop_all()
+        print(procs.logs())  # shown by pytest only when the test failed
