@@ -121,7 +121,7 @@ def test_a_full_channel_is_retried_and_keeps_its_order(site: SiteProcesses, ipc_
     delay(ipc_layer, "delayed.other", 0, {"n": "other"})
     assert receive(ipc_layer, "delayed.other") == {"n": "other"}  # a full channel holds back only itself
     wait_for(lambda: "is full" in site.logs(), timeout=15)
-    assert len(stored(site.db)) == 2
+    wait_for(lambda: stored(site.db) == [("delayed.full",), ("delayed.full",)], timeout=10)
     for n in range(filled):
         assert receive(ipc_layer, "delayed.full") == {"filler": n}
     assert receive(ipc_layer, "delayed.full") == {"n": 1}
