@@ -53,11 +53,18 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
                        help="a child silent this long is killed and replaced (default 30)")
     group.add_argument("--graceful-timeout", type=float, metavar="SECONDS",
                        help="how long a graceful stop may take before SIGKILL (default 30)")
+    _add_delay_flag(group)
     colour = parser.add_mutually_exclusive_group()
     colour.add_argument("--color", "--colour", dest="colour", action="store_const", const=True,
                         help="colour the log prefixes even when not on a terminal")
     colour.add_argument("--no-color", "--no-colour", dest="colour", action="store_const", const=False,
                         help="never colour the log")
+
+
+def _add_delay_flag(group: Any) -> None:
+    group.add_argument("--delay", action="store_const", const=True, default=None,
+                       help="also run the delay server (manage.py rundelay; needs django_glue.delay "
+                            "in INSTALLED_APPS)")
 
 
 def _add_target_flags(parser: argparse.ArgumentParser) -> None:
@@ -103,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run_flags(args: argparse.Namespace) -> dict[str, Any]:
     keys = ("settings", "bind", "interfaces", "workers", "only_channels", "exclude_channels",
-            "pools", "max_requests", "max_requests_jitter", "max_memory", "timeout", "graceful_timeout", "colour")
+            "pools", "max_requests", "max_requests_jitter", "max_memory", "timeout", "graceful_timeout", "colour", "delay")
     return {key: getattr(args, key) for key in keys}
 
 

@@ -54,6 +54,7 @@ class RunConfig:
     timeout: float = 30.0
     graceful_timeout: float = 30.0
     colour: bool | None = None
+    delay: bool = False  # also run the delay server (manage.py rundelay) as the "delay" role
     sources: dict[str, str] = field(default_factory=dict)  # setting -> where its value came from
 
     @property
@@ -156,6 +157,7 @@ _CONVERTERS = {
     "timeout": _as_seconds,
     "graceful_timeout": _as_seconds,
     "colour": _as_bool,
+    "delay": _as_bool,
 }
 
 

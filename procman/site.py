@@ -22,7 +22,7 @@ from .logstream import LogStream
 from .project import Project, ProjectError, find_settings_module, load_project
 from .sockets import BindError, Listener, adopt_systemd, bind, close_all
 
-__all__ = ["SiteError", "run_site", "build_roles", "STANDARD_CHANNELS"]
+__all__ = ["SiteError", "run_site", "build_roles", "delay_role", "STANDARD_CHANNELS"]
 
 #: Channels every site has, shown in ``status`` even before traffic.
 STANDARD_CHANNELS = ("http.request", "websocket.connect", "websocket.receive", "websocket.disconnect")
@@ -64,7 +64,27 @@ def build_roles(config: RunConfig, project: Project, listeners: list[Listener]) 
         for glob in pool.channels:
             argv += ["--only-channels", glob]
         roles.append(Role(f"worker-{pool.name}", argv, count=pool.count, **common))
+    if config.delay:
+        roles.append(delay_role(project, env))
     return roles
+
+
+def delay_role(project: Project, env: dict[str, str]) -> Role:
+    """``--delay``: one ``manage.py rundelay`` for the site (two would send every message twice).
+
+    :raises SiteError: ``django_glue.delay`` is not in the settings' ``INSTALLED_APPS``.
+    """
+    import importlib
+
+    apps = getattr(importlib.import_module(project.settings_module), "INSTALLED_APPS", ())
+    if not any(app == "django_glue.delay" or app.startswith("django_glue.delay.") for app in apps):
+        raise SiteError(f'--delay needs "django_glue.delay" in {project.settings_module}.INSTALLED_APPS '
+                        "(then run manage.py migrate)")
+    argv = [sys.executable, "-m", "django", "rundelay", "--settings", project.settings_module,
+            "--layer", project.alias]
+    # No heartbeat: the server sleeps in the layer's receive, and a delay server that dies is
+    # simply restarted (its pending messages are in the database).
+    return Role("delay", argv, count=1, env=env, heartbeat=False, stop_order=1)
 
 
 def _listeners(config: RunConfig, log: LogStream) -> list[Listener]:
