@@ -235,6 +235,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
         command += ["--max-memory", str(flags["max_memory"])]
     for pool in flags.get("pools") or []:
         command += ["--pool", pool]
+    if flags.get("delay"):
+        command += ["--delay"]
     try:
         service, sock = render_units(prefix, command, config.bind, str(directory), user=args.user,
                                      environment={"PYTHONUNBUFFERED": "1", "PROCMAN_CONTROL_DIR": f"/run/{prefix}"})

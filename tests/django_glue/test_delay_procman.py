@@ -73,3 +73,16 @@ def test_procman_run_delay_delivers_and_stops_clean(site_db_template: Path, tmp_
         if layer is not None:
             layer.close()
         site.close()
+
+
+def test_exported_unit_runs_the_delay_server() -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "procman", "export", "systemd", "--settings", SETTINGS, "--delay"],
+        cwd=REPO, env=site_env("dlexport", None), capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    exec_start = next(line for line in result.stdout.splitlines() if line.startswith("ExecStart="))
+    assert exec_start.endswith("--delay") or " --delay" in exec_start
