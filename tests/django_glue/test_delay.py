@@ -151,4 +151,7 @@ def test_rundelay_explains_what_is_missing(site: SiteProcesses, ipc_layer: Any, 
     assert result.returncode != 0 and "migrate django_glue_delay" in result.stderr
     # Unknown layer alias:
     result = manage(ipc_layer.prefix, site.db, "rundelay", "--layer", "nope")
-    assert result.returncode != 0 and "'nope' is not in settings.CHANNEL_LAYERS" in result.stderr
+    assert result.returncode != 0 and "no channel layer alias 'nope'" in result.stderr
+    # No site running (no segment for the prefix):
+    result = manage(ipc_layer.prefix + "gone", site.db, "rundelay")
+    assert result.returncode != 0 and "cannot attach to channel layer 'default'" in result.stderr

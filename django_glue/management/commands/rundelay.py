@@ -34,14 +34,9 @@ class Command(RunworkerCommand):
         self.check_migrated()
         self.configure_logging(options["verbosity"])
         alias = options["layer"]
-        if alias not in channel_layers:
-            raise CommandError(
-                f"channel layer {alias!r} is not in settings.CHANNEL_LAYERS "
-                f"(defined: {', '.join(channel_layers.configs) or 'none'})"
-            )
         from ...delay.server import DelayServer
 
-        wrapper = self.attach(alias)
+        wrapper = self.attach(alias)  # an unknown alias or a missing segment: a CommandError saying so
         on_sent = self.log_sent if options["verbosity"] > 1 else None
         self.logger.info("Delay server listening on asgi.delay, layer %r (%s)", alias,
                          type(wrapper.channel_layer).__name__)
