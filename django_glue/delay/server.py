@@ -11,8 +11,8 @@ activity is the layer's receive returning empty every ``receive_timeout``, with 
 * Requests received together are validated (:func:`~.protocol.parse_request`; an invalid one is
   logged and dropped, the server carries on) and stored in one transaction; ``wake`` moves
   earlier if one of them is due sooner.
-* At ``wake`` every due row is sent in ``(due_date, id)`` order and deleted once sent (so a crash
-  between the two sends it again after a restart: at least once, never lost). A full destination
+* At ``wake`` every due row is sent in ``(due_date, id)`` order; the rows sent are deleted together
+  afterwards (so a crash in between sends them again after a restart: at least once, never lost). A full destination
   channel (or a full layer) holds back that channel's rows - later ones too, to keep their order
   - and is retried ``retry_after`` seconds later; the other channels carry on.
 * Lateness: a row is sent one query and one send after its due time (a few ms on an idle
@@ -94,23 +94,30 @@ class DelayServer:
         self.blocked = {name: until for name, until in self.blocked.items() if until > now}
         rows = list(DelayedMessage.objects.filter(due_date__lte=now)
                     .exclude(channel_name__in=list(self.blocked))[: self.batch])
-        for row in rows:
-            if row.channel_name in self.blocked:
-                continue  # an earlier row for it did not fit: keep the channel's order
-            try:
-                message = row.message()
-                self.layer.send(row.channel_name, message)
-            except self._transient as exc:
-                self.blocked[row.channel_name] = now + self.retry_after
-                logger.warning("channel %s is full (%s); retrying in %ss", row.channel_name,
-                               type(exc).__name__, self.retry_after.total_seconds())
-                continue
-            except self._undeliverable as exc:
-                logger.error("dropping a delayed message for %s that cannot be sent: %s", row.channel_name, exc)
-            else:
-                if self.on_sent is not None:
-                    self.on_sent(row.channel_name, message)
-            row.delete()
+        done: list[int] = []
+        try:
+            for row in rows:
+                if row.channel_name in self.blocked:
+                    continue  # an earlier row for it did not fit: keep the channel's order
+                try:
+                    message = row.message()
+                    self.layer.send(row.channel_name, message)
+                except self._transient as exc:
+                    self.blocked[row.channel_name] = now + self.retry_after
+                    logger.warning("channel %s is full (%s); retrying in %ss", row.channel_name,
+                                   type(exc).__name__, self.retry_after.total_seconds())
+                    continue
+                except self._undeliverable as exc:
+                    logger.error("dropping a delayed message for %s that cannot be sent: %s", row.channel_name, exc)
+                else:
+                    if self.on_sent is not None:
+                        self.on_sent(row.channel_name, message)
+                done.append(row.pk)
+        finally:
+            # One delete (one commit) per round, not per row: a burst of due messages is not
+            # slowed down by a database commit between each two sends.
+            if done:
+                DelayedMessage.objects.filter(pk__in=done).delete()
         if len(rows) == self.batch:
             return now  # more may be due: come straight back
         upcoming = (DelayedMessage.objects.exclude(channel_name__in=list(self.blocked))
