@@ -82,7 +82,8 @@ def test_bridge_binding_inbound_and_reconnect(site: SiteProcesses, tmp_path: Pat
             results["delays"] = await browser.evaluate(tab, """[0, 1, 2, 10].map(a =>
                 channels.WebSocketBridge.reconnectDelay(a, {minReconnectionDelay: 100,
                     reconnectionDelayGrowFactor: 2, maxReconnectionDelay: 500}))""")
-            results["url"] = await browser.evaluate(tab, "channels.WebSocketBridge.resolveUrl('/x/')")
+            results["url"] = await browser.evaluate(
+                tab, "['/x/', 'y/', 'wss://elsewhere/z'].map(channels.WebSocketBridge.resolveUrl)")
             results["errors"] = await browser.evaluate(tab, """(() => {
                 const out = [];
                 try { new channels.WebSocketBridge({retries: 3}); } catch (e) { out.push(e.message); }
@@ -93,6 +94,16 @@ def test_bridge_binding_inbound_and_reconnect(site: SiteProcesses, tmp_path: Pat
             await browser.wait_js(tab, "window.opens === 1", 30)
             await browser.evaluate(tab, "bridge.stream('echo').send({hello: 1}), true")
             results["echo"] = await browser.wait_js(tab, "window.echoes.length && window.echoes[0]", 20)
+
+            # Frames that are not multiplexed go to listen() with stream null; one that is not
+            # JSON is reported on the console and skipped.
+            await browser.evaluate(tab, """(() => {
+                window.plainBridge = new channels.WebSocketBridge();
+                plainBridge.connect("/plain/");
+                plainBridge.listen((message, stream) => window.plain.push([message, stream]));
+                plainBridge.send({ping: 1});      // queued until the socket opens
+                return true; })()""")
+            results["plain"] = await browser.wait_js(tab, "window.plain.length >= 2 && window.plain", 20)
 
             # ORM changes in another process reach the page as binding frames.
             done = await asyncio.to_thread(manage, site.prefix, site.db, "shell", "-c", CHANGES)
@@ -125,8 +136,7 @@ def test_bridge_binding_inbound_and_reconnect(site: SiteProcesses, tmp_path: Pat
             results["reconnects"] = await browser.evaluate(tab, "bridge.socket.reconnects")
             await browser.evaluate(tab, "bridge.stream('echo').send({again: true}), true")
             results["echo_again"] = await browser.wait_js(tab, "window.echoes.length === 3 && window.echoes[2]", 20)
-            # Queued while closed, sent on open: the page's send never fails during an outage.
-            results["plain"] = await browser.evaluate(tab, "window.plain")
+            results["plain_total"] = await browser.evaluate(tab, "window.plain.length")
             return results
         finally:
             await browser.close()
@@ -134,7 +144,7 @@ def test_bridge_binding_inbound_and_reconnect(site: SiteProcesses, tmp_path: Pat
 
     results = asyncio.run(drive())
     assert results["delays"] == [100, 200, 400, 500]
-    assert results["url"] == f"ws://127.0.0.1:{port}/x/"
+    assert results["url"] == [f"ws://127.0.0.1:{port}/x/", f"ws://127.0.0.1:{port}/bridge/y/", "wss://elsewhere/z"]
     assert "unknown option \"retries\"" in results["errors"][0]
     assert "call connect() before send()" in results["errors"][1]
     assert results["echo"] == [{"echo": {"hello": 1}}, "echo"]
@@ -148,4 +158,5 @@ def test_bridge_binding_inbound_and_reconnect(site: SiteProcesses, tmp_path: Pat
     assert rows(site.db) == [("lobby", "two", 0), ("lobby", "from page", 7)]  # the delete was refused
     assert results["reconnects"] == 1
     assert results["echo_again"] == [{"echo": {"again": True}}, "echo"]
-    assert results["plain"] == []  # every frame of this site is multiplexed
+    assert results["plain"] == [[{"echo": {"ping": 1}}, None], [["done"], None]]
+    assert results["plain_total"] == 2  # the multiplexed frames never reached listen()
