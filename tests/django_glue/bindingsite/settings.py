@@ -10,6 +10,11 @@ SITE = Path(__file__).resolve().parent
 INSTALLED_APPS = INSTALLED_APPS + ["django_glue.delay", "tests.django_glue.bindingsite.things"]
 ROOT_URLCONF = "tests.django_glue.bindingsite.urls"
 TEMPLATES = [{**TEMPLATES[0], "DIRS": [SITE / "templates", PROJECT / "templates"]}]
-CHANNEL_LAYERS["default"]["ROUTING"] = os.environ.get(
-    "DG_TEST_ROUTING", "tests.django_glue.bindingsite.routing.channel_routing"
-)
+# A copy: the shared project's dicts must stay as they are (tests import both settings modules).
+CHANNEL_LAYERS = {
+    **CHANNEL_LAYERS,
+    "default": {
+        **CHANNEL_LAYERS["default"],
+        "ROUTING": os.environ.get("DG_TEST_ROUTING", "tests.django_glue.bindingsite.routing.channel_routing"),
+    },
+}
