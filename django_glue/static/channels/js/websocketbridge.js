@@ -13,7 +13,8 @@
  * Multiplexed frames are the server demultiplexer's {"stream": name, "payload": {...}}.
  * The socket (`bridge.socket`) reconnects by itself when it closes, waiting
  * min(maxReconnectionDelay, minReconnectionDelay * reconnectionDelayGrowFactor ** attempt) ms
- * (plus up to 10% jitter) between attempts, and gives up after `maxRetries` attempts in a row.
+ * (plus up to 10% jitter; defaults 1500, 10000 and 1.3, as reconnecting-websocket 3.x which
+ * Channels 1.1 bundled) between attempts, and gives up after `maxRetries` attempts in a row.
  * Messages sent while it is not open are queued (at most `maxQueued`) and sent on (re)connect.
  * `bridge.socket.close()` closes it for good.
  */
@@ -31,10 +32,11 @@
 })(typeof window !== "undefined" ? window : this, function () {
   "use strict";
 
+  // The option names and defaults of reconnecting-websocket 3.x, which Channels 1.1 bundled.
   var DEFAULTS = {
-    minReconnectionDelay: 1000,
+    minReconnectionDelay: 1500,
     maxReconnectionDelay: 10000,
-    reconnectionDelayGrowFactor: 1.5,
+    reconnectionDelayGrowFactor: 1.3,
     connectionTimeout: 4000,
     maxRetries: Infinity,
     maxQueued: 1000,
@@ -48,8 +50,12 @@
     for (key in DEFAULTS) { merged[key] = DEFAULTS[key]; }
     for (key in options || {}) {
       if (!(key in DEFAULTS)) {
-        throw new Error("WebSocketBridge: unknown option " + JSON.stringify(key) +
-                        "; known options: " + Object.keys(DEFAULTS).join(", "));
+        // Warn, not throw: pages written for Channels 1 may pass options its socket ignored.
+        if (typeof console !== "undefined") {
+          console.warn("WebSocketBridge: unknown option " + JSON.stringify(key) + " ignored; known options: " +
+                       Object.keys(DEFAULTS).join(", "));
+        }
+        continue;
       }
       merged[key] = options[key];
     }
@@ -212,7 +218,7 @@
 
   function WebSocketBridge(options) {
     this.options = options || {};
-    withDefaults(this.options);   // unknown options fail here, not at connect()
+    withDefaults(this.options);   // unknown options are reported here, not at connect()
     this.socket = null;
     this.default_cb = null;
     this.streams = {};
