@@ -155,3 +155,16 @@ def test_rundelay_explains_what_is_missing(site: SiteProcesses, ipc_layer: Any, 
     # No site running (no segment for the prefix):
     result = manage(ipc_layer.prefix + "gone", site.db, "rundelay")
     assert result.returncode != 0 and "cannot attach to channel layer 'default'" in result.stderr
+
+
+def test_a_killed_server_loses_nothing(site: SiteProcesses, ipc_layer: Any) -> None:
+    first = site.rundelay()
+    delay(ipc_layer, "delayed.killed", 1500, {"n": 1})
+    wait_for(lambda: stored(site.db), timeout=15)
+    first.kill()  # SIGKILL while it sleeps in the layer's receive
+    first.wait(10)
+    delay(ipc_layer, "delayed.killed", 0, {"n": 2})  # waits in asgi.delay meanwhile
+    site.rundelay()
+    # Both arrive (in due order, which depends on how long the restart took).
+    assert sorted(receive(ipc_layer, "delayed.killed")["n"] for _ in range(2)) == [1, 2]
+    wait_for(lambda: stored(site.db) == [], timeout=10)
