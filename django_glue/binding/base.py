@@ -176,7 +176,7 @@ class Binding(metaclass=BindingMetaclass):
 
     @classmethod
     def post_save_receiver(cls, instance: Model, created: bool, **kwargs: Any) -> None:
-        cls.post_change_receiver(instance, CREATE if created else UPDATE, **kwargs)
+        cls.post_change_receiver(instance, CREATE if created else UPDATE, created=created, **kwargs)
 
     @classmethod
     def pre_delete_receiver(cls, instance: Model, **kwargs: Any) -> None:

@@ -9,7 +9,8 @@ from django_glue import Group
 from django_glue.binding import Binding
 from django_glue.binding.websockets import WebsocketBinding, WebsocketBindingWithMembers
 from django_glue.generic.websockets import WebsocketDemultiplexer
-from django_glue.test import ChannelTestCase, WSClient, apply_routes
+from django_glue.routing import route
+from django_glue.test import ChannelTestCase, Client, WSClient, apply_routes
 from tests.django_glue.project.chat.models import ChatMessage
 
 
@@ -220,3 +221,63 @@ class ConfigurationTests(ChannelTestCase):
         Group("room-a")  # no member: nothing to send, but group_names is still required
         with pytest.raises(NotImplementedError, match="group_names"):
             ChatMessage.objects.create(room="a", message="m")
+
+
+class TransportNeutralTests(BindingCase):
+    """The base ``Binding`` with a transport of its own: plain dict messages on a channel."""
+
+    def setUp(self):
+        super().setUp()
+        self.binding.unregister()
+        seen_sessions = self.seen_sessions = []
+
+        class Plain(Binding):
+            model = ChatMessage
+            stream = "plain"
+            fields = ["room", "message"]
+            channel_session_user = False
+            channel_session = True
+
+            @classmethod
+            def group_names(cls, instance):
+                return ["plain-watchers"]
+
+            def serialize(self, instance, action):
+                return {"action": action, "room": instance.room, "created": self.signal_kwargs.get("created")}
+
+            @classmethod
+            def encode(cls, stream, payload):
+                return {"stream": stream, "payload": payload}
+
+            def deserialize(self, message):
+                seen_sessions.append(message.channel_session.session_key)
+                return message["action"], message.get("pk"), message.get("data")
+
+            def has_permission(self, user, action, pk):
+                return user is None  # no user decorator: message.user is never set
+
+        self.addCleanup(Plain.unregister)
+        routes = apply_routes([route("binding.requests", Plain.consumer)])
+        routes.enter()
+        self.addCleanup(routes.exit)
+
+    def test_inbound_actions_and_outbound_messages(self):
+        watcher = self.member("plain-watchers")
+        client = Client()
+        client.send_and_consume("binding.requests", {"action": "create", "data": {"room": "r", "message": "m", "id": 50}})
+        obj = ChatMessage.objects.get()
+        self.assertNotEqual(obj.pk, 50)
+        client.send_and_consume("binding.requests", {"action": "update", "pk": obj.pk, "data": {"message": "m2"}})
+        obj.refresh_from_db()
+        self.assertEqual(obj.message, "m2")
+        client.send_and_consume("binding.requests", {"action": "delete", "pk": obj.pk})
+        self.assertFalse(ChatMessage.objects.exists())
+        received = []
+        while (message := self.get_next_message(watcher)) is not None:
+            received.append(message.content)
+        self.assertEqual(received, [
+            {"stream": "plain", "payload": {"action": "create", "room": "r", "created": True}},
+            {"stream": "plain", "payload": {"action": "update", "room": "r", "created": False}},
+            {"stream": "plain", "payload": {"action": "delete", "room": "r", "created": None}},
+        ])
+        self.assertEqual(len(set(self.seen_sessions)), 1)  # one channel session for the client
