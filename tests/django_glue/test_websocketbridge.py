@@ -120,6 +120,10 @@ def test_bridge_binding_inbound_and_reconnect(site: SiteProcesses, tmp_path: Pat
             await browser.evaluate(tab, "bridge.stream('echo').send({after: 'delete'}), true")
             await browser.wait_js(tab, "window.echoes.length === 2", 20)
 
+            # refresh(): a new connection at once (no backoff wait).
+            await browser.evaluate(tab, "bridge.socket.refresh(), true")
+            await browser.wait_js(tab, "window.opens === 2", 20)
+
             # The site restarts: the socket closes, reconnection attempts are refused for a while
             # (the port is closed), then the new site accepts one and everything works again.
             for proc in list(site.started):
@@ -130,7 +134,7 @@ def test_bridge_binding_inbound_and_reconnect(site: SiteProcesses, tmp_path: Pat
             await browser.wait_js(tab, "window.closes >= 1 && bridge.socket.readyState !== 1", 20)
             await browser.wait_js(tab, "bridge.socket.attempts >= 2", 20)  # refused, backing off
             await asyncio.to_thread(start_site, site, port)
-            await browser.wait_js(tab, "window.opens === 2", 30)
+            await browser.wait_js(tab, "window.opens === 3", 30)
             results["reconnects"] = await browser.evaluate(tab, "bridge.socket.reconnects")
             await browser.evaluate(tab, "bridge.stream('echo').send({again: true}), true")
             results["echo_again"] = await browser.wait_js(tab, "window.echoes.length === 3 && window.echoes[2]", 20)
@@ -154,7 +158,7 @@ def test_bridge_binding_inbound_and_reconnect(site: SiteProcesses, tmp_path: Pat
     ]
     assert results["inbound"]["action"] == "create" and results["inbound"]["data"]["value"] == 7
     assert rows(site.db) == [("lobby", "two", 0), ("lobby", "from page", 7)]  # the delete was refused
-    assert results["reconnects"] == 1
+    assert results["reconnects"] == 2
     assert results["echo_again"] == [{"echo": {"again": True}}, "echo"]
     assert results["plain"] == [[{"echo": {"ping": 1}}, None], [["done"], None]]
     assert results["plain_total"] == 2  # the multiplexed frames never reached listen()

@@ -96,6 +96,7 @@
     this._ws = null;
     this._timer = null;
     this._openedBefore = false;
+    this._refreshing = false;
     for (var i = 0; i < EVENTS.length; i++) {
       this._listeners[EVENTS[i]] = [];
       this["on" + EVENTS[i]] = null;
@@ -174,6 +175,11 @@
         return;
       }
       self.readyState = WebSocket.CONNECTING;
+      if (self._refreshing) {
+        self._refreshing = false;
+        self._open();
+        return;
+      }
       var wait = reconnectDelay(self.attempts, self.options);
       wait += wait * self.options.jitter * Math.random();
       self.attempts += 1;
@@ -212,8 +218,15 @@
 
   /* Close the current connection and open a new one now (resets the backoff). */
   ReconnectingWebSocket.prototype.refresh = function () {
+    if (this._closedByUser) { throw new Error("ReconnectingWebSocket: refresh() after close()"); }
     this.attempts = 0;
-    if (this._ws) { this._ws.close(4000, "refresh"); }
+    if (this._ws) {
+      this._refreshing = true;
+      this._ws.close(4000, "refresh");
+    } else {
+      clearTimeout(this._timer);
+      this._open();
+    }
   };
 
   function WebSocketBridge(options) {
