@@ -29,8 +29,8 @@ runs ``trigger_inbound``: ``deserialize(message)`` gives ``(action, pk, data)``,
 ``delete(pk)``. ``message.user`` comes from the channel session (``channel_session_user``).
 
 Registration. The metaclass registers each concrete subclass when it is defined; a model given as
-``"app_label.ModelName"`` is resolved through Django's lazy model operations, so a binding may be
-defined before its model is loaded. ``unregister()`` disconnects a binding again.
+``"app_label.ModelName"`` is resolved at once when the models are loaded, else through Django's
+lazy model operations, so a binding may be defined before its model is loaded. ``unregister()`` disconnects a binding again.
 """
 from __future__ import annotations
 
@@ -104,7 +104,8 @@ class Binding(metaclass=BindingMetaclass):
         """Check the configuration and connect the signal receivers (resolving a model label
         once its model is loaded).
 
-        :raises ImproperlyConfigured: neither or both of ``fields``/``exclude``, or a bad model.
+        :raises ImproperlyConfigured: neither or both of ``fields``/``exclude``, or a bad model
+            (a label naming no model, once models are loaded).
         """
         cls.check_configuration()
         if isinstance(cls.model, str):
@@ -114,7 +115,16 @@ class Binding(metaclass=BindingMetaclass):
                 raise ImproperlyConfigured(
                     f"{cls.__name__}.model must be a model class or 'app_label.ModelName', got {cls.model!r}"
                 ) from None
-            apps.lazy_model_operation(cls._connect, (app_label.lower(), model_name.lower()))
+            if not apps.models_ready:
+                # Defined while models load: connect once this one is (a label naming no model
+                # is then reported by ``manage.py check`` as models.E022).
+                apps.lazy_model_operation(cls._connect, (app_label.lower(), model_name.lower()))
+                return
+            try:
+                model = apps.get_model(app_label, model_name)
+            except LookupError as exc:
+                raise ImproperlyConfigured(f"{cls.__name__}.model = {cls.model!r}: {exc}") from None
+            cls._connect(model)
         elif isinstance(cls.model, type) and issubclass(cls.model, Model):
             cls._connect(cls.model)
         else:

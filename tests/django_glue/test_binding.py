@@ -202,6 +202,8 @@ class ConfigurationTests(ChannelTestCase):
             room_binding(model="no-dot")
         with pytest.raises(ImproperlyConfigured, match="app_label.ModelName"):
             room_binding(model=42)
+        with pytest.raises(ImproperlyConfigured, match="RoomBinding.model = 'chat.Nope': App 'chat' doesn't have a 'Nope' model"):
+            room_binding(model="chat.Nope")
 
     def test_abstract_binding_is_not_registered(self):
         class Abstract(Binding):

@@ -5,6 +5,3 @@ class ThingsConfig(AppConfig):
     name = "tests.django_glue.bindingsite.things"
     label = "things"
     default_auto_field = "django.db.models.AutoField"
-
-    def ready(self):
-        from . import bindings  # noqa: F401  (registers ThingBinding)

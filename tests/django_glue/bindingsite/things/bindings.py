@@ -1,4 +1,4 @@
-"""The binding of ``Thing``: imported by the app's ``ready()`` so every process of the site
+"""The binding of ``Thing``: imported by ``models.py`` so every process of the site
 (workers, ``manage.py shell``) sends changes, not only the ones that loaded the routing."""
 from django_glue.binding.websockets import WebsocketBinding
 

@@ -7,3 +7,8 @@ class Thing(models.Model):
     room = models.CharField(max_length=64)
     name = models.CharField(max_length=100)
     value = models.IntegerField(default=0)
+
+
+# Registered from models.py, as Channels 1 projects often did: every process of the site imports
+# it, and the binding's "things.Thing" label is resolved lazily (the model is still loading here).
+from .bindings import ThingBinding  # noqa: E402,F401
