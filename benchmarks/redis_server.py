@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 import time
 from types import TracebackType
+from typing import Sequence
 
 __all__ = ["RedisServer", "RedisServerError", "free_loopback_port", "redis_server_version"]
 
@@ -67,9 +68,11 @@ class RedisServer:
     ``start_timeout`` seconds; in that case the process and directory are already cleaned up.
     """
 
-    def __init__(self, executable: str = "redis-server", start_timeout: float = 10.0) -> None:
+    def __init__(self, executable: str = "redis-server", start_timeout: float = 10.0,
+                 extra_args: Sequence[str] = ()) -> None:
         self.executable = executable
         self.start_timeout = start_timeout
+        self.extra_args = list(extra_args)  # e.g. TLS flags; the plain port stays for PING
         self.port: int = 0
         self.version: str = ""
         self._process: subprocess.Popen[bytes] | None = None
@@ -111,6 +114,7 @@ class RedisServer:
             "--dir", self._dir,
             "--logfile", log,
             "--daemonize", "no",
+            *self.extra_args,
         ]
         self._process = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -145,6 +149,19 @@ class RedisServer:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=5)
+
+    def restart(self) -> None:
+        """Stop the server and start it again on the same port (its data is gone: no persistence).
+
+        For tests of clients that must reconnect; raises RedisServerError if it does not come back.
+        """
+        if self._dir is None:
+            raise RedisServerError("this RedisServer is not running; start() it first")
+        self._terminate()
+        if not self._launch():
+            log = self._log_tail()
+            self.stop()
+            raise RedisServerError(f"redis-server did not restart on port {self.port}; log tail:\n{log}")
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after 5 s) and remove its directory. Idempotent."""
