@@ -55,7 +55,7 @@ def _answers_ping(port: int, timeout: float) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
             sock.sendall(b"*1\r\n$4\r\nPING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
+            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))  # NOAUTH: up, with a password
     except OSError:
         return False
 
@@ -150,18 +150,22 @@ class RedisServer:
             process.kill()
             process.wait(timeout=5)
 
-    def restart(self) -> None:
-        """Stop the server and start it again on the same port (its data is gone: no persistence).
-
-        For tests of clients that must reconnect; raises RedisServerError if it does not come back.
-        """
+    def halt(self) -> None:
+        """Stop the server process but keep its port and directory, so :meth:`resume` can bring
+        it back on the same address (with no data: persistence is off). For reconnect tests."""
         if self._dir is None:
             raise RedisServerError("this RedisServer is not running; start() it first")
         self._terminate()
+
+    def resume(self) -> None:
+        """Start a halted server again on the same port; raises RedisServerError if it fails."""
+        if self._dir is None or self._process is not None:
+            raise RedisServerError("only a halted RedisServer can be resumed")
         if not self._launch():
             log = self._log_tail()
             self.stop()
-            raise RedisServerError(f"redis-server did not restart on port {self.port}; log tail:\n{log}")
+            raise RedisServerError(f"redis-server did not come back on port {self.port}; "
+                                   f"log tail:\n{log}")
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after 5 s) and remove its directory. Idempotent."""
