@@ -145,7 +145,7 @@ class RedisChannelLayer:
         self._shards = [_Shard(url, kwargs) for url in urls]
         self._queue_ttl = int(math.ceil(expiry)) + 1
         self._rotation = 0
-        self._plans: dict[tuple[str, ...], list[tuple[_Shard, list[str]]]] = {}
+        self._plans: dict[tuple[str, ...], list[tuple[str, int]]] = {}
 
     def close(self) -> None:
         """Close every connection to every host. Idempotent; the layer reconnects if used."""
@@ -242,30 +242,33 @@ class RedisChannelLayer:
         got = self._take_now(keys)
         return got if got is not None else (None, None)
 
-    def _rotated(self, items: list) -> list:
+    def _turn(self) -> int:
+        """A counter advanced once per take, for rotating the order channels are tried in."""
         self._rotation += 1
-        start = self._rotation % len(items)
-        return items[start:] + items[:start]
+        return self._rotation
 
-    def _plan(self, keys: list[str]) -> list[tuple[_Shard, list[str]]]:
-        """``keys`` grouped by shard (cached per distinct list)."""
+    def _plan(self, keys: list[str], turn: int) -> list[tuple[_Shard, list[str]]]:
+        """``keys`` rotated by ``turn`` and grouped by shard, the shard of the first key first.
+
+        Each key leads once every ``len(keys)`` turns, so a busy channel cannot starve a quiet
+        one, on one shard or several."""
         cache_key = tuple(keys)
-        plan = self._plans.get(cache_key)
-        if plan is None:
-            by_shard: dict[int, list[str]] = {}
-            for key in dict.fromkeys(keys):
-                by_shard.setdefault(shard_index(key, len(self._shards)), []).append(key)
-            plan = [(self._shards[i], shard_keys) for i, shard_keys in by_shard.items()]
+        located = self._plans.get(cache_key)
+        if located is None:
+            located = [(key, shard_index(key, len(self._shards))) for key in dict.fromkeys(keys)]
             if len(self._plans) > 1000:
                 self._plans.clear()
-            self._plans[cache_key] = plan
-        return plan
+            self._plans[cache_key] = located
+        start = turn % len(located)
+        by_shard: dict[int, list[str]] = {}
+        for key, index in located[start:] + located[:start]:
+            by_shard.setdefault(index, []).append(key)
+        return [(self._shards[index], shard_keys) for index, shard_keys in by_shard.items()]
 
     def _take_now(self, keys: list[str]) -> tuple[str, dict] | None:
         """Pop the first live message of ``keys`` without waiting (the ``POP`` script)."""
         now = self._now_ms()
-        for shard, shard_keys in self._rotated(self._plan(keys)):
-            shard_keys = self._rotated(shard_keys)
+        for shard, shard_keys in self._plan(keys, self._turn()):
             script_keys = ([self._keys.stats] + [self._keys.queue(k) for k in shard_keys]
                            + [self._keys.channel_stats(k) for k in shard_keys])
             with self._guard(shard):
@@ -276,8 +279,8 @@ class RedisChannelLayer:
 
     def _blocking_plan(self, keys: list[str]) -> list[tuple[_Shard, list[str]]]:
         """The queues a round of blocking pops waits on, per shard, in rotating order."""
-        return [(shard, [self._keys.queue(k) for k in self._rotated(shard_keys)])
-                for shard, shard_keys in self._plan(keys)]
+        return [(shard, [self._keys.queue(k) for k in shard_keys])
+                for shard, shard_keys in self._plan(keys, self._turn())]
 
     def _settle(self, shard: _Shard, reply: list[bytes], mode: str) -> tuple[str, dict] | None:
         """Account for an entry a ``BLPOP`` took: ``take`` it (the message, or None if it

@@ -152,6 +152,21 @@ def test_flush_and_statistics_cover_every_shard(sharded, redis_server):
     assert layer.check() == []
 
 
+def test_a_busy_channel_does_not_starve_a_quiet_one(sharded):
+    layer, _clients = sharded
+    a, b = _names_on_each_shard("busy")
+    names = [a, b, "quiet.x", "quiet.y", "quiet.z"]
+    for name in names:
+        for _ in range(10):
+            layer.send(name, {})
+    seen = [layer.receive(names)[0] for _ in range(10)]
+    assert {seen.count(name) for name in names} == {2}, seen
+    for _ in range(45):
+        layer.send("busy", {})
+    layer.send("quiet", {})
+    assert "quiet" in [layer.receive(["busy", "quiet"])[0] for _ in range(2)]
+
+
 # -- several processes ---------------------------------------------------------------------------
 def _consume(hosts, prefix, channel, out):
     layer = RedisChannelLayer(hosts=hosts, prefix=prefix, receive_timeout=1.0)
