@@ -175,12 +175,10 @@ class RedisChannelLayer:
             raise RedisUnavailable(
                 f"Redis at {shard.name} cannot be reached ({exc}); start it or fix the layer's "
                 "hosts. The layer reconnects by itself on the next call") from exc
-        except redis_errors.ResponseError as exc:
-            if str(exc).startswith("OOM"):
-                raise ArenaFull(
-                    f"Redis at {shard.name} is out of memory (maxmemory): consumers are behind "
-                    "or maxmemory is too small") from exc
-            raise
+        except redis_errors.OutOfMemoryError as exc:
+            raise ArenaFull(
+                f"Redis at {shard.name} is out of memory (maxmemory): consumers are behind "
+                "or maxmemory is too small") from exc
 
     def _now_ms(self) -> int:
         return int(time.time() * 1000)

@@ -13,9 +13,11 @@ import time
 import pytest
 import redis
 
-from asgi_ipc import ChannelFull
+from asgi_ipc import ArenaFull, ChannelFull
 from asgi_ipc.redis import RedisChannelLayer, RedisUnavailable
 from asgi_ipc.redis_shards import shard_index
+
+from .test_delivery import _ctx_switches
 
 CTX = multiprocessing.get_context("fork")
 
@@ -200,14 +202,6 @@ def test_two_processes_on_one_channel_get_each_message_once(make_redis_layer):
     assert layer.channel_statistics("jobs")["messages_received"] == 2000
 
 
-def _ctx_switches(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("voluntary_ctxt_switches"):
-                return int(line.split()[1])
-    raise AssertionError("no voluntary_ctxt_switches")
-
-
 def _blocked(hosts, prefix, channel, out):
     layer = RedisChannelLayer(hosts=hosts, prefix=prefix, receive_timeout=30)
     out.put("ready")
@@ -304,6 +298,21 @@ def test_process_channels_share_one_capacity_in_group_sends(make_redis_layer):
     assert stats["group_deliveries"] == 3 and stats["group_drops"] == 2
     with pytest.raises(ChannelFull, match="capacity of 3"):
         layer.send("p!9", {})
+
+
+def test_redis_out_of_memory_is_arena_full(prefix, redis_server):
+    from benchmarks.redis_server import RedisServer
+
+    with RedisServer(extra_args=["--maxmemory-policy", "noeviction"]) as server, \
+            RedisChannelLayer(hosts=[_url(server)], prefix=prefix, capacity=1000) as layer:
+        client = redis.Redis(port=server.port)
+        used = client.info("memory")["used_memory"]
+        client.config_set("maxmemory", used + 2**20)
+        client.close()
+        with pytest.raises(ArenaFull, match="out of memory"):
+            for _ in range(100):
+                layer.send("big", {"body": b"x" * 100_000})
+        assert layer.receive(["big"])[0] == "big"  # what was queued is still there
 
 
 # -- configuration errors, restarts, TLS ---------------------------------------------------------
