@@ -37,8 +37,8 @@ end
 """
 
 ENQUEUE = _COMMON + """
--- Append one message to each member queue that has room; expired heads are dropped first so
--- they never hold capacity.
+-- Append one message to each member queue that has room. A queue at capacity first drops its
+-- expired heads, so they never hold capacity (only then: reading a head copies the whole entry).
 -- KEYS: global stats, then (queue, channel stats) per member
 -- ARGV: now, deadline, sent, payload, queue ttl, stats ttl, then (full name, capacity) per member
 -- Returns {delivered, refused}.
@@ -50,15 +50,19 @@ local delivered, refused = 0, 0
 for i = 1, (#KEYS - 1) / 2 do
   local q, s = KEYS[2 * i], KEYS[2 * i + 1]
   local name, capacity = ARGV[5 + 2 * i], tonumber(ARGV[6 + 2 * i])
-  local dropped = 0
-  while true do
-    local head = redis.call('LINDEX', q, 0)
-    if not head or not expired(head) then break end
-    redis.call('LPOP', q)
-    dropped = dropped + 1
+  local length = redis.call('LLEN', q)
+  if length >= capacity then
+    local dropped = 0
+    while true do
+      local head = redis.call('LINDEX', q, 0)
+      if not head or not expired(head) then break end
+      redis.call('LPOP', q)
+      dropped = dropped + 1
+    end
+    if dropped > 0 then count(s, g, 'expired', dropped) end
+    length = length - dropped
   end
-  if dropped > 0 then count(s, g, 'expired', dropped) end
-  if redis.call('LLEN', q) >= capacity then
+  if length >= capacity then
     refused = refused + 1
     count(s, g, 'full', 1)
     bump_rate(s, 'f', 1)
