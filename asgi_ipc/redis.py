@@ -99,7 +99,8 @@ class RedisChannelLayer:
         Longest a blocking receive waits before returning ``(None, None)``.
     connection_kwargs:
         Passed to redis-py's ``ConnectionPool.from_url`` for every host (e.g. ``ssl_ca_certs``,
-        ``socket_connect_timeout``). ``decode_responses`` is not allowed.
+        ``socket_connect_timeout``). ``decode_responses`` and retries are refused: a command
+        retried after a lost reply could deliver a message twice.
     """
 
     extensions = ["groups", "flush", "statistics", "twisted", "asyncio"]
@@ -134,6 +135,11 @@ class RedisChannelLayer:
                   **(connection_kwargs or {})}
         if kwargs.get("decode_responses"):
             raise ValueError("connection_kwargs must not set decode_responses: messages are bytes")
+        for name in ("retry", "retry_on_error", "retry_on_timeout"):
+            if kwargs.get(name):
+                raise ValueError(
+                    f"connection_kwargs must not set {name}: a send retried after its reply was "
+                    "lost could run twice and deliver the message twice (at most once)")
         self.expiry = expiry
         self.group_expiry = group_expiry
         self.capacity = capacity

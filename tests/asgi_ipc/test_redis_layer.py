@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import shutil
+import threading
 import time
 
 import pytest
@@ -323,6 +324,7 @@ def test_redis_out_of_memory_is_arena_full(prefix, redis_server):
     ({"receive_timeout": 0}, "receive_timeout"),
     ({"capacity": 0}, "capacity"),
     ({"connection_kwargs": {"decode_responses": True}}, "decode_responses"),
+    ({"connection_kwargs": {"retry_on_timeout": True}}, "twice"),
 ])
 def test_bad_settings_say_what_is_wrong(kwargs, fragment):
     with pytest.raises((TypeError, ValueError)) as info:
@@ -399,8 +401,12 @@ def test_tls_and_password_in_the_url(prefix, redis_server, tmp_path):
     url = f"rediss://:s3cret@127.0.0.1:{tls_port}/0"
     with server, RedisChannelLayer(hosts=[url], prefix=prefix,
                                    connection_kwargs={"ssl_ca_certs": str(ca_file)}) as layer:
-        layer.send("tls", {"secret": b"\x00"})
-        assert layer.receive(["tls"], block=True) == ("tls", {"secret": b"\x00"})
+        sender = threading.Timer(0.3, layer.send, ("tls", {"secret": b"\x00"}))
+        sender.start()
+        try:  # a blocking pop over TLS: the driver watches the TLS socket
+            assert layer.receive(["tls"], block=True) == ("tls", {"secret": b"\x00"})
+        finally:
+            sender.join(10)
         wrong = RedisChannelLayer(hosts=[f"rediss://:nope@127.0.0.1:{tls_port}/0"],
                                   prefix=layer.prefix,
                                   connection_kwargs={"ssl_ca_certs": str(ca_file)})
