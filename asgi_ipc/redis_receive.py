@@ -135,8 +135,15 @@ class BlockingReceive:
                     reply = pop.read()
                 if reply is not None:
                     self.got = self.layer._settle(pop.shard, reply, "take")
-        finally:
+        except BaseException:
             self.close()
+            raise
+        try:
+            self.close()
+        except Exception:
+            if self.got is None:
+                raise
+            # A message is in hand: deliver it; the failing server is reported by the next call.
         if pop is None:  # the server did not answer within its own timeout plus a grace
             self.deadline = 0.0
 
