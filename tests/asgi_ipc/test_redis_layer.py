@@ -171,29 +171,36 @@ def test_a_busy_channel_does_not_starve_a_quiet_one(sharded):
 
 
 # -- several processes ---------------------------------------------------------------------------
-def _consume(hosts, prefix, channel, out):
-    layer = RedisChannelLayer(hosts=hosts, prefix=prefix, receive_timeout=1.0)
+def _consume(hosts, prefix, channel, out, stop):
+    layer = RedisChannelLayer(hosts=hosts, prefix=prefix, receive_timeout=0.3)
     got = []
     while True:
         name, message = layer.receive([channel], block=True)
         if name is None:
-            break
+            if stop.is_set():
+                break
+            continue
         got.append(message["id"])
     out.put(got)
 
 
 def test_two_processes_on_one_channel_get_each_message_once(make_redis_layer):
     layer = make_redis_layer(capacity=5000)
-    out = CTX.Queue()
-    consumers = [CTX.Process(target=_consume, args=(layer.hosts, layer.prefix, "jobs", out))
+    out, stop = CTX.Queue(), CTX.Event()
+    consumers = [CTX.Process(target=_consume, args=(layer.hosts, layer.prefix, "jobs", out, stop))
                  for _ in range(2)]
     for process in consumers:
         process.start()
     try:
         for i in range(2000):
             layer.send("jobs", {"id": i})
+        deadline = time.monotonic() + 60
+        while layer.channel_statistics("jobs")["messages_pending"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stop.set()
         got = out.get(timeout=60) + out.get(timeout=60)
     finally:
+        stop.set()
         for process in consumers:
             process.join(10)
             if process.is_alive():
