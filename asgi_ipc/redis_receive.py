@@ -40,9 +40,10 @@ unmaintained). One synchronous redis-py client plus three ten-line waits keeps o
 
 from __future__ import annotations
 
+import functools
 import select
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:  # pragma: no cover
     from .redis import RedisChannelLayer, _Shard
@@ -214,38 +215,46 @@ async def receive_async(layer: "RedisChannelLayer", keys: list[str]) -> tuple[An
         receive.close()
 
 
+@functools.lru_cache(maxsize=None)
+def _reader_class() -> type:
+    """The reactor's view of a pending pop (an ``IReadDescriptor``), made once Twisted is used."""
+    from twisted.internet.interfaces import IReadDescriptor
+    from zope.interface import implementer
+
+    @implementer(IReadDescriptor)
+    class PopReader:
+        def __init__(self, pop: _Pop, on_readable: Callable[[_Pop], None]) -> None:
+            self.pop = pop
+            self.fd = pop.fileno()
+            self.on_readable = on_readable
+
+        def fileno(self) -> int:
+            return self.fd
+
+        def doRead(self) -> None:
+            self.on_readable(self.pop)
+
+        def connectionLost(self, reason: object) -> None:
+            pass  # the pop's own read reports a lost connection
+
+        def logPrefix(self) -> str:
+            return "RedisChannelLayer"
+
+    return PopReader
+
+
 def receive_twisted(layer: "RedisChannelLayer", keys: list[str]):
     """``receive_twisted(channels)``: a Deferred driven by ``reactor.addReader``.
 
     ``Deferred.cancel()`` ends the round through ``BlockingReceive.close`` (nothing is lost).
     """
     from twisted.internet import defer, reactor
-    from twisted.internet.interfaces import IReadDescriptor
+    from twisted.python import log
     from twisted.python.failure import Failure
-    from zope.interface import implementer
 
     receive = BlockingReceive(layer, keys)
     readers: list[Any] = []
     timers: list[Any] = []
-
-    @implementer(IReadDescriptor)
-    class _Reader:
-        def __init__(self, pop: _Pop) -> None:
-            self.pop = pop
-            self.fd = pop.fileno()
-
-        def fileno(self) -> int:
-            return self.fd
-
-        def doRead(self) -> None:
-            stop_waiting()
-            step(self.pop)
-
-        def connectionLost(self, reason: object) -> None:
-            pass
-
-        def logPrefix(self) -> str:
-            return "RedisChannelLayer"
 
     def stop_waiting() -> None:
         for reader in readers:
@@ -258,7 +267,10 @@ def receive_twisted(layer: "RedisChannelLayer", keys: list[str]):
 
     def cancel(_deferred: defer.Deferred) -> None:
         stop_waiting()
-        receive.close()
+        try:
+            receive.close()
+        except Exception:  # Redis went away: nothing to give back; the Deferred is cancelled
+            log.err(None, "RedisChannelLayer: ending a cancelled receive_twisted failed")
 
     deferred: defer.Deferred = defer.Deferred(cancel)
 
@@ -278,16 +290,17 @@ def receive_twisted(layer: "RedisChannelLayer", keys: list[str]):
             return
         if isinstance(state, list):
             for waiting in state:
-                readers.append(_Reader(waiting))
+                readers.append(_reader_class()(waiting, wake))
                 reactor.addReader(readers[-1])
-            timers.append(reactor.callLater(receive.wait_limit(), timed_out))
+            timers.append(reactor.callLater(receive.wait_limit(), wake, None))
             return
         receive.close()
         deferred.callback(state if state is not None else (None, None))
 
-    def timed_out() -> None:
+    def wake(pop: _Pop | None) -> None:
+        """A pop's socket is readable (or, with None, the server overran its timeout)."""
         stop_waiting()
-        step(None)
+        step(pop)
 
     step(None, first=True)
     return deferred
