@@ -378,6 +378,20 @@ def test_server_going_away_under_a_blocked_receive_is_a_clear_error(prefix, redi
         server.resume()
 
 
+def test_unix_socket_host(prefix, redis_server, tmp_path):
+    from benchmarks.redis_server import RedisServer
+
+    path = tmp_path / "redis.sock"
+    with RedisServer(extra_args=["--unixsocket", str(path), "--unixsocketperm", "700"]), \
+            RedisChannelLayer(hosts=[f"unix://{path}"], prefix=prefix) as layer:
+        sender = threading.Timer(0.2, layer.send, ("unix!x", {"over": "unix"}))
+        sender.start()
+        try:
+            assert layer.receive(["unix!"], block=True) == ("unix!x", {"over": "unix"})
+        finally:
+            sender.join(10)
+
+
 def _serves_tls() -> bool:
     """Whether this redis-server was built with TLS (it then links OpenSSL)."""
     import subprocess
