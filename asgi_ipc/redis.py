@@ -228,7 +228,8 @@ class RedisChannelLayer(StatisticsExtension):
             keys += [self._keys.queue(key), self._keys.channel_stats(key)]
             args += [name, self.get_capacity(key)]
         with self._guard(shard):
-            delivered, refused = shard.enqueue(keys=keys, args=args)
+            delivered, refused, *evicted = shard.enqueue(keys=keys, args=args)
+        self._evict(evicted)
         return int(delivered), int(refused)
 
     def receive(self, channels: list[str], block: bool = False) -> tuple[str | None, dict | None]:
@@ -274,7 +275,8 @@ class RedisChannelLayer(StatisticsExtension):
             script_keys = ([self._keys.stats] + [self._keys.queue(k) for k in shard_keys]
                            + [self._keys.channel_stats(k) for k in shard_keys])
             with self._guard(shard):
-                entry = shard.pop(keys=script_keys, args=[now])
+                entry, *evicted = shard.pop(keys=script_keys, args=[now])
+            self._evict(evicted)
             if entry:
                 return self._deliver(entry)
         return None
@@ -290,8 +292,10 @@ class RedisChannelLayer(StatisticsExtension):
         queue, entry = reply
         key = self._keys.channel_of_queue(queue)
         with self._guard(shard):
-            kept = shard.settle(keys=[self._keys.stats, queue, self._keys.channel_stats(key)],
-                                args=[self._now_ms(), entry, mode, self._queue_ttl])
+            kept, *evicted = shard.settle(
+                keys=[self._keys.stats, queue, self._keys.channel_stats(key)],
+                args=[self._now_ms(), entry, mode, self._queue_ttl])
+        self._evict(evicted)
         if mode == "take" and kept == 1:
             return self._deliver(entry)
         return None
@@ -317,15 +321,25 @@ class RedisChannelLayer(StatisticsExtension):
         raise RuntimeError("could not find an unused channel name")  # pragma: no cover
 
     # ===== groups extension ======================================================================
+    # A membership is written twice: the member in the group's sorted set (on the group's shard)
+    # and the group in the channel's set of groups (on the channel's shard, beside its queue), so
+    # a channel whose message expires unread can leave every group, as in the shm layer.
     def group_add(self, group: str, channel: str) -> None:
         """Add ``channel`` to ``group`` (idempotent; refreshes the membership's expiry)."""
         key = self._keys.group(validate_group(group))
         validate_channel(channel)
+        ttl = int(math.ceil(self.group_expiry))
         shard = self._shard_of(group)
         with self._guard(shard):
             pipe = shard.client.pipeline(transaction=True)
             pipe.zadd(key, {channel: time.time()})
-            pipe.expire(key, int(math.ceil(self.group_expiry)))
+            pipe.expire(key, ttl)
+            pipe.execute()
+        home = self._shard_of(non_local_name(channel))
+        with self._guard(home):
+            pipe = home.client.pipeline(transaction=True)
+            pipe.sadd(self._keys.memberships(channel), group)
+            pipe.expire(self._keys.memberships(channel), ttl)
             pipe.execute()
 
     def group_discard(self, group: str, channel: str) -> None:
@@ -335,6 +349,25 @@ class RedisChannelLayer(StatisticsExtension):
         shard = self._shard_of(group)
         with self._guard(shard):
             shard.client.zrem(key, channel)
+        home = self._shard_of(non_local_name(channel))
+        with self._guard(home):
+            home.client.srem(self._keys.memberships(channel), group)
+
+    def _evict(self, channels: list[bytes]) -> None:
+        """Remove channels whose message expired unread from all their groups."""
+        for raw in channels:
+            channel = raw.decode("ascii")
+            home = self._shard_of(non_local_name(channel))
+            with self._guard(home):
+                pipe = home.client.pipeline(transaction=True)
+                pipe.smembers(self._keys.memberships(channel))
+                pipe.delete(self._keys.memberships(channel))
+                groups, _deleted = pipe.execute()
+            for group in groups:
+                name = group.decode("ascii")
+                shard = self._shard_of(name)
+                with self._guard(shard):
+                    shard.client.zrem(self._keys.group(name), channel)
 
     def group_channels(self, group: str) -> list[str]:
         """The current members of ``group`` (expired memberships are removed first)."""

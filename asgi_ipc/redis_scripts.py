@@ -34,6 +34,21 @@ local function count(s, g, field, n)
   redis.call('HINCRBY', s, field, n)
   redis.call('HINCRBY', g, field, n)
 end
+-- Channels whose message expired unread, returned after a script's own result so the caller
+-- can remove them from their groups (which may live on other servers).
+local evicted, seen = {}, {}
+local function drop_expired(s, g, entry)
+  count(s, g, 'expired', 1)
+  local name = string.match(entry, '^%d+ %d+ (%S+) ')
+  if not seen[name] then
+    seen[name] = true
+    evicted[#evicted + 1] = name
+  end
+end
+local function with_evicted(result)
+  for _, name in ipairs(evicted) do result[#result + 1] = name end
+  return result
+end
 """
 
 ENQUEUE = _COMMON + """
@@ -41,7 +56,7 @@ ENQUEUE = _COMMON + """
 -- expired heads, so they never hold capacity (only then: reading a head copies the whole entry).
 -- KEYS: global stats, then (queue, channel stats) per member
 -- ARGV: now, deadline, sent, payload, queue ttl, stats ttl, then (full name, capacity) per member
--- Returns {delivered, refused}.
+-- Returns {delivered, refused, evicted channel...}.
 local g = KEYS[1]
 local stamp = ARGV[2] .. ' ' .. ARGV[3] .. ' '
 local payload = ARGV[4]
@@ -52,15 +67,13 @@ for i = 1, (#KEYS - 1) / 2 do
   local name, capacity = ARGV[5 + 2 * i], tonumber(ARGV[6 + 2 * i])
   local length = redis.call('LLEN', q)
   if length >= capacity then
-    local dropped = 0
     while true do
       local head = redis.call('LINDEX', q, 0)
       if not head or not expired(head) then break end
       redis.call('LPOP', q)
-      dropped = dropped + 1
+      drop_expired(s, g, head)
+      length = length - 1
     end
-    if dropped > 0 then count(s, g, 'expired', dropped) end
-    length = length - dropped
   end
   if length >= capacity then
     refused = refused + 1
@@ -77,13 +90,13 @@ for i = 1, (#KEYS - 1) / 2 do
   end
   redis.call('EXPIRE', s, sttl)
 end
-return {delivered, refused}
+return with_evicted({delivered, refused})
 """
 
 POP = _COMMON + """
 -- Take the first unexpired entry from the queues in the order given; expired ones are dropped.
 -- KEYS: global stats, queue 1..n, channel stats 1..n.   ARGV: now
--- Returns the entry, or false.
+-- Returns {entry or '', evicted channel...}.
 local g = KEYS[1]
 local n = (#KEYS - 1) / 2
 for i = 1, n do
@@ -93,28 +106,29 @@ for i = 1, n do
     if not entry then break end
     if not expired(entry) then
       count(s, g, 'received', 1)
-      return entry
+      return with_evicted({entry})
     end
-    count(s, g, 'expired', 1)
+    drop_expired(s, g, entry)
   end
 end
-return false
+return with_evicted({''})
 """
 
 SETTLE = _COMMON + """
 -- Account for an entry a blocking pop took: 'take' counts it received (1) unless it expired (0);
 -- 'return' puts it back at the head of its queue (2), for a receive that no longer wants it.
 -- KEYS: global stats, queue, channel stats.   ARGV: now, entry, 'take' | 'return', queue ttl
+-- Returns {code, evicted channel...}.
 local g, q, s = KEYS[1], KEYS[2], KEYS[3]
 if expired(ARGV[2]) then
-  count(s, g, 'expired', 1)
-  return 0
+  drop_expired(s, g, ARGV[2])
+  return with_evicted({0})
 end
 if ARGV[3] == 'take' then
   count(s, g, 'received', 1)
-  return 1
+  return {1}
 end
 redis.call('LPUSH', q, ARGV[2])
 redis.call('EXPIRE', q, tonumber(ARGV[4]))
-return 2
+return {2}
 """

@@ -13,6 +13,8 @@ Keys, for a layer ``prefix``::
     <prefix>:q:<channel key>   list of entries, oldest first (LPOP takes the head)
     <prefix>:s:<channel key>   hash of the channel's counters (sent, received, expired, full, rates)
     <prefix>:g:<group>         sorted set of member channels scored by their latest group_add
+    <prefix>:m:<channel>       set of the groups a (full) channel name belongs to, on the
+                               shard of the channel, so an expiry can evict it from them
     <prefix>:stats             hash of the shard's layer-wide counters
 
 An entry is ``b"<deadline ms> <sent ms> <full channel name> <msgpack payload>"``: names never hold
@@ -85,13 +87,14 @@ def redact(url: str) -> str:
 class Keys:
     """The Redis key names of one layer ``prefix`` (see the module docstring)."""
 
-    __slots__ = ("prefix", "stats", "pattern", "_q", "_s", "_g")
+    __slots__ = ("prefix", "stats", "pattern", "_q", "_s", "_g", "_m")
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.stats = f"{prefix}:stats"
         self.pattern = f"{prefix}:*"
         self._q, self._s, self._g = f"{prefix}:q:", f"{prefix}:s:", f"{prefix}:g:"
+        self._m = f"{prefix}:m:"
 
     def queue(self, key: str) -> str:
         """The list holding the messages of channel key ``key`` (a non-local name)."""
@@ -104,6 +107,10 @@ class Keys:
     def group(self, group: str) -> str:
         """The sorted set of ``group``'s members."""
         return self._g + group
+
+    def memberships(self, channel: str) -> str:
+        """The set of groups the full channel name ``channel`` belongs to."""
+        return self._m + channel
 
     def queue_pattern(self) -> str:
         return self._q + "*"

@@ -140,7 +140,7 @@ class StatisticsExtension:
         """Problems found on the hosts (unreachable, keys of the wrong type); empty if healthy."""
         problems = []
         expected = {self._keys.queue(""): b"list", self._keys.channel_stats(""): b"hash",
-                    self._keys.group(""): b"zset"}
+                    self._keys.group(""): b"zset", self._keys.memberships(""): b"set"}
         for shard in self._shards:
             try:
                 with self._guard(shard):

@@ -273,6 +273,29 @@ def test_a_message_expiring_in_a_blocking_pop_is_not_delivered(make_redis_layer)
     assert layer.channel_statistics("slow")["messages_expired"] == 1
 
 
+def test_expired_member_leaves_all_its_groups_on_every_shard(make_redis_layer, redis_server,
+                                                             second_redis_server):
+    hosts = [_url(redis_server), _url(second_redis_server)]
+    layer = make_redis_layer(hosts=hosts, expiry=0.2, capacity=2)
+    groups = list(_names_on_each_shard("room"))  # one group on each shard
+    for member in ("plain", "ifc!a", "ifc!b", "ifc!c"):
+        for group in groups:
+            layer.group_add(group, member)
+    layer.send("plain", {})
+    layer.send("ifc!a", {})
+    time.sleep(0.25)
+    assert layer.receive(["plain", "ifc!"]) == (None, None)  # both expired: both evicted
+    for group in groups:
+        assert sorted(layer.group_channels(group)) == ["ifc!b", "ifc!c"]
+    # a member nobody reads is evicted once its expired messages stand in the way of a send
+    layer.send_group(groups[0], {"n": 1})  # ifc!b and ifc!c fill ifc!'s capacity of 2
+    time.sleep(0.25)
+    layer.send_group(groups[0], {"n": 2})  # at capacity: the expired heads go, with their channels
+    for group in groups:
+        assert layer.group_channels(group) == []
+    assert layer.check() == []
+
+
 def test_queues_and_groups_carry_ttls_so_abandoned_ones_vanish(make_redis_layer, redis_server):
     layer = make_redis_layer(expiry=10, group_expiry=100)
     layer.send("ttl", {})
