@@ -32,6 +32,7 @@ __all__ = [
 
 BACKEND_MODULES = {
     "ours": "benchmarks.ours_cases",
+    "asgi_redis": "benchmarks.ours_cases",  # asgi_ipc.redis: our roles, our API, over Redis
     "redis": "benchmarks.redis_cases",
     "floor": "benchmarks.floor_cases",
 }

@@ -5,6 +5,7 @@ Run from the repository root::
     python -m benchmarks.layer_bench            # full run, about 2-3 minutes
     python -m benchmarks.layer_bench --quick    # smoke run, about 30 s
     python -m benchmarks.layer_bench --backends redis,floor   # without our layer
+    python -m benchmarks.layer_bench --quick --backends ours,asgi_redis,redis   # + asgi_ipc.redis
 
 It starts a throwaway ``redis-server`` on a free loopback port (no persistence), creates one
 ``asgi_ipc`` segment under a unique prefix, runs every case of ``benchmarks/README.md`` for each
@@ -41,8 +42,11 @@ from benchmarks.redis_server import RedisServer, redis_server_version  # noqa: E
 
 __all__ = ["main"]
 
-LAYER_BACKENDS = ("ours", "redis")
+LAYER_BACKENDS = ("ours", "redis", "asgi_redis")
 ALL_BACKENDS = ("ours", "redis", "floor")
+# Run only when asked for: ``asgi_redis`` is our ASGI 1 Redis layer (asgi_ipc.redis), reported in a
+# second table beside ours and channels_redis.
+OPTIONAL_BACKENDS = ("asgi_redis",)
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 # Both layers get the same limits: room for 10,000 queued 1 KB messages plus traffic; the size
@@ -81,7 +85,7 @@ def _plan(d: Durations) -> list[tuple[str, tuple[str, ...], Case]]:
              lambda b, c, size=size, name=name: cases.cross_process(b, c, d.size, 1, 1, "payload", size, f"size{name}"))
         )
     plan.append(("queued", layers, lambda b, c: cases.pairs(b, c, 3 * d.queued, (10, 1000, 10000), "q")))
-    plan.append(("idle_sync", ("ours",), lambda b, c: cases.idle_cpu(b, c, d, "sync", "idles")))
+    plan.append(("idle_sync", ("ours", "asgi_redis"), lambda b, c: cases.idle_cpu(b, c, d, "sync", "idles")))
     plan.append(("idle_async", layers, lambda b, c: cases.idle_cpu(b, c, d, "async", "idlea")))
     return plan
 
@@ -101,6 +105,28 @@ def _summary(case_id: str, metrics: dict[str, Any]) -> str:
     return ""
 
 
+def _side_by_side(results: dict[str, Any], backends: tuple[str, ...]) -> str:
+    """Each case's headline number per backend, as a Markdown table (for ``asgi_redis``, which the
+    budget table of ``report`` does not cover)."""
+    names = {"ours": "asgi_ipc (shm)", "asgi_redis": "asgi_ipc.redis", "redis": "channels_redis"}
+    lines = ["| case | " + " | ".join(names.get(b, b) for b in backends) + " |",
+             "|---" * (len(backends) + 1) + "|"]
+    for case_id, per in results.items():
+        if not any(b in per for b in backends if b != "ours"):
+            continue
+        cells = []
+        for backend in backends:
+            metrics = per.get(backend)
+            if metrics is None:
+                cells.append("")
+            elif "error" in metrics:
+                cells.append("error: " + metrics["error"][:60])
+            else:
+                cells.append(_summary(case_id, metrics))
+        lines.append(f"| {case_id} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _flush(backend: str, config: dict[str, Any], ours_layer: Any) -> None:
     """Empty the layer between cases, so one case's leftovers never weigh on the next."""
     if backend == "ours":
@@ -109,6 +135,11 @@ def _flush(backend: str, config: dict[str, Any], ours_layer: Any) -> None:
         from channels_redis.core import RedisChannelLayer
 
         asyncio.run(RedisChannelLayer(**config).flush())
+    elif backend == "asgi_redis":
+        from asgi_ipc.redis import RedisChannelLayer as AsgiRedisLayer
+
+        with AsgiRedisLayer(**{k: v for k, v in config.items() if k != "layer"}) as layer:
+            layer.flush()
 
 
 def run_all(
@@ -120,7 +151,7 @@ def run_all(
     with contextlib.ExitStack() as stack:
         configs: dict[str, dict[str, Any]] = {"floor": {}}
         ours_layer = None
-        if "redis" in backends:
+        if "redis" in backends or "asgi_redis" in backends:
             server = stack.enter_context(RedisServer())
             log(f"redis-server {server.version} on 127.0.0.1:{server.port} (pid {server.pid})")
             configs["redis"] = {
@@ -128,6 +159,14 @@ def run_all(
                 "prefix": f"bench{uuid.uuid4().hex[:8]}:",
                 "capacity": CAPACITY,
                 "channel_capacity": CHANNEL_CAPACITY,
+            }
+            configs["asgi_redis"] = {
+                "layer": "redis",
+                "hosts": [("127.0.0.1", server.port)],
+                "prefix": f"bench{uuid.uuid4().hex[:8]}",
+                "capacity": CAPACITY,
+                "channel_capacity": CHANNEL_CAPACITY,
+                "max_message_size": OURS_SIZES["max_message_size"],
             }
         if "ours" in backends:
             from asgi_ipc import IPCChannelLayer
@@ -271,7 +310,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--backends",
         default=",".join(ALL_BACKENDS),
-        help="comma-separated subset of: ours, redis, floor (default: all)",
+        help="comma-separated subset of: ours, redis, floor, asgi_redis (default: ours,redis,floor)",
     )
     parser.add_argument(
         "--repeat",
@@ -282,9 +321,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the JSON goes")
     args = parser.parse_args(argv)
     chosen = tuple(b.strip() for b in args.backends.split(",") if b.strip())
-    unknown = sorted(set(chosen) - set(ALL_BACKENDS))
+    known = ALL_BACKENDS + OPTIONAL_BACKENDS
+    unknown = sorted(set(chosen) - set(known))
     if unknown or not chosen:
-        parser.error(f"--backends: unknown or empty {unknown or chosen}; choose from {', '.join(ALL_BACKENDS)}")
+        parser.error(f"--backends: unknown or empty {unknown or chosen}; choose from {', '.join(known)}")
     args.backends = chosen
     if not 1 <= args.repeat <= 10:
         parser.error(f"--repeat must be between 1 and 10, got {args.repeat}")
@@ -293,11 +333,17 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
             from asgi_ipc import IPCChannelLayer  # noqa: F401
         except ImportError as exc:
             parser.error(f"our layer is not importable ({exc}); install the project or use --backends redis,floor")
-    if "redis" in chosen:
+    if "asgi_redis" in chosen:
         try:
-            import channels_redis  # noqa: F401
-        except ImportError:
-            parser.error("channels_redis is not installed: pip install -e '.[bench]' (or drop 'redis' from --backends)")
+            import asgi_ipc.redis  # noqa: F401
+        except ImportError as exc:
+            parser.error(f"asgi_ipc.redis is not importable ({exc}): pip install -e '.[redis]'")
+    if "redis" in chosen or "asgi_redis" in chosen:
+        if "redis" in chosen:
+            try:
+                import channels_redis  # noqa: F401
+            except ImportError:
+                parser.error("channels_redis is not installed: pip install -e '.[bench]' (or drop 'redis' from --backends)")
         try:
             redis_server_version()
         except RuntimeError as exc:
@@ -322,6 +368,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = report.build_rows(results)
     table = report.format_table(rows)
     print(table)
+    if "asgi_redis" in args.backends:
+        print()
+        print(_side_by_side(results, ("ours", "asgi_redis", "redis")))
     out = {
         "started": started.isoformat(timespec="seconds"),
         "seconds": round(time.monotonic() - t0, 1),

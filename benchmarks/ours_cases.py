@@ -50,7 +50,14 @@ _FULL_BACKOFF = 50e-6  # seconds to wait after ChannelFull before trying the sam
 
 
 def _attach(ctx: RoleContext) -> IPCChannelLayer:
-    return IPCChannelLayer(**ctx.layer_config)
+    """The layer under test: ours on shared memory, or (``layer="redis"``, the ``asgi_redis``
+    backend) the same ASGI 1 API over Redis, so both run exactly these roles."""
+    config = dict(ctx.layer_config)
+    if config.pop("layer", "ipc") == "redis":
+        from asgi_ipc.redis import RedisChannelLayer
+
+        return RedisChannelLayer(**config)  # type: ignore[return-value]
+    return IPCChannelLayer(**config)
 
 
 def _message(kind: str, size: int, reply_channel: str = "bench.reply!c0") -> dict[str, Any]:

@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 import time
 from types import TracebackType
+from typing import Sequence
 
 __all__ = ["RedisServer", "RedisServerError", "free_loopback_port", "redis_server_version"]
 
@@ -54,7 +55,7 @@ def _answers_ping(port: int, timeout: float) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
             sock.sendall(b"*1\r\n$4\r\nPING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
+            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))  # NOAUTH: up, with a password
     except OSError:
         return False
 
@@ -67,9 +68,11 @@ class RedisServer:
     ``start_timeout`` seconds; in that case the process and directory are already cleaned up.
     """
 
-    def __init__(self, executable: str = "redis-server", start_timeout: float = 10.0) -> None:
+    def __init__(self, executable: str = "redis-server", start_timeout: float = 10.0,
+                 extra_args: Sequence[str] = ()) -> None:
         self.executable = executable
         self.start_timeout = start_timeout
+        self.extra_args = list(extra_args)  # e.g. TLS flags; the plain port stays for PING
         self.port: int = 0
         self.version: str = ""
         self._process: subprocess.Popen[bytes] | None = None
@@ -111,6 +114,7 @@ class RedisServer:
             "--dir", self._dir,
             "--logfile", log,
             "--daemonize", "no",
+            *self.extra_args,
         ]
         self._process = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -145,6 +149,23 @@ class RedisServer:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=5)
+
+    def halt(self) -> None:
+        """Stop the server process but keep its port and directory, so :meth:`resume` can bring
+        it back on the same address (with no data: persistence is off). For reconnect tests."""
+        if self._dir is None:
+            raise RedisServerError("this RedisServer is not running; start() it first")
+        self._terminate()
+
+    def resume(self) -> None:
+        """Start a halted server again on the same port; raises RedisServerError if it fails."""
+        if self._dir is None or self._process is not None:
+            raise RedisServerError("only a halted RedisServer can be resumed")
+        if not self._launch():
+            log = self._log_tail()
+            self.stop()
+            raise RedisServerError(f"redis-server did not come back on port {self.port}; "
+                                   f"log tail:\n{log}")
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after 5 s) and remove its directory. Idempotent."""
