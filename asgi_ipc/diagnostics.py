@@ -27,7 +27,7 @@ from typing import Any, Sequence
 import posix_ipc
 
 from . import segment as _segment
-from .errors import SegmentError
+from .errors import SegmentError, SegmentMissing
 from .layout import Layout, Sizes
 from .segment import SHM_DIR, SegmentInfo, inspect, list_segments
 
@@ -198,7 +198,8 @@ def _state(info: SegmentInfo) -> str:
 
 
 def _examine(info: SegmentInfo) -> dict[str, Any]:
-    """One segment's record (without consistency check or removal)."""
+    """One segment's record (without consistency check or removal). ``state`` is one of in use,
+    orphaned, stale, invalid, or (set by the check) gone."""
     try:
         mtime = os.stat(info.path).st_mtime
     except OSError:
@@ -246,6 +247,11 @@ def _check(record: dict[str, Any]) -> None:
 
     try:
         layer = IPCChannelLayer(prefix=record["prefix"], create=False, lock_timeout=5.0)
+    except SegmentMissing:
+        # Its site stopped between the listing and now: nothing to check, nothing wrong.
+        record["state"] = "gone"
+        record["notes"].append("gone: removed (its site stopped) while doctor was looking at it")
+        return
     except (SegmentError, ValueError) as exc:
         record["problems"] = [f"cannot attach: {exc}"]
         return

@@ -69,6 +69,8 @@ def check_segments(survey: dict[str, Any]) -> list[Finding]:
             findings.append(Finding("segments", "ok", f"{label}: removed ({record['verdict']})"))
         elif record["problems"]:
             findings.append(Finding("segments", "fail", f"{label}: inconsistent: {'; '.join(record['problems'])}"))
+        elif record["state"] == "gone":
+            findings.append(Finding("segments", "ok", f"{label}: {'; '.join(record['notes'])}"))
         elif record["state"] == "in use":
             findings.append(Finding("segments", "ok", f"{label}: {record['verdict']}"))
         elif record["removable"]:
@@ -101,12 +103,20 @@ def _held_by(pid: int, kind: str, address: object) -> bool:
     import psutil
 
     try:
-        if kind == "unix":
-            return any(conn.laddr == address for conn in psutil.Process(pid).net_connections(kind="unix"))
+        if kind == "unix":  # procman binds a private name and hard-links the public one: same inode
+            return any(conn.laddr and _same_file(conn.laddr, str(address))
+                       for conn in psutil.Process(pid).net_connections(kind="unix"))
         _host, port = address  # type: ignore[misc]
         return any(conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port
                    for conn in psutil.Process(pid).net_connections(kind="inet"))
     except psutil.Error:
+        return False
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
         return False
 
 
