@@ -328,7 +328,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     except (ConfigError, ProjectError) as exc:
         return _error(str(exc), exitcodes.USAGE)
     program = Path(sys.executable).with_name("procman")
-    command = [str(program)] if program.exists() else [sys.executable, "-m", "procman"]
+    base = [str(program)] if program.exists() else [sys.executable, "-m", "procman"]
+    command = list(base)
     # Every flag given here, rendered from run's own definition. --bind becomes the .socket unit
     # (socket activation overrides it); the settings file is read from WorkingDirectory, or named.
     given = {**flags, "settings": settings_module, "colour": False, "bind": None,
@@ -337,7 +338,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     try:
         service, sock = render_units(prefix, command, config.bind, str(directory), user=args.user,
                                      environment={"PYTHONUNBUFFERED": "1"}, socket_user=args.socket_user,
-                                     socket_group=args.socket_group, socket_mode=args.socket_mode)
+                                     socket_group=args.socket_group, socket_mode=args.socket_mode,
+                                     reload_command=[*base, "reload", "--wait", "--timeout", "80"])
     except ValueError as exc:
         return _error(str(exc), exitcodes.USAGE)
     if args.output is None:

@@ -125,6 +125,7 @@ def render_units(
     socket_user: str | None = None,
     socket_group: str | None = None,
     socket_mode: str = "0660",
+    reload_command: list[str] | None = None,
 ) -> tuple[str, str]:
     """Return ``(service_text, socket_text)`` for a ``name.service``/``name.socket`` pair.
 
@@ -133,6 +134,9 @@ def render_units(
     :param watchdog_seconds: ``WatchdogSec=``; the supervisor pings at half that interval.
     :param socket_user: ``SocketUser=`` of UNIX sockets (default ``user``); with
         ``socket_group`` (the web server's group) and ``socket_mode`` they let nginx connect.
+    :param reload_command: ``ExecReload=``; default: send HUP to the supervisor and return. The
+        exporter gives ``procman reload --wait``, so ``systemctl reload`` returns once the new
+        workers serve and fails if they cannot boot.
     :raises ValueError: on an empty name, command or listen list, or a listen spec systemd cannot
         bind, or a bad mode.
     """
@@ -148,6 +152,7 @@ def render_units(
     env = {**(environment or {}), "PROCMAN_CONTROL_DIR": control_dir(name)}
     env_lines = "".join(f"Environment={quote(f'{key}={value}')}\n" for key, value in sorted(env.items()))
     user_line = f"User={user}\n" if user else ""
+    reload_line = " ".join(quote(arg) for arg in reload_command) if reload_command else "/bin/kill -HUP $MAINPID"
     service = (
         "[Unit]\n"
         f"Description={name} (asgi_ipc site run by procman)\n"
@@ -161,7 +166,7 @@ def render_units(
         f"WorkingDirectory={working_directory.replace('%', '%%')}\n"
         f"{env_lines}"
         f"ExecStart={' '.join(quote(arg) for arg in exec_start)}\n"
-        "ExecReload=/bin/kill -HUP $MAINPID\n"
+        f"ExecReload={reload_line}\n"
         "KillMode=mixed\n"
         "TimeoutStopSec=40\n"
         f"WatchdogSec={int(watchdog_seconds)}\n"

@@ -204,6 +204,11 @@ def test_exported_units_serve_over_tcp_when_socket_activated(tmp_path):
         # The first connection makes systemd-socket-activate exec procman, which adopts the socket.
         status, body = wait_for(lambda: _try_get(f"http://127.0.0.1:{port}/"), 60, "the activated site")
         assert status == 200 and body.decode() == f"hello from {prefix}\n"
+        # `systemctl reload` runs ExecReload with the unit's environment: it waits for the new workers.
+        (reload_line,) = unit_values(service, "ExecReload")
+        reload = subprocess.run(shlex.split(reload_line), capture_output=True, text=True, timeout=120,
+                                env=dict(os.environ, PROCMAN_CONTROL_DIR=str(tmp_path / "ctl")))
+        assert reload.returncode == 0 and "reload done" in reload.stdout, reload.stderr
     finally:
         out = _stop(proc, prefix)
     assert proc.returncode == exitcodes.OK, out
