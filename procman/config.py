@@ -201,14 +201,15 @@ def add_interface_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("interface server (passed to every interface process; see "
                                       "`procman interface --help`)")
     for action in interface_actions():
-        names = [name for name in action.option_strings if name.startswith("--")]
+        long = [name for name in action.option_strings if name.startswith("--")]
+        names = [name for name in long if "_" not in name] or long  # not the --snake_case aliases
         kwargs: dict[str, Any] = {"dest": action.dest, "default": None, "help": action.help}
         if isinstance(action, argparse._StoreTrueAction):
             kwargs["action"] = "store_true"
         elif isinstance(action, argparse._StoreFalseAction):
             kwargs["action"] = "store_false"
         else:
-            kwargs.update(type=action.type, metavar=action.metavar or action.dest.upper(), choices=action.choices)
+            kwargs.update(type=action.type, metavar=action.metavar or "VALUE", choices=action.choices)
             if isinstance(action, (argparse._AppendAction, argparse._ExtendAction)) or action.nargs in ("*", "+"):
                 kwargs["action"] = "extend"
                 kwargs["nargs"] = "+"
