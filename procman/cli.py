@@ -18,9 +18,13 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import control, exitcodes
+
+if TYPE_CHECKING:
+    from .config import RunConfig
+    from .logstream import LogStream
 
 __all__ = ["main", "build_parser", "run_flag_actions"]
 
@@ -213,7 +217,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
-def _warn_about_migrations(config: Any, directory: Path, log: Any) -> None:
+def _warn_about_migrations(config: RunConfig, directory: Path, log: LogStream) -> None:
     """Like ``runserver``: say so if migrations are not applied. Checked in a child process (the
     supervisor never sets Django up) from a thread, so start-up does not wait for it."""
     import threading
@@ -261,11 +265,11 @@ def _cmd_signal(args: argparse.Namespace) -> int:
         return exitcodes.OK
     deadline = time.monotonic() + args.timeout
     if args.command == "stop":
-        return _wait_stopped(target, int(response["pid"]), deadline, args.timeout)
+        return _wait_stopped(int(response["pid"]), deadline, args.timeout)
     return _wait_reloaded(target, int(response["generation"]), deadline, args.timeout)
 
 
-def _wait_stopped(target: Path, pid: int, deadline: float, timeout: float) -> int:
+def _wait_stopped(pid: int, deadline: float, timeout: float) -> int:
     """Poll until supervisor ``pid`` has exited (its control socket is gone with it)."""
     import psutil
 

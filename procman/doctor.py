@@ -21,7 +21,7 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +157,6 @@ class ProjectReport:
     error: str | None = None
     unapplied: list[str] | None = None
     note: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def check_project(settings_module: str, directory: Path, alias: str = "default",
