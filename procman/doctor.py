@@ -85,17 +85,14 @@ def check_segments(survey: dict[str, Any]) -> list[Finding]:
     return findings
 
 
-def _site_supervisor(prefix: str | None) -> int | None:
-    """The pid of the running supervisor of site ``prefix`` (via its control socket), or None."""
-    if prefix is None:
-        return None
-    try:
-        path = control.socket_path(prefix)
-        if not control.is_live(path):
-            return None
-        return int(control.request(path, "status", timeout=5.0)["supervisor"]["pid"])
-    except (control.ControlError, KeyError, TypeError, ValueError):
-        return None
+def _site_supervisor(prefix: str | None, survey: dict[str, Any]) -> int | None:
+    """The pid of the running supervisor of site ``prefix``: the live creator of its segment (the
+    supervisor creates the layer), found without the control socket (which may live elsewhere,
+    e.g. in the systemd unit's ``/run/NAME/control``)."""
+    for record in survey["segments"]:
+        if prefix is not None and record["prefix"] == prefix and record["creator_alive"]:
+            return record["creator_pid"]
+    return None
 
 
 def _held_by(pid: int, kind: str, address: object) -> bool:
@@ -288,7 +285,7 @@ def run_doctor(settings: str | None, binds: list[str], clean: bool = False, as_j
         except ConfigError as exc:
             findings.append(Finding("config", "fail", str(exc)))
             binds = ["127.0.0.1:8000"]
-    findings += check_ports(binds, _site_supervisor(prefix))
+    findings += check_ports(binds, _site_supervisor(prefix, data))
     if as_json:
         print(json.dumps([asdict(f) for f in findings], indent=2))
     else:

@@ -94,3 +94,19 @@ def test_run_outside_a_project_is_a_usage_error(tmp_path):
     result = subprocess.run([python(), "-m", "procman", "run"], cwd=tmp_path, env=env, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 2 and "no Django project found" in result.stderr
+
+
+def test_every_executable_answers_version():
+    from procman.cli import _version
+
+    for argv, name in ((["-m", "procman", "--version"], "procman"),
+                       (["-m", "procman", "interface", "--version"], "procman interface"),
+                       (["-m", "asgi_ipc", "--version"], "asgi-ipc")):
+        done = subprocess.run([python(), *argv], capture_output=True, text=True, timeout=60, cwd=REPO)
+        assert done.returncode == 0 and done.stdout.strip() == f"{name} {_version()}", done.stdout + done.stderr
+
+
+def test_license_is_the_one_the_metadata_names():
+    text = (REPO / "LICENSE").read_text()
+    assert text.startswith("BSD 3-Clause License") and "the asgi_ipc authors" in text
+    assert "license = BSD-3-Clause" in (REPO / "setup.cfg").read_text()

@@ -59,7 +59,10 @@ def test_doctor_on_a_healthy_running_site_is_all_ok_and_exits_0(site_dir, tmp_pa
         assert result.returncode == 0, result.stdout + result.stderr
         levels = {(f["check"], f["level"]) for f in findings(result)}
         assert ("fail", ) not in {(level,) for _, level in levels}, result.stdout
-        named = doctor(site_dir, "--bind", f"127.0.0.1:{port}", "--bind", f"unix:{tmp_path / 's.sock'}", env=env)
+        # Found by its segment's creator, not its control socket (under systemd that is elsewhere).
+        elsewhere = {**env, "PROCMAN_CONTROL_DIR": str(tmp_path / "elsewhere")}
+        named = doctor(site_dir, "--bind", f"127.0.0.1:{port}", "--bind", f"unix:{tmp_path / 's.sock'}",
+                       env=elsewhere)
         assert named.returncode == 0, named.stdout
         assert f"127.0.0.1:{port}: served by this site (supervisor pid {site.process.pid})" in named.stdout
         assert f"s.sock: served by this site" in named.stdout
