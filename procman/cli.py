@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .config import ConfigError, resolve
+    from .config import ConfigError, proxy_headers_warning, resolve
     from .logstream import LogStream
     from .site import SiteError, run_site
 
@@ -208,6 +208,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except (ConfigError, SiteError) as exc:
         return _error(str(exc), getattr(exc, "exit_code", exitcodes.USAGE))
     log = LogStream(colour=config.colour)
+    warning = proxy_headers_warning(config)
+    if warning:
+        log.info(f"warning: {warning}")
     _warn_about_migrations(config, directory, log)
     try:
         code = run_site(config, directory, log, banner=banner)

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["ConfigError", "RunConfig", "Pool", "load_file_config", "resolve", "parse_size", "parse_pool",
-           "interface_actions", "add_interface_flags", "interface_argv", "render_flags"]
+           "interface_actions", "add_interface_flags", "interface_argv", "render_flags", "proxy_headers_warning"]
 
 
 class ConfigError(Exception):
@@ -266,6 +266,41 @@ def render_flags(actions: list[argparse.Action], values: dict[str, Any]) -> list
 def interface_argv(config: RunConfig) -> list[str]:
     """The interface-server flags ``config`` sets, for every interface process's command line."""
     return render_flags(interface_actions(), config.interface)
+
+
+def proxy_headers_warning(config: RunConfig) -> str | None:
+    """A warning when proxy headers are trusted on an address clients can reach directly.
+
+    With ``proxy_headers`` the client's address comes from ``X-Forwarded-For``; on a port open to
+    the network anyone can send that header and choose the address Django sees. Loopback and
+    UNIX sockets are reachable only through a proxy on this machine.
+    """
+    from .sockets import BindError, parse_bind
+
+    if not config.interface.get("proxy_headers"):
+        return None
+    exposed = []
+    for spec in config.bind:
+        try:
+            kind, address = parse_bind(spec)
+        except BindError:
+            continue  # reported when the site binds it
+        if kind == "tcp" and not _loopback(address[0]):  # type: ignore[index]
+            exposed.append(spec)
+    if not exposed:
+        return None
+    return (f"proxy-headers trusts X-Forwarded-For, but {', '.join(exposed)} is reachable without the proxy: "
+            "any client there can choose the REMOTE_ADDR Django sees. Bind to 127.0.0.1 or a UNIX socket "
+            "behind the proxy")
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def load_file_config(directory: Path, explicit: Path | None = None) -> list[tuple[str, dict[str, Any]]]:

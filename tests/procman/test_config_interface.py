@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from procman.cli import build_parser
-from procman.config import ConfigError, interface_actions, interface_argv, resolve
+from procman.config import ConfigError, interface_actions, interface_argv, proxy_headers_warning, resolve
 from procman.interface.cli import build_parser as interface_parser
 from procman.interface.options import ServerOptions
 
@@ -56,3 +56,16 @@ def test_bad_interface_settings_name_the_file_and_the_setting(tmp_path, toml, me
     assert str(tmp_path / "procman.toml") in str(info.value) and message in str(info.value)
     if "unknown" in message:
         assert "proxy-headers" in str(info.value) and "workers" in str(info.value)
+
+
+@pytest.mark.parametrize("binds, exposed", [
+    (["127.0.0.1:8000"], None), (["[::1]:8000", "unix:/run/x/http.sock"], None), (["localhost:80"], None),
+    (["0.0.0.0:8000"], "0.0.0.0:8000"), (["127.0.0.1:1", "[::]:8000"], "[::]:8000"), (["8000"], None),
+])
+def test_trusting_proxy_headers_on_an_open_port_is_warned_about(tmp_path, binds, exposed):
+    config = resolve({"bind": binds, "proxy_headers": True}, tmp_path)
+    warning = proxy_headers_warning(config)
+    assert (warning is None) == (exposed is None), warning
+    if exposed:
+        assert exposed in warning and "X-Forwarded-For" in warning
+    assert proxy_headers_warning(resolve({"bind": binds}, tmp_path)) is None
