@@ -21,7 +21,7 @@ import glob
 import os
 import pwd
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 import posix_ipc
@@ -308,10 +308,9 @@ def survey(prefixes: Sequence[str] | None = None, clean: bool = False) -> dict[s
             error = _remove(record)
             if error:
                 errors.append(error)
-    fast = fastpath_status()
     return {"shm_dir": SHM_DIR, "shm": shm, "warnings": warnings, "segments": records,
             "removed": [r["name"] for r in records if r["removed"]], "errors": errors,
-            "fastpath": {"active": fast.active, "reason": fast.reason}}
+            "fastpath": asdict(fastpath_status())}
 
 
 # ===== formatting helpers shared by the command lines ===========================================

@@ -230,10 +230,11 @@ def run_site(config: RunConfig, directory: Path, log: LogStream, banner: str = "
 
 def _fastpath() -> dict[str, Any]:
     """Whether this site's processes use the C fast path (they share the supervisor's environment)."""
+    from dataclasses import asdict
+
     from asgi_ipc.diagnostics import fastpath_status
 
-    status = fastpath_status()
-    return {"active": status.active, "reason": status.reason}
+    return asdict(fastpath_status())
 
 
 def _inode(path: str) -> int | None:
