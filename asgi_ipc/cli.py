@@ -19,20 +19,17 @@ flag, bad prefix or channel name). Expected errors print one line on stderr, nev
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
-import pwd
 import sys
 import time
 from typing import Any, NoReturn, Sequence
 
-import posix_ipc
-
-from . import segment as _segment
+from . import __version__
 from .errors import SegmentError, SegmentMissing
 from .layer import IPCChannelLayer
-from .layout import Layout, Sizes
+from .diagnostics import human_size as _size
+from .diagnostics import removeipc_warning, space_warnings, survey
 from .names import validate_channel
 from .segment import NAME_PREFIX, SHM_DIR, SegmentInfo, inspect, list_segments, validate_prefix
 
@@ -49,10 +46,6 @@ __all__ = [
 EXIT_OK = 0
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
-
-# An invalid-looking segment changed this recently may be one a site is creating right now (its
-# header is written after the memory is reserved): ``--clean`` leaves it alone until it is older.
-CREATION_GRACE = 10.0
 
 
 class CommandError(Exception):
@@ -208,214 +201,7 @@ def cmd_flush(args: argparse.Namespace) -> int:
 
 
 # ===== doctor ====================================================================================
-def default_segment_bytes() -> int:
-    """Size of a segment made with the layer's default settings."""
-    return Layout(Sizes.from_config(32 * 2**20, 4096, 4096, 32768, 256, 2**20)).total
-
-
-def space_warnings(total: int, free: int, need: int) -> list[str]:
-    """Warnings about a shared-memory filesystem of ``total`` bytes with ``free`` left, for
-    segments of about ``need`` bytes (pure; ``doctor`` feeds it ``statvfs``)."""
-    out = []
-    if total < 2 * need:
-        out.append(
-            f"{SHM_DIR} is only {_size(total)}; a site with default settings needs "
-            f"{_size(need)} and a restart briefly needs twice that. Enlarge it (Docker: "
-            "--shm-size=256m; otherwise: mount -o remount,size=512m /dev/shm)")
-    if free < need or (total and free < total // 10):
-        out.append(
-            f"{SHM_DIR} is nearly full: {_size(free)} free of {_size(total)}; a new segment "
-            f"may not fit. Remove stale segments ('asgi-ipc doctor --clean') or enlarge it")
-    return out
-
-
-def removeipc_warning(uid: int, sys_uid_max: int, systemd: bool, remove_ipc: bool,
-                      in_session: bool) -> str | None:
-    """The warning about systemd-logind's ``RemoveIPC`` for a process of ``uid``, or None.
-
-    logind removes every shared-memory object of a *regular* user (uid above ``SYS_UID_MAX``)
-    when that user's last login session ends, which silently kills a site started from an SSH
-    session. System users and root are exempt.
-    """
-    if not systemd or not remove_ipc or uid == 0 or uid <= sys_uid_max:
-        return None
-    where = "this login session" if in_session else "the last login session of that user"
-    return (
-        f"uid {uid} ({_user(uid)}) is a regular user and systemd-logind has RemoveIPC=yes: its "
-        f"shared memory, the channel layer included, is deleted when {where} ends. Run the "
-        "site as a system user (a service's User=) or set RemoveIPC=no in "
-        "/etc/systemd/logind.conf")
-
-
-def _sys_uid_max() -> int:
-    try:
-        with open("/etc/login.defs") as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) >= 2 and parts[0] == "SYS_UID_MAX" and parts[1].isdigit():
-                    return int(parts[1])
-    except OSError:
-        pass
-    return 999
-
-
-def _logind_remove_ipc() -> bool:
-    """``RemoveIPC`` as configured (systemd's default is yes); later files override."""
-    value = True
-    paths = ["/etc/systemd/logind.conf"]
-    for d in ("/usr/lib/systemd/logind.conf.d", "/run/systemd/logind.conf.d",
-              "/etc/systemd/logind.conf.d"):
-        paths.extend(sorted(glob.glob(os.path.join(d, "*.conf"))))
-    for path in paths:
-        try:
-            with open(path) as f:
-                for line in f:
-                    key, sep, val = line.strip().partition("=")
-                    if sep and key.strip() == "RemoveIPC":
-                        value = val.strip().lower() not in ("no", "false", "0", "off")
-        except OSError:
-            continue
-    return value
-
-
-def _in_login_session() -> bool:
-    try:
-        with open("/proc/self/sessionid") as f:
-            return f.read().strip() not in ("", "4294967295")
-    except OSError:
-        return bool(os.environ.get("XDG_SESSION_ID"))
-
-
-def environment_warnings() -> tuple[dict[str, int] | None, list[str]]:
-    """``/dev/shm`` capacity and the warnings about this machine's setup."""
-    warnings = []
-    try:
-        st = os.statvfs(SHM_DIR)
-        shm = {"total_bytes": st.f_blocks * st.f_frsize, "free_bytes": st.f_bavail * st.f_frsize}
-        warnings += space_warnings(shm["total_bytes"], shm["free_bytes"], default_segment_bytes())
-    except OSError as exc:
-        shm = None
-        warnings.append(f"cannot read {SHM_DIR} ({exc.strerror}); POSIX shared memory is "
-                        "needed by the channel layer")
-    note = removeipc_warning(os.getuid(), _sys_uid_max(), os.path.isdir("/run/systemd/system"),
-                             _logind_remove_ipc(), _in_login_session())
-    if note:
-        warnings.append(note)
-    return shm, warnings
-
-
-def _state(info: SegmentInfo) -> str:
-    if not info.valid:
-        return "invalid"
-    if info.creator_alive:
-        return "in use"
-    return "orphaned" if info.attached_pids else "stale"
-
-
-def _examine(info: SegmentInfo) -> dict[str, Any]:
-    """One segment's ``doctor`` record (without consistency check or removal)."""
-    try:
-        mtime = os.stat(info.path).st_mtime
-    except OSError:
-        mtime = 0.0
-    created = info.created or mtime
-    notes = []
-    removable = info.stale and not info.attached_pids
-    if removable and not info.valid and time.time() - mtime < CREATION_GRACE:
-        removable = False
-        notes.append(f"changed {max(0.0, time.time() - mtime):.0f}s ago, so a site may be "
-                     f"creating it right now; --clean removes it once it is "
-                     f"{CREATION_GRACE:.0f}s old")
-    if info.mode & 0o077:
-        notes.append(f"mode {info.mode:04o} lets other users read or write it; asgi_ipc "
-                     "creates segments 0600")
-    return {
-        "name": info.name,
-        "prefix": info.prefix,
-        "path": info.path,
-        "size": info.size,
-        "uid": info.uid,
-        "owner": _user(info.uid),
-        "mode": f"{info.mode:04o}",
-        "creator_pid": info.creator_pid or None,
-        "creator_alive": info.creator_alive,
-        "created": created or None,
-        "age": (time.time() - created) if created else None,
-        "attached_pids": list(info.attached_pids),
-        "state": _state(info),
-        "verdict": info.verdict() if info.valid or not info.attached_pids else
-        f"invalid: {info.problem}; mapped by pids {', '.join(map(str, info.attached_pids))}",
-        "removable": removable,
-        "problems": None,
-        "notes": notes,
-        "removed": False,
-    }
-
-
-def _check(record: dict[str, Any]) -> None:
-    """Run the layer's consistency check on a valid segment someone uses."""
-    if record["uid"] != os.getuid():
-        record["notes"].append(f"not checked: it belongs to uid {record['uid']}")
-        return
-    try:
-        layer = attach(record["prefix"], lock_timeout=5.0)
-    except CommandError as exc:
-        record["problems"] = [f"cannot attach: {exc}"]
-        return
-    try:
-        record["problems"] = layer.check()
-    except SegmentError as exc:
-        record["problems"] = [f"check failed: {exc}"]
-    finally:
-        layer.close()
-
-
-def _remove(record: dict[str, Any]) -> str | None:
-    """Remove a removable segment after judging it again; return an error line or None."""
-    try:
-        fresh = _examine(inspect(record["name"]))
-    except FileNotFoundError:
-        record["removed"] = True  # someone else removed it meanwhile
-        return None
-    except OSError as exc:
-        return f"cannot read {record['path']} again: {exc.strerror}"
-    if not fresh["removable"]:  # someone started using it since the survey: not an error
-        record.update(fresh)
-        record["notes"].append("kept: it changed while doctor was looking at it")
-        return None
-    try:
-        _segment.remove(record["name"])
-    except posix_ipc.ExistentialError:
-        pass  # already gone
-    except (posix_ipc.PermissionsError, OSError) as exc:
-        return f"cannot remove {record['path']}: {exc}"
-    record["removed"] = True
-    return None
-
-
-def survey(prefixes: Sequence[str] | None = None, clean: bool = False) -> dict[str, Any]:
-    """Everything ``doctor`` reports, as plain data (the ``--json`` document).
-
-    ``prefixes`` limits it to those layers. Valid segments that processes use are attached to
-    and consistency-checked; with ``clean``, stale and invalid segments that no process maps
-    are removed (each judged again just before).
-    """
-    shm, warnings = environment_warnings()
-    wanted = set(prefixes) if prefixes else None
-    records = [_examine(info) for info in list_segments()
-               if wanted is None or info.prefix in wanted]
-    errors = []
-    for record in records:
-        if record["state"] in ("in use", "orphaned"):
-            _check(record)
-        elif clean and record["removable"]:
-            error = _remove(record)
-            if error:
-                errors.append(error)
-    return {"shm_dir": SHM_DIR, "shm": shm, "warnings": warnings, "segments": records,
-            "removed": [r["name"] for r in records if r["removed"]], "errors": errors}
-
-
+# The rules live in asgi_ipc.diagnostics (shared with `procman doctor`); this is their text form.
 def render_survey(data: dict[str, Any], clean: bool) -> str:
     """The ``doctor`` document as text for people."""
     lines = []
@@ -423,6 +209,8 @@ def render_survey(data: dict[str, Any], clean: bool) -> str:
     if shm is not None:
         lines.append(f"{data['shm_dir']}: {_size(shm['free_bytes'])} free of "
                      f"{_size(shm['total_bytes'])}")
+    fast = data["fastpath"]
+    lines.append("fast path: active" if fast["active"] else f"fast path: inactive: {fast['reason']}")
     records = data["segments"]
     if records:
         lines.append("")
@@ -480,14 +268,6 @@ def _table(headers: list[str], rows: list[list[Any]], align: str) -> str:
     return "\n".join(out)
 
 
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"  # pragma: no cover - the loop always returns
-
-
 def _seconds(s: float) -> str:
     return f"{s:.3f}s" if s < 10 else _age(s)
 
@@ -510,13 +290,6 @@ def _pids(pids: list[int]) -> str:
     return shown + (f",+{len(pids) - 4}" if len(pids) > 4 else "")
 
 
-def _user(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
-
-
 def _print(text: str) -> None:
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
@@ -534,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``asgi-ipc`` argument parser."""
     parser = _Parser(prog="asgi-ipc", description="Inspect, check and flush asgi_ipc channel "
                      "layers (shared-memory segments in /dev/shm).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     stats = sub.add_parser("stats", help="queues, counters, groups and memory of a layer",

@@ -176,6 +176,8 @@ class Arbiter:
         self.selector.register(self._wake_r, selectors.EVENT_READ, ("wake", None))
         self._last_memory_check = 0.0
         self._boot_error = ""
+        #: The last reload and how it ended (``procman reload --wait`` polls it through ``status``).
+        self.reload_state: dict[str, Any] | None = None
         for role in roles:
             log.reserve(f"{role.name}.{role.count}")
 
@@ -232,6 +234,7 @@ class Arbiter:
                 self._check_memory()
                 self._reconcile()
                 self._check_ready()
+                self._check_reload()
         finally:
             self._kill_all()
             self._restore_signals()
@@ -290,6 +293,7 @@ class Arbiter:
             elif not child.retiring:
                 child.retiring = "reload"
                 marked += 1
+        self.reload_state = {"generation": self.generation, "state": "in progress", "message": ""}
         self.log.info(f"reload: replacing {marked} process(es), new ones first (generation {self.generation})")
 
     def handle_term(self) -> None:
@@ -491,6 +495,7 @@ class Arbiter:
 
     def _abandon_reload(self, child: Child, reason: str, old: list[Child]) -> None:
         self.log.info(f"reload failed: new {child.name} could not boot: {reason}")
+        self._end_reload("failed", f"new {child.name} could not boot: {reason}; the old processes still serve")
         self.log.info("keeping the old processes; fix the error and reload again")
         for other in self.children:
             if other.role is child.role and other.generation == child.generation and not other.retiring:
@@ -572,6 +577,25 @@ class Arbiter:
                 if child.index > role.count or (successor is not None and successor.ready_at is not None):
                     self._stop_child(child)
 
+    def _check_reload(self) -> None:
+        """A reload is done when no process retires for it and every reloadable slot is served by a
+        ready process of the reload's generation (or a later one)."""
+        if not self.reload_state or self.reload_state["state"] != "in progress":
+            return
+        generation = self.reload_state["generation"]
+        if any(c.retiring == "reload" for c in self.children):
+            return
+        for role in self.roles:
+            if role.reload and sum(1 for c in self.children if c.role is role and c.generation >= generation
+                                   and c.ready_at is not None and c.stop_sent is None) < role.count:
+                return
+        self.log.info(f"reload done: every worker now runs generation {generation}")
+        self._end_reload("done", f"generation {generation} serves")
+
+    def _end_reload(self, state: str, message: str) -> None:
+        if self.reload_state and self.reload_state["state"] == "in progress":
+            self.reload_state.update(state=state, message=message)
+
     def _check_ready(self) -> None:
         if self.ready:
             return
@@ -589,6 +613,7 @@ class Arbiter:
         if self.stopping == "fast" or self.stopping == how:
             return
         self.stopping = how
+        self._end_reload("failed", "the site is stopping")
         self.stop_deadline = time.monotonic() + self.graceful_timeout
         if how == "fast":
             self.log.info("fast stop: killing all processes")
@@ -659,11 +684,12 @@ class Arbiter:
         if command == "reload":
             if self.stopping:
                 return {"ok": False, "error": "the site is stopping"}
-            self.request("HUP")
-            return {"ok": True, "message": "reload started (new workers first, then the old ones stop)"}
+            self.handle_hup()  # at once (we are in the loop), so the generation answered is this reload's
+            return {"ok": True, "message": "reload started (new workers first, then the old ones stop)",
+                    "generation": self.generation}
         if command == "stop":
             self.request("QUIT" if request.get("fast") else "TERM")
-            return {"ok": True, "message": "stopping" + (" fast" if request.get("fast") else "")}
+            return {"ok": True, "message": "stopping" + (" fast" if request.get("fast") else ""), "pid": os.getpid()}
         return {"ok": False, "error": f"unknown command {command!r}; use status, reload or stop"}
 
     # ---------------------------------------------------------------- status ------------------
@@ -711,6 +737,7 @@ class Arbiter:
                 "generation": self.generation,
                 "rss": me.memory_info().rss,
                 "desired": {role.name: role.count for role in self.roles},
+                "reload": self.reload_state,
             },
             "processes": processes,
         }

@@ -3,8 +3,8 @@
 ``procman run``            run the Django project in the current directory (or ``--settings``)
 ``procman demo``           run the bundled chat demo (no arguments needed)
 ``procman status``         processes and layer queues of a running site (``--json``)
-``procman reload``         rolling restart of the workers (same as SIGHUP)
-``procman stop``           graceful stop (``--fast``: kill at once)
+``procman reload``         rolling restart of the workers (same as SIGHUP); ``--wait`` until done
+``procman stop``           graceful stop (``--fast``: kill at once); ``--wait`` until stopped
 ``procman doctor``         check the machine and project; ``--clean`` removes stale segments
 ``procman export systemd`` write a service + socket unit pair
 ``procman interface ...``  one interface server process (what ``run`` starts N of)
@@ -16,17 +16,40 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import control, exitcodes
 
-__all__ = ["main", "build_parser"]
+if TYPE_CHECKING:
+    from .config import RunConfig
+    from .logstream import LogStream
+
+__all__ = ["main", "build_parser", "run_flag_actions"]
+
+#: ``reload --wait`` / ``stop --wait`` give up after this many seconds unless ``--timeout`` says.
+WAIT_TIMEOUT = 120.0
 
 
-def _add_run_flags(parser: argparse.ArgumentParser) -> None:
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("asgi_ipc")
+    except PackageNotFoundError:
+        from asgi_ipc import __version__
+
+        return __version__
+
+
+def _add_run_flags(parser: argparse.ArgumentParser, interface: bool = True) -> None:
     """Flags shared by ``run``, ``demo`` and ``export systemd``; all default to None so that
-    settings files can fill in what the command line does not say (see procman.config)."""
+    settings files can fill in what the command line does not say (see procman.config).
+
+    :param interface: also offer the interface server's options (importing the interface server
+        costs a few tenths of a second, which ``status``/``stop`` need not pay).
+    """
     group = parser.add_argument_group("site")
     group.add_argument("--settings", help="Django settings module (default: DJANGO_SETTINGS_MODULE, or manage.py's)")
     group.add_argument("--bind", "-b", action="append", metavar="ADDRESS",
@@ -59,6 +82,17 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
                         help="colour the log prefixes even when not on a terminal")
     colour.add_argument("--no-color", "--no-colour", dest="colour", action="store_const", const=False,
                         help="never colour the log")
+    if interface:
+        from .config import add_interface_flags
+
+        add_interface_flags(parser)
+
+
+def run_flag_actions() -> list[argparse.Action]:
+    """Every option of ``procman run`` (interface options included), from its own definition."""
+    parser = argparse.ArgumentParser(add_help=False)
+    _add_run_flags(parser)
+    return [action for action in parser._actions if action.option_strings]
 
 
 def _add_delay_flag(group: Any) -> None:
@@ -72,15 +106,17 @@ def _add_target_flags(parser: argparse.ArgumentParser) -> None:
                         help="which site (its layer prefix); needed only when several run")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(interface: bool = True) -> argparse.ArgumentParser:
+    """The ``procman`` parser; ``interface=False`` leaves the interface options out of ``run``."""
     parser = argparse.ArgumentParser(prog="procman", description="Run a Django site on one machine: "
                                      "shared-memory channel layer, interface servers and workers.")
+    parser.add_argument("--version", action="version", version=f"procman {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     run = sub.add_parser("run", help="run the Django project in the current directory")
-    _add_run_flags(run)
+    _add_run_flags(run, interface)
     demo = sub.add_parser("demo", help="run the bundled chat demo site")
-    _add_run_flags(demo)
+    _add_run_flags(demo, interface)
     status = sub.add_parser("status", help="show the processes and queues of a running site")
     _add_target_flags(status)
     status.add_argument("--json", action="store_true", help="print the raw status as JSON")
@@ -89,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     stop = sub.add_parser("stop", help="stop a running site")
     _add_target_flags(stop)
     stop.add_argument("--fast", action="store_true", help="kill the processes at once instead of draining")
+    for command, until in ((reload, "every worker runs the new code (exit 1 if the reload failed)"),
+                           (stop, "the supervisor has exited (exit 1 if it is still running)")):
+        command.add_argument("--wait", action="store_true", help=f"block until {until}")
+        command.add_argument("--timeout", type=float, default=WAIT_TIMEOUT, metavar="SECONDS",
+                             help=f"with --wait: give up (exit 1) after this long (default {WAIT_TIMEOUT:g})")
     doctor = sub.add_parser("doctor", help="check /dev/shm, stale segments, ports, settings, systemd")
     doctor.add_argument("--settings", help="Django settings module to try importing")
     doctor.add_argument("--bind", "-b", action="append", metavar="ADDRESS", help="address to check (repeatable)")
@@ -102,16 +143,20 @@ def build_parser() -> argparse.ArgumentParser:
     units.add_argument("--output", "-o", type=Path, metavar="DIR",
                        help="write NAME.service and NAME.socket into DIR (default: print them)")
     units.add_argument("--user", help="User= for the service (a system user; see RemoveIPC in docs)")
-    _add_run_flags(units)
+    units.add_argument("--socket-user", metavar="USER", help="SocketUser= of UNIX sockets (default: --user)")
+    units.add_argument("--socket-group", metavar="GROUP",
+                       help="SocketGroup= of UNIX sockets: the web server's group, e.g. www-data")
+    units.add_argument("--socket-mode", default="0660", metavar="MODE", help="SocketMode= of UNIX sockets (default 0660)")
+    _add_run_flags(units, interface)
     interface = sub.add_parser("interface", help="run one interface server process", add_help=False)
     interface.add_argument("args", nargs=argparse.REMAINDER)
     return parser
 
 
 def _run_flags(args: argparse.Namespace) -> dict[str, Any]:
-    keys = ("settings", "bind", "interfaces", "workers", "only_channels", "exclude_channels",
-            "pools", "max_requests", "max_requests_jitter", "max_memory", "timeout", "graceful_timeout", "colour", "delay")
-    return {key: getattr(args, key) for key in keys}
+    """The settings the command line gave (None = not given), keyed as procman.config expects."""
+    return {action.dest: getattr(args, action.dest, None) for action in run_flag_actions()
+            if action.dest != "config"}
 
 
 def _error(message: str, code: int) -> int:
@@ -123,10 +168,13 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``procman`` command; returns the exit code (see procman.exitcodes)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["interface"]:
+        if argv[1:] == ["--version"]:
+            print(f"procman interface {_version()}")
+            return exitcodes.OK
         from procman.interface.cli import main as interface_main
 
         return interface_main(argv[1:])
-    args = build_parser().parse_args(argv)
+    args = build_parser(interface=argv[:1] in (["run"], ["demo"], ["export"])).parse_args(argv)
     try:
         if args.command in ("run", "demo"):
             return _cmd_run(args)
@@ -148,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .config import ConfigError, resolve
+    from .config import ConfigError, proxy_headers_warning, resolve
     from .logstream import LogStream
     from .site import SiteError, run_site
 
@@ -167,10 +215,37 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except (ConfigError, SiteError) as exc:
         return _error(str(exc), getattr(exc, "exit_code", exitcodes.USAGE))
     log = LogStream(colour=config.colour)
+    warning = proxy_headers_warning(config)
+    if warning:
+        log.info(f"warning: {warning}")
+    _warn_about_migrations(config, directory, log)
     try:
-        return run_site(config, directory, log, banner=banner)
+        code = run_site(config, directory, log, banner=banner)
     except SiteError as exc:
         return _error(str(exc), exc.exit_code)
+    log.info(f"stopped ({exitcodes.describe(code)})")
+    return code
+
+
+def _warn_about_migrations(config: RunConfig, directory: Path, log: LogStream) -> None:
+    """Like ``runserver``: say so if migrations are not applied. Checked in a child process (the
+    supervisor never sets Django up) from a thread, so start-up does not wait for it."""
+    import threading
+
+    from .doctor import check_project, migration_warning
+    from .project import ProjectError, find_settings_module
+
+    try:
+        module = find_settings_module(config.settings, directory)
+    except ProjectError:
+        return  # run_site reports it
+
+    def check() -> None:
+        warning = migration_warning(check_project(module, directory))
+        if warning:
+            log.info(f"warning: {warning}")
+
+    threading.Thread(target=check, name="migration-check", daemon=True).start()
 
 
 def _target(args: argparse.Namespace) -> Path:
@@ -191,11 +266,52 @@ def _target(args: argparse.Namespace) -> Path:
 
 def _cmd_signal(args: argparse.Namespace) -> int:
     fields = {"fast": args.fast} if args.command == "stop" else {}
-    response = control.request(_target(args), args.command, **fields)
+    target = _target(args)
+    response = control.request(target, args.command, **fields)
     if not response.get("ok"):
         return _error(response.get("error", "the supervisor refused"), exitcodes.FAILURE)
-    print(response.get("message", "ok"))
+    print(response.get("message", "ok"), flush=True)
+    if not args.wait:
+        return exitcodes.OK
+    deadline = time.monotonic() + args.timeout
+    if args.command == "stop":
+        return _wait_stopped(int(response["pid"]), deadline, args.timeout)
+    return _wait_reloaded(target, int(response["generation"]), deadline, args.timeout)
+
+
+def _wait_stopped(pid: int, deadline: float, timeout: float) -> int:
+    """Poll until supervisor ``pid`` has exited (its control socket is gone with it)."""
+    import psutil
+
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                break
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.1)
+    else:
+        return _error(f"the site (supervisor pid {pid}) is still running after {timeout:g} s; "
+                      "`procman stop --fast` kills it", exitcodes.FAILURE)
+    print("stopped")
     return exitcodes.OK
+
+
+def _wait_reloaded(target: Path, generation: int, deadline: float, timeout: float) -> int:
+    """Poll the supervisor's status until reload ``generation`` (or a later one) is done or failed."""
+    while time.monotonic() < deadline:
+        try:
+            state = control.request(target, "status", timeout=max(0.5, deadline - time.monotonic()))
+        except control.ControlError as exc:
+            return _error(f"reload not confirmed: {exc}", exitcodes.FAILURE)
+        reload = (state.get("supervisor") or {}).get("reload") or {}
+        if reload.get("generation", 0) >= generation and reload.get("state") != "in progress":
+            if reload.get("state") == "done":
+                print(f"reload done: {reload.get('message')}")
+                return exitcodes.OK
+            return _error(f"reload failed: {reload.get('message')}", exitcodes.FAILURE)
+        time.sleep(0.2)
+    return _error(f"reload not finished after {timeout:g} s (see the site's log)", exitcodes.FAILURE)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -212,34 +328,32 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .config import ConfigError, resolve
+    from .config import ConfigError, render_flags, resolve
     from .project import ProjectError, find_settings_module, load_project
     from .systemd import render_units
 
     directory = Path.cwd()
     flags = _run_flags(args)
+    config_file = args.config.resolve() if args.config else None
     try:
-        config = resolve(flags, directory, args.config)
+        config = resolve(flags, directory, config_file)
         settings_module = find_settings_module(config.settings, directory)
         prefix = args.unit or load_project(settings_module, directory).prefix
     except (ConfigError, ProjectError) as exc:
         return _error(str(exc), exitcodes.USAGE)
     program = Path(sys.executable).with_name("procman")
-    command = [str(program)] if program.exists() else [sys.executable, "-m", "procman"]
-    command += ["run", "--settings", settings_module, "--no-color"]
-    for key, flag in (("interfaces", "--interfaces"), ("workers", "--workers"), ("max_requests", "--max-requests"),
-                      ("timeout", "--timeout"), ("graceful_timeout", "--graceful-timeout")):
-        if flags.get(key) is not None:
-            command += [flag, str(flags[key])]
-    if flags.get("max_memory"):
-        command += ["--max-memory", str(flags["max_memory"])]
-    for pool in flags.get("pools") or []:
-        command += ["--pool", pool]
-    if flags.get("delay"):
-        command += ["--delay"]
+    base = [str(program)] if program.exists() else [sys.executable, "-m", "procman"]
+    command = list(base)
+    # Every flag given here, rendered from run's own definition. --bind becomes the .socket unit
+    # (socket activation overrides it); the settings file is read from WorkingDirectory, or named.
+    given = {**flags, "settings": settings_module, "colour": False, "bind": None,
+             "config": str(config_file) if config_file else None}
+    command += ["run", *render_flags(run_flag_actions(), given)]
     try:
         service, sock = render_units(prefix, command, config.bind, str(directory), user=args.user,
-                                     environment={"PYTHONUNBUFFERED": "1", "PROCMAN_CONTROL_DIR": f"/run/{prefix}"})
+                                     environment={"PYTHONUNBUFFERED": "1"}, socket_user=args.socket_user,
+                                     socket_group=args.socket_group, socket_mode=args.socket_mode,
+                                     reload_command=[*base, "reload", "--wait", "--timeout", "80"])
     except ValueError as exc:
         return _error(str(exc), exitcodes.USAGE)
     if args.output is None:

@@ -10,10 +10,21 @@ Files are looked up in the current directory. Keys are the long flag names, with
     pools = ["thumbnail=1:thumbnail"]
     max-requests = 5000
     max-memory = "512M"
+    # interface-server options, same names as `procman interface --help` (and `run --help`):
+    proxy-headers = true
+    forwarded-allow-ips = ["127.0.0.1"]
+    http-timeout = 60
+
+Interface-server options are not listed here a second time: :func:`interface_actions` reads them
+from ``procman interface``'s own argument parser (which takes its defaults from
+:class:`procman.interface.options.ServerOptions`), ``run``/``demo`` offer the same flags, and
+:func:`interface_argv` hands what was set to every interface process. Unset options keep the
+interface server's defaults.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import tomllib
@@ -21,7 +32,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ConfigError", "RunConfig", "Pool", "load_file_config", "resolve", "parse_size", "parse_pool"]
+__all__ = ["ConfigError", "RunConfig", "Pool", "load_file_config", "resolve", "parse_size", "parse_pool",
+           "interface_actions", "add_interface_flags", "interface_argv", "render_flags", "proxy_headers_warning"]
 
 
 class ConfigError(Exception):
@@ -55,6 +67,7 @@ class RunConfig:
     graceful_timeout: float = 30.0
     colour: bool | None = None
     delay: bool = False  # also run the delay server (manage.py rundelay) as the "delay" role
+    interface: dict[str, Any] = field(default_factory=dict)  # interface option dest -> value
     sources: dict[str, str] = field(default_factory=dict)  # setting -> where its value came from
 
     @property
@@ -161,6 +174,137 @@ _CONVERTERS = {
 }
 
 
+#: ``procman interface`` options that ``run`` decides itself: where to listen (``run`` binds once and
+#: passes the sockets down), which settings, and argparse's own.
+_SYSTEMD_ENV = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
+_NOT_PASSED = {"help", "version", "layer", "settings", "host", "port", "unix_socket", "fd", "endpoint"}
+
+
+def interface_actions() -> list[argparse.Action]:
+    """The options of ``procman interface`` that ``run``/``demo``/``procman.toml`` pass through.
+
+    Read from the interface server's own parser, so a new interface option is offered here
+    without a second definition.
+    """
+    # Importing the interface server imports twisted.internet.endpoints, which takes systemd's
+    # LISTEN_PID/LISTEN_FDS out of os.environ at import time: keep them for procman's own
+    # socket activation (procman.sockets.adopt_systemd), which runs later.
+    saved = {key: os.environ[key] for key in _SYSTEMD_ENV if key in os.environ}
+    try:
+        from procman.interface.cli import build_parser
+    finally:
+        os.environ.update(saved)
+    return [action for action in build_parser()._actions
+            if action.option_strings and action.dest not in _NOT_PASSED]
+
+
+def add_interface_flags(parser: argparse.ArgumentParser) -> None:
+    """Offer every pass-through interface option on ``parser`` (long forms, default None = unset)."""
+    group = parser.add_argument_group("interface server (passed to every interface process; see "
+                                      "`procman interface --help`)")
+    for action in interface_actions():
+        long = [name for name in action.option_strings if name.startswith("--")]
+        names = [name for name in long if "_" not in name] or long  # not the --snake_case aliases
+        kwargs: dict[str, Any] = {"dest": action.dest, "default": None, "help": action.help}
+        if isinstance(action, argparse._StoreTrueAction):
+            kwargs["action"] = "store_true"
+        elif isinstance(action, argparse._StoreFalseAction):
+            kwargs["action"] = "store_false"
+        else:
+            kwargs.update(type=action.type, metavar=action.metavar or "VALUE", choices=action.choices)
+            if isinstance(action, (argparse._AppendAction, argparse._ExtendAction)) or action.nargs in ("*", "+"):
+                kwargs["action"] = "extend"
+                kwargs["nargs"] = "+"
+        group.add_argument(*names, **kwargs)
+
+
+def _interface_converter(action: argparse.Action):
+    def convert(value: Any, key: str) -> Any:
+        many = isinstance(action, (argparse._AppendAction, argparse._ExtendAction)) or action.nargs in ("*", "+")
+        if isinstance(action, argparse._StoreConstAction):
+            return _as_bool(value, key)
+        values = value if isinstance(value, list) and many else [value]
+        if isinstance(value, list) and not many:
+            raise ValueError(f"{key} takes one value, got a list")
+        converted = []
+        for item in values:
+            if isinstance(item, bool) or not isinstance(item, (str, int, float)):
+                raise ValueError(f"{key}: {item!r} is not a valid value")
+            try:
+                item = action.type(str(item)) if action.type else str(item)
+            except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
+                raise ValueError(f"{key}: {exc}") from None
+            if action.choices is not None and item not in action.choices:
+                raise ValueError(f"{key} must be one of {sorted(action.choices)}, got {item!r}")
+            converted.append(item)
+        return converted if many else converted[0]
+
+    return convert
+
+
+def render_flags(actions: list[argparse.Action], values: dict[str, Any]) -> list[str]:
+    """Turn ``{dest: value}`` back into command-line arguments for ``actions`` (None = not given).
+
+    The inverse of parsing, used to hand options to children and into systemd's ``ExecStart``:
+    ``--flag=value`` (safe for negative numbers), repeated for lists, bare for switches.
+    """
+    argv: list[str] = []
+    for action in actions:
+        value = values.get(action.dest)
+        if value is None or not action.option_strings:
+            continue
+        flag = max(action.option_strings, key=len)
+        if isinstance(action, argparse._StoreConstAction):
+            # Switches, and pairs sharing a dest (--color/--no-color): the one whose constant it is.
+            if value == action.const:
+                argv.append(flag)
+        elif isinstance(value, list):
+            argv += [f"{flag}={item}" for item in value]
+        else:
+            argv.append(f"{flag}={value}")
+    return argv
+
+
+def interface_argv(config: RunConfig) -> list[str]:
+    """The interface-server flags ``config`` sets, for every interface process's command line."""
+    return render_flags(interface_actions(), config.interface)
+
+
+def proxy_headers_warning(config: RunConfig) -> str | None:
+    """A warning when proxy headers are trusted on an address clients can reach directly.
+
+    With ``proxy_headers`` the client's address comes from ``X-Forwarded-For``; on a port open to
+    the network anyone can send that header and choose the address Django sees. Loopback and
+    UNIX sockets are reachable only through a proxy on this machine.
+    """
+    from .sockets import BindError, parse_bind
+
+    if not config.interface.get("proxy_headers"):
+        return None
+    exposed = []
+    for spec in config.bind:
+        try:
+            kind, address = parse_bind(spec)
+        except BindError:
+            continue  # reported when the site binds it
+        if kind == "tcp" and not _loopback(address[0]):  # type: ignore[index]
+            exposed.append(spec)
+    if not exposed:
+        return None
+    return (f"proxy-headers trusts X-Forwarded-For, but {', '.join(exposed)} is reachable without the proxy: "
+            "any client there can choose the REMOTE_ADDR Django sees. Bind to 127.0.0.1 or a UNIX socket "
+            "behind the proxy")
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def load_file_config(directory: Path, explicit: Path | None = None) -> list[tuple[str, dict[str, Any]]]:
     """Read the TOML settings that apply in ``directory``, lowest precedence first.
 
@@ -201,7 +345,8 @@ def resolve(flags: dict[str, Any], directory: Path, explicit: Path | None = None
     :raises ConfigError: an unknown key in a file, or a bad value anywhere (naming its source).
     """
     config = RunConfig()
-    known = {f.name for f in fields(RunConfig)} - {"sources"}
+    known = {f.name for f in fields(RunConfig)} - {"sources", "interface"}
+    passed = {action.dest: _interface_converter(action) for action in interface_actions()}
     layers = load_file_config(directory, explicit)
     layers.append(("command line", {k: v for k, v in flags.items() if v is not None}))
     for source, table in layers:
@@ -209,8 +354,15 @@ def resolve(flags: dict[str, Any], directory: Path, explicit: Path | None = None
             key = raw_key.replace("-", "_")
             if key == "color":
                 key = "colour"
+            if key in passed and key not in known:
+                try:
+                    config.interface[key] = passed[key](value, raw_key)
+                except ValueError as exc:
+                    raise ConfigError(f"{source}: {exc}") from None
+                config.sources[key] = source
+                continue
             if key not in known:
-                allowed = ", ".join(sorted(k.replace("_", "-") for k in known))
+                allowed = ", ".join(sorted(k.replace("_", "-") for k in known | set(passed)))
                 raise ConfigError(f"{source}: unknown setting {raw_key!r}; known settings: {allowed}")
             try:
                 converted = _CONVERTERS[key](value, raw_key)

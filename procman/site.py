@@ -18,6 +18,7 @@ from typing import Any
 from . import control, exitcodes, systemd
 from .arbiter import Arbiter, Role
 from .config import RunConfig
+from .config import interface_argv as interface_options_argv
 from .logstream import LogStream
 from .project import Project, ProjectError, find_settings_module, load_project
 from .sockets import BindError, Listener, adopt_systemd, bind, close_all
@@ -46,6 +47,7 @@ def build_roles(config: RunConfig, project: Project, listeners: list[Listener]) 
     interface_argv = [python, "-m", "procman.boot", "interface", "--settings", project.settings_module]
     for fd in fds:
         interface_argv += ["--fd", str(fd)]
+    interface_argv += interface_options_argv(config)
     roles = [
         Role("interface", interface_argv, count=config.interfaces, pass_fds=fds, env=env, stop_order=0)
     ]
@@ -224,7 +226,7 @@ def run_site(config: RunConfig, directory: Path, log: LogStream, banner: str = "
             health_check=health_check,
             status_extra=lambda: {
                 "site": {"prefix": project.prefix, "settings": project.settings_module,
-                         "listen": [listener.url for listener in listeners]},
+                         "listen": [listener.url for listener in listeners], "fastpath": _fastpath()},
                 **_layer_statistics(layer, channels),
             },
         )
@@ -244,6 +246,15 @@ def run_site(config: RunConfig, directory: Path, log: LogStream, banner: str = "
         if layer is not None:
             layer.close()
             _ensure_unlinked(layer, log)
+
+
+def _fastpath() -> dict[str, Any]:
+    """Whether this site's processes use the C fast path (they share the supervisor's environment)."""
+    from dataclasses import asdict
+
+    from asgi_ipc.diagnostics import fastpath_status
+
+    return asdict(fastpath_status())
 
 
 def _inode(path: str) -> int | None:

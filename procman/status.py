@@ -51,6 +51,9 @@ def format_status(status: dict[str, Any]) -> str:
                  f"RSS {human_bytes(sup.get('rss'))}")
     if site.get("listen"):
         lines.append(f"listening on {', '.join(site['listen'])}")
+    if site.get("fastpath"):
+        fast = site["fastpath"]
+        lines.append("fast path: active" if fast["active"] else f"fast path: inactive ({fast['reason']})")
     lines.append("")
     rows = []
     for proc in status.get("processes", []):

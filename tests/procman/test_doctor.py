@@ -1,4 +1,4 @@
-"""``procman doctor`` and ``procman export systemd`` through the real command line."""
+"""``procman doctor`` through the real command line, and the diagnostics it presents."""
 
 import os
 import signal
@@ -34,8 +34,8 @@ def test_doctor_finds_and_cleans_a_stale_segment(tmp_path):
         past = time.time() - 3600
         os.utime(path, (past, past))  # as if the crash happened an hour ago
         report = run_cli("doctor", "--settings", "hellosite.settings", cwd=HELLOSITE, env={"HELLOSITE_PREFIX": prefix})
-        assert f"WARN segments  asgi_ipc.{prefix}" in report.stdout and "stale: creator pid" in report.stdout
-        assert "ok   settings  hellosite.settings imports; layer prefix" in report.stdout
+        assert f"WARN segments   asgi_ipc.{prefix}" in report.stdout and "stale: creator pid" in report.stdout
+        assert "ok   settings   hellosite.settings imports; layer prefix" in report.stdout
         assert report.returncode == 0
         cleaned = run_cli("doctor", "--clean")
         assert f"asgi_ipc.{prefix}" in cleaned.stdout and "removed (stale" in cleaned.stdout
@@ -59,35 +59,29 @@ def test_doctor_fails_on_busy_port_and_broken_settings(tmp_path):
     finally:
         holder.close()
     assert report.returncode == 1
-    assert f"FAIL ports     cannot listen on 127.0.0.1:{port}: address already in use" in report.stdout
-    assert "FAIL settings  cannot import settings module 'bad_settings' (RuntimeError: boom)" in report.stdout
+    assert f"FAIL ports      cannot listen on 127.0.0.1:{port}: address already in use" in report.stdout
+    assert "FAIL settings   cannot import settings module 'bad_settings' (RuntimeError: boom)" in report.stdout
 
 
-def test_remove_ipc_hint(tmp_path):
-    conf = tmp_path / "logind.conf"
-    conf.write_text("[Login]\n#RemoveIPC=no\n")
-    (warn,) = doctor.check_remove_ipc(uid=1000, logind_paths=[str(conf)])
-    assert warn.level == "warn" and "RemoveIPC=yes" in warn.message and "system user" in warn.message
-    conf.write_text("[Login]\nRemoveIPC=no\n")
-    assert doctor.check_remove_ipc(uid=1000, logind_paths=[str(conf)])[0].level == "ok"
-    assert doctor.check_remove_ipc(uid=998, logind_paths=[])[0].level == "ok"
+def test_remove_ipc_is_only_a_concern_where_systemd_runs():
+    from asgi_ipc.diagnostics import removeipc_warning
+
+    assert "RemoveIPC=yes" in removeipc_warning(1000, 999, systemd=True, remove_ipc=True, in_session=True)
+    assert removeipc_warning(1000, 999, systemd=False, remove_ipc=True, in_session=True) is None
+    assert removeipc_warning(1000, 999, systemd=True, remove_ipc=False, in_session=True) is None
+    assert removeipc_warning(998, 999, systemd=True, remove_ipc=True, in_session=False) is None
 
 
-def test_shm_check_reports_size(tmp_path):
-    (finding,) = doctor.check_shm()
-    assert finding.level in ("ok", "warn") and "free" in finding.message
-    assert doctor.check_shm(str(tmp_path / "missing"))[0].level == "fail"
+def test_machine_findings_come_from_the_shared_survey():
+    from asgi_ipc.diagnostics import survey
 
-
-def test_export_systemd_writes_a_unit_pair(tmp_path):
-    result = run_cli("export", "systemd", "--output", str(tmp_path), "--workers", "3", "--bind", "127.0.0.1:8123",
-                     "--user", "www-site", cwd=HELLOSITE, env={"HELLOSITE_PREFIX": "hello"})
-    assert result.returncode == 0, result.stderr
-    service = (tmp_path / "hello.service").read_text()
-    sock = (tmp_path / "hello.socket").read_text()
-    assert "--settings hellosite.settings" in service and "--workers 3" in service and "User=www-site" in service
-    assert "PROCMAN_CONTROL_DIR=/run/hello" in service
-    assert "ListenStream=127.0.0.1:8123" in sock
+    data = survey(prefixes=["nosuchprefix"])
+    findings = doctor.check_machine(data)
+    (shm,) = [f for f in findings if f.check == "shm"]
+    assert shm.level == "ok" and "free" in shm.message
+    (fast,) = [f for f in findings if f.check == "fastpath"]
+    assert fast.level == ("ok" if data["fastpath"]["active"] else "warn")
+    assert [f.message for f in findings if f.check == "machine"] == data["warnings"]
 
 
 def test_status_without_a_running_site_says_so(tmp_path):
@@ -100,3 +94,19 @@ def test_run_outside_a_project_is_a_usage_error(tmp_path):
     result = subprocess.run([python(), "-m", "procman", "run"], cwd=tmp_path, env=env, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 2 and "no Django project found" in result.stderr
+
+
+def test_every_executable_answers_version():
+    from procman.cli import _version
+
+    for argv, name in ((["-m", "procman", "--version"], "procman"),
+                       (["-m", "procman", "interface", "--version"], "procman interface"),
+                       (["-m", "asgi_ipc", "--version"], "asgi-ipc")):
+        done = subprocess.run([python(), *argv], capture_output=True, text=True, timeout=60, cwd=REPO)
+        assert done.returncode == 0 and done.stdout.strip() == f"{name} {_version()}", done.stdout + done.stderr
+
+
+def test_license_is_the_one_the_metadata_names():
+    text = (REPO / "LICENSE").read_text()
+    assert text.startswith("BSD 3-Clause License") and "the asgi_ipc authors" in text
+    assert "license = BSD-3-Clause" in (REPO / "setup.cfg").read_text()

@@ -130,7 +130,7 @@ def test_render_units():
     service, sock = systemd.render_units("mysite", ["/usr/bin/procman", "run"], ["127.0.0.1:8000"], "/srv/mysite",
                                          user="mysite", environment={"A": "b c"})
     assert "Type=notify" in service and "ExecStart=/usr/bin/procman run" in service
-    assert "User=mysite" in service and "Environment='A=b c'" in service and "Requires=mysite.socket" in service
+    assert "User=mysite" in service and 'Environment="A=b c"' in service and "Requires=mysite.socket" in service
     assert "ExecReload=/bin/kill -HUP $MAINPID" in service and "RestartPreventExitStatus=2 3" in service
     assert "ListenStream=127.0.0.1:8000" in sock
     with pytest.raises(ValueError, match="absolute"):
