@@ -25,7 +25,8 @@ from collections import deque
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
-from procman.interface.http_wire import HOP_BY_HOP, LAST_CHUNK, RequestHead, chunk, response_head
+from procman.interface.http_events import RequestHead
+from procman.interface.http_response import HOP_BY_HOP, LAST_CHUNK, chunk, response_head
 
 if TYPE_CHECKING:
     from procman.interface.http_protocol import HTTPConnection

@@ -34,6 +34,8 @@ from twisted.internet.interfaces import IListeningPort, IReactorTime
 from twisted.python.failure import Failure
 
 from procman.interface.access_log import AccessLog
+from procman.interface.http_events import resolve_parser_name
+from procman.interface.http_policy import HeadLimits
 from procman.interface.http_protocol import HTTPConnection
 from procman.interface.options import ServerOptions
 from procman.interface.ws_protocol import build_websocket_factory
@@ -121,6 +123,13 @@ class InterfaceServer:
             reactor = default_reactor
         self.options = options or ServerOptions()
         self.options.validate()
+        #: ``httptools`` or ``h11``: the parser every connection of this server uses.
+        self.http_parser = resolve_parser_name(self.options.http)
+        self.head_limits = HeadLimits(
+            max_request_line=self.options.max_request_line,
+            max_head_size=self.options.max_head_size,
+            max_header_count=self.options.max_header_count,
+        )
         for name in ("send", "receive_twisted", "new_channel"):
             if not callable(getattr(layer, name, None)):
                 raise LayerNotSupported(
@@ -349,6 +358,15 @@ class InterfaceServer:
             port = self.reactor.adoptStreamPort(fd, family, self.factory)
         self._listening(port, f"fd:{fd}")
         return port
+
+    def close_ports(self) -> None:
+        """Stop listening on every port opened so far (a start that failed half-way)."""
+        for port in self.ports:
+            try:
+                port.stopListening()
+            except Exception:  # noqa: BLE001 - closing on the way out; nothing else to do
+                logger.exception("could not close %s", port)
+        self.ports = []
 
     def _listening(self, port: IListeningPort, description: str) -> IListeningPort:
         self.ports.append(port)

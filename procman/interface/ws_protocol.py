@@ -38,7 +38,7 @@ from autobahn.websocket.types import ConnectionDeny
 from twisted.internet import defer
 from twisted.internet.interfaces import ISSLTransport
 
-from procman.interface.http_wire import RequestHead
+from procman.interface.http_events import RequestHead
 from procman.interface.request_messages import address_pair, base_message
 
 if TYPE_CHECKING:
