@@ -145,6 +145,10 @@ def _configure_logging(verbosity: int) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from procman.interface.access_log import EscapingFilter  # noqa: PLC0415
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(EscapingFilter())  # log lines quote paths and headers clients chose
     from twisted.logger import (  # noqa: PLC0415
         FilteringLogObserver,
         LogLevel,
