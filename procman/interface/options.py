@@ -121,8 +121,8 @@ class ServerOptions:
                                   "seconds without progress on a request before 503/408", "HTTP",
                                   aliases=("-t",))
     max_request_time: float = _option(600.0, "--max-request-time", float,
-                                      "seconds a request's head and body may take in total, "
-                                      "however steadily they trickle in; then 408 (0 = no limit)",
+                                      "seconds a request body may take in total, however "
+                                      "steadily it trickles in; then 408 (0 = no limit)",
                                       "HTTP")
     keep_alive_timeout: float = _option(5.0, "--keep-alive-timeout", float,
                                         "seconds an idle keep-alive connection stays open, and "
@@ -233,7 +233,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     groups: dict[str, Any] = {}
     for spec in interface_options():
         group = groups.get(spec.group) or groups.setdefault(spec.group, parser.add_argument_group(spec.group))
-        flags = [*spec.aliases, spec.flag] if spec.aliases and spec.aliases[0].startswith("-") and not spec.aliases[0].startswith("--") else [spec.flag, *spec.aliases]
+        flags = [spec.flag, *spec.aliases]
         help_text = spec.help + _describe_default(spec)
         if spec.kind == "switch":
             group.add_argument(*flags, dest=spec.name, action="store_true", help=help_text)
@@ -241,8 +241,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             group.add_argument(*flags, dest=spec.name, type=spec.parse, nargs="*", action="extend",
                                default=[], help=help_text)
         else:
+            metavar = {parse_size: "SIZE", float: "SECONDS", int: "N"}.get(spec.parse)  # type: ignore[call-overload]
             group.add_argument(*flags, dest=spec.name, type=spec.parse, default=spec.default,
-                               help=help_text)
+                               metavar=metavar, help=help_text)
 
 
 def options_from_namespace(args: argparse.Namespace) -> ServerOptions:
