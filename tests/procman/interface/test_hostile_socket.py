@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.procman.interface.conftest import _layer_kwargs, write_layer_module
+from tests.procman.interface.conftest import _layer_kwargs, stop_process, write_layer_module
 from tests.procman.interface.hostile_requests import HOSTILE_REQUESTS, MAX_REQUEST_BODY, Vector
 from tests.procman.interface.test_hostile_memory import PARSERS, PROBE, parse_responses
 
@@ -133,13 +133,7 @@ def served(request, tmp_path_factory) -> Iterator[Served]:
         assert port is not None, stderr_path.read_text(errors="replace")
         yield Served(layer, port)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        stop_process(proc, signal.SIGTERM)
         layer.close()
 
 
