@@ -30,8 +30,9 @@ from collections import deque
 from typing import Any, Callable
 
 from twisted.internet import protocol
-from twisted.internet.interfaces import IListeningPort, IReactorTime
+from twisted.internet.interfaces import IListeningPort, IProtocolNegotiationFactory, IReactorTime
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from procman.interface.access_log import AccessLog
 from procman.interface.http_events import resolve_parser_name
@@ -75,9 +76,16 @@ def _segment_lost_types() -> tuple[type[BaseException], ...]:
     return (SegmentError,)
 
 
+@implementer(IProtocolNegotiationFactory)
 class _ConnectionFactory(protocol.Factory):
     def __init__(self, server: InterfaceServer) -> None:
         self.server = server
+
+    def acceptableProtocols(self) -> list[bytes]:
+        """ALPN over TLS: we speak HTTP/1.1 only (WebSocket upgrades ride on it). Without an
+        answer here Twisted's ALPN callback returns an empty protocol name, which OpenSSL turns
+        into an "internal error" alert for every client that offers ALPN (curl, browsers)."""
+        return [b"http/1.1"]
 
     def buildProtocol(self, addr: Any) -> protocol.Protocol:
         server = self.server
@@ -329,7 +337,19 @@ class InterfaceServer:
         """Listen on a Twisted server endpoint string; returns the listen Deferred."""
         from twisted.internet.endpoints import serverFromString  # noqa: PLC0415
 
-        endpoint = serverFromString(self.reactor, endpoint_description)
+        try:
+            endpoint = serverFromString(self.reactor, endpoint_description)
+        except ValueError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - OSError, OpenSSL errors: say which file and why
+            kind = endpoint_description.split(":", 1)[0]
+            advice = (
+                "; privateKey= and certKey= must name readable PEM files holding a key and the "
+                "certificate that matches it"
+                if kind == "ssl"
+                else ""
+            )
+            raise ValueError(f"{endpoint_description}: {type(exc).__name__}: {exc}{advice}") from exc
         deferred = endpoint.listen(self.factory)
         deferred.addCallback(self._listening, endpoint_description)
         return deferred
