@@ -22,7 +22,10 @@ rules deciding those statuses live in ``http_policy.py``, once, for every adapte
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, Union
+from typing import TYPE_CHECKING, Protocol, Union
+
+if TYPE_CHECKING:
+    from procman.interface.http_policy import HeadLimits
 
 __all__ = [
     "BodyData",
@@ -163,13 +166,13 @@ def resolve_parser_name(name: str) -> str:
     return name
 
 
-def make_parser(name: str, limits: object) -> RequestParser:
+def make_parser(name: str, limits: HeadLimits) -> RequestParser:
     """A fresh parser adapter for one connection (``name`` as returned by
-    :func:`resolve_parser_name`; ``limits`` an :class:`~procman.interface.http_policy.HeadLimits`)."""
+    :func:`resolve_parser_name`)."""
     if name == "httptools":
         from procman.interface.http_httptools import HttptoolsParser  # noqa: PLC0415
 
-        return HttptoolsParser(limits)  # type: ignore[arg-type]
+        return HttptoolsParser(limits)
     from procman.interface.http_h11 import H11Parser  # noqa: PLC0415
 
-    return H11Parser(limits)  # type: ignore[arg-type]
+    return H11Parser(limits)

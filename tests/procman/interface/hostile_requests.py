@@ -84,6 +84,18 @@ HOSTILE_REQUESTS: list[Vector] = [
         b"GET /next HTTP/1.1\r\n" + HOST + b"\r\n",
         (200, 200), False, (("POST", "/up", b"hello"), ("GET", "/next", b"")),
     ),
+    Vector(
+        "pipelined-then-malformed",
+        b"GET /first HTTP/1.1\r\n" + HOST + b"\r\nGET /x\n HTTP/1.1\r\n" + HOST + b"\r\n",
+        (200, 400), True, (("GET", "/first", b""),),
+    ),
+    Vector(
+        "pipelined-then-smuggled-framing",
+        b"GET /first HTTP/1.1\r\n" + HOST + b"\r\n"
+        b"POST /up HTTP/1.1\r\n" + HOST + b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"0\r\n\r\nGET /smuggled HTTP/1.1\r\n" + HOST + b"\r\n",
+        (200, 400), True, (("GET", "/first", b""),),
+    ),
     # -- the vectors of issue 9 ----------------------------------------------------------------
     _rejected("chunk-size-leading-space", _chunked(b" 5\r\nhello\r\n0\r\n\r\n")),
     _rejected("chunk-size-vertical-tab", _chunked(b"5\x0b\r\nhello\r\n0\r\n\r\n")),

@@ -50,3 +50,18 @@ def test_bad_values_say_what_was_wrong():
         ServerOptions(max_ws_output_buffer=0).validate()
     with pytest.raises(ValueError, match="http must be one of"):
         ServerOptions(http="picohttp").validate()
+
+
+def test_the_interface_server_imports_nothing_of_procman_outside_its_package():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, procman.interface.cli, procman.interface.server, procman.interface.http_h11, "
+        "procman.interface.http_httptools\n"
+        "print(sorted(m for m in sys.modules if m.startswith('procman') and m != 'procman' "
+        "and not m.startswith('procman.interface')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
