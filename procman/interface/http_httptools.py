@@ -39,6 +39,9 @@ from procman.interface.http_policy import HeadLimits, request_head
 
 __all__ = ["HttptoolsParser"]
 
+#: llhttp's messages for a request line whose version it will not parse.
+_VERSION_ERRORS = ("Invalid HTTP version", "Pause on PRI")
+
 
 class HttptoolsParser:
     """One connection's requests, parsed by llhttp. See the module docstring."""
@@ -84,7 +87,12 @@ class HttptoolsParser:
                 self._fail(ClientError(400, f"Malformed request line: {exc}"))
             return
         except httptools.HttpParserError as exc:
-            self._fail(self._error or ClientError(400, f"Malformed request: {exc}"))
+            if self._error is None and str(exc).startswith(_VERSION_ERRORS):
+                # A well-formed version llhttp does not serve (HTTP/1.2, 3.0, the HTTP/2
+                # preface): 505 as the policy says for every parser, not llhttp's 400.
+                self._fail(ClientError(505, "HTTP version not supported (HTTP/1.0 and HTTP/1.1 only)"))
+            else:
+                self._fail(self._error or ClientError(400, f"Malformed request: {exc}"))
             return
         if self._in_head:
             self._head_bytes += len(data)

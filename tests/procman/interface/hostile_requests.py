@@ -172,6 +172,10 @@ HOSTILE_REQUESTS: list[Vector] = [
     _rejected("connect-method", b"CONNECT example.com:443 HTTP/1.1\r\n" + HOST + b"\r\n", 501),
     _rejected("unknown-method", b"BREW /pot HTTP/1.1\r\n" + HOST + b"\r\n", 501),
     _rejected("http-version-2", b"GET / HTTP/2.0\r\n" + HOST + b"\r\n", 505),
+    _rejected("http-version-1-2", b"GET / HTTP/1.2\r\n" + HOST + b"\r\n", 505),
+    _rejected("http2-prior-knowledge-preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505),
+    _rejected("empty-header-name", b"GET / HTTP/1.1\r\n" + HOST + b": x\r\n\r\n"),
+    _rejected("header-without-colon", b"GET / HTTP/1.1\r\n" + HOST + b"X-A x\r\n\r\n"),
     _rejected("oversized-head", b"GET / HTTP/1.1\r\n" + HOST + b"X-Big: " + b"a" * 40000 + b"\r\n\r\n", 431),
     _rejected(
         "too-many-header-fields",
