@@ -165,3 +165,19 @@ def test_auto_and_unknown_parser_choices():
     assert resolve_parser_name("auto") == "httptools"
     with pytest.raises(ValueError, match="http must be one of"):
         resolve_parser_name("llhttp")
+
+
+def test_without_httptools_auto_falls_back_to_h11_and_httptools_says_it_is_missing():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['httptools'] = None\n"
+        "from procman.interface.http_events import resolve_parser_name\n"
+        "print(resolve_parser_name('auto'))\n"
+        "try:\n    resolve_parser_name('httptools')\nexcept ValueError as exc:\n    print(exc)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    lines = result.stdout.splitlines()
+    assert lines[0] == "h11", result.stderr
+    assert "--http httptools: the httptools package is not installed" in lines[1]
