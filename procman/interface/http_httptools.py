@@ -39,6 +39,10 @@ from procman.interface.http_policy import HeadLimits, request_head
 
 __all__ = ["HttptoolsParser"]
 
+#: What a queued head stands for beyond its bytes (the objects holding it), so a flood of tiny
+#: pipelined requests counts in ``buffered`` as the memory it takes.
+_EVENT_COST = 64
+
 #: llhttp's messages for a request line whose version it will not parse.
 _VERSION_ERRORS = ("Invalid HTTP version", "Pause on PRI")
 
@@ -49,7 +53,7 @@ class HttptoolsParser:
     def __init__(self, limits: HeadLimits) -> None:
         self.limits = limits
         self._parser = httptools.HttpRequestParser(self)
-        self._events: deque[Any] = deque()
+        self._events: deque[tuple[Any, int]] = deque()  # (event, bytes it stands for)
         self._queued_bytes = 0
         self._paused = False
         self._stopped = False  # after an error or an upgrade: bytes are no longer parsed
@@ -104,13 +108,12 @@ class HttptoolsParser:
             return PAUSED
         if not self._events:
             return NEED_DATA
-        event = self._events.popleft()
+        event, size = self._events.popleft()
+        self._queued_bytes -= size
         if isinstance(event, ClientError):
             self._events.clear()
             raise event
-        if isinstance(event, BodyData):
-            self._queued_bytes -= len(event.data)
-        elif isinstance(event, EndOfBody):
+        if isinstance(event, EndOfBody):
             self._paused = True
         return event
 
@@ -156,17 +159,19 @@ class HttptoolsParser:
             self._headers,
             self.limits,
         )
-        self._events.append(head)
-        self._queued_bytes += self._header_bytes
+        self._queue(head, self._header_bytes + len(self._url) + _EVENT_COST)
 
     def on_body(self, body: bytes) -> None:
-        self._events.append(BodyData(body))
-        self._queued_bytes += len(body)
+        self._queue(BodyData(body), len(body))
 
     def on_message_complete(self) -> None:
-        self._events.append(EndOfBody())
+        self._queue(EndOfBody(), 0)
 
     # -- internals -----------------------------------------------------------------------------
+
+    def _queue(self, event: Any, size: int) -> None:
+        self._events.append((event, size))
+        self._queued_bytes += size
 
     def _guard(self, function: Any, *args: Any) -> Any:
         try:
@@ -182,4 +187,4 @@ class HttptoolsParser:
     def _fail(self, error: ClientError) -> None:
         self._stopped = True
         self._in_head = False
-        self._events.append(error)
+        self._queue(error, 0)

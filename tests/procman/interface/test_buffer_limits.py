@@ -148,3 +148,27 @@ def test_invalid_close_code_is_answered_with_1002_and_the_application_is_told_10
     _, disconnect = app.receive("websocket.disconnect")
     assert disconnect["code"] == 1002
     assert_closed(sock)
+
+
+def test_pipelined_flood_is_not_read_while_the_first_response_is_pending(layer, app, start_interface):
+    interface = start_interface(layer)
+    sock = interface.connect()
+    before = rss(interface)
+    flood = b"GET /p HTTP/1.1\r\nHost: x\r\n\r\n" * 4096  # 112 KiB per send
+    sock.settimeout(2)
+    sent = 0
+    try:
+        for _ in range(300):  # up to 33 MiB; the server must stop reading long before
+            sock.sendall(flood)
+            sent += len(flood)
+    except (socket.timeout, OSError):
+        pass  # the kernel buffers are full: the server is not reading
+    growth = rss(interface) - before
+    print(f"pipelined flood: {sent / MiB:.1f} MiB accepted by the kernel, RSS grew {growth / MiB:.1f} MiB")
+    assert sent < 300 * len(flood), "the server read the whole flood"
+    assert growth < 8 * MiB, f"the process grew by {growth / MiB:.1f} MiB"
+    first = app.request()
+    assert first["path"] == "/p"
+    app.respond(first)  # the connection goes on in order once answered
+    assert read_http_response(sock)[0] == 200
+    sock.close()

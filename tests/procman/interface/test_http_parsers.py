@@ -181,3 +181,22 @@ def test_without_httptools_auto_falls_back_to_h11_and_httptools_says_it_is_missi
     lines = result.stdout.splitlines()
     assert lines[0] == "h11", result.stderr
     assert "--http httptools: the httptools package is not installed" in lines[1]
+
+
+def test_buffered_returns_to_zero_across_many_keep_alive_requests(new_parser):
+    """Nothing accumulates per request: a long-lived connection is never paused for good."""
+    parser = new_parser()
+    request = b"POST /k HTTP/1.1\r\n" + HOST + b"Content-Length: 3\r\n\r\nabc"
+    for _ in range(500):
+        got = events(parser, request)
+        assert isinstance(got[0], RequestHead) and got[-1] is PAUSED
+        parser.start_next()
+        assert parser.buffered == 0
+
+
+def test_pipelined_requests_count_as_buffered_until_answered(new_parser):
+    """A flood of pipelined requests shows in ``buffered`` (the connection stops reading)."""
+    parser = new_parser()
+    flood = (b"GET /p HTTP/1.1\r\n" + HOST + b"\r\n") * 2000
+    events(parser, flood)
+    assert parser.buffered >= len(flood) // 2
