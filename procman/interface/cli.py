@@ -2,13 +2,15 @@
 
 Exit codes: 0 clean stop, 2 bad configuration or cannot listen (do not restart), 75 the channel
 layer was lost (EX_TEMPFAIL: restart me), 130 fast stop after a second SIGINT or SIGQUIT.
+
+Whatever the exit, a layer this process attached to (or created) is closed, so a failed start
+never leaves a segment behind in ``/dev/shm``.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import re
 import sys
 from typing import Any
 
@@ -17,29 +19,15 @@ from procman.interface.layer_source import (
     layer_from_reference,
     layer_from_settings,
 )
-from procman.interface.options import ServerOptions
+from procman.interface.options import ServerOptions, add_arguments, options_from_namespace, parse_size
 
-__all__ = ["EXIT_CONFIG", "build_parser", "endpoint_strings", "main", "parse_size"]
+__all__ = ["EXIT_CONFIG", "build_parser", "endpoint_strings", "main", "parse_bind", "parse_size"]
 
 EXIT_CONFIG = 2
 
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-_SIZE = re.compile(r"^\s*(\d+)\s*([kKmMgG]?)i?[bB]?\s*$")
-_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30}
-
-
-def parse_size(text: str) -> int:
-    """Parse a byte count such as ``1048576``, ``512K``, ``1M``, ``2GiB`` (binary units)."""
-    match = _SIZE.match(text)
-    if not match:
-        raise argparse.ArgumentTypeError(
-            f"invalid size {text!r}: use a number of bytes, optionally with K, M or G (e.g. 10M)"
-        )
-    return int(match.group(1)) * _UNITS[match.group(2).lower()]
-
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser for ``procman interface``."""
+    """The argument parser for ``procman interface`` (tuning options from ``options.py``)."""
     parser = argparse.ArgumentParser(
         prog="procman interface",
         description=(
@@ -57,8 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="Django settings module whose CHANNEL_LAYERS['default'] names the layer",
     )
     where = parser.add_argument_group("where to listen (default 127.0.0.1:8000)")
-    where.add_argument("-b", "--bind", dest="host", help="TCP address (default 127.0.0.1)")
-    where.add_argument("-p", "--port", type=int, help="TCP port (default 8000; 0 picks a free one)")
+    where.add_argument(
+        "-b",
+        "--bind",
+        help="TCP address as HOST:PORT or [IPV6]:PORT, as for 'procman run' (port 0 picks a free one)",
+    )
+    where.add_argument("-p", "--port", type=int, help="TCP port on 127.0.0.1 (same as --bind 127.0.0.1:PORT)")
     where.add_argument("-u", "--unix-socket", help="listen on this UNIX socket path")
     where.add_argument(
         "--fd",
@@ -75,94 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="a Twisted server endpoint string, e.g. ssl:443:privateKey=key.pem:certKey=crt.pem "
         "(repeatable)",
     )
-    http = parser.add_argument_group("HTTP")
-    http.add_argument(
-        "-t",
-        "--http-timeout",
-        type=float,
-        default=120.0,
-        help="seconds without progress on a request before 503/408 (default 120)",
-    )
-    http.add_argument(
-        "--keep-alive-timeout",
-        type=float,
-        default=5.0,
-        help="seconds an idle keep-alive connection stays open (default 5)",
-    )
-    http.add_argument(
-        "--max-request-body",
-        type=parse_size,
-        default=ServerOptions.max_request_body,
-        help="largest request body; more gets 413 (default 100M, 0 = unlimited)",
-    )
-    http.add_argument(
-        "--max-response-buffer",
-        type=parse_size,
-        default=ServerOptions.max_response_buffer,
-        help="response bytes held for a slow client before it is dropped (default 16M)",
-    )
-    http.add_argument("--root-path", default="", help="ASGI root_path (the SCRIPT_NAME prefix)")
-    http.add_argument(
-        "--proxy-headers",
-        action="store_true",
-        help="trust X-Forwarded-For/-Port/-Proto for the client address and scheme",
-    )
-    ws = parser.add_argument_group("WebSocket")
-    ws.add_argument(
-        "--websocket-timeout",
-        "--websocket_timeout",
-        type=float,
-        default=None,
-        help="close sockets older than this many seconds (default: the layer's group_expiry; "
-        "negative = never)",
-    )
-    ws.add_argument(
-        "--websocket-connect-timeout",
-        "--websocket_connect_timeout",
-        type=float,
-        default=5.0,
-        help="seconds to wait for the application to accept a handshake before 403 "
-        "(default 5; negative = wait forever)",
-    )
-    ws.add_argument(
-        "--ping-interval",
-        type=float,
-        default=20.0,
-        help="ping a socket idle for this many seconds (default 20; 0 = never)",
-    )
-    ws.add_argument(
-        "--ping-timeout",
-        type=float,
-        default=30.0,
-        help="close a socket whose pong does not come within this many seconds (default 30)",
-    )
-    ws.add_argument(
-        "--ws-protocol",
-        nargs="*",
-        action="extend",
-        default=[],
-        help="WebSocket subprotocols to accept (the first the client offers that is listed wins)",
-    )
-    ws.add_argument(
-        "--max-ws-message",
-        type=parse_size,
-        default=ServerOptions.max_ws_message,
-        help="largest incoming WebSocket message; more closes with 1009 (default 1M, 0 = "
-        "unlimited)",
-    )
-    process = parser.add_argument_group("process")
-    process.add_argument(
-        "--max-connections",
-        type=int,
-        default=0,
-        help="stop accepting above this many open connections (default 0 = unlimited)",
-    )
-    process.add_argument(
-        "--shutdown-timeout",
-        type=float,
-        default=10.0,
-        help="seconds a graceful stop waits for in-flight responses (default 10)",
-    )
+    add_arguments(parser)
+    process = parser.add_argument_group("output")
     process.add_argument(
         "--access-log",
         help="file to append access-log lines to, or '-' for stdout (default: stdout when "
@@ -179,41 +85,57 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def endpoint_strings(args: argparse.Namespace) -> list[str]:
+def parse_bind(text: str) -> tuple[str, int]:
+    """``(host, port)`` from ``HOST:PORT`` or ``[IPV6]:PORT`` (the form ``procman run`` takes).
+
+    :raises argparse.ArgumentTypeError: with the accepted forms, also for the old ``--bind HOST``.
+    """
+    forms = "use --bind HOST:PORT or [IPV6]:PORT (e.g. 0.0.0.0:8000), as for 'procman run'"
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"--bind {text!r} has no port; {forms}")
+    else:
+        host, sep, port = text.rpartition(":")
+        if not sep or ":" in host:
+            raise argparse.ArgumentTypeError(
+                f"--bind {text!r} has no port: --bind now takes HOST:PORT (it used to take only "
+                f"the host, with --port); {forms}"
+            )
+    if not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"--bind {text!r}: the port must be 0-65535; {forms}")
+    return host or "127.0.0.1", int(port)
+
+
+def endpoint_strings(args: argparse.Namespace, backlog: int = 2048) -> list[str]:
     """Twisted endpoint strings for --bind/--port/--unix-socket/-e (``--fd`` is handled apart).
 
-    Nothing given at all means ``127.0.0.1:8000``; a host without a port gets 8000, a port
-    without a host gets 127.0.0.1.
+    Nothing given at all means ``127.0.0.1:8000``. Every socket bound here, and every ``-e``
+    string that does not say otherwise, listens with ``backlog`` (``--backlog``).
+
+    :raises argparse.ArgumentTypeError: a malformed --bind, or --bind together with --port.
     """
-    endpoints = list(args.endpoint)
-    if args.host is not None or args.port is not None:
-        host = (args.host or "127.0.0.1").strip("[]")
-        port = 8000 if args.port is None else args.port
-        endpoints.append(f"tcp:port={port}:interface={host.replace(':', chr(92) + ':')}")
+    endpoints = [_with_backlog(description, backlog) for description in args.endpoint]
+    if args.bind is not None and args.port is not None:
+        raise argparse.ArgumentTypeError(
+            "give --bind HOST:PORT or --port PORT, not both (--bind now includes the port)"
+        )
+    if args.bind is not None or args.port is not None:
+        host, port = parse_bind(args.bind) if args.bind is not None else ("127.0.0.1", args.port)
+        escaped = host.replace(":", "\\:")
+        endpoints.append(f"tcp:port={port}:interface={escaped}:backlog={backlog}")
     if args.unix_socket:
-        endpoints.append("unix:" + args.unix_socket.replace(":", "\\:"))
+        endpoints.append("unix:" + args.unix_socket.replace(":", "\\:") + f":backlog={backlog}")
     if not endpoints and not args.fd:
-        endpoints.append("tcp:port=8000:interface=127.0.0.1")
+        endpoints.append(f"tcp:port=8000:interface=127.0.0.1:backlog={backlog}")
     return endpoints
 
 
-def _options(args: argparse.Namespace) -> ServerOptions:
-    return ServerOptions(
-        http_timeout=args.http_timeout,
-        keep_alive_timeout=args.keep_alive_timeout,
-        websocket_timeout=args.websocket_timeout,
-        websocket_connect_timeout=args.websocket_connect_timeout,
-        ping_interval=args.ping_interval,
-        ping_timeout=args.ping_timeout,
-        ws_protocols=list(args.ws_protocol),
-        root_path=args.root_path,
-        proxy_headers=args.proxy_headers,
-        max_request_body=args.max_request_body,
-        max_ws_message=args.max_ws_message,
-        max_connections=args.max_connections,
-        max_response_buffer=args.max_response_buffer,
-        shutdown_timeout=args.shutdown_timeout,
-    )
+def _with_backlog(description: str, backlog: int) -> str:
+    kind = description.split(":", 1)[0].lower()
+    if kind in ("tcp", "tcp6", "ssl", "unix") and "backlog=" not in description:
+        return f"{description}:backlog={backlog}"
+    return description
 
 
 def _configure_logging(verbosity: int) -> None:
@@ -223,6 +145,10 @@ def _configure_logging(verbosity: int) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from procman.interface.access_log import EscapingFilter  # noqa: PLC0415
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(EscapingFilter())  # log lines quote paths and headers clients chose
     from twisted.logger import (  # noqa: PLC0415
         FilteringLogObserver,
         LogLevel,
@@ -251,18 +177,13 @@ def main(argv: list[str] | None = None) -> int:
     """Run an interface process until it is stopped; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    for protocol in args.ws_protocol:
-        if not _TOKEN.match(protocol):
-            parser.error(
-                f"--ws-protocol {protocol!r} is not a valid subprotocol name (an HTTP token); if it "
-                "is the LAYER, put LAYER before --ws-protocol (which takes several values)"
-            )
     if (args.layer is None) == (args.settings is None):
         parser.error("give exactly one of LAYER ('package.module:attribute') or --settings")
-    options = _options(args)
+    options = options_from_namespace(args)
     try:
         options.validate()
-    except ValueError as exc:
+        endpoints = endpoint_strings(args, options.backlog)
+    except (ValueError, argparse.ArgumentTypeError) as exc:
         parser.error(str(exc))
     _configure_logging(args.verbosity)
     log = logging.getLogger("procman.interface")
@@ -271,7 +192,20 @@ def main(argv: list[str] | None = None) -> int:
     except LayerSourceError as exc:
         log.error("%s", exc)
         return EXIT_CONFIG
+    try:
+        return _serve(layer, options, args, endpoints, log)
+    finally:
+        close = getattr(layer, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception:  # noqa: BLE001 - the process is exiting anyway
+                log.exception("closing the channel layer failed")
 
+
+def _serve(
+    layer: Any, options: ServerOptions, args: argparse.Namespace, endpoints: list[str], log: Any
+) -> int:
     from twisted.internet import reactor  # noqa: PLC0415
 
     from procman.interface.server import InterfaceServer, LayerNotSupported  # noqa: PLC0415
@@ -285,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for fd in args.fd:
             server.adopt(fd)
-        for description in endpoint_strings(args):
+        for description in endpoints:
             deferred = server.listen(description)
             deferred.addErrback(lambda f, d=description: failures.append(f"{d}: {f.getErrorMessage()}"))
     except ValueError as exc:
@@ -293,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     if failures:
         for failure in failures:
             log.error("cannot listen on %s", failure)
+        server.close_ports()
         return EXIT_CONFIG
 
     def stop_reactor(code: int) -> None:
@@ -302,10 +237,4 @@ def main(argv: list[str] | None = None) -> int:
     server.install_signal_handlers()
     server.start()
     reactor.run(installSignalHandlers=False)
-    close = getattr(layer, "close", None)
-    if callable(close):
-        try:
-            close()
-        except Exception:  # noqa: BLE001 - the process is exiting anyway
-            log.exception("closing the channel layer failed")
     return server.exit_code if server.exit_code is not None else 0

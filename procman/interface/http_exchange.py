@@ -25,7 +25,8 @@ from collections import deque
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
-from procman.interface.http_wire import HOP_BY_HOP, LAST_CHUNK, RequestHead, chunk, response_head
+from procman.interface.http_events import RequestHead
+from procman.interface.http_response import HOP_BY_HOP, LAST_CHUNK, chunk, response_head
 
 if TYPE_CHECKING:
     from procman.interface.http_protocol import HTTPConnection
@@ -76,6 +77,7 @@ class HTTPExchange:
         self.reply_channel: str = message["reply_channel"]
         self.path: str = message["path"]
         now = self.server.clock.seconds()
+        self.started = now
         self.last_progress = now
         self.body = bytearray()
         self.body_size = 0
@@ -345,8 +347,16 @@ class HTTPExchange:
             )
 
     def check_timeout(self, now: float) -> None:
-        """Enforce ``http_timeout`` on this exchange's progress clock."""
+        """Enforce ``max_request_time`` on the upload and ``http_timeout`` on the progress clock."""
         if self.done:
+            return
+        total = self.server.options.max_request_time
+        if total and not self.body_complete and not self.body_backlogged and now - self.started > total:
+            # A body trickled in just fast enough to keep the progress clock alive would hold the
+            # connection (and the application's body channel) forever; the whole upload has a
+            # deadline. Not while the application is the slow side (backlogged).
+            logger.warning("request body for %s not complete within %ss; answering 408", self.path, total)
+            self.connection.error_response(408, "Request body not received in time.")
             return
         limit = self.server.options.http_timeout
         if now - self.last_progress <= limit:

@@ -2,8 +2,8 @@
 
 Theory of operation
 -------------------
-:class:`HTTPConnection` feeds socket bytes to a :class:`~procman.interface.http_wire.RequestParser`
-and turns its events into one :class:`~procman.interface.http_exchange.HTTPExchange` per request
+:class:`HTTPConnection` feeds socket bytes to a parser adapter (httptools or h11, chosen by
+``--http``; see :mod:`procman.interface.http_events`) and turns its events into one :class:`~procman.interface.http_exchange.HTTPExchange` per request
 (keep-alive and pipelining: the next request is parsed only once the previous response is
 complete, so responses leave in order). Reading pauses while the exchange's body chunks wait for
 room in the layer or while pipelined bytes pile up.
@@ -26,16 +26,16 @@ from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
 from procman.interface.http_exchange import HTTPExchange, http_date
-from procman.interface.http_wire import (
+from procman.interface.http_events import (
     NEED_DATA,
     PAUSED,
     BodyData,
     ClientError,
     EndOfBody,
     RequestHead,
-    RequestParser,
-    response_head,
+    make_parser,
 )
+from procman.interface.http_response import response_head
 from procman.interface.request_messages import address_pair, base_message
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ class HTTPConnection(Protocol):
     def __init__(self, server: InterfaceServer) -> None:
         self.server = server
         options = server.options
-        self.parser = RequestParser(max_head_size=options.max_head_size)
+        self.parser = make_parser(server.http_parser, server.head_limits)
         self.exchange: HTTPExchange | None = None
         self.websocket: WebSocketConnection | None = None
         self.idle_since = server.clock.seconds()

@@ -12,7 +12,7 @@ from urllib.parse import unquote_to_bytes
 
 from twisted.internet.address import IPv4Address, IPv6Address
 
-from procman.interface.http_wire import RequestHead
+from procman.interface.http_events import RequestHead
 
 __all__ = ["address_pair", "base_message", "sanitise_headers", "split_target"]
 

@@ -30,10 +30,13 @@ from collections import deque
 from typing import Any, Callable
 
 from twisted.internet import protocol
-from twisted.internet.interfaces import IListeningPort, IReactorTime
+from twisted.internet.interfaces import IListeningPort, IProtocolNegotiationFactory, IReactorTime
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from procman.interface.access_log import AccessLog
+from procman.interface.http_events import resolve_parser_name
+from procman.interface.http_policy import HeadLimits
 from procman.interface.http_protocol import HTTPConnection
 from procman.interface.options import ServerOptions
 from procman.interface.ws_protocol import build_websocket_factory
@@ -73,9 +76,16 @@ def _segment_lost_types() -> tuple[type[BaseException], ...]:
     return (SegmentError,)
 
 
+@implementer(IProtocolNegotiationFactory)
 class _ConnectionFactory(protocol.Factory):
     def __init__(self, server: InterfaceServer) -> None:
         self.server = server
+
+    def acceptableProtocols(self) -> list[bytes]:
+        """ALPN over TLS: we speak HTTP/1.1 only (WebSocket upgrades ride on it). Without an
+        answer here Twisted's ALPN callback returns an empty protocol name, which OpenSSL turns
+        into an "internal error" alert for every client that offers ALPN (curl, browsers)."""
+        return [b"http/1.1"]
 
     def buildProtocol(self, addr: Any) -> protocol.Protocol:
         server = self.server
@@ -121,6 +131,13 @@ class InterfaceServer:
             reactor = default_reactor
         self.options = options or ServerOptions()
         self.options.validate()
+        #: ``httptools`` or ``h11``: the parser every connection of this server uses.
+        self.http_parser = resolve_parser_name(self.options.http)
+        self.head_limits = HeadLimits(
+            max_request_line=self.options.max_request_line,
+            max_head_size=self.options.max_head_size,
+            max_header_count=self.options.max_header_count,
+        )
         for name in ("send", "receive_twisted", "new_channel"):
             if not callable(getattr(layer, name, None)):
                 raise LayerNotSupported(
@@ -320,7 +337,19 @@ class InterfaceServer:
         """Listen on a Twisted server endpoint string; returns the listen Deferred."""
         from twisted.internet.endpoints import serverFromString  # noqa: PLC0415
 
-        endpoint = serverFromString(self.reactor, endpoint_description)
+        try:
+            endpoint = serverFromString(self.reactor, endpoint_description)
+        except ValueError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - OSError, OpenSSL errors: say which file and why
+            kind = endpoint_description.split(":", 1)[0]
+            advice = (
+                "; privateKey= and certKey= must name readable PEM files holding a key and the "
+                "certificate that matches it"
+                if kind == "ssl"
+                else ""
+            )
+            raise ValueError(f"{endpoint_description}: {type(exc).__name__}: {exc}{advice}") from exc
         deferred = endpoint.listen(self.factory)
         deferred.addCallback(self._listening, endpoint_description)
         return deferred
@@ -349,6 +378,15 @@ class InterfaceServer:
             port = self.reactor.adoptStreamPort(fd, family, self.factory)
         self._listening(port, f"fd:{fd}")
         return port
+
+    def close_ports(self) -> None:
+        """Stop listening on every port opened so far (a start that failed half-way)."""
+        for port in self.ports:
+            try:
+                port.stopListening()
+            except Exception:  # noqa: BLE001 - closing on the way out; nothing else to do
+                logger.exception("could not close %s", port)
+        self.ports = []
 
     def _listening(self, port: IListeningPort, description: str) -> IListeningPort:
         self.ports.append(port)

@@ -25,6 +25,18 @@ Frames become ``websocket.receive`` with ``order`` 1, 2, ...; ``websocket.discon
 ``websocket.connect`` reached the layer - including rejected, timed-out and backpressured
 (1013) ones, a Daphne 1.x gap. A ``ChannelFull`` on ``websocket.connect`` answers HTTP 503 and
 sends no disconnect (the application never heard of the socket).
+
+Bounded buffers
+---------------
+* Bytes a client sends before the application accepts wait in Autobahn's buffer; past
+  ``max_ws_pending`` the handshake is rejected with HTTP 400 and nothing more is read.
+* Output for a client that does not read waits in the transport. This class is the transport's
+  producer (through :class:`_OutputWatch`): while the transport says "pause", bytes sent are
+  counted, and past ``max_ws_output_buffer`` the connection is dropped; the application's
+  ``websocket.disconnect`` carries 1008 (policy violation). Pausing our reads from the layer
+  instead is not possible per socket: one receive loop serves every socket of the process.
+* An invalid close code from the client is answered with a 1002 close frame (Autobahn's
+  protocol-violation path); the application is told 1002, the code actually sent.
 """
 
 from __future__ import annotations
@@ -38,7 +50,7 @@ from autobahn.websocket.types import ConnectionDeny
 from twisted.internet import defer
 from twisted.internet.interfaces import ISSLTransport
 
-from procman.interface.http_wire import RequestHead
+from procman.interface.http_events import RequestHead
 from procman.interface.request_messages import address_pair, base_message
 
 if TYPE_CHECKING:
@@ -81,6 +93,24 @@ def build_websocket_factory(server: InterfaceServer) -> WebSocketServerFactory:
     return factory
 
 
+class _OutputWatch:
+    """The transport's push producer for one WebSocket: tracks whether the client keeps up."""
+
+    def __init__(self, connection: WebSocketConnection) -> None:
+        self.connection = connection
+        self.paused = False
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self.connection.unsent_bytes = 0
+
+    def stopProducing(self) -> None:
+        self.paused = True
+
+
 class WebSocketConnection(WebSocketServerProtocol):
     """ASGI-1 side of one WebSocket; created by the HTTP connection on upgrade.
 
@@ -100,6 +130,12 @@ class WebSocketConnection(WebSocketServerProtocol):
     _close_code: int | None = None
     _was_opened: bool = False
     offered_protocols: list[str] = []
+    #: Bytes received while the handshake waits for the application (bounded by max_ws_pending).
+    early_bytes: int = 0
+    #: Bytes sent while the transport asked us to pause (bounded by max_ws_output_buffer).
+    unsent_bytes: int = 0
+    _overflowed: bool = False
+    _watch: _OutputWatch | None = None
 
     @property
     def server(self) -> InterfaceServer:
@@ -147,7 +183,49 @@ class WebSocketConnection(WebSocketServerProtocol):
 
     def onOpen(self) -> None:
         self._was_opened = True
+        self._watch = _OutputWatch(self)
+        self.transport.registerProducer(self._watch, True)
         self._access("WSCONNECT")
+
+    def dataReceived(self, data: bytes) -> None:
+        """Bound what a client may send before the application accepted the handshake."""
+        if self._overflowed:
+            return
+        if self.connect_sent and self.state == WebSocketProtocol.STATE_CONNECTING:
+            self.early_bytes += len(data)
+            limit = self.server.options.max_ws_pending
+            if self.early_bytes > limit:
+                logger.warning(
+                    "%s sent more than %d bytes before the handshake was accepted; rejecting",
+                    self.path,
+                    limit,
+                )
+                self._overflowed = True
+                self.reject(400, "Too much data before the handshake was accepted")
+                return
+        super().dataReceived(data)
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        """Every frame goes out here; past ``max_ws_output_buffer`` unread bytes, drop the client."""
+        watch = self._watch
+        if watch is not None and watch.paused and not self._overflowed:
+            self.unsent_bytes += len(data)
+            limit = self.server.options.max_ws_output_buffer
+            if self.unsent_bytes > limit:
+                logger.warning(
+                    "WebSocket client %s on %s reads too slowly (%d bytes waiting); dropping it",
+                    self.client,
+                    self.path,
+                    self.unsent_bytes,
+                )
+                self._overflowed = True
+                self.muted = True
+                self._close_code = 1008
+                self.transport.abortConnection()
+                return
+        if self._overflowed:
+            return
+        super().sendData(data, sync, chopsize)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         """Forward one frame as ``websocket.receive``; a full channel closes with 1013."""
@@ -174,6 +252,19 @@ class WebSocketConnection(WebSocketServerProtocol):
             self.close_with(1009, "Message too big for the channel layer")
             return
         self.order += 1
+
+    def onCloseFrame(self, code: int | None, reasonRaw: bytes | None) -> bool:
+        """A close frame with a code no endpoint may send fails the connection (RFC 6455
+        section 7.4.1): answer 1002 and close once it is written. Autobahn would answer 1002 too,
+        then take the invalid frame as the reply to it and abort the socket before the 1002 left,
+        and the application would be told a code the client never saw."""
+        if code is not None and not valid_close_code(code) and self.state == WebSocketProtocol.STATE_OPEN:
+            logger.info("invalid close code %d from %s; closing with 1002", code, self.client)
+            self._close_code = 1002
+            self.sendCloseFrame(1002, b"invalid close code", isReply=False)
+            self.dropConnection(abort=False)
+            return True
+        return super().onCloseFrame(code, reasonRaw)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         """Send ``websocket.disconnect`` exactly once (if ``websocket.connect`` was sent)."""

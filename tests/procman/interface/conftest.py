@@ -195,15 +195,20 @@ def start_interface(tmp_path: Path, prefix: str) -> Iterator[Any]:
 
     yield start
     for proc, listener in started:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGQUIT)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        stop_process(proc, signal.SIGQUIT)
         if listener is not None:
             listener.close()
+
+
+def stop_process(proc: subprocess.Popen, signum: int) -> None:
+    """Send ``signum`` to a still running ``proc``; SIGKILL it if it has not exited in 5 s."""
+    if proc.poll() is None:
+        proc.send_signal(signum)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
 
 
 class HTTPReader:

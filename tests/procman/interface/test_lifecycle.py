@@ -285,3 +285,54 @@ def test_settings_interface_never_creates_a_segment(tmp_path, prefix):
     assert result.returncode == 2
     assert "no channel layer segment" in result.stderr
     assert not os.path.exists(f"/dev/shm/asgi_ipc.{prefix}")
+
+
+def test_bind_means_host_and_port_and_sockets_listen_with_backlog_2048(layer, app, start_interface):
+    interface = start_interface(layer, "--bind", "127.0.0.1:0", listen=None)
+    sock = interface.connect()
+    sock.sendall(b"GET /bound HTTP/1.1\r\nHost: x\r\n\r\n")
+    app.respond(app.request())
+    assert read_http_response(sock)[0] == 200
+    sock.close()
+    somaxconn = int(open("/proc/sys/net/core/somaxconn").read())
+    ss = subprocess.run(
+        ["ss", "-Hltn", f"sport = :{interface.port}"], capture_output=True, text=True, check=True
+    )
+    backlog = int(ss.stdout.split()[2])  # Send-Q of a listening socket is its backlog
+    assert backlog == min(2048, somaxconn)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--bind", "127.0.0.1"], "--bind now takes HOST:PORT"),
+        (["--bind", "::1"], "--bind now takes HOST:PORT"),
+        (["--bind", "[::1]"], "has no port"),
+        (["--bind", "127.0.0.1:99999"], "the port must be 0-65535"),
+        (["--bind", "127.0.0.1:0", "--port", "0"], "not both"),
+    ],
+    ids=["old-form", "bare-ipv6", "bracketed-no-port", "bad-port", "bind-and-port"],
+)
+def test_bad_bind_is_refused_with_the_accepted_forms(args, message, tmp_path, prefix):
+    result = _run_cli("x:y", *args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def test_a_start_that_cannot_listen_leaves_no_segment(tmp_path, prefix):
+    """A layer module that creates its segment, and a port that is taken: exit 2, segment gone."""
+    (tmp_path / "owning_layer.py").write_text(
+        "from asgi_ipc import IPCChannelLayer\n"
+        f"channel_layer = IPCChannelLayer(prefix={prefix!r}, create=True, message_memory=2**20, max_message_size=65536)\n"
+    )
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    try:
+        port = taken.getsockname()[1]
+        result = _run_cli("owning_layer:channel_layer", "--bind", f"127.0.0.1:{port}", cwd=tmp_path)
+    finally:
+        taken.close()
+    assert result.returncode == 2
+    assert "cannot listen" in result.stderr
+    assert not os.path.exists(f"/dev/shm/asgi_ipc.{prefix}")

@@ -146,3 +146,17 @@ def test_upload_pauses_the_socket_while_the_body_channel_is_full(make_layer):
         if not chunk["more_content"]:
             break
     assert body == b"a" * 4000 + b"b" * 6000
+
+
+def test_a_body_trickled_with_progress_still_meets_the_request_deadline(layer, app):
+    options = ServerOptions(http_timeout=100, max_request_time=3, check_interval=1)
+    server = InterfaceServer(layer, options, reactor=FakeReactor())
+    server._check_call = server.clock.callLater(options.check_interval, server._check)
+    connection, transport = _connect(server)
+    connection.dataReceived(b"POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+    for _ in range(5):  # a byte a second: progress every second, never finished
+        connection.dataReceived(b"z")
+        server.clock.advance(1)
+    assert transport.value().startswith(b"HTTP/1.1 408 ")
+    assert transport.disconnecting
+    app.receive_nothing("http.request")  # the application never saw the half body

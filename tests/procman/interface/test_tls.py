@@ -65,3 +65,61 @@ def test_https_and_wss(layer, app, start_interface, certificate):
     assert ws.recv(timeout=10) == "tls frame"
     ws.close()
     assert app.receive("websocket.disconnect")[1]["code"] == 1000
+
+
+def _serve_tls(layer, start_interface, key, cert):
+    return start_interface(
+        layer, "-e", f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}", listen=None
+    )
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
+@pytest.mark.parametrize("curl_args", [[], ["--http1.1"], ["--http2"]], ids=["default-alpn", "http1.1", "http2-offered"])
+def test_curl_offering_alpn_gets_http11(layer, app, start_interface, certificate, curl_args):
+    key, cert = certificate
+    interface = _serve_tls(layer, start_interface, key, cert)
+    curl = subprocess.Popen(
+        ["curl", "-sk", "-v", "-m", "20", *curl_args, f"https://127.0.0.1:{interface.port}/alpn"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        request = app.request(timeout=20)
+        assert request["scheme"] == "https" and request["http_version"] == "1.1"
+        app.respond(request, content=b"alpn ok")
+        out, err = curl.communicate(timeout=20)
+    finally:
+        if curl.poll() is None:
+            curl.kill()
+            curl.wait(timeout=5)
+    assert out == "alpn ok"
+    assert "ALPN: server accepted http/1.1" in err
+
+
+def test_python_ssl_with_alpn_negotiates_http11(layer, app, start_interface, certificate):
+    key, cert = certificate
+    interface = _serve_tls(layer, start_interface, key, cert)
+    context = ssl.create_default_context(cafile=str(cert))
+    context.check_hostname = False
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    sock = context.wrap_socket(interface.connect(), server_hostname="localhost")
+    assert sock.selected_alpn_protocol() == "http/1.1"
+    sock.sendall(b"GET /py HTTP/1.1\r\nHost: x\r\n\r\n")
+    app.respond(app.request(), content=b"py ok")
+    assert read_http_response(sock)[2] == b"py ok"
+    sock.close()
+
+
+def test_bad_key_or_certificate_is_a_clear_start_up_error(layer, start_interface, certificate, tmp_path):
+    key, cert = certificate
+    broken = tmp_path / "broken.pem"
+    broken.write_text(cert.read_text()[:200])
+    for spec, detail in [
+        (f"privateKey={tmp_path / 'missing.pem'}:certKey={cert}", "No such file"),
+        (f"privateKey={key}:certKey={broken}", "Error"),
+    ]:
+        interface = start_interface(layer, "-e", f"ssl:0:interface=127.0.0.1:{spec}", listen=None, wait_ready=False)
+        assert interface.wait() == 2
+        assert detail in interface.stderr
+        assert "privateKey= and certKey= must name readable PEM files" in interface.stderr
