@@ -177,7 +177,7 @@ _CONVERTERS = {
 #: ``procman interface`` options that ``run`` decides itself: where to listen (``run`` binds once and
 #: passes the sockets down), which settings, and argparse's own.
 _SYSTEMD_ENV = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
-_NOT_PASSED = {"help", "version", "layer", "settings", "host", "port", "unix_socket", "fd", "endpoint"}
+_NOT_PASSED = {"help", "version", "layer", "settings", "host", "bind", "port", "unix_socket", "fd", "endpoint"}
 
 
 def interface_actions() -> list[argparse.Action]:

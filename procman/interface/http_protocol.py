@@ -165,6 +165,7 @@ class HTTPConnection(Protocol):
             websocket=False,
             root_path=self.server.options.root_path,
             proxy_headers=self.server.options.proxy_headers,
+            forwarded_allow_ips=self.server.options.forwarded_allow_ips,
         )
         message["method"] = head.method
         message["http_version"] = head.http_version

@@ -100,6 +100,23 @@ def _http_choice(text: str) -> str:
     return text
 
 
+def _parse_proxies(text: str) -> list[str]:
+    """``--forwarded-allow-ips``: comma-separated IP addresses, ``unix`` or ``*``."""
+    import ipaddress
+
+    items = [item.strip() for item in str(text).split(",") if item.strip()]
+    for item in items:
+        if item in ("*", "unix"):
+            continue
+        try:
+            ipaddress.ip_address(item)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"invalid --forwarded-allow-ips entry {item!r}: give IP addresses, 'unix' (peers "
+                "on a UNIX socket) or '*' (any peer), separated by commas") from None
+    return items
+
+
 def _switch(text: str) -> bool:
     return str(text).lower() in ("1", "true", "yes", "on")
 
@@ -131,6 +148,10 @@ class ServerOptions:
     proxy_headers: bool = _option(False, "--proxy-headers", _switch,
                                   "trust X-Forwarded-For/-Port/-Proto for the client address and "
                                   "scheme", "HTTP", kind="switch")
+    forwarded_allow_ips: str = _option("127.0.0.1,::1,unix", "--forwarded-allow-ips", str,
+                                       "with --proxy-headers: the peers whose X-Forwarded-* "
+                                       "headers are trusted (comma-separated IPs, 'unix' for a "
+                                       "UNIX socket, '*' for any); others' are ignored", "HTTP")
     max_request_body: int = _option(100 * 2**20, "--max-request-body", parse_size,
                                     "largest request body; more gets 413 (0 = unlimited)", "limits")
     max_response_buffer: int = _option(16 * 2**20, "--max-response-buffer", parse_size,

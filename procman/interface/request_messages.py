@@ -10,11 +10,13 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 
 from procman.interface.http_events import RequestHead
 
-__all__ = ["address_pair", "base_message", "sanitise_headers", "split_target"]
+__all__ = [
+    "address_pair", "base_message", "client_pair", "proxy_trusted", "sanitise_headers", "split_target",
+]
 
 
 def split_target(target: bytes) -> tuple[str, bytes]:
@@ -50,6 +52,29 @@ def address_pair(address: object) -> list[Any] | None:
     return None
 
 
+def client_pair(peer: object) -> list[Any] | None:
+    """The ASGI ``client`` of a connection: ``[host, port]`` of an IP peer; a peer on a UNIX
+    socket is on this machine, so it is ``["127.0.0.1", 0]`` (Django's ``REMOTE_ADDR`` is never
+    None behind a local proxy that sends no ``X-Forwarded-For``)."""
+    if isinstance(peer, UNIXAddress):
+        return ["127.0.0.1", 0]
+    return address_pair(peer)
+
+
+def proxy_trusted(peer: object, allowed: str) -> bool:
+    """Whether ``peer`` may set the client address through ``X-Forwarded-*`` headers.
+
+    :param allowed: the ``--forwarded-allow-ips`` list: IPs, ``unix`` for UNIX-socket peers,
+        ``*`` for any peer.
+    """
+    items = {item.strip() for item in allowed.split(",")}
+    if "*" in items:
+        return True
+    if isinstance(peer, UNIXAddress):
+        return "unix" in items
+    return isinstance(peer, (IPv4Address, IPv6Address)) and peer.host in items
+
+
 def _proxy_override(
     head: RequestHead, client: list[Any] | None, scheme: str
 ) -> tuple[list[Any] | None, str]:
@@ -83,17 +108,19 @@ def base_message(
     websocket: bool,
     root_path: str,
     proxy_headers: bool,
+    forwarded_allow_ips: str = "*",
 ) -> dict[str, Any]:
     """The fields common to ``http.request`` and ``websocket.connect``.
 
     :param peer: the transport's ``getPeer()``; :param host: its ``getHost()``.
     :param secure: the transport is TLS. :param websocket: choose ``ws``/``wss`` schemes.
-    :param proxy_headers: trust ``X-Forwarded-For``/``-Port``/``-Proto`` for client and scheme.
+    :param proxy_headers: trust ``X-Forwarded-For``/``-Port``/``-Proto`` for client and scheme,
+        when the peer is one of ``forwarded_allow_ips`` (see :func:`proxy_trusted`).
     """
     path, query = split_target(head.target)
     scheme = ("wss" if secure else "ws") if websocket else ("https" if secure else "http")
-    client = address_pair(peer)
-    if proxy_headers:
+    client = client_pair(peer)
+    if proxy_headers and proxy_trusted(peer, forwarded_allow_ips):
         client, scheme = _proxy_override(head, client, scheme)
     return {
         "reply_channel": reply_channel,

@@ -157,6 +157,7 @@ class WebSocketConnection(WebSocketServerProtocol):
             websocket=True,
             root_path=server.options.root_path,
             proxy_headers=server.options.proxy_headers,
+            forwarded_allow_ips=server.options.forwarded_allow_ips,
         )
         message["subprotocols"] = list(request.protocols)
         message["order"] = 0

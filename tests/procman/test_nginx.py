@@ -188,8 +188,6 @@ def test_without_proxy_headers_the_forwarded_address_is_ignored(stack):
     assert status == 200 and json.loads(body)["remote_addr"] == "127.0.0.1"  # nginx's, not ::1
 
 
-@pytest.mark.xfail(strict=True, reason="needs the interface server to give UNIX-socket peers a client "
-                   "address (procman/interface/request_messages.address_pair returns None for them)")
 def test_unix_socket_without_proxy_headers_still_has_a_remote_addr(stack, tmp_path):
     path = tmp_path / "run" / "http.sock"
     path.parent.mkdir()

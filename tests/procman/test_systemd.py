@@ -95,6 +95,8 @@ def _sample(action: argparse.Action, tmp_path: Path) -> tuple[list[str], object]
         "exclude_channels": (["slow"], ["slow"]),
         "access_log": ([str(tmp_path / "access 100%.log")], str(tmp_path / "access 100%.log")),
         "root_path": (["/app"], "/app"),
+        "http": (["h11"], "h11"),
+        "forwarded_allow_ips": (["10.0.0.1,unix"], "10.0.0.1,unix"),
     }
     if action.dest in special:
         words, value = special[action.dest]

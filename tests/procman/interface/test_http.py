@@ -384,6 +384,18 @@ def test_proxy_headers_are_used_only_when_enabled(layer, app, start_interface):
     sock.close()
 
 
+def test_proxy_headers_from_a_peer_not_in_forwarded_allow_ips_are_ignored(layer, app, start_interface):
+    forwarded = b"X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\n"
+    untrusting = start_interface(layer, "--proxy-headers", "--forwarded-allow-ips", "192.0.2.1")
+    sock = untrusting.connect()
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n" + forwarded + b"\r\n")
+    request = app.request()
+    assert request["client"][0] == "127.0.0.1" and request["scheme"] == "http"
+    app.respond(request)
+    read_http_response(sock)
+    sock.close()
+
+
 def test_access_log_has_one_line_per_request(layer, app, start_interface):
     interface = start_interface(layer)
     conn = _client(interface)
