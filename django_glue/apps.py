@@ -10,3 +10,13 @@ class DjangoGlueConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers the checks)
+
+
+class ChannelsConfig(DjangoGlueConfig):
+    """Channels 1's name (``"channels.apps.ChannelsConfig"`` in ``INSTALLED_APPS``).
+
+    A subclass with ``default = False`` rather than a second name for the class, so Django still
+    picks :class:`DjangoGlueConfig` for a plain ``"django_glue"`` entry.
+    """
+
+    default = False

@@ -32,6 +32,12 @@ def _import(path: str, what: str) -> Any:
 def _compile_filters(filters: dict[str, Any], owner: str) -> dict[str, re.Pattern[str]]:
     compiled = {}
     for key, value in filters.items():
+        # Message values are matched as text, so bytes patterns (Channels 1 accepted them) are
+        # decoded as ASCII like the values themselves.
+        if isinstance(value, re.Pattern) and isinstance(value.pattern, bytes):
+            value = re.compile(value.pattern.decode("ascii"), value.flags)
+        elif isinstance(value, bytes):
+            value = value.decode("ascii")
         regex = value if isinstance(value, re.Pattern) else re.compile(value)
         if regex.groups != len(regex.groupindex):
             raise ValueError(
@@ -254,3 +260,14 @@ def route_class(consumer: Any, **filters: Any) -> RouteClass:
 def include(routing: Any, **filters: Any) -> Include:
     """Include another routing, guarded by prefix filters that are chopped on match."""
     return Include(routing, **filters)
+
+
+def __getattr__(name: str) -> Any:
+    # Channels 1 names of the default consumers, which live in ``default_consumers`` (that module
+    # imports the handler and Django's request machinery, so it is imported only when asked for).
+    aliases = {"null_consumer": "no_op", "connect_consumer": "connect_accept"}
+    if name in aliases:
+        from . import default_consumers
+
+        return getattr(default_consumers, aliases[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

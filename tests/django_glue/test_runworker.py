@@ -126,11 +126,41 @@ def test_verbosity_2_logs_each_message(processes, ipc_layer):
 def test_missing_segment_is_a_clear_error_and_nothing_is_created(db_file):
     prefix = "dgmissing_" + str(os.getpid())
     result = subprocess.run(
-        [sys.executable, "-m", "django", "runworker"],
+        [sys.executable, "-m", "django", "runworker", "--wait-for-layer", "0.5"],
         cwd=REPO, env={**process_env(prefix, ROUTING, db_file), "DG_TEST_DEFAULT_CREATE": "1"},
         capture_output=True, timeout=60,
     )
     assert result.returncode != 0
-    assert b"cannot attach to channel layer 'default'" in result.stderr
+    assert b"Waiting up to 0.5s for the channel layer 'default' to be created" in result.stderr
+    assert b"the segment of channel layer 'default' does not exist" in result.stderr
+    assert b"after waiting 0.5s" in result.stderr
     assert prefix.encode() in result.stderr
+    assert not any(prefix in name for name in os.listdir("/dev/shm"))
+
+
+def test_worker_started_before_the_segment_waits_for_it(db_file, tmp_path):
+    """Supervisors start the site's processes in any order: a worker that comes first waits."""
+    from asgi_ipc import IPCChannelLayer
+
+    from .conftest import settings, stop_process, unique_prefix
+
+    prefix = unique_prefix()
+    log = tmp_path / "early.log"
+    with open(log, "wb") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "django", "runworker", "--wait-for-layer", "60"],
+            cwd=REPO, env=process_env(prefix, ROUTING, db_file), stdout=out, stderr=subprocess.STDOUT,
+        )
+    layer = None
+    try:
+        wait_for(lambda: "Waiting up to 60s for the channel layer 'default'" in log.read_text(), timeout=60)
+        assert worker.poll() is None
+        layer = IPCChannelLayer(prefix=prefix, create=True, **settings.CHANNEL_LAYERS["default"]["TEST_CONFIG"])
+        wait_for(lambda: "Listening on channels" in log.read_text(), timeout=30)
+        layer.send("background", {"n": 5, "reply_channel": "t.reply"})
+        assert receive(layer, "t.reply") == {"done": 10}
+    finally:
+        stop_process(worker)
+        if layer is not None:
+            layer.close()
     assert not any(prefix in name for name in os.listdir("/dev/shm"))
