@@ -164,3 +164,28 @@ def test_worker_started_before_the_segment_waits_for_it(db_file, tmp_path):
         if layer is not None:
             layer.close()
     assert not any(prefix in name for name in os.listdir("/dev/shm"))
+
+
+def test_layer_option_serves_another_alias(db_file, tmp_path):
+    """``--layer other`` attaches to that alias's segment and serves that alias's routing only."""
+    from asgi_ipc import IPCChannelLayer
+
+    from .conftest import Processes, settings, unique_prefix
+
+    default, other = unique_prefix(), unique_prefix()
+    sizes = settings.CHANNEL_LAYERS["other"]["TEST_CONFIG"]
+    layers = [IPCChannelLayer(prefix=p, create=True, **sizes) for p in (default, other)]
+    procs = Processes(default, db_file, tmp_path)
+    try:
+        worker = procs.runworker(ROUTING, "--layer", "other", env={"DG_TEST_OTHER_PREFIX": other})
+        assert "on layer 'other'" in log_text(worker)
+        assert "for channels: http.disconnect, http.request, other.work," in log_text(worker)
+        layers[0].send("background", {"n": 1, "reply_channel": "t.reply"})  # the default alias's
+        layers[1].send("other.work", {"n": 4, "reply_channel": "t.reply"})
+        assert receive(layers[1], "t.reply") == {"done": 8}
+        # The worker of "other" never touched the default layer: its message is still waiting.
+        assert layers[0].receive(["background"], block=False)[1] == {"n": 1, "reply_channel": "t.reply"}
+    finally:
+        procs.stop_all()
+        for layer in layers:
+            layer.close()
