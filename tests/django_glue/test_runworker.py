@@ -189,3 +189,13 @@ def test_layer_option_serves_another_alias(db_file, tmp_path):
         procs.stop_all()
         for layer in layers:
             layer.close()
+
+
+def test_disable_graceful_stop_exits_without_waiting(processes, ipc_layer):
+    worker = processes.runworker(ROUTING, "--disable-graceful-stop")
+    ipc_layer.send("job", {"job": "g", "reply_channel": "t.jobs"})
+    assert receive(ipc_layer, "t.jobs") == {"started": "g"}
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(15) == 0  # the job is still blocked: nobody released it
+    assert "Graceful timeout: worker-0 still running" in log_text(worker)
+    assert ipc_layer.receive(["t.jobs"], block=False) == (None, None)

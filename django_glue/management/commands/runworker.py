@@ -57,6 +57,10 @@ class Command(BaseCommand):
             help="seconds to wait for running consumers on SIGTERM (default: %(default)s)",
         )
         parser.add_argument(
+            "--disable-graceful-stop", action="store_true",
+            help="on SIGTERM exit without waiting for running consumers (Channels 1.1.8.1's flag)",
+        )
+        parser.add_argument(
             "--wait-for-layer", type=float, default=60.0, metavar="SECONDS",
             help="if the layer's segment does not exist yet (the interface server or procman "
             "creates it), wait this long for it before giving up (default: %(default)s; 0: don't wait)",
@@ -78,7 +82,7 @@ class Command(BaseCommand):
         group = WorkerGroup(
             wrapper,
             n_threads=options["threads"],
-            graceful_timeout=options["graceful_timeout"],
+            graceful_timeout=0.0 if options["disable_graceful_stop"] else options["graceful_timeout"],
             callback=callback,
             only_channels=options["only_channels"],
             exclude_channels=options["exclude_channels"],
