@@ -48,6 +48,10 @@ class Channel:
             self._channel_layer = channel_layers[self.alias]
         return self._channel_layer
 
+    @channel_layer.setter
+    def channel_layer(self, layer: Any) -> None:
+        self._channel_layer = layer
+
     def send(self, content: dict[str, Any], immediately: bool = False) -> None:
         """Send ``content`` (a dict) to this channel; buffered inside a consumer.
 

@@ -5,7 +5,8 @@ a TCP socket it binds itself and hands to an interface server (``procman.interfa
 a subprocess through its command line with ``--fd``), and runs :class:`~.worker.Worker` loops in
 threads of this process. The layer is the caller's: the creator of the segment owns it.
 :meth:`LocalSite.stop` stops the interface server (SIGTERM, bounded wait, then SIGKILL) and the
-workers (each finishes its message; bounded by the layer's ``receive_timeout``).
+workers (each finishes its message; bounded by the layer's ``receive_timeout``);
+:meth:`LocalSite.stop_and_close_layer` also removes the segment.
 """
 from __future__ import annotations
 
@@ -159,3 +160,17 @@ class LocalSite:
         for thread in self.threads:
             thread.join(timeout)
         return not any(thread.is_alive() for thread in self.threads)
+
+    def stop_and_close_layer(self) -> None:
+        """:meth:`stop`, then close the layer (removing the segment its owner created).
+
+        If a worker thread is still inside the layer, only its name is removed (``unlink``):
+        closing under a running thread is not allowed.
+        """
+        all_stopped = self.stop()
+        layer = self.wrapper.channel_layer
+        if all_stopped:
+            layer.close()
+        elif hasattr(layer, "unlink"):
+            layer.unlink()
+

@@ -46,6 +46,10 @@ class Message:
             self._channel_layer = self.channel.channel_layer
         return self._channel_layer
 
+    @channel_layer.setter
+    def channel_layer(self, layer: Any) -> None:
+        self._channel_layer = layer
+
     def __getitem__(self, key: str) -> Any:
         return self.content[key]
 

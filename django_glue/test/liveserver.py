@@ -136,12 +136,7 @@ class ChannelLiveServerTestCase(TransactionTestCase):
     def _stop_live_server(cls) -> None:
         site, cls._site = cls._site, None
         if site is not None:
-            all_stopped = site.stop()
-            layer = site.wrapper.channel_layer
-            if all_stopped:
-                layer.close()
-            else:
-                layer.unlink()
+            site.stop_and_close_layer()
         if hasattr(cls, "_previous_layer"):
             channel_layers.set(cls.channel_alias, cls._previous_layer)
             del cls._previous_layer

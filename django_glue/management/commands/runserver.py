@@ -180,12 +180,7 @@ class Command(DjangoRunserver):
             if getattr(site, "_stopped", False):
                 return
             site._stopped = True  # type: ignore[attr-defined]
-            all_stopped = site.stop()
-            layer = site.wrapper.channel_layer
-            if all_stopped:
-                layer.close()
-            elif hasattr(layer, "unlink"):
-                layer.unlink()  # a thread is still inside it: remove the name, leave the mapping
+            site.stop_and_close_layer()
 
     def http_consumer(self, options: dict[str, Any]) -> Any:
         """StaticFilesConsumer where Django's runserver would serve static files, else None."""
