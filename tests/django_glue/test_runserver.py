@@ -177,3 +177,20 @@ def test_autoreload_restarts_on_a_file_change(runservers, db_file, tmp_path):
     wait_for(lambda: version() == b"two", timeout=60, interval=0.2)
     assert server.ctrl_c() == 0
     assert server.segments() == []
+
+
+def test_noasgi_runs_django_wsgi_server_with_static_files(runservers, db_file):
+    server = runservers(db_file, ECHO, "--noasgi", "--noreload")
+    wait_for(lambda: server.proc.poll() is not None or "Starting development server" in server.text(), timeout=60)
+
+    def get(path):
+        try:
+            return http_request(server.port, "GET", path)
+        except OSError:
+            return None
+
+    status, headers, body = wait_for(lambda: get("/hello/"), timeout=30, interval=0.2)
+    assert (status, body) == (200, b"hello")
+    assert dict(headers).get("Server", "").startswith("WSGIServer")
+    assert get("/static/css/site.css")[0] == 200
+    assert server.segments() == []  # no layer at all

@@ -182,14 +182,28 @@ class Command(DjangoRunserver):
             site._stopped = True  # type: ignore[attr-defined]
             site.stop_and_close_layer()
 
+    @staticmethod
+    def serve_static(options: dict[str, Any]) -> bool:
+        """Whether Django's staticfiles ``runserver`` would serve static files with ``options``."""
+        wanted = options.get("use_static_handler", True) and (settings.DEBUG or options.get("insecure_serving"))
+        return bool(wanted) and apps.is_installed("django.contrib.staticfiles")
+
     def http_consumer(self, options: dict[str, Any]) -> Any:
         """StaticFilesConsumer where Django's runserver would serve static files, else None."""
-        serve = options["use_static_handler"] and (settings.DEBUG or options["insecure_serving"])
-        if serve and apps.is_installed("django.contrib.staticfiles"):
+        if self.serve_static(options):
             from ...staticfiles import StaticFilesConsumer
 
             return StaticFilesConsumer()
         return None
+
+    def get_handler(self, *args: Any, **options: Any) -> Any:
+        """For ``--noasgi``: Django's WSGI handler, serving static files as staticfiles' does."""
+        handler = super().get_handler(*args, **options)
+        if self.serve_static(options):
+            from django.contrib.staticfiles.handlers import StaticFilesHandler
+
+            return StaticFilesHandler(handler)
+        return handler
 
 
 #: Seconds the reloader's parent waits for its child to clean up after Ctrl-C or SIGTERM.
