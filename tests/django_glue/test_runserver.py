@@ -24,8 +24,8 @@ def free_port():
 class Runserver:
     """One ``runserver`` process tree in its own session (so Ctrl-C can go to all of it)."""
 
-    def __init__(self, tmp_path, db, routing, *args, env=None, pythonpath=None):
-        self.prefix = unique_prefix()
+    def __init__(self, tmp_path, db, routing, *args, env=None, pythonpath=None, prefix=None):
+        self.prefix = prefix or unique_prefix()
         self.port = free_port()
         self.log = tmp_path / f"runserver-{self.prefix}.log"
         environ = {**process_env(self.prefix, routing, db, debug=True), **(env or {})}
@@ -194,3 +194,17 @@ def test_noasgi_runs_django_wsgi_server_with_static_files(runservers, db_file):
     assert dict(headers).get("Server", "").startswith("WSGIServer")
     assert get("/static/css/site.css")[0] == 200
     assert server.segments() == []  # no layer at all
+
+
+def test_restarts_after_sigkill_over_the_stale_segment(runservers, db_file):
+    """A runserver killed with SIGKILL (an IDE's stop button) must not block the next start."""
+    first = runservers(db_file, ECHO, "--noreload")
+    first.wait_serving()
+    first.kill()
+    assert first.segments()  # left behind by the killed process
+    second = runservers(db_file, ECHO, "--noreload", prefix=first.prefix)
+    second.wait_serving()
+    assert "Removed the stale segment" in second.text()
+    assert http_request(second.port, "GET", "/hello/")[:3:2] == (200, b"hello")
+    assert second.ctrl_c() == 0
+    assert second.segments() == []

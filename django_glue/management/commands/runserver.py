@@ -31,6 +31,8 @@ from django.core.management.commands.runserver import Command as DjangoRunserver
 from django.db import connections
 from django.utils import autoreload
 
+from asgi_ipc import SegmentExists, segment
+
 from ...asgi import DEFAULT_CHANNEL_LAYER, build_layer, channel_layers, layer_settings
 from ...local_site import LocalSite
 
@@ -123,7 +125,12 @@ class Command(DjangoRunserver):
             entry = layer_settings(alias)
             config = dict(entry.get("CONFIG", {}))
             config["create"] = True  # this process is the site: it owns the segment
-            layer = build_layer(alias, config)
+            try:
+                layer = build_layer(alias, config)
+            except SegmentExists:
+                if not self.remove_stale_segment(config):
+                    raise
+                layer = build_layer(alias, config)
         except ImproperlyConfigured as exc:
             raise CommandError(str(exc)) from exc
         except Exception as exc:  # e.g. asgi_ipc.SegmentExists: the site already runs
@@ -181,6 +188,24 @@ class Command(DjangoRunserver):
                 return
             site._stopped = True  # type: ignore[attr-defined]
             site.stop_and_close_layer()
+
+    def remove_stale_segment(self, config: dict[str, Any]) -> bool:
+        """Remove the segment of ``config``'s prefix if nobody uses it; True if removed.
+
+        A ``runserver`` killed with SIGKILL (an IDE's stop button) leaves its segment behind;
+        the next start must not fail on it. A segment whose creator lives, or that a process
+        still maps, is left alone.
+        """
+        prefix = config.get("prefix", "asgi")
+        try:
+            info = segment.inspect(segment.segment_name(prefix).lstrip("/"))
+        except (OSError, ValueError):
+            return False
+        if not info.stale:
+            return False
+        segment.remove(prefix)
+        self.stdout.write(f"Removed the stale segment {info.name} ({info.verdict()})\n")
+        return True
 
     @staticmethod
     def serve_static(options: dict[str, Any]) -> bool:
