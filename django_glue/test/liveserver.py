@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import tempfile
 import time
-from typing import Any
 
 from django.apps import apps
 from django.db import connections
