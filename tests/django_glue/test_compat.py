@@ -174,6 +174,7 @@ class WSClientTests(ChannelTestCase):
 
 @pytest.mark.parametrize("module, names", [
     ("django_glue.utils", ["name_that_thing"]),
+    ("django_glue.log", ["setup_logger"]),
     ("django_glue.test", ["ChannelTestCaseMixin", "HttpClient", "WSClient", "ChannelLiveServerTestCase"]),
     ("django_glue.test.http", ["HttpClient"]),
     ("django_glue.test.liveserver", ["ChannelLiveServerTestCase"]),

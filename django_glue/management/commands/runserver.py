@@ -35,6 +35,7 @@ from asgi_ipc import SegmentExists, segment
 
 from ...asgi import DEFAULT_CHANNEL_LAYER, build_layer, channel_layers, layer_settings
 from ...local_site import LocalSite
+from ...log import setup_logger
 
 #: Worker threads run by default (Channels 1 ran 4).
 DEFAULT_WORKER_THREADS = 4
@@ -78,6 +79,7 @@ class Command(DjangoRunserver):
                 self.stdout.write("settings.CHANNEL_LAYERS is not set: running the plain WSGI server\n")
             return super().inner_run(*args, **options)
         autoreload.raise_last_exception()
+        setup_logger("django_glue", options["verbosity"])
         if not options["skip_checks"]:
             self.stdout.write("Performing system checks...\n\n")
             self.check(display_num_errors=True)

@@ -11,7 +11,6 @@ traceback and the worker carries on. Static files are served when ``DEBUG`` is o
 from __future__ import annotations
 
 import inspect
-import logging
 import sys
 import time
 from typing import Any
@@ -31,6 +30,7 @@ from ...asgi import (
     channel_layers,
     layer_settings,
 )
+from ...log import setup_logger
 from ...worker import WorkerGroup
 
 
@@ -160,12 +160,7 @@ class Command(BaseCommand):
         return None
 
     def configure_logging(self, verbosity: int) -> None:
-        self.logger = logging.getLogger("django_glue")
-        if not self.logger.handlers:
-            handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-            self.logger.addHandler(handler)
-        self.logger.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
+        self.logger = setup_logger("django_glue", verbosity)
 
     def log_message(self, channel: str, message: Any) -> None:
         self.logger.debug("%s %s", channel, message.reply_channel or "")
