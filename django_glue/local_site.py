@@ -20,6 +20,7 @@ import threading
 from typing import IO, Any, Callable
 
 from django.conf import settings
+from django.db import connections
 
 from .interface_layer import ALIAS_ENV, PREFIX_ENV
 from .worker import Worker
@@ -133,6 +134,8 @@ class LocalSite:
         except BaseException:
             if not worker.termed:
                 logger.exception("Worker thread died")
+        finally:
+            connections.close_all()  # this thread's own; a shared in-memory SQLite one stays open
 
     def interface_exited(self) -> int | None:
         """The interface server's exit status if it has exited, else None."""
