@@ -103,14 +103,26 @@ class WSClient(Client):
             self._cookies[settings.SESSION_COOKIE_NAME] = request.session.session_key
 
     def send(self, to: str, content: dict[str, Any] | None = None, text: Any = None, path: str = "/") -> None:  # type: ignore[override]
+        """Send a ``websocket.*`` message built by :meth:`_get_content` to channel ``to``."""
+        super().send(to, self._get_content(content, text, path, connect=to == "websocket.connect"))
+
+    def _get_content(
+        self, content: dict[str, Any] | None = None, text: Any = None, path: str = "/", connect: bool = True,
+    ) -> dict[str, Any]:
+        """The message ``send`` would send (Channels 1 tests call this directly).
+
+        ``path``'s ``?query`` becomes ``query_string`` on a connect (dropped otherwise);
+        ``headers`` carry the cookies; ``order`` is numbered when ``ordered=True``.
+        """
         content = dict(content or {})
+        content.setdefault("reply_channel", self.reply_channel)
         path = content.pop("path", path)
         if "?" in path:
             path, query = path.split("?", 1)
-            if to == "websocket.connect":
+            if connect:
                 content.setdefault("query_string", query.encode("latin-1"))
         content["path"] = path
-        if to == "websocket.connect":
+        if connect:
             content.setdefault("query_string", b"")
         content.setdefault("headers", self._list_headers())
         if text is not None:
@@ -123,7 +135,7 @@ class WSClient(Client):
             else:
                 content["order"] = self.order
                 self.order += 1
-        super().send(to, content)
+        return content
 
     def receive(self, json: bool = True) -> Any:  # type: ignore[override]
         """Next reply: the decoded JSON of its text (``json=True``), its text, or the content."""

@@ -144,6 +144,11 @@ class HeaderFormsTests(ChannelTestCase):
                 self.assertEqual(self.consume(show_key, headers), "denied")
 
 
+@enforce_ordering
+def ordered_echo(message):
+    message.reply_channel.send({"text": message["text"]})
+
+
 class WSClientTests(ChannelTestCase):
     def test_headers_as_a_dict_and_cookies(self):
         client = WSClient()
@@ -161,6 +166,34 @@ class WSClientTests(ChannelTestCase):
         for channel in ("websocket.connect", "websocket.receive", "websocket.receive"):
             client.send_and_consume(channel, check_accept=False)
             self.assertEqual(client.receive(json=False), {"key": client.session.session_key})
+
+    def test_cookie_header_round_trips_through_django(self):
+        from django.http import parse_cookie
+
+        client = WSClient()
+        client.set_cookie("foo", "not-bar")
+        client.set_cookie("foo", "bar")
+        client.set_cookie("qux", "qu;x")
+        parsed = parse_cookie(client.headers["cookie"].decode("ascii"))
+        self.assertEqual(parsed, client.get_cookies())
+        self.assertEqual(parsed, {"foo": "bar", "qux": "qu;x", "sessionid": client.session.session_key})
+
+    def test_get_content_as_channels1_tests_call_it(self):
+        client = WSClient(ordered=True)
+        content = client._get_content(text={"key": "value"}, path="/my/path?a=1")
+        self.assertEqual((content["text"], content["path"], content["order"]), ('{"key": "value"}', "/my/path", 0))
+        self.assertEqual(content["reply_channel"], client.reply_channel)
+        cookie = [value for name, value in content["headers"] if name == b"cookie"][0]
+        self.assertIn(b"sessionid", cookie)
+        client.order = 2
+        self.assertEqual(client._get_content()["order"], 2)
+
+    @apply_routes([route("websocket.receive", ordered_echo)])
+    def test_ordered_frames_without_a_connect(self):
+        client = WSClient(ordered=True)
+        for text in ("1", "2", "3"):
+            client.send_and_consume("websocket.receive", text=text)
+        self.assertEqual([client.receive(), client.receive(), client.receive()], [1, 2, 3])
 
     def test_order_counter_is_public_and_honoured(self):
         client = WSClient(ordered=True)
