@@ -36,6 +36,8 @@ __all__ = [
     "get_channel_layer",
     "layer_settings",
     "build_layer",
+    "backend_parameters",
+    "unique_test_prefix",
 ]
 
 DEFAULT_CHANNEL_LAYER = "default"
@@ -109,7 +111,7 @@ def unique_test_prefix() -> str:
     return f"t{os.getpid()}_{uuid.uuid4().hex[:10]}"
 
 
-def _backend_parameters(alias: str) -> set[str]:
+def backend_parameters(alias: str) -> set[str]:
     """The keyword arguments the alias's BACKEND accepts (empty if it takes ``**kwargs`` only)."""
     path = layer_settings(alias)["BACKEND"]
     try:
@@ -174,7 +176,7 @@ class ChannelLayerManager:
         entry = layer_settings(alias)
         test_config = entry.get("TEST_CONFIG")
         config = dict(test_config if test_config is not None else entry.get("CONFIG", {}))
-        params = _backend_parameters(alias)
+        params = backend_parameters(alias)
         if "prefix" in params:
             config["prefix"] = unique_test_prefix()
             if "create" in params:

@@ -21,7 +21,7 @@ PREFIX_ENV = "DJANGO_GLUE_LAYER_PREFIX"
 
 def attached_layer(alias: str, prefix: str | None) -> Any:
     """Attach to ``alias``'s layer (``CONFIG``), or to the test layer on ``prefix`` (``TEST_CONFIG``)."""
-    from .asgi import build_layer, layer_settings
+    from .asgi import backend_parameters, build_layer, layer_settings
 
     entry = layer_settings(alias)
     if prefix:
@@ -29,7 +29,8 @@ def attached_layer(alias: str, prefix: str | None) -> Any:
         config["prefix"] = prefix
     else:
         config = dict(entry.get("CONFIG", {}))
-    config["create"] = False
+    if "create" in backend_parameters(alias):
+        config["create"] = False
     return build_layer(alias, config)
 
 

@@ -33,7 +33,7 @@ from django.utils import autoreload
 
 from asgi_ipc import SegmentExists, segment
 
-from ...asgi import DEFAULT_CHANNEL_LAYER, build_layer, channel_layers, layer_settings
+from ...asgi import DEFAULT_CHANNEL_LAYER, backend_parameters, build_layer, channel_layers, layer_settings
 from ...local_site import LocalSite
 from ...log import setup_logger
 
@@ -126,7 +126,8 @@ class Command(DjangoRunserver):
         try:
             entry = layer_settings(alias)
             config = dict(entry.get("CONFIG", {}))
-            config["create"] = True  # this process is the site: it owns the segment
+            if "create" in backend_parameters(alias):
+                config["create"] = True  # this process is the site: it owns the segment
             try:
                 layer = build_layer(alias, config)
             except SegmentExists:

@@ -10,7 +10,6 @@ traceback and the worker carries on. Static files are served when ``DEBUG`` is o
 """
 from __future__ import annotations
 
-import inspect
 import sys
 import time
 from typing import Any
@@ -19,13 +18,13 @@ from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
-from django.utils.module_loading import import_string
 
 from asgi_ipc import SegmentMissing
 
 from ...asgi import (
     DEFAULT_CHANNEL_LAYER,
     ChannelLayerWrapper,
+    backend_parameters,
     build_layer,
     channel_layers,
     layer_settings,
@@ -138,8 +137,7 @@ class Command(BaseCommand):
         try:
             entry = layer_settings(alias)
             config = dict(entry.get("CONFIG", {}))
-            backend = import_string(entry["BACKEND"])
-            if "create" in inspect.signature(backend).parameters:
+            if "create" in backend_parameters(alias):
                 config.setdefault("create", False)
             wrapper = ChannelLayerWrapper(build_layer(alias, config), alias, entry["ROUTING"])
         except ImproperlyConfigured as exc:
