@@ -207,6 +207,10 @@ def _requeue_waiting(message: Any) -> None:
         )
 
 
+#: Channels 1's name (``channels.sessions.requeue_messages``).
+requeue_messages = _requeue_waiting
+
+
 def _advance(message: Any, order: int) -> None:
     """Record that ``order`` ran, then release the messages that waited for it."""
     session = message.channel_session

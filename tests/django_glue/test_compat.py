@@ -208,6 +208,7 @@ class WSClientTests(ChannelTestCase):
 @pytest.mark.parametrize("module, names", [
     ("django_glue.utils", ["name_that_thing"]),
     ("django_glue.log", ["setup_logger"]),
+    ("django_glue.sessions", ["requeue_messages", "session_for_reply_channel", "enforce_ordering"]),
     ("django_glue.test", ["ChannelTestCaseMixin", "HttpClient", "WSClient", "ChannelLiveServerTestCase"]),
     ("django_glue.test.http", ["HttpClient"]),
     ("django_glue.test.liveserver", ["ChannelLiveServerTestCase"]),
@@ -220,6 +221,17 @@ def test_channels1_public_names_import(module, names):
     imported = importlib.import_module(module)
     for name in names:
         assert hasattr(imported, name), f"{module}.{name}"
+
+
+def test_deprecated_tests_package_warns_and_reexports():
+    import sys
+
+    sys.modules.pop("django_glue.tests", None)
+    with pytest.warns(DeprecationWarning, match="use django_glue.test"):
+        old = importlib.import_module("django_glue.tests")
+    from django_glue.test import WSClient as current
+
+    assert old.WSClient is current and "ChannelTestCase" in old.__all__
 
 
 def test_old_names_behave_as_in_channels1():
