@@ -36,8 +36,7 @@ def _compile_filters(filters: dict[str, Any], owner: str) -> dict[str, re.Patter
         # decoded as ASCII like the values themselves.
         if isinstance(value, re.Pattern) and isinstance(value.pattern, bytes):
             value = re.compile(value.pattern.decode("ascii"), value.flags)
-        elif isinstance(value, bytes):
-            value = value.decode("ascii")
+        value = Router.normalise_re_arg(value)
         regex = value if isinstance(value, re.Pattern) else re.compile(value)
         if regex.groups != len(regex.groupindex):
             raise ValueError(
@@ -190,6 +189,11 @@ class Router:
         self.root = Include(routing)
         self._channels: set[str] | None = None
         self._defaults_added = False
+
+    @staticmethod
+    def normalise_re_arg(value: Any) -> Any:
+        """Bytes decoded as ASCII (Channels 1 API); anything else unchanged."""
+        return value.decode("ascii") if isinstance(value, bytes) else value
 
     @staticmethod
     def resolve_routing(routing: Any) -> list[Any]:

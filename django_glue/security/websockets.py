@@ -42,6 +42,22 @@ class BaseOriginValidator:
         return self.func(*args, **kwargs)
 
     @staticmethod
+    def get_header(message: Any, name: str | bytes) -> list[str]:
+        """``[value]`` of the first header ``name`` (Channels 1 API); ``KeyError`` if absent.
+
+        Raises ``DenyConnection`` for malformed headers, as :meth:`get_origin` does.
+        """
+        if isinstance(name, bytes):
+            name = name.decode("latin-1")
+        try:
+            values = header_values(message.content.get("headers"), name)
+        except MalformedHeaders:
+            raise DenyConnection() from None
+        if not values:
+            raise KeyError(f"no header named {name!r}")
+        return values[:1]
+
+    @staticmethod
     def get_origin(message: Any) -> str | None:
         """The first Origin header as text, or None if absent, empty or not ASCII.
 

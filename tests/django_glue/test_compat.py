@@ -137,6 +137,12 @@ class HeaderFormsTests(ChannelTestCase):
         self.assertEqual(self.consume(guarded, {b"origin": b"http://localhost"}), {"accept": True})
         self.assertEqual(self.consume(guarded, {"origin": "http://evil.example"}), "denied")
 
+    def test_get_header_for_validator_subclasses(self):
+        message = Message({"headers": {b"origin": b"http://a.example"}}, "websocket.connect", None)
+        self.assertEqual(allowed_hosts_only.get_header(message, b"origin"), ["http://a.example"])
+        with self.assertRaises(KeyError):
+            allowed_hosts_only.get_header(message, "x-missing")
+
     def test_empty_header_entry_is_deny_connection(self):
         for headers in ([[]], [[b"origin"]], [[b"origin", b"http://localhost"], []]):
             with self.subTest(headers=headers):
@@ -214,11 +220,15 @@ class WSClientTests(ChannelTestCase):
     ("django_glue.test.liveserver", ["ChannelLiveServerTestCase"]),
     ("django_glue.handler", ["ViewConsumer", "AsgiHandler", "AsgiRequest"]),
     ("django_glue.routing", ["null_consumer", "connect_consumer", "Route", "Include", "Router"]),
+    ("django_glue.routing.Router", ["normalise_re_arg", "resolve_routing", "check_default"]),
     ("django_glue.apps", ["ChannelsConfig"]),
     ("django_glue.worker", ["Worker", "WorkerGroup"]),
 ])
 def test_channels1_public_names_import(module, names):
-    imported = importlib.import_module(module)
+    if module.endswith(".Router"):
+        imported = importlib.import_module(module.rsplit(".", 1)[0]).Router
+    else:
+        imported = importlib.import_module(module)
     for name in names:
         assert hasattr(imported, name), f"{module}.{name}"
 
