@@ -1,5 +1,6 @@
 """``manage.py runserver`` as a real process: HTTP, WebSocket, static files, --noworker, autoreload, Ctrl-C."""
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -23,9 +24,10 @@ def free_port():
 class Runserver:
     """One ``runserver`` process tree in its own session (so Ctrl-C can go to all of it)."""
 
-    def __init__(self, tmp_path, db, routing, *args, env=None, pythonpath=None, prefix=None):
+    def __init__(self, tmp_path, db, routing, *args, env=None, pythonpath=None, prefix=None, port=0):
+        """``port=0``: the server picks a free one (read from its banner; it changes on a reload)."""
         self.prefix = prefix or unique_prefix()
-        self.port = free_port()
+        self.port = port
         self.log = tmp_path / f"runserver-{self.prefix}.log"
         environ = {**process_env(self.prefix, routing, db, debug=True), **(env or {})}
         if pythonpath:
@@ -42,6 +44,7 @@ class Runserver:
     def wait_serving(self, count=1):
         wait_for(lambda: self.proc.poll() is not None or self.text().count("listening on") >= count, timeout=60)
         assert self.proc.poll() is None, self.text()
+        self.port = int(re.findall(r"Starting development server at http://127\.0\.0\.1:(\d+)/", self.text())[-1])
 
     def ctrl_c(self):
         """SIGINT to the whole process group, as a terminal's Ctrl-C does; waits (bounded).
@@ -159,7 +162,7 @@ def test_autoreload_restarts_on_a_file_change(runservers, db_file, tmp_path):
     (package / "__init__.py").write_text("")
     module = package / "routing.py"
     module.write_text(RELOADED.format(version="one"))
-    server = runservers(db_file, "reloadme.routing.channel_routing", pythonpath=tmp_path)
+    server = runservers(db_file, "reloadme.routing.channel_routing", pythonpath=tmp_path, port=free_port())
     server.wait_serving()
     assert http_request(server.port, "GET", "/version/")[2] == b"one"
     module.write_text(RELOADED.format(version="two"))
@@ -179,7 +182,7 @@ def test_autoreload_restarts_on_a_file_change(runservers, db_file, tmp_path):
 
 
 def test_noasgi_runs_django_wsgi_server_with_static_files(runservers, db_file):
-    server = runservers(db_file, ECHO, "--noasgi", "--noreload")
+    server = runservers(db_file, ECHO, "--noasgi", "--noreload", port=free_port())
     wait_for(lambda: server.proc.poll() is not None or "Starting development server" in server.text(), timeout=60)
 
     def get(path):
