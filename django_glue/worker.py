@@ -121,7 +121,11 @@ class Worker:
                 logger.exception("Error sending the messages buffered by %s", _name(consumer))
 
     def run_consumer(self, consumer: Callable[..., Any], message: Message, kwargs: dict[str, Any]) -> None:
-        """Call the consumer and turn the control exceptions into their effects."""
+        """Call the consumer and turn the control exceptions into their effects.
+
+        Any other exception is logged with its traceback; on ``websocket.connect`` the handshake
+        is also rejected at once (:meth:`reject_failed_connect`).
+        """
         try:
             consumer(message, **kwargs)
         except DenyConnection:

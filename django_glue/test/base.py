@@ -23,7 +23,15 @@ from ..message import Message
 from ..routing import Router
 from ..signals import consumer_finished, consumer_started
 
-__all__ = ["ChannelTestCase", "ChannelTestCaseMixin", "ChannelTestMixin", "TransactionChannelTestCase", "Client", "apply_routes", "isolated_layer"]
+__all__ = [
+    "ChannelTestCase",
+    "ChannelTestCaseMixin",
+    "ChannelTestMixin",
+    "TransactionChannelTestCase",
+    "Client",
+    "apply_routes",
+    "isolated_layer",
+]
 
 
 def isolated_layer(alias: str = DEFAULT_CHANNEL_LAYER, **overrides: Any) -> ChannelLayerWrapper:
