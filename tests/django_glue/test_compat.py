@@ -95,6 +95,15 @@ def test_message_accepts_none_channel_and_layer():
     assert message.copy().channel.name is None
 
 
+def test_routing_a_message_built_with_a_stand_in_layer():
+    """Channels 1's routing tests build messages with a string for the layer."""
+    from django_glue.routing import Router, include
+
+    router = Router([include([route("websocket.connect", room_consumer, path=r"^/(?P<room>\w+)/$")], path=r"^/chat")])
+    message = Message({"path": "/chat/lobby/"}, "websocket.connect", channel_layer="fake channel layer")
+    assert router.match(message) == (room_consumer, {"room": "lobby"})
+
+
 class MessageNoneLayerTests(ChannelTestCase):
     def test_layer_is_the_default_alias(self):
         message = Message({"reply_channel": "r.none"}, "work", None)
