@@ -16,7 +16,11 @@ Every malformed entry raises :class:`~django_glue.exceptions.InvalidChannelLayer
 """
 from __future__ import annotations
 
+import inspect
+import os
 import threading
+import uuid
+import weakref
 from typing import Any
 
 from django.conf import settings
@@ -32,6 +36,8 @@ __all__ = [
     "get_channel_layer",
     "layer_settings",
     "build_layer",
+    "backend_parameters",
+    "unique_test_prefix",
 ]
 
 DEFAULT_CHANNEL_LAYER = "default"
@@ -100,6 +106,21 @@ def build_layer(alias: str, config: dict[str, Any]) -> Any:
         ) from exc
 
 
+def unique_test_prefix() -> str:
+    """A layer prefix no site and no other test uses (pid + random)."""
+    return f"t{os.getpid()}_{uuid.uuid4().hex[:10]}"
+
+
+def backend_parameters(alias: str) -> set[str]:
+    """The keyword arguments the alias's BACKEND accepts (empty if it takes ``**kwargs`` only)."""
+    path = layer_settings(alias)["BACKEND"]
+    try:
+        backend = import_string(path)
+        return set(inspect.signature(backend).parameters)
+    except (ImportError, TypeError, ValueError):
+        return set()
+
+
 class ChannelLayerWrapper:
     """A layer plus its alias and router; every other attribute is the raw layer's.
 
@@ -117,6 +138,10 @@ class ChannelLayerWrapper:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.__dict__["channel_layer"], name)
+
+    def local_only(self) -> bool:
+        """True if the layer only reaches this process (Channels 1 API; in-memory layers)."""
+        return "inmemory" in type(self.channel_layer).__module__
 
     def __repr__(self) -> str:
         return f"<ChannelLayerWrapper alias={self.alias!r} layer={self.channel_layer!r}>"
@@ -140,11 +165,28 @@ class ChannelLayerManager:
         return self._wrap(alias, build_layer(alias, dict(entry.get("CONFIG", {}))))
 
     def make_test_backend(self, alias: str, **overrides: Any) -> ChannelLayerWrapper:
-        """Build a wrapper from ``TEST_CONFIG`` (falling back to ``CONFIG``) plus ``overrides``."""
+        """Build a test layer from ``TEST_CONFIG`` (falling back to ``CONFIG``) plus ``overrides``.
+
+        For a backend that takes ``prefix``/``create`` (``asgi_ipc``), the layer is created on a
+        prefix of its own (unique per call unless ``overrides`` names one) - never ``CONFIG``'s or
+        the backend's default, which a real site may be using, and never one another test shares
+        - and is closed (removing its segment) when the wrapper is garbage-collected or the
+        process exits, if not before.
+        """
         entry = layer_settings(alias)
-        config = dict(entry.get("TEST_CONFIG", entry.get("CONFIG", {})))
+        test_config = entry.get("TEST_CONFIG")
+        config = dict(test_config if test_config is not None else entry.get("CONFIG", {}))
+        params = backend_parameters(alias)
+        if "prefix" in params:
+            config["prefix"] = unique_test_prefix()
+            if "create" in params:
+                config["create"] = True
         config.update(overrides)
-        return self._wrap(alias, build_layer(alias, config))
+        wrapper = self._wrap(alias, build_layer(alias, config))
+        close = getattr(wrapper.channel_layer, "close", None)
+        if close is not None:
+            weakref.finalize(wrapper, close)
+        return wrapper
 
     def _wrap(self, alias: str, layer: Any) -> ChannelLayerWrapper:
         return ChannelLayerWrapper(layer, alias, layer_settings(alias)["ROUTING"])

@@ -27,18 +27,41 @@ class Channel:
     def __init__(
         self, name: str | bytes, alias: str = DEFAULT_CHANNEL_LAYER, channel_layer: Any = None
     ) -> None:
-        self.name = _name(name, "channel")
+        self.name: str | None = _name(name, "channel")
         self.alias = alias
-        self.channel_layer = channel_layer if channel_layer is not None else channel_layers[alias]
+        self._channel_layer = channel_layer
+
+    @classmethod
+    def unnamed(cls, alias: str = DEFAULT_CHANNEL_LAYER, channel_layer: Any = None) -> "Channel":
+        """The channel of a message built without one (``Message(content, None, None)``).
+
+        Its ``name`` is None, as in Channels 1; sending to it raises ``ValueError``.
+        """
+        channel = cls.__new__(cls)
+        channel.name, channel.alias, channel._channel_layer = None, alias, channel_layer
+        return channel
+
+    @property
+    def channel_layer(self) -> Any:
+        """The layer given, else ``channel_layers[alias]`` - looked up when first needed."""
+        if self._channel_layer is None:
+            self._channel_layer = channel_layers[self.alias]
+        return self._channel_layer
+
+    @channel_layer.setter
+    def channel_layer(self, layer: Any) -> None:
+        self._channel_layer = layer
 
     def send(self, content: dict[str, Any], immediately: bool = False) -> None:
         """Send ``content`` (a dict) to this channel; buffered inside a consumer.
 
-        Raises ``TypeError`` for a non-dict, and (only when sent at once) the layer's
-        ``ChannelFull``/``MessageTooLarge``.
+        Raises ``TypeError`` for a non-dict, ``ValueError`` on an unnamed channel, and (only
+        when sent at once) the layer's ``ChannelFull``/``MessageTooLarge``.
         """
         if not isinstance(content, dict):
             raise TypeError(f"you can only send dicts as messages, not {type(content).__name__}")
+        if self.name is None:
+            raise ValueError("cannot send to an unnamed channel (the message was built with channel_name=None)")
         if immediately or not outbox.armed:
             self.channel_layer.send(self.name, content)
             return
@@ -46,7 +69,7 @@ class Channel:
         outbox.add(lambda: layer.send(name, content), layer.ChannelFull, f"channel {name!r}")
 
     def __str__(self) -> str:
-        return self.name
+        return str(self.name)
 
     def __repr__(self) -> str:
         return f"<Channel {self.name}>"

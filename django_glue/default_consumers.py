@@ -50,10 +50,10 @@ class ViewConsumer:
             replies.close()
 
 
-def connect_accept(message: Any) -> None:
-    """Accept a WebSocket that no user route took."""
+def connect_accept(message: Any, *args: Any, **kwargs: Any) -> None:
+    """Accept a WebSocket that no user route took (Channels 1: ``routing.connect_consumer``)."""
     message.reply_channel.send({"accept": True})
 
 
-def no_op(message: Any) -> None:
-    """Consume a message nobody routed (frames/disconnects of default-accepted sockets)."""
+def no_op(*args: Any, **kwargs: Any) -> None:
+    """Consume a message nobody routed (Channels 1: ``routing.null_consumer``)."""

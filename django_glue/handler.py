@@ -8,17 +8,20 @@ reply channel. Streaming and file responses become one message per chunk of at m
 from __future__ import annotations
 
 import logging
+import sys
+import traceback
 from typing import Any, Iterator
 
 from django import http
+from django.conf import settings
 from django.core import signals
 from django.core.handlers import base
-from django.urls import set_script_prefix
+from django.urls import get_resolver, set_script_prefix
 
 from .exceptions import RequestAborted, RequestTimeout, ResponseLater
 from .request import AsgiRequest
 
-__all__ = ["AsgiHandler", "AsgiRequest", "encode_response"]
+__all__ = ["AsgiHandler", "AsgiRequest", "ViewConsumer", "chunk_bytes", "encode_response"]
 
 logger = logging.getLogger("django.request")
 
@@ -26,44 +29,48 @@ logger = logging.getLogger("django.request")
 CHUNK_SIZE = 512 * 1024
 
 
-def _chunks(data: bytes, size: int) -> Iterator[bytes]:
+def chunk_bytes(data: bytes, size: int) -> Iterator[tuple[bytes, bool]]:
+    """``(piece, is_last)`` for ``data`` cut into ``size`` pieces; empty data is one empty piece."""
+    if not data:
+        yield data, True
+        return
     for start in range(0, len(data), size):
-        yield data[start:start + size]
+        yield data[start:start + size], start + size >= len(data)
 
 
 def encode_response(response: http.HttpResponseBase, chunk_size: int = CHUNK_SIZE) -> Iterator[dict[str, Any]]:
-    """Yield the ASGI-1 messages for a Django response.
+    """Yield the ASGI-1 messages for a Django response, message by message as Channels 1 did.
 
-    The first message has ``status`` and ``headers`` (names ASCII, values latin-1, case kept;
-    one ``Set-Cookie`` per cookie). A plain response is cut into ``chunk_size`` pieces with
-    ``more_content`` true on all but the last; a streaming one sends its headers, every part
-    re-cut, then a final ``{"more_content": False}``.
+    The first message has ``status`` and ``headers`` (``(name, value)`` tuples: names ASCII,
+    values latin-1, case kept; one ``Set-Cookie`` per cookie) and the first piece of content. A
+    plain response is cut into ``chunk_size`` pieces with ``more_content`` true on all but the
+    last; a streaming (or file) response sends every part re-cut with ``more_content`` true, then
+    a final ``{"more_content": False}``.
     """
     headers = [
-        [str(name).encode("ascii"), str(value).encode("latin-1")]
+        (str(name).encode("ascii"), str(value).encode("latin-1"))
         for name, value in response.items()
     ]
     for cookie in response.cookies.values():
-        headers.append([b"Set-Cookie", cookie.output(header="").strip().encode("ascii")])
-    first: dict[str, Any] = {"status": response.status_code, "headers": headers}
-    if not response.streaming:
-        content = response.content
-        pieces = list(_chunks(content, chunk_size)) or [b""]
-        first["content"] = pieces[0]
-        first["more_content"] = len(pieces) > 1
-        yield first
-        for index, piece in enumerate(pieces[1:], start=2):
-            yield {"content": piece, "more_content": index < len(pieces)}
+        headers.append((b"Set-Cookie", cookie.output(header="").strip().encode("ascii")))
+    message: dict[str, Any] = {"status": response.status_code, "headers": headers}
+    if response.streaming:
+        for part in response:  # __iter__, not streaming_content: subclasses may override it
+            if isinstance(part, str):
+                part = part.encode(response.charset)
+            for piece, _ in chunk_bytes(bytes(part), chunk_size):
+                message["content"] = piece
+                message["more_content"] = True
+                yield message
+                message = {}
+        message["more_content"] = False
+        yield message
         return
-    first["content"] = b""
-    first["more_content"] = True
-    yield first
-    for part in response.streaming_content:  # type: ignore[attr-defined]
-        if isinstance(part, str):
-            part = part.encode(response.charset)
-        for piece in _chunks(bytes(part), chunk_size):
-            yield {"content": piece, "more_content": True}
-    yield {"more_content": False}
+    for piece, last in chunk_bytes(response.content, chunk_size):
+        message["content"] = piece
+        message["more_content"] = not last
+        yield message
+        message = {}
 
 
 class AsgiHandler(base.BaseHandler):
@@ -102,10 +109,7 @@ class AsgiHandler(base.BaseHandler):
             try:
                 response = self.get_response(request)
             except Exception:  # Django converts view errors itself; this is for the rest
-                logger.exception("Unhandled error answering %s %s", request.method, request.path)
-                response = http.HttpResponseServerError(
-                    "500 Internal Server Error", content_type="text/plain"
-                )
+                response = self.handle_uncaught_exception(request, get_resolver(), sys.exc_info())
             if getattr(request, "_response_later", False):
                 response.close()
                 return
@@ -117,17 +121,36 @@ class AsgiHandler(base.BaseHandler):
         finally:
             response.close()
 
+    def handle_uncaught_exception(self, request: http.HttpRequest, resolver: Any, exc_info: Any) -> http.HttpResponseBase:
+        """The response for an exception that escaped Django's own handling (Channels 1 API).
+
+        Logged with its traceback; the 500 shows the traceback as text when ``DEBUG``. With
+        ``DEBUG_PROPAGATE_EXCEPTIONS`` the exception is re-raised, as Django does.
+        """
+        if settings.DEBUG_PROPAGATE_EXCEPTIONS:
+            raise exc_info[1]
+        logger.error("Unhandled error answering %s %s", request.method, request.path, exc_info=exc_info)
+        if settings.DEBUG:
+            text = "".join(traceback.format_exception(*exc_info))
+            return http.HttpResponseServerError(text, content_type="text/plain")
+        return http.HttpResponseServerError("500 Internal Server Error", content_type="text/plain")
+
     def chunk_size_for(self, layer: Any) -> int:
-        """:attr:`chunk_size`, lowered to half the layer's ``max_message_size`` if that is small."""
+        """:attr:`chunk_size`, lowered to half the layer's ``max_message_size`` (not below 1 KiB)."""
         limit = getattr(layer, "max_message_size", None)
         if not isinstance(limit, int) or limit <= 0:
             return self.chunk_size
-        return max(1024, min(self.chunk_size, limit // 2))
+        return min(self.chunk_size, max(1024, limit // 2))
 
     @classmethod
     def encode_response(cls, response: http.HttpResponseBase) -> Iterator[dict[str, Any]]:
         """The ASGI-1 messages for ``response`` (Channels 1 API; see :func:`encode_response`)."""
         return encode_response(response, cls.chunk_size)
+
+    @classmethod
+    def chunk_bytes(cls, data: bytes) -> Iterator[tuple[bytes, bool]]:
+        """``(piece, is_last)`` pieces of :attr:`chunk_size` (Channels 1 API; see :func:`chunk_bytes`)."""
+        return chunk_bytes(data, cls.chunk_size)
 
     def _get_response(self, request: http.HttpRequest) -> http.HttpResponseBase:
         # ResponseLater must pass the exception middleware untouched; mark the request and give
@@ -137,3 +160,13 @@ class AsgiHandler(base.BaseHandler):
         except ResponseLater:
             request._response_later = True  # type: ignore[attr-defined]
             return http.HttpResponse(status=204)
+
+
+def __getattr__(name: str) -> Any:
+    # ``channels.handler.ViewConsumer`` lived here in Channels 1; it is defined with the other
+    # default consumers (which import this module, hence the lazy import).
+    if name == "ViewConsumer":
+        from .default_consumers import ViewConsumer
+
+        return ViewConsumer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,7 +16,8 @@ from django import http
 from django.conf import settings
 from django.core.handlers.wsgi import LimitedStream
 
-from .exceptions import RequestAborted, RequestTimeout
+from .exceptions import RequestAborted, RequestTimeout, ResponseLater
+from .headers import iter_headers
 
 __all__ = ["AsgiRequest"]
 
@@ -28,6 +29,9 @@ class AsgiRequest(http.HttpRequest):
     :attr:`body_receive_timeout`, :class:`RequestAborted` if the client went away, and
     ``UnicodeDecodeError``/``ValueError`` for a malformed message (the handler answers 400).
     """
+
+    #: Channels 1 code raises ``AsgiRequest.ResponseLater`` from views (same class).
+    ResponseLater = ResponseLater
 
     #: Seconds allowed for the whole body to arrive on ``body_channel``.
     body_receive_timeout: float = 60.0
@@ -86,14 +90,7 @@ class AsgiRequest(http.HttpRequest):
         self.resolver_match = None
 
     def _add_headers(self, headers: Any) -> None:
-        if isinstance(headers, dict):  # legacy dict form
-            headers = list(headers.items())
-        for name, value in headers:
-            if isinstance(name, bytes):
-                name = name.decode("latin-1")
-            if isinstance(value, bytes):
-                value = value.decode("latin-1")
-            name = name.lower()
+        for name, value in iter_headers(headers):  # MalformedHeaders is a ValueError: 400
             if "_" in name:
                 # "x_forwarded_for" would otherwise overwrite X-Forwarded-For in META
                 # (CVE-2015-0219); servers drop these, and so do we.

@@ -32,6 +32,11 @@ def _import(path: str, what: str) -> Any:
 def _compile_filters(filters: dict[str, Any], owner: str) -> dict[str, re.Pattern[str]]:
     compiled = {}
     for key, value in filters.items():
+        # Message values are matched as text, so bytes patterns (Channels 1 accepted them) are
+        # decoded as ASCII like the values themselves.
+        if isinstance(value, re.Pattern) and isinstance(value.pattern, bytes):
+            value = re.compile(value.pattern.decode("ascii"), value.flags)
+        value = Router.normalise_re_arg(value)
         regex = value if isinstance(value, re.Pattern) else re.compile(value)
         if regex.groups != len(regex.groupindex):
             raise ValueError(
@@ -186,6 +191,11 @@ class Router:
         self._defaults_added = False
 
     @staticmethod
+    def normalise_re_arg(value: Any) -> Any:
+        """Bytes decoded as ASCII (Channels 1 API); anything else unchanged."""
+        return value.decode("ascii") if isinstance(value, bytes) else value
+
+    @staticmethod
     def resolve_routing(routing: Any) -> list[Any]:
         """Turn a routing spec (list, dict, dotted path) into a list of routing objects."""
         if isinstance(routing, str):
@@ -254,3 +264,14 @@ def route_class(consumer: Any, **filters: Any) -> RouteClass:
 def include(routing: Any, **filters: Any) -> Include:
     """Include another routing, guarded by prefix filters that are chopped on match."""
     return Include(routing, **filters)
+
+
+def __getattr__(name: str) -> Any:
+    # Channels 1 names of the default consumers, which live in ``default_consumers`` (that module
+    # imports the handler and Django's request machinery, so it is imported only when asked for).
+    aliases = {"null_consumer": "no_op", "connect_consumer": "connect_accept"}
+    if name in aliases:
+        from . import default_consumers
+
+        return getattr(default_consumers, aliases[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 from importlib import import_module
 from typing import Any, Callable
 from urllib.parse import parse_qs
@@ -26,7 +27,8 @@ from django.contrib.sessions.backends.base import CreateError, SessionBase
 from django.core.exceptions import ImproperlyConfigured
 from django.http import parse_cookie
 
-from .exceptions import ConsumeLater
+from .exceptions import ConsumeLater, DenyConnection
+from .headers import MalformedHeaders, header_values
 from .outbox import FLUSH_RETRY_SECONDS, outbox, send_with_retry
 
 __all__ = [
@@ -41,6 +43,7 @@ __all__ = [
 #: Messages after which a reply channel is dead, so its channel session is deleted.
 DISCONNECT_CHANNELS = frozenset({"websocket.disconnect", "http.disconnect"})
 _NEXT_ORDER = "__channels_next_order"
+logger = logging.getLogger("django_glue.sessions")
 
 
 def _engine() -> Any:
@@ -127,10 +130,12 @@ def _http_session_key(message: Any) -> str | None:
     keys = parse_qs(query).get("session_key")
     if keys:
         return keys[0]
-    cookies = []
-    for name, value in message.content.get("headers") or []:
-        if (name.decode("latin-1") if isinstance(name, bytes) else name).lower() == "cookie":
-            cookies.append(value.decode("latin-1") if isinstance(value, bytes) else value)
+    try:
+        cookies = header_values(message.content.get("headers"), "cookie")
+    except MalformedHeaders as exc:
+        if message.channel.name == "websocket.connect":
+            raise DenyConnection() from exc  # a handshake we cannot read is refused, not crashed on
+        raise ValueError(f"cannot read the session cookie of a message on {message.channel.name!r}: {exc}") from exc
     return parse_cookie("; ".join(cookies)).get(settings.SESSION_COOKIE_NAME)
 
 
@@ -202,6 +207,10 @@ def _requeue_waiting(message: Any) -> None:
         )
 
 
+#: Channels 1's name (``channels.sessions.requeue_messages``).
+requeue_messages = _requeue_waiting
+
+
 def _advance(message: Any, order: int) -> None:
     """Record that ``order`` ran, then release the messages that waited for it."""
     session = message.channel_session
@@ -226,7 +235,8 @@ def enforce_ordering(func: Callable[..., Any] | None = None, slight: bool = Fals
 
     Wraps the consumer in ``channel_session`` (the next expected order lives there). A message
     ahead of its turn is parked on ``__wait__.<reply channel>`` and re-sent to its channel when
-    the missing ones have run. ``slight=True`` (removed in Channels 1.0) is refused.
+    the missing ones have run; one whose order already ran (a duplicate) is dropped.
+    ``slight=True`` (removed in Channels 1.0) is refused.
     """
     if slight:
         raise ValueError(
@@ -265,6 +275,14 @@ def enforce_ordering(func: Callable[..., Any] | None = None, slight: bool = Fals
                     outbox.add_call(functools.partial(_advance, message, order), "ordering update")
                 else:
                     _advance(message, order)
+        if order < expected:
+            # Already consumed (a duplicate, or a stale copy): parking it would have it re-queued
+            # and parked again until it expired, so it is dropped here, once.
+            logger.warning(
+                "enforce_ordering: dropping %s order %d of %s, which already ran (next is %d)",
+                message.channel.name, order, message.reply_channel.name, expected,
+            )
+            return None
         parked = dict(message.content, original_channel=message.channel.name)
         try:
             message.channel_layer.send(wait_channel_name(message.reply_channel.name), parked)

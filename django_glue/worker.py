@@ -70,9 +70,11 @@ class Worker:
 
     def channels(self) -> list[str]:
         """The channel names this worker listens on (routing minus the filters)."""
-        return filter_channels(
-            self.channel_layer.router.channels, self.only_channels, self.exclude_channels
-        )
+        return self.apply_channel_filters(self.channel_layer.router.channels)
+
+    def apply_channel_filters(self, channels: Iterable[str]) -> list[str]:
+        """``channels`` filtered by this worker's only/exclude globs (Channels 1 API)."""
+        return filter_channels(channels, self.only_channels, self.exclude_channels)
 
     def ready(self) -> None:
         """Send ``worker_ready`` (called once before :meth:`run`)."""
@@ -119,7 +121,11 @@ class Worker:
                 logger.exception("Error sending the messages buffered by %s", _name(consumer))
 
     def run_consumer(self, consumer: Callable[..., Any], message: Message, kwargs: dict[str, Any]) -> None:
-        """Call the consumer and turn the control exceptions into their effects."""
+        """Call the consumer and turn the control exceptions into their effects.
+
+        Any other exception is logged with its traceback; on ``websocket.connect`` the handshake
+        is also rejected at once (:meth:`reject_failed_connect`).
+        """
         try:
             consumer(message, **kwargs)
         except DenyConnection:
@@ -139,6 +145,21 @@ class Worker:
             self.requeue(message)
         except Exception:
             logger.exception("Error processing message with consumer %s:", _name(consumer))
+            self.reject_failed_connect(message)
+
+    @staticmethod
+    def reject_failed_connect(message: Message) -> None:
+        """Reject the handshake of a ``websocket.connect`` whose consumer raised, at once.
+
+        Otherwise the client waits for the interface server's connect timeout. Sent immediately
+        so it reaches the interface server before anything the consumer had buffered.
+        """
+        if message.channel.name != "websocket.connect" or message.reply_channel is None:
+            return
+        try:
+            message.reply_channel.send({"close": True}, immediately=True)
+        except Exception:
+            logger.exception("Could not reject the WebSocket handshake on %s", message.reply_channel)
 
     def requeue(self, message: Message) -> None:
         """Put a ConsumeLater message back, counting retries; drop it past the limit."""

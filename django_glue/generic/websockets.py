@@ -50,11 +50,12 @@ class WebsocketConsumer(BaseConsumer):
             self.channel_session_user = True
         self.path = message.get("path")
         handler = super().get_handler(message, **kwargs)
-        if message.channel.name == "websocket.connect":
-            if self.http_user_and_session:
-                handler = channel_and_http_session_user_from_http(handler)
-            elif self.http_user:
-                handler = channel_session_user_from_http(handler)
+        # On every handler, as Channels 1 did: frames and the disconnect get the user and the
+        # HTTP session back through the channel session.
+        if self.http_user_and_session:
+            handler = channel_and_http_session_user_from_http(handler)
+        elif self.http_user:
+            handler = channel_session_user_from_http(handler)
         if self.slight_ordering:
             raise ValueError("slight_ordering was removed in Channels 1.0; remove slight_ordering = True")
         if self.strict_ordering:

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.http.request import validate_host
 
 from ..exceptions import DenyConnection
+from ..headers import MalformedHeaders, header_values
 from ..sessions import _find_message
 
 __all__ = ["BaseOriginValidator", "AllowedHostsOnlyOriginValidator", "allowed_hosts_only"]
@@ -41,20 +42,35 @@ class BaseOriginValidator:
         return self.func(*args, **kwargs)
 
     @staticmethod
+    def get_header(message: Any, name: str | bytes) -> list[str]:
+        """``[value]`` of the first header ``name`` (Channels 1 API); ``KeyError`` if absent.
+
+        Raises ``DenyConnection`` for malformed headers, as :meth:`get_origin` does.
+        """
+        if isinstance(name, bytes):
+            name = name.decode("latin-1")
+        try:
+            values = header_values(message.content.get("headers"), name)
+        except MalformedHeaders:
+            raise DenyConnection() from None
+        if not values:
+            raise KeyError(f"no header named {name!r}")
+        return values[:1]
+
+    @staticmethod
     def get_origin(message: Any) -> str | None:
-        """The first Origin header as text, or None if absent or not ASCII."""
-        for name, value in message.content.get("headers") or []:
-            if isinstance(name, str):
-                name = name.encode("latin-1")
-            if name.lower() != b"origin":
-                continue
-            if isinstance(value, str):
-                value = value.encode("latin-1")
-            try:
-                return value.decode("ascii")
-            except UnicodeDecodeError:
-                return None
-        return None
+        """The first Origin header as text, or None if absent, empty or not ASCII.
+
+        Headers may be a list of pairs or a dict, as Channels 1 accepted; a malformed entry
+        (say an empty ``[]``) raises ``DenyConnection`` like a missing Origin.
+        """
+        try:
+            origins = header_values(message.content.get("headers"), "origin")
+        except MalformedHeaders:
+            raise DenyConnection() from None
+        if not origins or not origins[0] or not origins[0].isascii():
+            return None
+        return origins[0]
 
     def validate_origin(self, message: Any, origin: str) -> bool:
         """Return True to accept ``origin``; subclasses must implement it."""

@@ -7,10 +7,8 @@ parallel never see each other's messages, and closing it removes its shared memo
 from __future__ import annotations
 
 import functools
-import os
 import random
 import string
-import uuid
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
@@ -25,21 +23,24 @@ from ..message import Message
 from ..routing import Router
 from ..signals import consumer_finished, consumer_started
 
-__all__ = ["ChannelTestCase", "TransactionChannelTestCase", "Client", "apply_routes", "isolated_layer"]
-
-
-def _unique_prefix() -> str:
-    return f"t{os.getpid()}_{uuid.uuid4().hex[:10]}"
+__all__ = [
+    "ChannelTestCase",
+    "ChannelTestCaseMixin",
+    "ChannelTestMixin",
+    "TransactionChannelTestCase",
+    "Client",
+    "apply_routes",
+    "isolated_layer",
+]
 
 
 def isolated_layer(alias: str = DEFAULT_CHANNEL_LAYER, **overrides: Any) -> ChannelLayerWrapper:
     """A new layer wrapper for ``alias`` on a unique prefix, created (not attached) by us.
 
-    Close it with ``wrapper.channel_layer.close()``, which removes its shared memory.
+    Close it with ``wrapper.channel_layer.close()``, which removes its shared memory (it is
+    closed anyway when the wrapper is collected or the process exits).
     """
-    config = {"prefix": _unique_prefix(), "create": True}
-    config.update(overrides)
-    return channel_layers.make_test_backend(alias, **config)
+    return channel_layers.make_test_backend(alias, **overrides)
 
 
 class ChannelTestMixin:
@@ -77,6 +78,10 @@ class ChannelTestMixin:
                 raise AssertionError(f"expected a message on channel {channel!r}, got none")
             return None
         return Message(content, received, layer)
+
+
+#: Channels 1's name for the mixin.
+ChannelTestCaseMixin = ChannelTestMixin
 
 
 class ChannelTestCase(ChannelTestMixin, TestCase):

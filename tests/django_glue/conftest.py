@@ -150,15 +150,15 @@ class Processes:
         )
         return proc
 
-    def interface(self) -> int:
-        """Start an interface server on an inherited listening socket; returns its port."""
+    def interface(self, *args: str) -> int:
+        """Start an interface server (extra flags ``args``) on an inherited socket; returns its port."""
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         sock.listen(128)
         self.sockets.append(sock)
         log = open(self.tmp_path / f"interface{len(self.started)}.log", "wb")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "procman.interface", "--settings", SETTINGS, "--fd", str(sock.fileno())],
+            [sys.executable, "-m", "procman.interface", "--settings", SETTINGS, "--fd", str(sock.fileno()), *args],
             cwd=REPO, env=process_env(self.prefix, "unused", self.db), pass_fds=[sock.fileno()],
             stdout=log, stderr=subprocess.STDOUT,
         )

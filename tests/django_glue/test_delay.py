@@ -153,8 +153,8 @@ def test_rundelay_explains_what_is_missing(site: SiteProcesses, ipc_layer: Any, 
     result = manage(ipc_layer.prefix, site.db, "rundelay", "--layer", "nope")
     assert result.returncode != 0 and "no channel layer alias 'nope'" in result.stderr
     # No site running (no segment for the prefix):
-    result = manage(ipc_layer.prefix + "gone", site.db, "rundelay")
-    assert result.returncode != 0 and "cannot attach to channel layer 'default'" in result.stderr
+    result = manage(ipc_layer.prefix + "gone", site.db, "rundelay", "--wait-for-layer", "0")
+    assert result.returncode != 0 and "channel layer 'default' does not exist" in result.stderr
 
 
 def test_a_killed_server_loses_nothing(site: SiteProcesses, ipc_layer: Any) -> None:

@@ -126,11 +126,76 @@ def test_verbosity_2_logs_each_message(processes, ipc_layer):
 def test_missing_segment_is_a_clear_error_and_nothing_is_created(db_file):
     prefix = "dgmissing_" + str(os.getpid())
     result = subprocess.run(
-        [sys.executable, "-m", "django", "runworker"],
+        [sys.executable, "-m", "django", "runworker", "--wait-for-layer", "0.5"],
         cwd=REPO, env={**process_env(prefix, ROUTING, db_file), "DG_TEST_DEFAULT_CREATE": "1"},
         capture_output=True, timeout=60,
     )
     assert result.returncode != 0
-    assert b"cannot attach to channel layer 'default'" in result.stderr
+    assert b"Waiting up to 0.5s for the channel layer 'default' to be created" in result.stderr
+    assert b"the segment of channel layer 'default' does not exist" in result.stderr
+    assert b"after waiting 0.5s" in result.stderr
     assert prefix.encode() in result.stderr
     assert not any(prefix in name for name in os.listdir("/dev/shm"))
+
+
+def test_worker_started_before_the_segment_waits_for_it(db_file, tmp_path):
+    """Supervisors start the site's processes in any order: a worker that comes first waits."""
+    from asgi_ipc import IPCChannelLayer
+
+    from .conftest import settings, stop_process, unique_prefix
+
+    prefix = unique_prefix()
+    log = tmp_path / "early.log"
+    with open(log, "wb") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "django", "runworker", "--wait-for-layer", "60"],
+            cwd=REPO, env=process_env(prefix, ROUTING, db_file), stdout=out, stderr=subprocess.STDOUT,
+        )
+    layer = None
+    try:
+        wait_for(lambda: "Waiting up to 60s for the channel layer 'default'" in log.read_text(), timeout=60)
+        assert worker.poll() is None
+        layer = IPCChannelLayer(prefix=prefix, create=True, **settings.CHANNEL_LAYERS["default"]["TEST_CONFIG"])
+        wait_for(lambda: "Listening on channels" in log.read_text(), timeout=30)
+        layer.send("background", {"n": 5, "reply_channel": "t.reply"})
+        assert receive(layer, "t.reply") == {"done": 10}
+    finally:
+        stop_process(worker)
+        if layer is not None:
+            layer.close()
+    assert not any(prefix in name for name in os.listdir("/dev/shm"))
+
+
+def test_layer_option_serves_another_alias(db_file, tmp_path):
+    """``--layer other`` attaches to that alias's segment and serves that alias's routing only."""
+    from asgi_ipc import IPCChannelLayer
+
+    from .conftest import Processes, settings, unique_prefix
+
+    default, other = unique_prefix(), unique_prefix()
+    sizes = settings.CHANNEL_LAYERS["other"]["TEST_CONFIG"]
+    layers = [IPCChannelLayer(prefix=p, create=True, **sizes) for p in (default, other)]
+    procs = Processes(default, db_file, tmp_path)
+    try:
+        worker = procs.runworker(ROUTING, "--layer", "other", env={"DG_TEST_OTHER_PREFIX": other})
+        assert "on layer 'other'" in log_text(worker)
+        assert "for channels: http.disconnect, http.request, other.work," in log_text(worker)
+        layers[0].send("background", {"n": 1, "reply_channel": "t.reply"})  # the default alias's
+        layers[1].send("other.work", {"n": 4, "reply_channel": "t.reply"})
+        assert receive(layers[1], "t.reply") == {"done": 8}
+        # The worker of "other" never touched the default layer: its message is still waiting.
+        assert layers[0].receive(["background"], block=False)[1] == {"n": 1, "reply_channel": "t.reply"}
+    finally:
+        procs.stop_all()
+        for layer in layers:
+            layer.close()
+
+
+def test_disable_graceful_stop_exits_without_waiting(processes, ipc_layer):
+    worker = processes.runworker(ROUTING, "--disable-graceful-stop")
+    ipc_layer.send("job", {"job": "g", "reply_channel": "t.jobs"})
+    assert receive(ipc_layer, "t.jobs") == {"started": "g"}
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(15) == 0  # the job is still blocked: nobody released it
+    assert "Graceful timeout: worker-0 still running" in log_text(worker)
+    assert ipc_layer.receive(["t.jobs"], block=False) == (None, None)

@@ -65,7 +65,9 @@ class IsolationTests(ChannelTestCase):
         connect = self.get_next_message("websocket.connect").content
         receive = self.get_next_message("websocket.receive").content
         self.assertEqual((connect["path"], connect["query_string"], connect["order"]), ("/p", b"q=1", 0))
-        self.assertIn([b"cookie", b"a=1"], connect["headers"])
+        cookie = dict(connect["headers"])[b"cookie"]
+        self.assertIn(b"a=1", cookie)
+        self.assertIn(f"sessionid={client.session.session_key}".encode(), cookie)
         self.assertIn([b"x-h", b"v"], connect["headers"])
         self.assertEqual((receive["text"], receive["order"]), ('{"j": 1}', 1))
 

@@ -31,3 +31,18 @@ def test_demultiplexer_streams(processes):
     with open_ws(port, "/streams/") as ws:
         ws.send(json.dumps({"stream": "upper", "payload": {"text": "shout"}}))
         assert json.loads(recv(ws)) == {"stream": "upper", "payload": {"upper": "SHOUT"}}
+
+
+def test_connect_consumer_that_raises_rejects_the_handshake_at_once(processes):
+    """Issue 11: the worker logs the traceback and rejects; the client does not wait for a timeout.
+
+    The interface server is told never to time a handshake out, so the 403 can only be the
+    worker's reject.
+    """
+    worker = processes.runworker(ROUTING)
+    port = processes.interface("--websocket-connect-timeout", "-1")
+    with pytest.raises(InvalidStatus) as rejected:
+        open_ws(port, "/broken/")
+    assert rejected.value.response.status_code == 403
+    log = worker.log_path.read_text(errors="replace")
+    assert "Traceback (most recent call last)" in log and "deliberately broken connect consumer" in log

@@ -27,6 +27,11 @@ class Command(RunworkerCommand):
             help="accepted for Channels 1 compatibility and ignored: the server sleeps until the next "
                  "message is due and wakes as soon as a request arrives",
         )
+        parser.add_argument(
+            "--wait-for-layer", type=float, default=60.0, metavar="SECONDS",
+            help="if the layer's segment does not exist yet, wait this long for it (as runworker "
+                 "does; default: %(default)s; 0: don't wait)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not apps.is_installed("django_glue.delay"):
@@ -36,7 +41,8 @@ class Command(RunworkerCommand):
         alias = options["layer"]
         from ...delay.server import DelayServer
 
-        wrapper = self.attach(alias)  # an unknown alias or a missing segment: a CommandError saying so
+        # An unknown alias, or a segment still missing after the wait: a CommandError saying so.
+        wrapper = self.attach_when_ready(alias, options["wait_for_layer"])
         on_sent = self.log_sent if options["verbosity"] > 1 else None
         self.logger.info("Delay server listening on asgi.delay, layer %r (%s)", alias,
                          type(wrapper.channel_layer).__name__)

@@ -1,6 +1,7 @@
 """``manage.py runworker``: run consumers for messages on the channel layer.
 
-Attaches to the layer's existing segment (the site's supervisor or interface server creates it).
+Attaches to the layer's existing segment (the site's supervisor or interface server creates it);
+a worker started before the segment exists waits for it (``--wait-for-layer``, default 60 s).
 Listens on every routed channel (filtered with ``--only-channels``/``--exclude-channels`` globs),
 with ``--threads`` worker threads. SIGTERM (or Ctrl-C) lets each thread finish its current
 consumer and exits 0; a second signal exits immediately. Consumer exceptions are logged with their
@@ -9,25 +10,31 @@ traceback and the worker carries on. Static files are served when ``DEBUG`` is o
 """
 from __future__ import annotations
 
-import inspect
-import logging
 import sys
+import time
 from typing import Any
 
 from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
-from django.utils.module_loading import import_string
+
+from asgi_ipc import SegmentMissing
 
 from ...asgi import (
     DEFAULT_CHANNEL_LAYER,
     ChannelLayerWrapper,
+    backend_parameters,
     build_layer,
     channel_layers,
     layer_settings,
 )
+from ...log import setup_logger
 from ...worker import WorkerGroup
+
+
+class LayerNotCreated(CommandError):
+    """The layer's shared-memory segment does not exist (yet)."""
 
 
 class Command(BaseCommand):
@@ -48,6 +55,15 @@ class Command(BaseCommand):
             "--graceful-timeout", type=float, default=30.0,
             help="seconds to wait for running consumers on SIGTERM (default: %(default)s)",
         )
+        parser.add_argument(
+            "--disable-graceful-stop", action="store_true",
+            help="on SIGTERM exit without waiting for running consumers (Channels 1.1.8.1's flag)",
+        )
+        parser.add_argument(
+            "--wait-for-layer", type=float, default=60.0, metavar="SECONDS",
+            help="if the layer's segment does not exist yet (the interface server or procman "
+            "creates it), wait this long for it before giving up (default: %(default)s; 0: don't wait)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.configure_logging(options["verbosity"])
@@ -59,13 +75,13 @@ class Command(BaseCommand):
                 f"channel layer {alias!r} is not in settings.CHANNEL_LAYERS "
                 f"(defined: {', '.join(channel_layers.configs) or 'none'})"
             )
-        wrapper = self.attach(alias)
+        wrapper = self.attach_when_ready(alias, options["wait_for_layer"])
         wrapper.router.check_default(http_consumer=self.http_consumer())
         callback = self.log_message if options["verbosity"] > 1 else None
         group = WorkerGroup(
             wrapper,
             n_threads=options["threads"],
-            graceful_timeout=options["graceful_timeout"],
+            graceful_timeout=0.0 if options["disable_graceful_stop"] else options["graceful_timeout"],
             callback=callback,
             only_channels=options["only_channels"],
             exclude_channels=options["exclude_channels"],
@@ -87,6 +103,30 @@ class Command(BaseCommand):
         if status:
             sys.exit(status)
 
+    def attach_when_ready(self, alias: str, wait: float) -> ChannelLayerWrapper:
+        """:meth:`attach`, waiting up to ``wait`` seconds for a segment that does not exist yet.
+
+        Supervisors (systemd, supervisord) start the interface server and the workers in any
+        order; a worker started first waits, saying what for, instead of exiting.
+        """
+        deadline = time.monotonic() + max(0.0, wait)
+        announced = False
+        while True:
+            try:
+                return self.attach(alias)
+            except LayerNotCreated as exc:
+                if time.monotonic() >= deadline:
+                    waited = f" after waiting {wait:g}s" if wait > 0 else ""
+                    raise CommandError(f"{exc}{waited}") from exc
+                if not announced:
+                    self.logger.warning(
+                        "Waiting up to %gs for the channel layer %r to be created (%s); start the "
+                        "interface server or `procman run` for this site",
+                        wait, alias, exc,
+                    )
+                    announced = True
+                time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+
     def attach(self, alias: str) -> ChannelLayerWrapper:
         """The layer of ``alias``, attached only: a worker never creates the site's segment.
 
@@ -97,13 +137,14 @@ class Command(BaseCommand):
         try:
             entry = layer_settings(alias)
             config = dict(entry.get("CONFIG", {}))
-            backend = import_string(entry["BACKEND"])
-            if "create" in inspect.signature(backend).parameters:
+            if "create" in backend_parameters(alias):
                 config.setdefault("create", False)
             wrapper = ChannelLayerWrapper(build_layer(alias, config), alias, entry["ROUTING"])
         except ImproperlyConfigured as exc:
             raise CommandError(str(exc)) from exc
-        except Exception as exc:  # the layer's own errors, e.g. asgi_ipc.SegmentMissing
+        except SegmentMissing as exc:
+            raise LayerNotCreated(f"the segment of channel layer {alias!r} does not exist: {exc}") from exc
+        except Exception as exc:  # the layer's other errors
             raise CommandError(f"cannot attach to channel layer {alias!r}: {exc}") from exc
         channel_layers.set(alias, wrapper)
         return wrapper
@@ -117,12 +158,7 @@ class Command(BaseCommand):
         return None
 
     def configure_logging(self, verbosity: int) -> None:
-        self.logger = logging.getLogger("django_glue")
-        if not self.logger.handlers:
-            handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-            self.logger.addHandler(handler)
-        self.logger.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
+        self.logger = setup_logger("django_glue", verbosity)
 
     def log_message(self, channel: str, message: Any) -> None:
         self.logger.debug("%s %s", channel, message.reply_channel or "")

@@ -57,7 +57,11 @@ def _websocket_routing():
     class Streams(WebsocketDemultiplexer):
         consumers = {"upper": Upper}
 
+    def broken_connect(message):
+        raise RuntimeError("deliberately broken connect consumer")
+
     return [
+        route("websocket.connect", broken_connect, path=r"^/broken/$"),
         route("websocket.connect", guarded_connect, path=r"^/guarded/$"),
         route("websocket.receive", binary_echo, path=r"^/guarded/$"),
         Streams.as_route(path=r"^/streams/$"),

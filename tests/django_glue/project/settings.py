@@ -6,6 +6,7 @@ Environment knobs, set by the tests for the processes they start:
   DG_TEST_DB       sqlite file (default: in-memory, for in-process tests)
   DG_TEST_DEBUG    "1" for DEBUG (static files served by the worker)
   DG_TEST_DEFAULT_CREATE  "1" to leave "create" out of the layer CONFIG
+  DG_TEST_OTHER_PREFIX    prefix of the "other" alias (tests of --layer)
 """
 import os
 from pathlib import Path
@@ -81,7 +82,8 @@ CHANNEL_LAYERS = {
     },
     "other": {
         "BACKEND": "asgi_ipc.IPCChannelLayer",
-        "CONFIG": {"prefix": "dgtest-other", "create": False},
+        "CONFIG": {"prefix": os.environ.get("DG_TEST_OTHER_PREFIX", "dgtest-other"), "receive_timeout": 0.5,
+                   **_LAYER_SIZES, "create": False},
         "ROUTING": "tests.django_glue.project.routing.other_routing",
         "TEST_CONFIG": {"receive_timeout": 0.5, **_LAYER_SIZES},
     },
