@@ -1,9 +1,11 @@
 """``IPCChannelLayer``: the ASGI 1 channel layer on one shared-memory segment.
 
 The layer is a thin shell: names are validated and messages serialised *outside* the lock;
-inside it, ``store``/``groups``/``waiters`` do O(message) work on the segment; after it, a
-doorbell is rung if a process was waiting. The source follows the spec's order: core API,
-groups, flush, statistics, then the blocking/Twisted/asyncio receive machinery.
+inside it, ``store``/``groups``/``waiters`` do O(message) work on the segment, and a doorbell
+is rung if a process was waiting - still under the lock, so a sender killed before its ring
+dies holding the lock and the repair re-rings (see waiters.py). The source follows the spec's
+order: core API, groups, flush, statistics, process deaths, then the blocking/Twisted/asyncio
+receive machinery.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from .errors import (
     SegmentError,
     SegmentLost,
 )
-from .layout import MSG_FANOUT, W_WAITING, Sizes
+from .layout import MSG_FANOUT, W_FREE, W_WAITING, WAITER, Sizes
 from .names import (
     CapacityRules,
     non_local_name,
@@ -42,6 +44,10 @@ __all__ = ["IPCChannelLayer"]
 
 _RANDOM = random.SystemRandom()
 _LETTERS = string.ascii_letters
+
+#: Longest an idle blocked receiver sleeps without looking at the lock and its waiter slot: the
+#: bound on how long a process killed at the worst instruction can delay a live one.
+CHECK_INTERVAL = 1.0
 
 
 class IPCChannelLayer:
@@ -133,6 +139,7 @@ class IPCChannelLayer:
         self._local: dict[str, collections.deque] = {}
         self._local_lock = threading.Lock()
         self._event_receivers: dict[str, Any] = {}
+        self._interrupts = 0  # bumped by wake(): blocked receives return (None, None)
         self._key_cache: dict[tuple[str, ...], tuple[bytes, ...]] = {}
         self._recv_cache: dict[tuple, list[str]] = {}
 
@@ -231,26 +238,25 @@ class IPCChannelLayer:
         capacity = self.get_capacity(key.decode("ascii"))
         if att.fast is not None:
             result = att.fast.send(key, name, payload, deadline, t, capacity, extra, kind)
-            if result is None or type(result) is tuple:
+            if result is None or type(result) is list:
                 att.fast_sends += 1
                 if att.fast_sends % 32 == 0:  # the sweep, amortised over fast sends
                     with att.lock:
                         att.store.sweep_step(t, budget=64)
-                if result is not None:
-                    wid, pid, nonce, cid = result
-                    self._ring(att, (wid, pid, nonce), cid)
+                if result:
+                    self._bury(att, result)
                 return
             self._fast_failed(att, result)
         store = att.store
-        ring = None
+        dead: list[int] = []
         with att.lock:
             cid = store.find_or_create(key)
             store.enqueue(cid, name, payload, deadline, t, capacity, extra=extra, kind=kind)
             store.sweep_step(t)
             if att.waiters.has_waiters(cid):
-                ring = att.waiters.pick(cid)
-        if ring is not None:
-            self._ring(att, ring, cid)
+                dead = self._wake(att, cid)
+        if dead:
+            self._forget_dead(dead)
 
     def _fast_failed(self, att: Attachment, code: int) -> None:
         """Handle a non-success code of the C fast path (the Python path follows)."""
@@ -261,17 +267,39 @@ class IPCChannelLayer:
         elif code != SLOW:
             raise SegmentError(f"cannot take the segment lock (code {code})")
 
-    def _ring(self, att: Attachment, ring: tuple[int, int, int], cid: int) -> None:
-        """Ring a picked waiter; if its process is gone, free its slot and wake another."""
+    @staticmethod
+    def _wake(att: Attachment, cid: int) -> list[int]:
+        """Wake one waiter of channel ``cid``; call with the lock HELD (the ring is inside the
+        critical section, so a sender killed before it leaves the lock to be repaired).
+
+        A waiter whose doorbell is gone is freed and the next one picked. Returns the pids
+        found dead."""
+        dead = []
         for _ in range(att.waiters.count):
+            ring = att.waiters.pick(cid)
+            if ring is None:
+                break
             wid, pid, nonce = ring
             if att.ringer.ring(pid, nonce):
-                return
-            with att.lock:  # its process is gone: reclaim the slot, wake the next waiter
-                att.waiters.free(wid)
-                ring = att.waiters.pick(cid)
-            if ring is None:
-                return
+                break
+            att.waiters.free(wid)
+            dead.append(pid)
+        return dead
+
+    def _bury(self, att: Attachment, dead: list[tuple[int, int]]) -> None:
+        """Free the slots of waiters the C path found dead (left ``NOTIFIED``), then reclaim
+        what their processes left."""
+        with att.lock:
+            for wid, pid in dead:
+                state, slot_pid = att.waiters.slot(wid)[:2]
+                if state != W_FREE and slot_pid == pid:
+                    att.waiters.free(wid)
+        self._forget_dead([pid for _wid, pid in dead])
+
+    def _forget_dead(self, pids: list[int]) -> None:
+        for pid in set(pids):
+            if not is_alive(pid):  # a refused ring can also be a doorbell just closed
+                self.forget_process(pid)
 
     def _count(self, counter: str) -> None:
         att = self._a()
@@ -291,17 +319,45 @@ class IPCChannelLayer:
         att = self._a()
         bell = att.doorbell()
         deadline = now() + self.receive_timeout
+        interrupts = self._interrupts
         while True:
             got, bell.wid = self._take(keys, (bell, bell.wid))
             if got is not None:
                 return got
             remaining = deadline - now()
-            if remaining <= 0:
+            if remaining <= 0 or self._interrupts != interrupts:
                 with att.lock:
                     att.waiters.unregister(bell.wid)
                 return None, None
-            bell.wait(remaining)
+            while not bell.wait(min(remaining, CHECK_INTERVAL)):
+                remaining = deadline - now()
+                if remaining <= 0 or att.stalled(bell.wid):
+                    break
+            self._count_foreign(att, bell)
             att.segment.check_linked()
+
+    def _count_foreign(self, att: Attachment, bell) -> None:
+        """Add the rings from other users that ``bell`` swallowed to the statistics."""
+        if bell.foreign:
+            n, bell.foreign = bell.foreign, 0
+            with att.lock:
+                att.store.bump("foreign_rings", n)
+
+    def wake(self) -> None:
+        """End every receive blocked in this process now: they return ``(None, None)``.
+
+        Safe to call from a signal handler (a stop signal: procman's worker and the interface
+        call it): it takes no lock and only sends one byte to this process's own doorbells.
+        """
+        self._interrupts += 1
+        att = self._att
+        if att is None or att.pid != os.getpid():
+            return
+        bells = list(att.bells)
+        for receiver in list(self._event_receivers.values()):
+            bells.append(receiver.bell)
+        for bell in bells:
+            bell.ring_self()
 
     def _receive_keys(self, channels: list[str]) -> list[str]:
         """Validated queue keys for a receive's channel list (cached per distinct list)."""
@@ -334,14 +390,14 @@ class IPCChannelLayer:
         start = self._rotation % n if n > 1 else 0
         self._rotation += 1
         popped: Popped | None = None
-        rings = []
+        dead: list[int] = []
         t = now()
         if att.fast is not None and (wid < 0 or att.waiter_state(wid) != W_WAITING):
             result = att.fast.receive(self._key_bytes(keys), start, t)
             if type(result) is tuple:
-                name, payload, extra, kind, fast_rings = result
-                for cid, *pick in fast_rings:
-                    self._ring(att, tuple(pick), cid)
+                name, payload, extra, kind, dead = result
+                if dead:
+                    self._bury(att, dead)
                 return self._deliver(Popped(name, payload, extra, kind)), wid
             if result is None:
                 if waiting is None:
@@ -363,12 +419,11 @@ class IPCChannelLayer:
                 if popped is not None:
                     # Pass the wake on: another receiver asleep on one of these channels
                     # while messages are left there must not sleep through them.
+                    # Rung under the lock, like every wake-up.
                     for other_key in keys:
                         other = store.find(other_key.encode("ascii"))
                         if other >= 0 and store.depth(other) and store.has_waiter_bits(other):
-                            pick = att.waiters.pick(other)
-                            if pick is not None:
-                                rings.append((pick, other))
+                            dead += self._wake(att, other)
                     break
             else:
                 if waiting is not None:
@@ -378,12 +433,14 @@ class IPCChannelLayer:
                     else:
                         att.waiters.unregister(wid)
                     att.waiters.register(wid, cids)
+                    for cid in cids:  # who reads a ``prefix!`` channel, for forget_process
+                        store.set_owner(cid, bell.pid)
             if popped is not None and wid >= 0:
                 att.waiters.unregister(wid)
         finally:
             att.lock.release()
-        for pick, cid in rings:
-            self._ring(att, pick, cid)
+        if dead:
+            self._forget_dead(dead)
         if popped is None:
             return None, wid
         return self._deliver(popped), wid
@@ -557,6 +614,9 @@ class IPCChannelLayer:
             "group_members": sum(groups.values()),
             "memory_bytes": units * 256,
             "memory_free_bytes": free * 256,
+            "foreign_rings": counters["foreign_rings"],
+            "dead_processes": counters["dead_processes"],
+            "reclaimed_messages": counters["reclaimed_messages"],
         }
 
     def channel_statistics(self, channel: str) -> dict[str, float | int]:
@@ -591,6 +651,47 @@ class IPCChannelLayer:
         att = self._a()
         with att.lock:
             return check(att.segment.mm, att.segment.layout)
+
+    # ===== process deaths =======================================================================
+    def forget_process(self, pid: int) -> dict[str, int]:
+        """Reclaim what the dead process ``pid`` left in the segment, at once.
+
+        Its process-local (``prefix!``) channels - those it blocked on - leave every group and
+        their queued messages are dropped; its waiter slots are freed; and every channel that
+        holds messages gets one of its waiters woken, in case ``pid`` was woken for a message it
+        never took. Called by a supervisor that reaped ``pid`` (the caller vouches that it is
+        dead) and by the layer itself when a ring finds ``pid``'s doorbell gone. Counted in
+        the statistics (``dead_processes``, ``reclaimed_messages``). Returns what was reclaimed.
+        """
+        if not isinstance(pid, int) or pid <= 0:
+            raise ValueError(f"forget_process needs a process id, not {pid!r}")
+        if pid == os.getpid():
+            raise ValueError("a process cannot forget itself: it is alive")
+        att = self._a()
+        store, waiters = att.store, att.waiters
+        report = {"channels": 0, "messages": 0, "memberships": 0, "waiters": 0}
+        dead: list[int] = []
+        with att.lock:
+            for wid in range(waiters.count):
+                state, slot_pid = waiters.slot(wid)[:2]
+                if state != W_FREE and slot_pid == pid:
+                    waiters.free(wid)
+                    report["waiters"] += 1
+            for cid in store.owned_by(pid):
+                key = store.key_of(cid)
+                report["channels"] += 1
+                report["messages"] += store.drain(cid)
+                report["memberships"] += att.groups.drop_prefix(key)
+                store.release_if_idle(cid)
+            for cid in store.used_channels():
+                if store.depth(cid) and att.waiters.has_waiters(cid):
+                    dead += self._wake(att, cid)
+            store.bump("dead_processes")
+            if report["messages"]:
+                store.bump("reclaimed_messages", report["messages"])
+        if dead:
+            self._forget_dead([p for p in dead if p != pid])
+        return report
 
     # ===== twisted and asyncio extensions ========================================================
     def receive_twisted(self, channels: list[str]):
