@@ -17,10 +17,11 @@
  * corruption. The lock itself is the segment's robust mutex; EOWNERDEAD and timeouts are handed
  * back to Python (with the lock held for EOWNERDEAD, so Python repairs under it).
  *
- * Wake-ups are rung while the lock is still held (see waiters.py, "crash-safe wake-ups"): a
- * sender killed between marking a waiter notified and ringing it dies holding the lock, and the
- * repair that follows rings every live waiter. A waiter whose doorbell is gone is left
- * NOTIFIED and reported back, and the next waiter is picked; Python frees the dead slot.
+ * Waiters are picked (marked NOTIFIED) under the lock and rung just after it is released, so
+ * a woken receiver never finds the lock still held by its waker. A sender killed in between
+ * leaves a NOTIFIED slot that nobody rang: its receiver notices at its next check (see
+ * layer.CHECK_INTERVAL and Attachment.stalled). A waiter whose doorbell is gone is reported
+ * back as (wid, pid, cid); Python frees its slot and wakes another waiter of that channel.
  *
  * Layout constants below must match layout.py; the Python side passes LAYOUT_VERSION and the
  * region offsets at construction and refuses to use a mismatching build.
@@ -73,7 +74,7 @@
 #define R_OWNERDEAD (-2)
 #define R_TIMEOUT (-3)
 #define R_LOCKERR (-4)
-#define MAX_DEAD 16 /* dead waiters reported per call; more stay NOTIFIED for reclaim_dead */
+#define MAX_PICKS 16 /* waiters woken per call; others stay WAITING and see the queue at their check */
 #define BELL_PREFIX_MAX 64
 
 typedef struct {
@@ -95,8 +96,8 @@ typedef struct {
 
 typedef struct {
     int n;
-    uint32_t wid[MAX_DEAD], pid[MAX_DEAD];
-} Dead;
+    uint32_t wid[MAX_PICKS], pid[MAX_PICKS], nonce[MAX_PICKS], cid[MAX_PICKS];
+} Picks;
 
 static uint32_t crc_table[256];
 
@@ -313,37 +314,32 @@ static int ring(FastPath *s, uint32_t pid, uint32_t nonce) {
     }
 }
 
-/* Wake one waiter of channel cid, under the lock: pick, ring; a waiter whose doorbell is gone
- * is recorded in dead (its slot stays NOTIFIED) and the next one is picked.
- * Returns -1 on a bad reference (nothing rung is undone; the caller goes slow). */
-static int wake(FastPath *s, uint32_t cid, Dead *dead) {
-    for (uint32_t tries = 0; tries <= s->waiters; tries++) {
-        uint32_t wid, pid, nonce;
-        int picked = pick(s, cid, &wid, &pid, &nonce);
-        if (picked <= 0) return picked;
-        if (ring(s, pid, nonce)) return 1;
-        if (dead->n < MAX_DEAD) {
-            dead->wid[dead->n] = wid;
-            dead->pid[dead->n] = pid;
-            dead->n++;
-        }
+/* Pick (under the lock) one waiter of channel cid to ring once the lock is released. */
+static void pick_into(FastPath *s, uint32_t cid, Picks *picks) {
+    if (picks->n >= MAX_PICKS) return;
+    int i = picks->n;
+    if (pick(s, cid, &picks->wid[i], &picks->pid[i], &picks->nonce[i]) > 0) {
+        picks->cid[i] = cid;
+        picks->n++;
     }
-    return 0;
 }
 
-/* The dead waiters as a list of (wid, pid), or NULL with an exception set. */
-static PyObject *dead_list(Dead *dead) {
-    PyObject *out = PyList_New(dead->n);
-    if (!out) return NULL;
-    for (int i = 0; i < dead->n; i++) {
-        PyObject *t = Py_BuildValue("(II)", dead->wid[i], dead->pid[i]);
-        if (!t) {
-            Py_DECREF(out);
+/* Ring the picked waiters (the lock released); return those whose doorbell is gone as a list
+ * of (wid, pid, cid) for Python to free and replace, or NULL with an exception set. */
+static PyObject *ring_picks(FastPath *s, Picks *picks) {
+    PyObject *gone = PyList_New(0);
+    if (!gone) return NULL;
+    for (int i = 0; i < picks->n; i++) {
+        if (ring(s, picks->pid[i], picks->nonce[i])) continue;
+        PyObject *t = Py_BuildValue("(III)", picks->wid[i], picks->pid[i], picks->cid[i]);
+        if (!t || PyList_Append(gone, t) < 0) {
+            Py_XDECREF(t);
+            Py_DECREF(gone);
             return NULL;
         }
-        PyList_SET_ITEM(out, i, t);
+        Py_DECREF(t);
     }
-    return out;
+    return gone;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -475,18 +471,18 @@ static PyObject *FastPath_send(FastPath *s, PyObject *args) {
     wr64(s, at + CH_SENT, rd64(s, at + CH_SENT) + 1);
     wr32(s, at + CH_RATE_CUR, cur + 1);
     wr32(s, at + CH_RATE_PREV, prev);
-    Dead dead = {0};
-    if (any_waiting(s, at)) wake(s, (uint32_t)cid, &dead); /* rung before the lock is let go */
+    Picks picks = {0};
+    if (any_waiting(s, at)) pick_into(s, (uint32_t)cid, &picks);
     fp_unlock(s);
-    if (dead.n) return dead_list(&dead);
-    Py_RETURN_NONE;
+    if (!picks.n) Py_RETURN_NONE;
+    return ring_picks(s, &picks);
 slow:
     fp_unlock(s);
     return PyLong_FromLong(R_SLOW);
 }
 
 /* receive(keys: tuple[bytes], start, now) ->
- *   None | (name, payload, extra, kind, dead: list[(wid, pid)]) | int code */
+ *   None | (name, payload, extra, kind, dead: list[(wid, pid, cid)]) | int code */
 static PyObject *FastPath_receive(FastPath *s, PyObject *args) {
     PyObject *keys;
     Py_ssize_t start;
@@ -554,18 +550,17 @@ static PyObject *FastPath_receive(FastPath *s, PyObject *args) {
         wr32(s, at + CH_DEPTH, depth ? depth - 1 : 0);
         free_block(s, unit, order);
         wr64(s, at + CH_RECEIVED, rd64(s, at + CH_RECEIVED) + 1);
-        /* pass the wake on to receivers asleep on any of these channels with messages left,
-         * ringing them before the lock is let go */
-        Dead dead = {0};
+        /* pass the wake on to receivers asleep on any of these channels with messages left */
+        Picks picks = {0};
         for (Py_ssize_t k = 0; k < n; k++) {
             long other = lookup(s, kptr[k], klen[k]);
             if (other < 0) continue;
             Py_ssize_t oat = s->channels_at + (Py_ssize_t)other * CH_SIZE;
             if (!rd32(s, oat + CH_DEPTH) || !any_waiting(s, oat)) continue;
-            wake(s, (uint32_t)other, &dead);
+            pick_into(s, (uint32_t)other, &picks);
         }
         fp_unlock(s);
-        PyObject *dead_out = dead_list(&dead);
+        PyObject *dead_out = ring_picks(s, &picks);
         if (!dead_out) {
             Py_DECREF(name);
             Py_DECREF(extra);
@@ -583,9 +578,9 @@ slow:
 
 static PyMethodDef FastPath_methods[] = {
     {"send", (PyCFunction)FastPath_send, METH_VARARGS,
-     "send(key, name, payload, deadline, now, capacity[, extra, kind]) -> None | [(wid, pid)] dead | code"},
+     "send(key, name, payload, deadline, now, capacity[, extra, kind]) -> None | [(wid, pid, cid)] dead | code"},
     {"receive", (PyCFunction)FastPath_receive, METH_VARARGS,
-     "receive(keys, start, now) -> None | (name, payload, extra, kind, [(wid, pid)] dead) | code"},
+     "receive(keys, start, now) -> None | (name, payload, extra, kind, [(wid, pid, cid)] dead) | code"},
     {"bind_ringer", (PyCFunction)FastPath_bind_ringer, METH_VARARGS,
      "bind_ringer(fd, address_prefix): the socket rings are sent from, and the doorbell address prefix."},
     {"release", (PyCFunction)FastPath_release, METH_NOARGS, "Release the buffer."},

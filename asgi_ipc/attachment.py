@@ -9,6 +9,7 @@ child, because sockets, thread-bound doorbells and the fast path's pid must not 
 from __future__ import annotations
 
 import os
+import struct
 import threading
 import weakref
 
@@ -16,7 +17,16 @@ import msgpack
 
 from .doorbell import Doorbell, Ringer, doorbell_prefix
 from .groups import Groups
-from .layout import H_MUTEX_AT, LAYOUT_VERSION, MSG_FANOUT, W_FREE, W_WAITING, WAITER, WAITER_SIZE
+from .layout import (
+    H_MUTEX_AT,
+    LAYOUT_VERSION,
+    MSG_FANOUT,
+    W_FREE,
+    W_WAITING,
+    WAIT_CHANNELS,
+    WAITER,
+    WAITER_SIZE,
+)
 from .lock import RobustMutex, init_mutex
 from .recovery import rebuild
 from .segment import Segment, is_alive
@@ -75,8 +85,8 @@ class Attachment:
 
     def _repair(self) -> None:
         """Crash repair, under the lock: rebuild, then ring every live waiter, since the dead
-        holder may have marked one notified without ringing it (wake-ups are rung under the
-        lock, so a sender killed before its ring always leaves the lock to this repair)."""
+        holder may have queued a message or marked a waiter notified without ringing it (the
+        ring, a syscall, is cheap next to a repair; a spurious one costs a receiver one take)."""
         buf, layout = self.segment.mm, self.segment.layout
         rebuild(buf, layout, is_alive)
         for wid in range(self.waiters.count):
@@ -96,10 +106,20 @@ class Attachment:
         return WAITER.unpack_from(self.segment.mm, self.segment.layout.waiter(wid))[0]
 
     def stalled(self, wid: int) -> bool:
-        """Whether a receiver asleep on slot ``wid`` should look again now: its slot was
-        notified (a ring may have been lost with its sender) or the lock is taken (a holder
-        may have died inside; taking the lock repairs and re-rings). Read without the lock."""
-        return (wid >= 0 and self.waiter_state(wid) != W_WAITING) or self.lock.looks_taken()
+        """Whether a receiver asleep on slot ``wid`` should take again now (checked every
+        ``layer.CHECK_INTERVAL``, read without the lock: a hint). Its slot was notified (the
+        ring may have died with its sender), the lock is taken (a holder may have died inside:
+        taking it repairs), or a channel it waits on holds messages (whatever went wrong)."""
+        if wid < 0:
+            return False
+        buf, at = self.segment.mm, self.segment.layout.waiter(wid)
+        state, _pid, _nonce, count, _nxt = WAITER.unpack_from(buf, at)
+        if state != W_WAITING or self.lock.looks_taken():
+            return True
+        if count > WAIT_CHANNELS:  # registered for "any": the lock and slot checks must do
+            return False
+        return any(cid < self.store.channel_count and self.store.depth(cid)
+                   for cid in struct.unpack_from(f"<{count}I", buf, at + WAITER.size))
 
     def doorbell(self) -> Doorbell:
         """This thread's doorbell; its waiter slot is kept for the doorbell's lifetime and
