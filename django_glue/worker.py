@@ -204,7 +204,7 @@ class WorkerGroup:
     def _wake_receivers(self) -> None:
         """End the threads' blocked receives now instead of at their timeout (signal-safe)."""
         layer = self.workers[0].channel_layer if self.workers else None
-        wake = getattr(getattr(layer, "channel_layer", layer), "wake", None)
+        wake = getattr(layer, "wake", None)  # the wrapper hands it on to the layer
         if wake is not None:
             wake()
 

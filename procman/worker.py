@@ -120,6 +120,6 @@ def _serve(worker: Any, layer: Any, channels: list[str], beats: HeartbeatSender,
 
 def _wake(layer: Any) -> None:
     """End the layer's blocked receive now (from the stop signal's handler), if it can."""
-    wake = getattr(getattr(layer, "channel_layer", layer), "wake", None)
+    wake = getattr(layer, "wake", None)  # the wrapper hands it on to the layer
     if wake is not None:
         wake()
