@@ -19,13 +19,23 @@ def site(tmp_path):
     made: list[Site] = []
 
     def start(*args: str) -> Site:
-        s = Site(["run", "--bind", "127.0.0.1:0", *args], HELLOSITE, unique_prefix("inf"), tmp_path / "ctl")
+        s = Site(["run", "--bind", "127.0.0.1:0", *args], HELLOSITE, unique_prefix("inf"), tmp_path / "ctl",
+                 env={"HELLOSITE_ROUTING": "hellosite.chaos_routing.channel_routing"})
         made.append(s)
         return s
 
     yield start
     for s in made:
         s.close()
+
+
+def in_consumer(proc: psutil.Process) -> bool:
+    """Whether a worker sleeps inside a consumer (not in the layer's poll)."""
+    try:
+        with open(f"/proc/{proc.pid}/wchan") as f:
+            return "nanosleep" in f.read()
+    except OSError:
+        return False
 
 
 def workers(s: Site) -> list[psutil.Process]:
@@ -73,3 +83,24 @@ def test_worker_killed_mid_request_answers_502_at_once(site):
         assert layer.global_statistics()["dead_processes"] >= 1
     finally:
         layer.close()
+
+
+def test_worker_killed_in_a_websocket_consumer_sends_nothing_extra(site):
+    """The socket whose consumer died stays open and is served by the next worker."""
+    sync_client = pytest.importorskip("websockets.sync.client")
+    s = site("--workers", "1")
+    url = s.wait_ready()
+    (victim,) = workers(s)
+    ws_url = url.replace("http://", "ws://").rstrip("/") + "/room/"
+    with sync_client.connect(ws_url, open_timeout=10) as ws:
+        ws.send("hello")
+        assert ws.recv(timeout=10) == "hello"
+        ws.send("sleep 30")
+        wait_for(lambda: in_consumer(victim), what="the worker to run the sleeping consumer")
+        victim.kill()
+        s.wait_line("died: killed by SIGKILL")
+        with pytest.raises(TimeoutError):  # no 502, no close: nothing at all
+            ws.recv(timeout=1.5)
+        wait_for(lambda: len(workers(s)) == 1 and workers(s)[0].pid != victim.pid, what="a new worker")
+        ws.send("again")
+        assert ws.recv(timeout=15) == "again"

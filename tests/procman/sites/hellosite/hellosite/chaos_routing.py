@@ -1,4 +1,7 @@
-"""Routing for the chaos test: every WebSocket joins one room; a frame is broadcast to it."""
+"""Routing for the chaos and fast-failure tests: every WebSocket joins one room and a frame is
+broadcast to it; a frame "sleep <seconds>" holds its consumer that long first."""
+import time
+
 from django_glue import Group
 from django_glue.routing import route
 
@@ -9,7 +12,10 @@ def connect(message):
 
 
 def receive(message):
-    Group("chaos").send({"text": message.content.get("text", "")})
+    text = message.content.get("text", "")
+    if text.startswith("sleep "):
+        time.sleep(float(text.split()[1]))
+    Group("chaos").send({"text": text})
 
 
 def disconnect(message):
