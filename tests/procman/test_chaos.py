@@ -32,7 +32,7 @@ from procman import exitcodes
 from .procs import HELLOSITE, Site, unique_prefix
 
 SEED = int(os.environ.get("CHAOS_SEED", "14"))
-LOAD_SECONDS = 12.0
+LOAD_SECONDS = 10.0
 MAX_WAIT = 5.0  # a request answered later than this was held up by something dead
 HTTP_CLIENTS = 3
 WS_CLIENTS = 6
