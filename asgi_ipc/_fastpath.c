@@ -17,6 +17,12 @@
  * corruption. The lock itself is the segment's robust mutex; EOWNERDEAD and timeouts are handed
  * back to Python (with the lock held for EOWNERDEAD, so Python repairs under it).
  *
+ * Waiters are picked (marked NOTIFIED) under the lock and rung just after it is released, so
+ * a woken receiver never finds the lock still held by its waker. A sender killed in between
+ * leaves a NOTIFIED slot that nobody rang: its receiver notices at its next check (see
+ * layer.CHECK_INTERVAL and Attachment.stalled). A waiter whose doorbell is gone is reported
+ * back as (wid, pid, cid); Python frees its slot and wakes another waiter of that channel.
+ *
  * Layout constants below must match layout.py; the Python side passes LAYOUT_VERSION and the
  * region offsets at construction and refuses to use a mismatching build.
  */
@@ -25,8 +31,15 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 #define FP_LAYOUT_VERSION 1
 #define UNIT 256
@@ -61,6 +74,8 @@
 #define R_OWNERDEAD (-2)
 #define R_TIMEOUT (-3)
 #define R_LOCKERR (-4)
+#define MAX_PICKS 16 /* waiters woken per call; others stay WAITING and see the queue at their check */
+#define BELL_PREFIX_MAX 64
 
 typedef struct {
     PyObject_HEAD
@@ -73,7 +88,16 @@ typedef struct {
     uint32_t pid;
     uint32_t channels, index_slots, units, max_order, waiters, waiter_size;
     Py_ssize_t channels_at, index_at, arena_at, map_at, waiters_at;
+    int ring_fd;                       /* the process's Ringer socket, -1 until bound */
+    char bell_prefix[BELL_PREFIX_MAX]; /* doorbell_address() up to the pid */
+    size_t bell_prefix_len;
+    int stop_at_ring;                  /* test hook: ASGI_IPC_TEST_STOP_AT_RING=1 */
 } FastPath;
+
+typedef struct {
+    int n;
+    uint32_t wid[MAX_PICKS], pid[MAX_PICKS], nonce[MAX_PICKS], cid[MAX_PICKS];
+} Picks;
 
 static uint32_t crc_table[256];
 
@@ -271,6 +295,53 @@ static int pick(FastPath *s, uint32_t cid, uint32_t *wid_out, uint32_t *pid_out,
     return 0;
 }
 
+/* Ring the doorbell of waiter (pid, nonce), as doorbell.Ringer.ring does. Returns 0 if the
+ * doorbell is gone (its process died), 1 otherwise (a full buffer means a ring is pending). */
+static int ring(FastPath *s, uint32_t pid, uint32_t nonce) {
+    struct sockaddr_un addr;
+    memset(&addr, 0, offsetof(struct sockaddr_un, sun_path));
+    addr.sun_family = AF_UNIX;
+    memcpy(addr.sun_path, s->bell_prefix, s->bell_prefix_len);
+    int n = snprintf(addr.sun_path + s->bell_prefix_len, sizeof(addr.sun_path) - s->bell_prefix_len,
+                     "%u/%08x", pid, nonce);
+    socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + s->bell_prefix_len + n);
+    if (s->stop_at_ring) raise(SIGSTOP); /* the crash tests kill the process here */
+    for (;;) {
+        if (sendto(s->ring_fd, "!", 1, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&addr, len) >= 0)
+            return 1;
+        if (errno == EINTR) continue;
+        return !(errno == ECONNREFUSED || errno == ENOENT);
+    }
+}
+
+/* Pick (under the lock) one waiter of channel cid to ring once the lock is released. */
+static void pick_into(FastPath *s, uint32_t cid, Picks *picks) {
+    if (picks->n >= MAX_PICKS) return;
+    int i = picks->n;
+    if (pick(s, cid, &picks->wid[i], &picks->pid[i], &picks->nonce[i]) > 0) {
+        picks->cid[i] = cid;
+        picks->n++;
+    }
+}
+
+/* Ring the picked waiters (the lock released); return those whose doorbell is gone as a list
+ * of (wid, pid, cid) for Python to free and replace, or NULL with an exception set. */
+static PyObject *ring_picks(FastPath *s, Picks *picks) {
+    PyObject *gone = PyList_New(0);
+    if (!gone) return NULL;
+    for (int i = 0; i < picks->n; i++) {
+        if (ring(s, picks->pid[i], picks->nonce[i])) continue;
+        PyObject *t = Py_BuildValue("(III)", picks->wid[i], picks->pid[i], picks->cid[i]);
+        if (!t || PyList_Append(gone, t) < 0) {
+            Py_XDECREF(t);
+            Py_DECREF(gone);
+            return NULL;
+        }
+        Py_DECREF(t);
+    }
+    return gone;
+}
+
 /* ---------------------------------------------------------------------------------------- */
 
 static int FastPath_init(FastPath *self, PyObject *args, PyObject *Py_UNUSED(kwds)) {
@@ -302,7 +373,27 @@ static int FastPath_init(FastPath *self, PyObject *args, PyObject *Py_UNUSED(kwd
         return -1;
     }
     self->mutex = (pthread_mutex_t *)(self->base + mutex_offset);
+    self->ring_fd = -1;
+    self->bell_prefix_len = 0;
+    const char *hook = getenv("ASGI_IPC_TEST_STOP_AT_RING");
+    self->stop_at_ring = hook != NULL && strcmp(hook, "1") == 0;
     return 0;
+}
+
+/* bind_ringer(fd, address_prefix): the socket to ring from and doorbell_address() up to the pid. */
+static PyObject *FastPath_bind_ringer(FastPath *self, PyObject *args) {
+    int fd;
+    const char *prefix;
+    Py_ssize_t plen;
+    if (!PyArg_ParseTuple(args, "iy#", &fd, &prefix, &plen)) return NULL;
+    if (plen <= 0 || plen > BELL_PREFIX_MAX - 1 || plen + 24 > (Py_ssize_t)sizeof(((struct sockaddr_un *)0)->sun_path)) {
+        PyErr_SetString(PyExc_ValueError, "_fastpath: doorbell address prefix too long");
+        return NULL;
+    }
+    memcpy(self->bell_prefix, prefix, (size_t)plen);
+    self->bell_prefix_len = (size_t)plen;
+    self->ring_fd = fd;
+    Py_RETURN_NONE;
 }
 
 static void FastPath_dealloc(FastPath *self) {
@@ -319,20 +410,16 @@ static PyObject *FastPath_release(FastPath *self, PyObject *Py_UNUSED(unused)) {
     Py_RETURN_NONE;
 }
 
-static PyObject *ring_tuple(uint32_t wid, uint32_t pid, uint32_t nonce, uint32_t cid) {
-    return Py_BuildValue("(IIII)", wid, pid, nonce, cid);
-}
-
 /* send(key, name, payload, deadline, now, capacity[, extra, kind])
- *   -> None | (wid, pid, nonce, cid) of a waiter to ring | int code */
+ *   -> None | [(wid, pid), ...] of waiters found dead (to free) | int code */
 static PyObject *FastPath_send(FastPath *s, PyObject *args) {
     const char *key, *name, *payload, *extra = "";
     Py_ssize_t klen, nlen, plen, elen = 0;
     double deadline, now;
     unsigned long capacity;
     int kind = 0;
-    if (!s->has_view) {
-        PyErr_SetString(PyExc_ValueError, "_fastpath released");
+    if (!s->has_view || s->ring_fd < 0) {
+        PyErr_SetString(PyExc_ValueError, "_fastpath released or its ringer not bound");
         return NULL;
     }
     if (!PyArg_ParseTuple(args, "y#y#y#ddk|y#i", &key, &klen, &name, &nlen, &payload, &plen,
@@ -384,18 +471,18 @@ static PyObject *FastPath_send(FastPath *s, PyObject *args) {
     wr64(s, at + CH_SENT, rd64(s, at + CH_SENT) + 1);
     wr32(s, at + CH_RATE_CUR, cur + 1);
     wr32(s, at + CH_RATE_PREV, prev);
-    uint32_t wid = 0, pid = 0, nonce = 0;
-    int picked = any_waiting(s, at) ? pick(s, (uint32_t)cid, &wid, &pid, &nonce) : 0;
+    Picks picks = {0};
+    if (any_waiting(s, at)) pick_into(s, (uint32_t)cid, &picks);
     fp_unlock(s);
-    if (picked > 0) return ring_tuple(wid, pid, nonce, (uint32_t)cid);
-    Py_RETURN_NONE;
+    if (!picks.n) Py_RETURN_NONE;
+    return ring_picks(s, &picks);
 slow:
     fp_unlock(s);
     return PyLong_FromLong(R_SLOW);
 }
 
 /* receive(keys: tuple[bytes], start, now) ->
- *   None | (name, payload, extra, kind, rings: list[(cid, wid, pid, nonce)]) | int code */
+ *   None | (name, payload, extra, kind, dead: list[(wid, pid, cid)]) | int code */
 static PyObject *FastPath_receive(FastPath *s, PyObject *args) {
     PyObject *keys;
     Py_ssize_t start;
@@ -405,6 +492,10 @@ static PyObject *FastPath_receive(FastPath *s, PyObject *args) {
         return NULL;
     }
     if (!PyArg_ParseTuple(args, "O!nd", &PyTuple_Type, &keys, &start, &now)) return NULL;
+    if (s->ring_fd < 0) {
+        PyErr_SetString(PyExc_ValueError, "_fastpath: ringer not bound");
+        return NULL;
+    }
     Py_ssize_t n = PyTuple_GET_SIZE(keys);
     if (n == 0 || n > 256) return PyLong_FromLong(R_SLOW);
     const char *kptr[256];
@@ -445,12 +536,10 @@ static PyObject *FastPath_receive(FastPath *s, PyObject *args) {
         PyObject *name = PyBytes_FromStringAndSize(s->base + off + MSG_SIZE, nlen);
         PyObject *extra = PyBytes_FromStringAndSize(s->base + off + MSG_SIZE + nlen, elen);
         PyObject *payload = PyBytes_FromStringAndSize(s->base + off + MSG_SIZE + nlen + elen, plen);
-        PyObject *rings = PyList_New(0);
-        if (!name || !extra || !payload || !rings) {
+        if (!name || !extra || !payload) {
             Py_XDECREF(name);
             Py_XDECREF(extra);
             Py_XDECREF(payload);
-            Py_XDECREF(rings);
             fp_unlock(s);
             return NULL;
         }
@@ -462,22 +551,23 @@ static PyObject *FastPath_receive(FastPath *s, PyObject *args) {
         free_block(s, unit, order);
         wr64(s, at + CH_RECEIVED, rd64(s, at + CH_RECEIVED) + 1);
         /* pass the wake on to receivers asleep on any of these channels with messages left */
+        Picks picks = {0};
         for (Py_ssize_t k = 0; k < n; k++) {
             long other = lookup(s, kptr[k], klen[k]);
             if (other < 0) continue;
             Py_ssize_t oat = s->channels_at + (Py_ssize_t)other * CH_SIZE;
             if (!rd32(s, oat + CH_DEPTH) || !any_waiting(s, oat)) continue;
-            uint32_t wid, pid, nonce;
-            if (pick(s, (uint32_t)other, &wid, &pid, &nonce) > 0) {
-                PyObject *t = Py_BuildValue("(kIII)", (unsigned long)other, wid, pid, nonce);
-                if (t) {
-                    PyList_Append(rings, t);
-                    Py_DECREF(t);
-                }
-            }
+            pick_into(s, (uint32_t)other, &picks);
         }
         fp_unlock(s);
-        return Py_BuildValue("(NNNiN)", name, payload, extra, (int)kind, rings);
+        PyObject *dead_out = ring_picks(s, &picks);
+        if (!dead_out) {
+            Py_DECREF(name);
+            Py_DECREF(extra);
+            Py_DECREF(payload);
+            return NULL;
+        }
+        return Py_BuildValue("(NNNiN)", name, payload, extra, (int)kind, dead_out);
     }
     fp_unlock(s);
     Py_RETURN_NONE;
@@ -488,9 +578,11 @@ slow:
 
 static PyMethodDef FastPath_methods[] = {
     {"send", (PyCFunction)FastPath_send, METH_VARARGS,
-     "send(key, name, payload, deadline, now, capacity[, extra, kind]) -> None | (wid, pid, nonce, cid) | code"},
+     "send(key, name, payload, deadline, now, capacity[, extra, kind]) -> None | [(wid, pid, cid)] dead | code"},
     {"receive", (PyCFunction)FastPath_receive, METH_VARARGS,
-     "receive(keys, start, now) -> None | (name, payload, extra, kind, rings) | code"},
+     "receive(keys, start, now) -> None | (name, payload, extra, kind, [(wid, pid, cid)] dead) | code"},
+    {"bind_ringer", (PyCFunction)FastPath_bind_ringer, METH_VARARGS,
+     "bind_ringer(fd, address_prefix): the socket rings are sent from, and the doorbell address prefix."},
     {"release", (PyCFunction)FastPath_release, METH_NOARGS, "Release the buffer."},
     {NULL, NULL, 0, NULL},
 };

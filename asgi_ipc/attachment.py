@@ -9,14 +9,24 @@ child, because sockets, thread-bound doorbells and the fast path's pid must not 
 from __future__ import annotations
 
 import os
+import struct
 import threading
 import weakref
 
 import msgpack
 
-from .doorbell import Doorbell, Ringer
+from .doorbell import Doorbell, Ringer, doorbell_prefix
 from .groups import Groups
-from .layout import H_MUTEX_AT, LAYOUT_VERSION, MSG_FANOUT, WAITER, WAITER_SIZE
+from .layout import (
+    H_MUTEX_AT,
+    LAYOUT_VERSION,
+    MSG_FANOUT,
+    W_FREE,
+    W_WAITING,
+    WAIT_CHANNELS,
+    WAITER,
+    WAITER_SIZE,
+)
 from .lock import RobustMutex, init_mutex
 from .recovery import rebuild
 from .segment import Segment, is_alive
@@ -67,13 +77,22 @@ class Attachment:
             self.segment.mark_ready()
         self.ringer = Ringer(self.segment.name)
         self.fast = _make_fastpath(self.segment, layer.lock_timeout)
+        if self.fast is not None:
+            self.fast.bind_ringer(self.ringer.sock.fileno(), doorbell_prefix(self.segment.name))
         self.fast_sends = 0
         self.local = threading.local()  # per-thread doorbell for blocking receive
         self.bells: weakref.WeakSet = weakref.WeakSet()
 
     def _repair(self) -> None:
-        rebuild(self.segment.mm, self.segment.layout, is_alive)
-
+        """Crash repair, under the lock: rebuild, then ring every live waiter, since the dead
+        holder may have queued a message or marked a waiter notified without ringing it (the
+        ring, a syscall, is cheap next to a repair; a spurious one costs a receiver one take)."""
+        buf, layout = self.segment.mm, self.segment.layout
+        rebuild(buf, layout, is_alive)
+        for wid in range(self.waiters.count):
+            state, pid, nonce, _count, _nxt = WAITER.unpack_from(buf, layout.waiter(wid))
+            if state != W_FREE and not self.ringer.ring(pid, nonce):
+                self.waiters.free(wid)
     def _on_expired(self, name: bytes, extra: bytes, kind: int) -> None:
         """A message expired unread: its channel(s) leave their groups (ASGI 1 spec)."""
         if kind == MSG_FANOUT:
@@ -85,6 +104,22 @@ class Attachment:
     def waiter_state(self, wid: int) -> int:
         """State of a waiter slot, read without the lock (a hint: only its owner registers it)."""
         return WAITER.unpack_from(self.segment.mm, self.segment.layout.waiter(wid))[0]
+
+    def stalled(self, wid: int) -> bool:
+        """Whether a receiver asleep on slot ``wid`` should take again now (checked every
+        ``layer.CHECK_INTERVAL``, read without the lock: a hint). Its slot was notified (the
+        ring may have died with its sender), the lock is taken (a holder may have died inside:
+        taking it repairs), or a channel it waits on holds messages (whatever went wrong)."""
+        if wid < 0:
+            return False
+        buf, at = self.segment.mm, self.segment.layout.waiter(wid)
+        state, _pid, _nonce, count, _nxt = WAITER.unpack_from(buf, at)
+        if state != W_WAITING or self.lock.looks_taken():
+            return True
+        if count > WAIT_CHANNELS:  # registered for "any": the lock and slot checks must do
+            return False
+        return any(cid < self.store.channel_count and self.store.depth(cid)
+                   for cid in struct.unpack_from(f"<{count}I", buf, at + WAITER.size))
 
     def doorbell(self) -> Doorbell:
         """This thread's doorbell; its waiter slot is kept for the doorbell's lifetime and

@@ -259,6 +259,18 @@ class Groups:
             self.remove_member(mid)
         return len(mids)
 
+    def drop_prefix(self, prefix: bytes) -> int:
+        """Remove every channel named ``prefix...`` from every group (an O(memberships) walk,
+        for a dead process's ``prefix!`` channels); return how many memberships went."""
+        mids = []
+        for mid in range(self.member_count):
+            at = self.layout.member(mid)
+            if self.buf[at] and self._name(at, MEMBER_NAME_AT).startswith(prefix):
+                mids.append(mid)
+        for mid in mids:
+            self.remove_member(mid)
+        return len(mids)
+
     def group_sizes(self) -> dict[str, int]:
         """Every group's member count (an O(table) walk, for statistics and tools)."""
         out = {}

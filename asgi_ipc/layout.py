@@ -65,6 +65,9 @@ COUNTERS = (
     "group_drops",
     "flushes",
     "corrupt",
+    "foreign_rings",
+    "dead_processes",
+    "reclaimed_messages",
 )
 H_FREE_AT = 512  # 32 x u32: head of the free list of each buddy order (unit index + 1)
 H_ALLOC = struct.Struct("<IIIIIII")  # at 640: free units, channel free head, group free head,
@@ -79,13 +82,15 @@ H_RATE_AT = 704
 #   8 head u32 | 12 tail u32 | 16 depth u32            (unit + 1; 0 = none)
 #   20 rate second u32 | 24 sent u64 | 32 sent this second u32 | 36 sent last second u32
 #   40 received u64 | 48 expired u64 | 56 full u64 | 64 full this second u32 |
-#   68 full last second u32 | 80 waiter bitmap 4 x u64 | 112 name
+#   68 full last second u32 | 72 owner pid u32 (``prefix!`` channels: the process that
+#   last blocked on it) | 80 waiter bitmap 4 x u64 | 112 name
 CHANNEL = struct.Struct("<BBBxIIIIIQIIQQQII8x4Q")
 CHANNEL_SIZE = 256
 CH_O_USED, CH_O_KIND, CH_O_NAMELEN, CH_O_HASH = 0, 1, 2, 4
 CH_O_HEAD, CH_O_TAIL, CH_O_DEPTH = 8, 12, 16
 CH_O_SENT_RATE = 20  # "<IQII": second, sent, sent this second, sent last second
 CH_O_RECEIVED, CH_O_EXPIRED, CH_O_FULL, CH_O_FULL_RATE = 40, 48, 56, 64
+CH_O_OWNER = 72
 CH_O_WAITERS = 80
 CH_NAME_AT = 112
 # channel kinds

@@ -137,6 +137,16 @@ class RobustMutex:
     def release(self) -> None:
         _unlock(self.ptr)
 
+    def looks_taken(self) -> bool:
+        """Whether the mutex's futex word is non-zero, read without locking (a hint).
+
+        glibc keeps the owner's thread id (plus the FUTEX_WAITERS / FUTEX_OWNER_DIED bits) in
+        the first word of a robust mutex, and 0 when it is free. An idle receiver reads it
+        every ``CHECK_INTERVAL``: non-zero then means a holder is inside (usually for a
+        microsecond) or died inside, and only then is the lock taken, which repairs.
+        """
+        return _U32.unpack_from(self.buf, H_MUTEX_AT)[0] != 0
+
     def __enter__(self) -> "RobustMutex":
         self.acquire()
         return self

@@ -9,6 +9,9 @@ oldest request that asked for that channel; when nothing is left it registers th
 union *in the same critical section* as the last empty check, so a send can never slip in
 between. The loop watches the doorbell's fd; a ring runs ``serve`` again. A message is only
 taken from shared memory for a request that is still pending, which makes cancellation safe.
+While requests are pending, a check every ``CHECK_INTERVAL`` serves again if the waiter slot was
+notified or the lock looks taken (a sender may have died before its ring: see layer.py), and
+a ring from ``layer.wake()`` ends every pending request with ``(None, None)``.
 
 ``TwistedReceiver`` and ``AsyncioReceiver`` are thin shells wiring the core to each loop.
 """
@@ -19,6 +22,7 @@ from typing import Any
 
 from .doorbell import Doorbell
 from .errors import SegmentError
+from .layer import CHECK_INTERVAL
 from .names import non_local_name
 
 __all__ = ["EventReceiver", "twisted_receiver", "asyncio_receiver"]
@@ -42,6 +46,40 @@ class EventReceiver:
         self.bell = Doorbell(self.att.segment.name)
         self.wid = -1
         self.pending: list[_Request] = []
+        self.interrupts = layer._interrupts
+        self.check_timer = None
+
+    def rung(self) -> bool:
+        """The doorbell is readable: drain it; return whether to serve (a genuine ring).
+
+        A ``wake()`` since the last ring ends every pending request with ``(None, None)``."""
+        genuine = self.bell.drain()
+        self.layer._count_foreign(self.att, self.bell)
+        if self.layer._interrupts != self.interrupts:
+            self.interrupts = self.layer._interrupts
+            ended, self.pending = self.pending, []
+            self._release_slot()
+            for request in ended:
+                self._end(request, (None, None))
+            return False
+        return genuine > 0
+
+    def _end(self, request: _Request, result) -> None:  # overridden by shells
+        raise NotImplementedError
+
+    def _call_later(self, delay: float, call):  # overridden by shells
+        raise NotImplementedError
+
+    def _arm_check(self) -> None:
+        """Keep one lock/slot check scheduled while requests are pending."""
+        if self.pending and self.check_timer is None:
+            self.check_timer = self._call_later(CHECK_INTERVAL, self._check)
+
+    def _check(self) -> None:
+        self.check_timer = None
+        if self.pending and self.att.stalled(self.wid):
+            self._serve()
+        self._arm_check()
 
     def _is_live(self, request: _Request) -> bool:  # overridden by shells
         return True
@@ -76,6 +114,9 @@ class EventReceiver:
             self.wid = -1
 
     def close(self) -> None:
+        if self.check_timer is not None:
+            self.check_timer.cancel()
+            self.check_timer = None
         try:
             self._release_slot()
         except (SegmentError, ValueError, TypeError):
@@ -102,8 +143,17 @@ class TwistedReceiver(EventReceiver):
         self.reading = False
 
     def doRead(self) -> None:
-        self.bell.drain()
-        self._serve()
+        if self.rung():
+            self._serve()
+
+    def _end(self, request: _Request, result) -> None:
+        if request.timer is not None and request.timer.active():
+            request.timer.cancel()
+        if not request.waiter.called:
+            request.waiter.callback(result)
+
+    def _call_later(self, delay: float, call):
+        return self.reactor.callLater(delay, call)
 
     def _is_live(self, request: _Request) -> bool:
         return not request.waiter.called
@@ -160,6 +210,7 @@ class TwistedReceiver(EventReceiver):
         if self.pending and not self.reading:
             self.reactor.addReader(self)
             self.reading = True
+        self._arm_check()
 
     def close(self) -> None:
         if self.reading:
@@ -194,8 +245,15 @@ class AsyncioReceiver(EventReceiver):
                 self._update_reader()
 
     def _on_ring(self) -> None:
-        self.bell.drain()
-        self._serve()
+        if self.rung():
+            self._serve()
+
+    def _end(self, request: _Request, result) -> None:
+        if not request.waiter.done():
+            request.waiter.set_result(result)
+
+    def _call_later(self, delay: float, call):
+        return self.loop.call_later(delay, call)
 
     def _timeout(self, request: _Request) -> None:
         if request in self.pending and not request.waiter.done():
@@ -227,6 +285,7 @@ class AsyncioReceiver(EventReceiver):
         if self.pending and not self.reading:
             self.loop.add_reader(self.bell.fileno(), self._on_ring)
             self.reading = True
+        self._arm_check()
 
     def close(self) -> None:
         if self.reading and not self.loop.is_closed():

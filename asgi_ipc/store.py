@@ -37,6 +37,7 @@ from .layout import (
     CH_O_HEAD,
     CH_O_KIND,
     CH_O_NAMELEN,
+    CH_O_OWNER,
     CH_O_RECEIVED,
     CH_O_SENT_RATE,
     CH_O_TAIL,
@@ -244,6 +245,19 @@ class Store:
         if not 0 <= cid < self.channel_count:
             raise SegmentCorrupt(f"channel record {cid} out of range")
         return self._channels_at + cid * CHANNEL_SIZE
+
+    def set_owner(self, cid: int, pid: int) -> None:
+        """Record ``pid`` as the reader of process-local channel ``cid`` (others: no-op)."""
+        at = self.record_offset(cid)
+        if self.buf[at + CH_O_KIND] == KIND_PROCESS and _U32.unpack_from(self.buf, at + CH_O_OWNER)[0] != pid:
+            _U32.pack_into(self.buf, at + CH_O_OWNER, pid)
+
+    def owned_by(self, pid: int) -> list[int]:
+        """Ids of the process-local channel records whose reader is ``pid`` (an O(table) walk)."""
+        buf = self.buf
+        return [cid for cid in self.used_channels()
+                if buf[self.record_offset(cid) + CH_O_KIND] == KIND_PROCESS
+                and _U32.unpack_from(buf, self.record_offset(cid) + CH_O_OWNER)[0] == pid]
 
     def used_channels(self) -> list[int]:
         """Ids of all used channel records (an O(table) walk: statistics and tools only)."""

@@ -8,7 +8,9 @@ A sender that links a message into a channel whose bitmap is non-zero picks ONE 
 still ``WAITING``, marks it ``NOTIFIED``, clears its bits everywhere, and (after releasing the
 lock) rings that process's doorbell. Waking one waiter per message avoids a thundering herd;
 a receiver that takes a message and sees more left for other waiters passes the wake on
-(``Layer`` does this), so no message waits while a willing receiver sleeps.
+(``Layer`` does this), so no message waits while a willing receiver sleeps. A sender killed
+between the pick and the ring leaves its receiver ``NOTIFIED`` but unrung: the receiver notices
+at its next periodic check (see "Crash-safe wake-ups" in layer.py).
 
 A slot waiting on more channels than it can list is registered as "any": it is woken by every
 send. Slots of processes that died are reclaimed when a sender finds their doorbell gone or when

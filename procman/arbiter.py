@@ -135,6 +135,8 @@ class Arbiter:
     :param status_extra: returns extra sections for ``status`` (the layer's statistics).
     :param health_check: returns why the whole site cannot go on (e.g. its layer segment vanished),
         or None; asked every tick and before a child's failure is blamed on the child.
+    :param on_child_exit: called as ``(name, pid, why)`` for every child reaped, at once (the
+        site fails the dead worker's unfinished requests: :mod:`procman.inflight`).
     """
 
     def __init__(
@@ -149,6 +151,7 @@ class Arbiter:
         on_tick: Callable[[], None] | None = None,
         status_extra: Callable[[], dict[str, Any]] | None = None,
         health_check: Callable[[], str | None] | None = None,
+        on_child_exit: Callable[[str, int, str], None] | None = None,
     ) -> None:
         names = [role.name for role in roles]
         if len(set(names)) != len(names):
@@ -162,6 +165,7 @@ class Arbiter:
         self.on_tick = on_tick
         self.status_extra = status_extra
         self.health_check = health_check
+        self.on_child_exit = on_child_exit
         self.children: list[Child] = []
         self.slots: dict[tuple[str, int], _Slot] = {}
         self.generation = 1
@@ -448,6 +452,8 @@ class Arbiter:
                 self._pump_beats(child)
                 self._forget_beats(child)
             self.children.remove(child)
+            if self.on_child_exit is not None:
+                self.on_child_exit(child.name, child.pid, exitcodes.describe(code))
             self._on_exit(child, code)
 
     def _on_exit(self, child: Child, code: int) -> None:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import control, exitcodes, systemd
+from . import control, exitcodes, inflight, systemd
 from .arbiter import Arbiter, Role
 from .config import RunConfig
 from .config import interface_argv as interface_options_argv
@@ -224,6 +224,7 @@ def run_site(config: RunConfig, directory: Path, log: LogStream, banner: str = "
             on_ready=on_ready,
             on_tick=on_tick,
             health_check=health_check,
+            on_child_exit=lambda name, pid, why: inflight.child_exited(layer, log.info, name, pid, why),
             status_extra=lambda: {
                 "site": {"prefix": project.prefix, "settings": project.settings_module,
                          "listen": [listener.url for listener in listeners], "fastpath": _fastpath()},

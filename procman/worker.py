@@ -5,8 +5,12 @@ message to :meth:`django_glue.worker.Worker.handle` (routing, consumer, buffered
 Beats come from this loop, so a consumer stuck for longer than ``--timeout`` stops them and the
 supervisor aborts and replaces the process.
 
-Stopping: SIGTERM / SIGINT set ``termed``; the consumer running now finishes and the loop exits at
-its next turn (messages still queued stay in the layer for the other or the new workers).
+Stopping: SIGTERM / SIGINT set ``termed`` and wake the layer (an idle worker's blocked receive
+returns at once); the consumer running now finishes and the loop exits at its next turn
+(messages still queued stay in the layer for the other or the new workers).
+
+Each HTTP request is recorded while its consumer runs (:mod:`procman.inflight`), so if this
+process dies the supervisor answers that request with a 502 at once.
 ``--max-requests N`` (+ a random jitter up to ``--max-requests-jitter``) asks the supervisor to
 replace this worker once N messages were handled; it keeps serving until its replacement is ready.
 """
@@ -22,6 +26,7 @@ import sys
 from typing import Any, Callable
 
 from .heartbeat import HeartbeatSender
+from .inflight import InflightLog
 
 __all__ = ["worker_entry", "parse_args"]
 
@@ -82,9 +87,11 @@ def worker_entry(argv: list[str]) -> Callable[[HeartbeatSender], int]:
 def _serve(worker: Any, layer: Any, channels: list[str], beats: HeartbeatSender, limit: int) -> int:
     def stop(signum: int, _frame: Any) -> None:
         worker.termed = True
+        _wake(layer)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    inflight = InflightLog(layer)
     worker.ready()
     print(f"listening on {', '.join(channels)}", flush=True)
     beats.ready()
@@ -95,7 +102,7 @@ def _serve(worker: Any, layer: Any, channels: list[str], beats: HeartbeatSender,
         if channel is not None:
             worker.in_job = True
             try:
-                worker.handle(channel, content)
+                inflight.run(channel, content, worker.handle)
             finally:
                 worker.in_job = False
             served += 1
@@ -109,3 +116,10 @@ def _serve(worker: Any, layer: Any, channels: list[str], beats: HeartbeatSender,
             print("supervisor gone: exiting", flush=True)
             return 1
     return 0
+
+
+def _wake(layer: Any) -> None:
+    """End the layer's blocked receive now (from the stop signal's handler), if it can."""
+    wake = getattr(layer, "wake", None)  # the wrapper hands it on to the layer
+    if wake is not None:
+        wake()

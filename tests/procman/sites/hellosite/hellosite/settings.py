@@ -12,7 +12,8 @@ USE_TZ = True
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "asgi_ipc.IPCChannelLayer",
-        "CONFIG": {"prefix": os.environ.get("HELLOSITE_PREFIX", "hellosite"), "receive_timeout": 1.0,
+        "CONFIG": {"prefix": os.environ.get("HELLOSITE_PREFIX", "hellosite"),
+                   "receive_timeout": float(os.environ.get("HELLOSITE_RECEIVE_TIMEOUT", "1.0")),
                    "message_memory": 4 * 2**20},
         "ROUTING": os.environ.get("HELLOSITE_ROUTING", "hellosite.routing.channel_routing"),
     }
