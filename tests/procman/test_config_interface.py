@@ -16,7 +16,7 @@ def test_every_interface_option_but_where_to_listen_is_offered_by_run():
     for action in interface_actions():
         assert hasattr(run, action.dest) and getattr(run, action.dest) is None, action.dest
     dests = {action.dest for action in interface_actions()}
-    assert {"proxy_headers", "http_timeout", "max_request_body", "access_log", "ws_protocol"} <= dests
+    assert {"proxy_headers", "http_timeout", "max_request_body", "access_log", "ws_protocols"} <= dests
     assert not dests & {"host", "port", "unix_socket", "fd", "settings"}
     # Every ServerOptions field the interface's command line sets is reachable from run.
     fields = set(ServerOptions.__dataclass_fields__)
@@ -25,7 +25,7 @@ def test_every_interface_option_but_where_to_listen_is_offered_by_run():
 
 def test_toml_and_flags_reach_the_interface_command_line(tmp_path):
     (tmp_path / "procman.toml").write_text(
-        'proxy-headers = true\nhttp-timeout = 30\nmax-request-body = "2M"\nws-protocol = ["chat", "v2"]\n'
+        'proxy-headers = true\nhttp-timeout = 30\nmax-request-body = "2M"\nws-protocols = ["chat", "v2"]\n'
         'websocket-timeout = -1\n')
     flags = vars(build_parser().parse_args(["run", "--http-timeout", "45", "--access-log", "-"]))
     flags.pop("command")
@@ -38,7 +38,7 @@ def test_toml_and_flags_reach_the_interface_command_line(tmp_path):
     # What run hands the interface process parses back to the same options.
     parsed = interface_parser().parse_args(["x:y", *argv])
     assert parsed.proxy_headers and parsed.http_timeout == 45.0 and parsed.max_request_body == 2 * 2**20
-    assert parsed.ws_protocol == ["chat", "v2"] and parsed.websocket_timeout == -1.0
+    assert parsed.ws_protocols == ["chat", "v2"] and parsed.websocket_timeout == -1.0
 
 
 @pytest.mark.parametrize("toml, message", [
