@@ -47,7 +47,6 @@ import threading
 import time
 import uuid
 import warnings
-import weakref
 from typing import Any, Mapping
 
 from channels.exceptions import ChannelFull
@@ -376,7 +375,6 @@ class IPCChannelLayer(BaseChannelLayer):
         self._lock = threading.Lock()
         self._process: _Process | None = None
         self._process_for()  # attach now: a bad prefix or size fails at start-up, not later
-        _LIVE.add(self)
 
     # -- this process's state --------------------------------------------------------------------
     def _attach(self) -> _SegmentLayer:
@@ -397,6 +395,7 @@ class IPCChannelLayer(BaseChannelLayer):
         with self._lock:
             if self._process is None or self._process.pid != os.getpid():
                 self._process = _Process(self)  # first use, or a forked child: a fresh start
+                _LIVE.add(self)
             return self._process
 
     @property
@@ -512,6 +511,7 @@ class IPCChannelLayer(BaseChannelLayer):
         """``close`` for sync code and interpreter exit."""
         with self._lock:
             process, self._process = self._process, None
+            _LIVE.discard(self)
         if process is not None and process.pid == os.getpid():
             process.close()
 
@@ -519,7 +519,9 @@ class IPCChannelLayer(BaseChannelLayer):
         return f"<asgi_ipc.channels.IPCChannelLayer prefix={self.prefix!r}>"
 
 
-_LIVE: "weakref.WeakSet[IPCChannelLayer]" = weakref.WeakSet()
+# Layers attached in this process, closed at exit (Channels keeps its layers for the process's
+# lifetime and never closes them; an unclosed layer is kept alive here until exit).
+_LIVE: "set[IPCChannelLayer]" = set()
 
 
 def _after_fork_in_child() -> None:
