@@ -483,6 +483,11 @@ class IPCChannelLayer(BaseChannelLayer):
         process = self._process_for()
         loop = asyncio.get_running_loop()
         key = self.non_local_name(channel)
+        if key is not channel and not key.endswith(f".{process.client}!"):
+            raise ValueError(
+                f"cannot receive on {channel!r}: it was made by another process (or before a "
+                f"fork); this process's specific channels are '<prefix>.{process.client}!...', "
+                "and only the process that made a channel with new_channel() may read it")
         segment = process.segment
         while True:
             if (loop, key) not in process.pumps:

@@ -450,3 +450,46 @@ def test_through_channels_settings(prefix):
     finally:
         layer.close_now()
     assert not os.path.exists(f"{SHM_DIR}/asgi_ipc.{prefix}")
+
+
+def test_receive_refuses_another_process_specific_channel(make):
+    layer = make()
+
+    async def main():
+        with pytest.raises(ValueError, match="made by another process"):
+            await layer.receive("specific.someoneElse!abc")
+        with pytest.raises(ValueError, match="made by another process"):
+            await layer.receive("plainname!abc")
+
+    run(main())
+
+
+def test_unread_specific_channel_buffer_keeps_the_newest(make):
+    """Messages for a specific channel nobody reads are buffered up to its capacity; at the
+    bound the oldest are dropped, and the channel read later gets the newest."""
+    layer = make(capacity=5)
+
+    async def main():
+        quiet, busy = await layer.new_channel(), await layer.new_channel()
+        for n in range(12):
+            await layer.send(quiet, {"n": n})
+            await layer.send(busy, {"n": n})
+            assert await layer.receive(busy) == {"n": n}  # pumps the queue: quiet's are buffered
+        assert [(await layer.receive(quiet))["n"] for _ in range(5)] == [7, 8, 9, 10, 11]
+        assert await nothing_within(layer, quiet)
+
+    run(main())
+
+
+def test_buffered_messages_expire(make):
+    layer = make(expiry=0.3)
+
+    async def main():
+        quiet, busy = await layer.new_channel(), await layer.new_channel()
+        await layer.send(quiet, {"old": True})
+        await layer.send(busy, {})
+        await layer.receive(busy)  # takes quiet's message into the buffer too
+        await asyncio.sleep(0.5)
+        assert await nothing_within(layer, quiet)
+
+    run(main())

@@ -170,3 +170,23 @@ def test_fork_gets_its_own_client_prefix_and_no_cross_talk(layer):
         if proc.is_alive():
             proc.kill()
     assert proc.exitcode == 0
+
+
+def test_channels_consumers_in_two_processes_chat_through_the_layer(layer, start):
+    """The Channels tutorial's shape: consumers in two processes, each with its own specific
+    channel, in one group; a line sent by one reaches both sockets."""
+    results = SPAWN.Queue()
+    commands = {name: SPAWN.Queue() for name in ("alice", "bob")}
+    for name, queue_ in commands.items():
+        start(workers.chat, layer.prefix, name, results, queue_, 20.0)
+    assert sorted(get(results) for _ in commands) == [("alice", "joined"), ("bob", "joined")]
+    assert len(layer._process_for().segment.group_channels("room")) == 2
+    commands["alice"].put("say")
+    for queue_ in commands.values():
+        queue_.put("read")
+    got = sorted(get(results) for _ in commands)
+    assert got == [("alice", {"text": "hello from alice"}), ("bob", {"text": "hello from alice"})]
+    for queue_ in commands.values():
+        queue_.put("close")
+    assert sorted(get(results) for _ in commands) == [("alice", "closed"), ("bob", "closed")]
+    assert layer._process_for().segment.group_channels("room") == []
