@@ -208,7 +208,7 @@ class _Process:
             buf = self.buffers.get(name)
             if buf is None:
                 buf = self.buffers[name] = collections.deque()
-            if len(buf) >= self.layer.get_capacity(name):
+            if "!" in name and len(buf) >= self.layer.get_capacity(name):
                 buf.popleft()  # a specific channel nobody reads: drop its oldest message
                 self.dropped += 1
             buf.append((time.monotonic() + self.layer.expiry, message))
@@ -241,7 +241,10 @@ class _Process:
             if running is waiter.loop:
                 _set_done(waiter.future)
             else:
-                waiter.loop.call_soon_threadsafe(_set_done, waiter.future)
+                try:
+                    waiter.loop.call_soon_threadsafe(_set_done, waiter.future)
+                except RuntimeError:  # its loop closed just now
+                    continue
             return True
         return False
 

@@ -71,10 +71,18 @@ def _plan(d: Durations) -> list[tuple[str, tuple[str, ...], Case]]:
         ("cross_2to2", CROSS_PROCESS,
          lambda b, c: cases.cross_process(ROLES, c, d.cross, 2, 2, "http", 1024, f"c4x22{b}")),
         ("rtt", ORDERED, lambda b, c: cases.round_trip(ROLES, c, d, f"c4rtt{b}")),
-        ("group_100", CROSS_PROCESS, lambda b, c: cases.group_send(ROLES, c, d, 100, f"c4g100{b}")),
-        ("group_1000", CROSS_PROCESS, lambda b, c: cases.group_send(ROLES, c, d, 1000, f"c4g1k{b}")),
+        ("group_100", CROSS_PROCESS,
+         lambda b, c: cases.group_send(ROLES, c, d, 100, f"c4g100{b}", plain_every=_plain(b))),
+        ("group_1000", CROSS_PROCESS,
+         lambda b, c: cases.group_send(ROLES, c, d, 1000, f"c4g1k{b}", plain_every=_plain(b))),
         ("idle_async", CROSS_PROCESS, lambda b, c: cases.idle_cpu(ROLES, c, d, "async", f"c4idle{b}")),
     ]
+
+
+def _plain(backend: str) -> int:
+    """Every how many group members is a plain channel: the pub/sub layer refuses group_add of
+    channels that its own new_channel() did not make, so there all are specific channels."""
+    return 10**9 if backend == "pubsub" else 10
 
 
 def run_all(d: Durations, log: Callable[[str], None],
@@ -191,9 +199,8 @@ def build_table(results: dict[str, Any]) -> str:
         ("group_send 100: send", "group_100", "send_ms", "ms", "ms", none),
         ("group_send 100: all delivered", "group_100", "delivered_ms", "ms", "ms", none),
         ("  100: dup / lost", "group_100", "dup_lost", "msgs", "text", no_dup("group_100")),
-        ("group_send 1,000: send", "group_1000", "send_ms", "ms", "ms", none),
-        ("group_send 1,000: all delivered", "group_1000", "delivered_ms", "ms", "ms",
-         lower(GROUP_SHARE)),
+        ("group_send 1,000: send", "group_1000", "send_ms", "ms", "ms", lower(GROUP_SHARE)),
+        ("group_send 1,000: all delivered", "group_1000", "delivered_ms", "ms", "ms", none),
         ("  1,000: dup / lost", "group_1000", "dup_lost", "msgs", "text", no_dup("group_1000")),
         ("idle blocked receiver", "idle_async", "cpu_ms_per_s", "CPU ms/s", "cpu", idle),
     ]
