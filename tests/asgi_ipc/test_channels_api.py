@@ -493,3 +493,22 @@ def test_buffered_messages_expire(make):
         assert await nothing_within(layer, quiet)
 
     run(main())
+
+
+def test_a_new_event_loop_per_call_leaks_nothing(make):
+    """async_to_sync from a thread without a loop runs every call on a new loop, which dies
+    after it: what a waiting receive set up on a dead loop (a doorbell socket, a waiter slot)
+    is given back, so a sync worker can wait like this forever."""
+    from asgiref.sync import async_to_sync
+
+    layer = make()
+    fds = lambda: len(os.listdir("/proc/self/fd"))  # noqa: E731
+    async_to_sync(layer.send)("warm", {})
+    async_to_sync(layer.receive)("warm")
+    before = fds()
+    for n in range(60):
+        sender = threading.Timer(0.002, async_to_sync(layer.send), ("later", {"n": n}))
+        sender.start()
+        assert async_to_sync(layer.receive)("later") == {"n": n}  # waits: a pump on a new loop
+        sender.join(10)
+    assert fds() - before < 10, f"{fds() - before} descriptors more after 60 calls"
