@@ -512,3 +512,23 @@ def test_a_new_event_loop_per_call_leaks_nothing(make):
         assert async_to_sync(layer.receive)("later") == {"n": n}  # waits: a pump on a new loop
         sender.join(10)
     assert fds() - before < 10, f"{fds() - before} descriptors more after 60 calls"
+
+
+def test_asgi_ipc_stats_shows_this_layers_queues_and_groups(make):
+    import subprocess
+    import sys
+
+    layer = make()
+
+    async def main():
+        name = await layer.new_channel()
+        await layer.group_add("lobby", name)
+        await layer.send(name, {})
+        await layer.send("jobs", {})
+
+    run(main())
+    stats = subprocess.run([sys.executable, "-m", "asgi_ipc", "stats", "--prefix", layer.prefix],
+                           capture_output=True, text=True, timeout=60)
+    assert stats.returncode == 0, stats.stderr
+    assert f"specific.{layer.client_prefix}!" in stats.stdout
+    assert "jobs" in stats.stdout and "lobby" in stats.stdout
