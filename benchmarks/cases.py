@@ -233,7 +233,7 @@ def group_send(
     plain_every: int = 10,
 ) -> dict[str, Any]:
     """``send_group`` of a ~1 KB message to ``members`` channels spread over ``processes`` member
-    processes (every ``plain_every``-th a plain channel, the others ``!`` reply channels),
+    processes (every ``plain_every``-th a plain channel, none if 0, the others ``!`` reply channels),
     repeated for a while.
 
     ``send_ms``: the send_group call alone; ``delivered_ms``: from the call until the last member

@@ -268,7 +268,8 @@ async def group_member(
 ) -> dict[str, Any]:
     """Join ``members`` channels of this process to ``group`` and report each completed round.
 
-    Every ``plain_every``-th member is a plain channel, the rest ``!`` channels from ``new_channel``.
+    Every ``plain_every``-th member is a plain channel (none if 0), the rest ``!`` channels from
+    ``new_channel``.
     One task per member channel receives into a local queue, as one consumer per connection would.
     """
     layer = _attach(ctx)
@@ -283,7 +284,7 @@ async def group_member(
     try:
         names = [
             f"bench.{tag}.plain{index}.m{i}"
-            if i % plain_every == 0
+            if plain_every and i % plain_every == 0
             else await layer.new_channel(f"bench.{tag}.p{index}")
             for i in range(members)
         ]
