@@ -95,18 +95,19 @@ def echo(prefix: str, results, timeout: float) -> None:
     asyncio.run(main())
 
 
-def hold(prefix: str, results, seconds: float, send_to: str | None = None) -> None:
-    """Attach, optionally send one message, report ``attached``, then stay ``seconds`` and
-    exit cleanly (the layer closes at interpreter exit, as under Channels)."""
+def hold(prefix: str, results, release, timeout: float, send_to: str | None = None) -> None:
+    """Attach, optionally send one message, report ``attached``, then stay until ``release``
+    is set (at most ``timeout`` s) and exit cleanly: the layer closes at interpreter exit, as
+    under Channels."""
 
     async def main() -> None:
         layer = make(prefix)
         if send_to is not None:
             await layer.send(send_to, {"id": os.getpid()})
         results.put(("attached", os.getpid()))
-        await asyncio.sleep(seconds)
 
     asyncio.run(main())
+    release.wait(timeout)
 
 
 def chat_consumer_class():
