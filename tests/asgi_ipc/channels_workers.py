@@ -29,11 +29,12 @@ def make(prefix: str, **extra: Any):
 
 
 def consume(prefix: str, channel: str, results, timeout: float, cancel_every: float) -> None:
-    """Receive ``channel`` until a ``stop`` message, many receives cut short by ``wait_for``
-    (``cancel_every`` seconds); report ``(pid, [ids])``."""
+    """Report ``("ready", pid)``, then receive ``channel`` until a ``stop`` message, many
+    receives cut short by ``wait_for`` (``cancel_every`` seconds); report ``(pid, [ids])``."""
 
     async def main() -> list[int]:
         layer = make(prefix, capacity=10000)
+        results.put(("ready", os.getpid()))
         got: list[int] = []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

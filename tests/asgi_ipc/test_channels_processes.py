@@ -67,6 +67,7 @@ def test_consumer_processes_share_a_normal_channel_without_duplicates(layer, sta
     consumers, total = 3, 3000
     for _ in range(consumers):
         start(workers.consume, layer.prefix, "work", results, 60.0, 0.003)
+    assert [get(results)[0] for _ in range(consumers)] == ["ready"] * consumers
 
     async def produce():
         for n in range(total):
@@ -78,11 +79,25 @@ def test_consumer_processes_share_a_normal_channel_without_duplicates(layer, sta
 
     run(produce())
     reports = [get(results) for _ in range(consumers)]
-    received = [n for _pid, ids in reports for n in ids]
+
+    async def left_over() -> list[int]:
+        # A message taken for a receive cancelled at that moment, when no other receive of its
+        # process waits, goes back to the segment's tail: possibly behind the stop messages.
+        ids = []
+        while True:
+            try:
+                message = await asyncio.wait_for(layer.receive("work"), 1.0)
+            except asyncio.TimeoutError:
+                return ids
+            if not message.get("stop"):
+                ids.append(message["id"])
+
+    received = [n for _pid, ids in reports for n in ids] + run(left_over())
     duplicates = len(received) - len(set(received))
     assert duplicates == 0, f"{duplicates} messages were delivered twice"
     assert sorted(received) == list(range(total)), f"lost {total - len(set(received))}"
-    assert sum(1 for _pid, ids in reports if ids) >= 2, "one process took everything"
+    shares = sorted(len(ids) for _pid, ids in reports)
+    assert shares[-2] > 0, f"one process took everything: {shares}"
 
 
 def test_specific_channels_are_read_by_their_process_only(layer, start):
