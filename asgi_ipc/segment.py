@@ -11,11 +11,13 @@ or version, or one made with other sizes.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import mmap
 import os
 import re
 import stat
 import time
+import weakref
 from dataclasses import dataclass
 
 import posix_ipc
@@ -225,18 +227,49 @@ def list_segments() -> list[SegmentInfo]:
     return out
 
 
+# Shared-lifetime segments of this process, whose lock fds a forked child must not keep.
+_SHARED: "weakref.WeakSet[Segment]" = weakref.WeakSet()
+
+
+def _forget_inherited() -> None:
+    """In a forked child: close the lock fds of the parent's shared-lifetime segments.
+
+    A child shares its parent's open file descriptions, and with them the parent's ``flock``:
+    kept open here, one would hold the parent's shared lock after the parent was killed, and
+    the last process out could never see itself last. The child attaches anew with its own.
+    """
+    for segment in list(_SHARED):
+        segment._release_lock_fd()
+    _SHARED.clear()
+
+
+os.register_at_fork(after_in_child=_forget_inherited)
+
+
 class Segment:
     """One mapped segment: create it (as owner) or attach to it.
 
     ``create``: ``True`` must create, ``False`` must attach, ``None`` attaches or creates.
     ``sizes`` is required to create; when attaching, given sizes must match the segment's.
+
+    ``shared=True`` gives the segment a lifetime owned by no single process: every attached
+    process holds a shared ``flock`` on a descriptor of the object opened for that alone (taken
+    before the segment is ready, so it is never removed under an attacher; the mapping's own
+    descriptor, which ``mmap`` duplicates, stays unlocked so that a forked child can drop the
+    parent's lock by closing one fd), and ``close`` removes the segment exactly when no other
+    process holds one (``LOCK_EX|LOCK_NB`` succeeds), whoever created it. An attacher that finds
+    the object already unlinked raises ``SegmentMissing`` (attach or create again). The kernel
+    drops a killed process's lock; its segment is then removed by the last live process, or, if
+    none is left, by ``asgi-ipc doctor --clean``.
     """
 
     def __init__(self, prefix: str, sizes: Sizes | None, create: bool | None = None,
-                 ready_timeout: float = 5.0) -> None:
+                 ready_timeout: float = 5.0, shared: bool = False) -> None:
         self.prefix = prefix
         self.name = segment_name(prefix)
         self.owner = False
+        self.shared = shared
+        self._lock_fd = -1
         self._shm = None
         self.mm: mmap.mmap | None = None
         if create is not False:
@@ -266,6 +299,7 @@ class Segment:
         self._shm = shm
         self.owner = True
         try:
+            self._hold_shared()
             os.fchmod(shm.fd, 0o600)
             # Identify the object at once (ready flag still 0), so a tool looking at it while
             # the memory is reserved sees "being initialised", not "foreign".
@@ -316,6 +350,7 @@ class Segment:
             ) from None
         self._shm = shm
         try:
+            self._hold_shared()
             st = os.fstat(shm.fd)
             if st.st_uid != os.getuid():
                 raise SegmentMismatch(
@@ -365,6 +400,48 @@ class Segment:
             self._discard()
             raise
 
+    def _hold_shared(self) -> None:
+        """Shared lifetime: open this process's lock fd on the object and take a shared lock;
+        ``SegmentMissing`` if the name no longer leads to the object we opened."""
+        if not self.shared:
+            return
+        missing = SegmentMissing(
+            f"the segment for prefix {self.prefix!r} was removed while attaching (its last "
+            "process stopped); attach or create it again")
+        try:
+            self._lock_fd = os.open(SHM_DIR + self.name, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise missing from None
+        _SHARED.add(self)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
+        ours, locked = os.fstat(self._shm.fd), os.fstat(self._lock_fd)
+        if (ours.st_dev, ours.st_ino) != (locked.st_dev, locked.st_ino) or ours.st_nlink == 0:
+            raise missing
+
+    def _last_holder(self) -> bool:
+        """Shared lifetime: whether no other process holds the segment (we then keep it locked
+        exclusively until our lock fd closes, and the name is still this object's)."""
+        if self._lock_fd < 0:
+            return False
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        try:
+            here = os.fstat(self._lock_fd)
+            there = os.stat(SHM_DIR + self.name)
+        except OSError:
+            return False  # already removed
+        return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+    def _release_lock_fd(self) -> None:
+        if self._lock_fd >= 0:
+            try:
+                os.close(self._lock_fd)
+            except OSError:
+                pass
+            self._lock_fd = -1
+
     # -- state ---------------------------------------------------------------------------------
     def address(self) -> int:
         """The mapping's base address (for the mutex)."""
@@ -413,12 +490,19 @@ class Segment:
                     pass
             self._shm.close_fd()
             self._shm = None
+        self._release_lock_fd()
+        _SHARED.discard(self)
 
     def close(self, unlink: bool = False) -> None:
-        """Unmap; with ``unlink`` (owner only) also remove the segment."""
+        """Unmap; with ``unlink`` (owner only) also remove the segment.
+
+        A shared-lifetime segment ignores ``unlink``: it is removed when this is the last
+        process holding it."""
         if self._shm is None:
             return
-        if unlink and not self.owner:
+        if self.shared:
+            unlink = self._last_holder()
+        elif unlink and not self.owner:
             raise SegmentError("only the process that created the segment may remove it")
         if unlink:
             try:
@@ -433,6 +517,8 @@ class Segment:
             self.mm = None
         self._shm.close_fd()
         self._shm = None
+        self._release_lock_fd()  # after the unlink: nobody attaches to a removed name
+        _SHARED.discard(self)
 
 
 def remove(prefix_or_name: str) -> None:

@@ -1,0 +1,166 @@
+"""Who removes the segment of the Channels 4 layer: the last process out, whoever created it.
+
+Children are real interpreters (multiprocessing ``spawn``) that exit normally without calling
+``close`` - as under Channels, which never closes layers - or are SIGKILLed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import queue
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytest.importorskip("channels", reason="the Channels 4 layer needs 'channels>=4'")
+
+from asgi_ipc.segment import SHM_DIR, inspect  # noqa: E402
+
+from . import channels_workers as workers  # noqa: E402
+
+SPAWN = multiprocessing.get_context("spawn")
+
+
+@pytest.fixture
+def procs(prefix):
+    """Started children: all are killed at the end, and the segment must not outlive them."""
+    started = []
+    yield started
+    for proc in started:
+        if proc.is_alive():
+            proc.kill()
+        proc.join(10)
+    path = f"{SHM_DIR}/asgi_ipc.{prefix}"
+    if os.path.exists(path):  # a failed test: leave nothing behind, then fail loudly
+        os.unlink(path)
+        pytest.fail(f"{path} was left behind")
+
+
+def hold(procs, prefix, results, release=None, send_to=None):
+    """A child attached to the segment, staying until ``release`` is set (None: exit at once)."""
+    if release is None:
+        release = SPAWN.Event()
+        release.set()
+    proc = SPAWN.Process(target=workers.hold, args=(prefix, results, release, 60.0, send_to))
+    proc.start()
+    procs.append(proc)
+    try:
+        kind, pid = results.get(timeout=30)
+    except queue.Empty:
+        pytest.fail("a child did not attach within 30 s")
+    assert (kind, pid) == ("attached", proc.pid)
+    return proc
+
+
+def leave(proc) -> None:
+    """Wait for a released child to exit by itself."""
+    proc.join(15)
+    assert proc.exitcode == 0, f"child {proc.pid} exited with {proc.exitcode}"
+
+
+def exists(prefix) -> bool:
+    return os.path.exists(f"{SHM_DIR}/asgi_ipc.{prefix}")
+
+
+def test_creator_may_leave_first_and_restarts_reattach(prefix, procs):
+    results = SPAWN.Queue()
+    first_release, second_release = SPAWN.Event(), SPAWN.Event()
+    first = hold(procs, prefix, results, first_release)
+    assert inspect(f"asgi_ipc.{prefix}").creator_pid == first.pid
+    hold(procs, prefix, results, second_release)
+    first_release.set()
+    leave(first)
+    assert exists(prefix), "the creator removed the segment another process uses"
+    # processes restarted after the creator left attach to the same segment
+    restarted = [hold(procs, prefix, results, send_to="notes") for _ in range(2)]
+    for proc in restarted:
+        leave(proc)
+    layer = workers.make(prefix)
+
+    async def main():
+        return [await asyncio.wait_for(layer.receive("notes"), 5) for _ in range(2)]
+
+    assert sorted(m["id"] for m in asyncio.run(main())) == sorted(p.pid for p in restarted)
+    second_release.set()
+    leave(procs[1])
+    assert exists(prefix)
+    layer.close_now()  # the test process is the last one out
+    assert not exists(prefix)
+
+
+def test_last_process_out_removes_the_segment(prefix, procs):
+    results = SPAWN.Queue()
+    releases = [SPAWN.Event() for _ in range(3)]
+    children = [hold(procs, prefix, results, release) for release in releases]
+    for release, child in zip(releases, children):
+        assert exists(prefix)
+        release.set()
+        leave(child)
+    assert not exists(prefix), "a clean stop of every process left the segment"
+
+
+def test_sigkilled_process_never_keeps_the_segment_from_the_last_one(prefix, procs):
+    results = SPAWN.Queue()
+    release = SPAWN.Event()
+    killed = hold(procs, prefix, results, SPAWN.Event())
+    survivor = hold(procs, prefix, results, release)
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.join(10)
+    release.set()
+    leave(survivor)
+    assert not exists(prefix), "the survivor, last out, did not remove the segment"
+
+
+def test_everyone_sigkilled_leaves_what_doctor_clean_removes(prefix, procs):
+    results = SPAWN.Queue()
+    children = [hold(procs, prefix, results, SPAWN.Event()) for _ in range(2)]
+    for child in children:
+        os.kill(child.pid, signal.SIGKILL)
+        child.join(10)
+    assert exists(prefix)
+    doctor = subprocess.run([sys.executable, "-m", "asgi_ipc", "doctor", "--clean",
+                             "--prefix", prefix], capture_output=True, text=True, timeout=60)
+    assert not exists(prefix), f"doctor --clean kept it:\n{doctor.stdout}{doctor.stderr}"
+
+
+def _forked_last_one_out(layer, attached, release) -> None:
+    async def main():
+        await layer.send("from-child", {})  # attaches anew in the child
+    asyncio.run(main())
+    attached.set()
+    release.wait(30)
+    layer.close_now()
+
+
+def _parent_of_a_fork(prefix, attached, release) -> None:
+    """Attach, fork a child that attaches too, then wait to be killed."""
+    layer = workers.make(prefix)
+    child = multiprocessing.get_context("fork").Process(
+        target=_forked_last_one_out, args=(layer, attached, release))
+    child.start()
+    time.sleep(60)  # killed before (never wait on a shared Event here: a killed waiter wedges it)
+
+
+def test_forked_child_outliving_its_killed_parent_removes_the_segment(prefix, procs):
+    """A child shares the parent's open file descriptions: kept open, the copy would hold the
+    parent's lock after the parent was killed, and the child, last out, could never remove
+    the segment. The child closes its copies at fork."""
+    attached, release = SPAWN.Event(), SPAWN.Event()
+    parent = SPAWN.Process(target=_parent_of_a_fork, args=(prefix, attached, release))
+    parent.start()
+    procs.append(parent)
+    assert attached.wait(30), "the forked child did not attach"
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.join(10)
+    assert exists(prefix)
+    release.set()  # the orphaned child leaves now
+    for _ in range(300):  # bounded: the child is not ours to join
+        if not exists(prefix):
+            break
+        time.sleep(0.05)
+    assert not exists(prefix), "the forked child, last out, could not remove the segment"
