@@ -54,6 +54,7 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--graceful-timeout", type=float, metavar="SECONDS",
                        help="how long a graceful stop may take before SIGKILL (default 30)")
     _add_delay_flag(group)
+    _add_cluster_flags(parser)
     colour = parser.add_mutually_exclusive_group()
     colour.add_argument("--color", "--colour", dest="colour", action="store_const", const=True,
                         help="colour the log prefixes even when not on a terminal")
@@ -65,6 +66,19 @@ def _add_delay_flag(group: Any) -> None:
     group.add_argument("--delay", action="store_const", const=True, default=None,
                        help="also run the delay server (manage.py rundelay; needs django_glue.delay "
                             "in INSTALLED_APPS)")
+
+
+def _add_cluster_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("several machines (docs/cluster.md)")
+    group.add_argument("--cluster", metavar="URL",
+                       help="relay group broadcasts and shared channels to the other machines of the site "
+                            "through this Redis (redis://[:PASSWORD@]HOST:PORT/DB, rediss:// for TLS)")
+    group.add_argument("--cluster-shared", action="append", metavar="GLOB",
+                       help="channels any machine's worker may take (e.g. thumbnail, mail.*); repeatable")
+    group.add_argument("--cluster-name", metavar="NAME",
+                       help="Redis key namespace, the same on every machine of the site (default asgi_ipc)")
+    group.add_argument("--cluster-credit", type=int, metavar="N",
+                       help="shared messages a machine holds locally per channel (default 8)")
 
 
 def _add_target_flags(parser: argparse.ArgumentParser) -> None:
@@ -110,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run_flags(args: argparse.Namespace) -> dict[str, Any]:
     keys = ("settings", "bind", "interfaces", "workers", "only_channels", "exclude_channels",
-            "pools", "max_requests", "max_requests_jitter", "max_memory", "timeout", "graceful_timeout", "colour", "delay")
+            "pools", "max_requests", "max_requests_jitter", "max_memory", "timeout", "graceful_timeout", "colour", "delay",
+            "cluster", "cluster_shared", "cluster_name", "cluster_credit")
     return {key: getattr(args, key) for key in keys}
 
 
