@@ -279,7 +279,8 @@ class ClusterLink:
                 room = [name for name in sorted(self.known_names)
                         if self.layer.channel_statistics(name)["messages_pending"] < self.credit]
                 if not room:
-                    self.stop.wait(0.05)  # every local queue holds its credit: workers are busy
+                    # Every local queue holds its credit (workers are busy), or no shared channel is known yet.
+                    self.stop.wait(0.05 if self.known_names else TICK)
                     continue
                 channel, message = self.lists.receive(room, block=True)
             except self.errors as exc:
