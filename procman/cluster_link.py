@@ -159,6 +159,7 @@ class ClusterLink:
         self.stats = LinkStatistics()
         self.stop = threading.Event()
         self.connected = threading.Event()
+        self.state_lock = threading.Lock()
         self.since = time.time()
         self.last_error = ""
         self.known_names: set[str] = set(self.shared.literal_names())
@@ -180,14 +181,16 @@ class ClusterLink:
 
     def lost(self, exc: BaseException) -> None:
         """Record that Redis is unreachable; the first failure after a success is logged."""
-        self.last_error = f"{type(exc).__name__}: {exc}"
-        if self.connected.is_set() or self.stats.counts["connect_failures"] == 0:
+        with self.state_lock:  # several loops may fail at once: one line per change of state
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            first = self.connected.is_set() or self.stats.counts["connect_failures"] == 0
+            self.stats.add("connect_failures")
+            self.connected.clear()
+        if first:
             self.log(f"cluster link: error: Redis at {self.shown_url} unreachable ({self.last_error}); "
                      "local traffic continues, cross-machine broadcasts are dropped and shared sends "
                      "wait in their outbox until it returns (retrying every second)")
             self.since = time.time()
-        self.stats.add("connect_failures")
-        self.connected.clear()
 
     def wait_connected(self) -> bool:
         """Wait up to one tick for the connection; False if not connected (or stopping)."""
@@ -255,8 +258,8 @@ class ClusterLink:
                     self.started_names.add(channel)
                     self.known_names.add(channel)
                 self.lists.send(channel, entry["m"])
-            except self.lists.ChannelFull:
-                self.stats.add("dropped_shared_full")
+            except (self.lists.ChannelFull, self.lists.ArenaFull, self.lists.MessageTooLarge):
+                self.stats.add("dropped_shared_full")  # Redis list at capacity, or Redis out of memory
                 continue
             except self.errors as exc:  # outcome unknown: never retried (at most once)
                 self.stats.add("dropped_out")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 __all__ = ["format_status", "human_bytes", "human_seconds"]
@@ -100,6 +101,8 @@ def _cluster_lines(cluster: dict[str, Any] | None) -> list[str]:
         return "-" if not value else f"{value['p50'] * 1000:.1f}/{value['p99'] * 1000:.1f} ms"
 
     stale = cluster.get("age", 0.0) > 5
+    since = cluster.get("since")
+    state += "" if since is None else f" for {human_seconds(max(0.0, time.time() - since))}"
     line = (f"cluster: {state}{' (stale: the link has not reported for ' + human_seconds(cluster['age']) + ')' if stale else ''}"
             f" to {cluster.get('url')} as {cluster.get('origin')}, relayed out {cluster.get('relayed_out', 0)}, "
             f"in {cluster.get('relayed_in', 0)}, drops {cluster.get('drops', 0)}, "
