@@ -81,6 +81,17 @@ def _add_cluster_flags(parser: argparse.ArgumentParser) -> None:
                        help="shared messages a machine holds locally per channel (default 8)")
 
 
+def _cluster_command(flags: dict[str, Any]) -> list[str]:
+    """The ``--cluster*`` flags given on the command line, for the exported service's command."""
+    command: list[str] = []
+    for key, flag in (("cluster", "--cluster"), ("cluster_name", "--cluster-name"), ("cluster_credit", "--cluster-credit")):
+        if flags.get(key) is not None:
+            command += [flag, str(flags[key])]
+    for glob in flags.get("cluster_shared") or []:
+        command += ["--cluster-shared", glob]
+    return command
+
+
 def _add_target_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", metavar="PREFIX",
                         help="which site (its layer prefix); needed only when several run")
@@ -252,6 +263,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         command += ["--pool", pool]
     if flags.get("delay"):
         command += ["--delay"]
+    command += _cluster_command(flags)
     try:
         service, sock = render_units(prefix, command, config.bind, str(directory), user=args.user,
                                      environment={"PYTHONUNBUFFERED": "1", "PROCMAN_CONTROL_DIR": f"/run/{prefix}"})

@@ -40,12 +40,12 @@ def machines(tmp_path, redis_server):
     started: list[Site] = []
     name = f"c{uuid.uuid4().hex[:8]}"
 
-    def start(count: int = 2) -> list[Site]:
+    def start(count: int = 2, shared: str = "thumbnail") -> list[Site]:
         sites = []
         for _ in range(count):
             s = Site(["run", "--bind", "127.0.0.1:0", "--workers", "1", "--cluster",
                       f"redis://127.0.0.1:{redis_server.port}/0", "--cluster-name", name,
-                      "--cluster-shared", "thumbnail"],
+                      "--cluster-shared", shared],
                      HELLOSITE, unique_prefix("cl"), tmp_path / "ctl", ROUTING)
             started.append(s)
             sites.append(s)
@@ -127,8 +127,10 @@ def test_http_and_a_connections_own_messages_use_no_redis(machines, redis_server
         assert (redis_server.port in ports) == (role == "cluster"), (role, ports)
 
 
-def test_shared_job_is_taken_once_by_some_machine(machines):
-    a, b = machines(2)
+@pytest.mark.parametrize("shared", ["thumbnail", "thumb*"])
+def test_shared_job_is_taken_once_by_some_machine(machines, shared):
+    # "thumb*": the links learn the channel's name from the first push (the shared-names set).
+    a, b = machines(2, shared=shared)
     jobs = [str(n) for n in range(8)]
     with ws(a) as on_a:
         for n in jobs:

@@ -59,3 +59,16 @@ def test_status_row(tmp_path, monkeypatch):
     assert "cluster: disconnected (stale: the link has not reported for" in text
     assert "relayed out 5, in 7, drops 2, lag p50/p99 out 1.0/4.0 ms, in -" in text
     assert "cluster: last error: ConnectionError: refused" in text
+
+
+def test_export_systemd_keeps_the_cluster_flags(tmp_path, monkeypatch, capsys):
+    from procman.cli import main
+
+    from .procs import HELLOSITE
+
+    monkeypatch.chdir(HELLOSITE)
+    monkeypatch.setenv("HELLOSITE_PREFIX", "exported")
+    assert main(["export", "systemd", "--cluster", "redis://r:6379/0", "--cluster-shared", "thumbnail",
+                 "--cluster-name", "shop"]) == 0
+    service = capsys.readouterr().out
+    assert "--cluster redis://r:6379/0 --cluster-name shop --cluster-shared thumbnail" in service
