@@ -21,9 +21,9 @@ pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
                                 reason="redis-server is not installed (Debian: apt-get install redis-server)")
 
 ROUTING = {"HELLOSITE_ROUTING": "hellosite.cluster_routing.channel_routing"}
-# Commands the idle link issues by itself (health check, shared-name refresh, pops of the shared
-# lists and their script's first load), and the test's own INFO.
-IDLE_COMMANDS = {"ping", "smembers", "blpop", "evalsha", "script", "info"}
+# Commands the idle link issues by itself, once a second or so (health check, shared-name refresh,
+# the shared lists' blocking pop: CLIENT ID, a POP script with its LPOP, BLPOP), and the test's INFO.
+IDLE_COMMANDS = {"ping", "smembers", "client|id", "blpop", "evalsha", "lpop", "script|load", "info"}
 
 
 @pytest.fixture
