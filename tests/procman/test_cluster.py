@@ -188,3 +188,27 @@ def test_redis_restart_logs_one_error_keeps_local_traffic_and_resumes(machines, 
 
         wait_for(relayed, timeout=20, what="a broadcast to cross machines again")
     assert a.output.count("cluster link: error: Redis at") == 1  # one clear error, not one per retry
+
+
+def test_redis_absent_at_start_the_site_serves_locally_and_says_why(tmp_path):
+    from benchmarks.redis_server import free_loopback_port
+
+    s = Site(["run", "--bind", "127.0.0.1:0", "--workers", "1", "--cluster",
+              f"redis://127.0.0.1:{free_loopback_port()}/0"], HELLOSITE, unique_prefix("cl"), tmp_path / "ctl", ROUTING)
+    try:
+        url = s.wait_ready()
+        s.wait_line("cluster link: error: Redis at redis://127.0.0.1")
+        assert http_get(url)[0] == 200
+        s.url = url
+        with ws(s) as conn:  # a connection's own messages and local broadcasts work
+            conn.send("echo:alone")
+            assert recv(conn) == "alone"
+            conn.send("say:to-local-members")
+            assert recv(conn) == "to-local-members"
+        wait_for(lambda: json.loads(s.cli("status", "--name", s.prefix, "--json").stdout)["cluster"]
+                 .get("state") == "disconnected", what="status to show the link disconnected")
+        s.signal(signal.SIGTERM)
+        assert s.wait(60) == exitcodes.OK
+        assert s.output.count("cluster link: error") == 1 and not s.segment_exists()
+    finally:
+        s.close()
