@@ -13,7 +13,8 @@ Four loops, one thread each, all bounded by one-second timeouts so a stop is pro
 ``shared in``       pop (``BLPOP``) from the lists of the shared channels whose local queue holds
                     fewer than ``credit`` messages, and send each popped message to the local channel.
 
-The main thread pings Redis once a second, flips the connected state (one log line per change),
+The main thread pings Redis once a second (renewing this machine in the sorted set
+``<name>:machines``, so ``status`` can count the machines seen in the last 10 s), flips the connected state (one log line per change),
 beats the heartbeat and writes the statistics file ``procman status`` shows. While Redis is away,
 broadcasts are taken and dropped (counted) so local traffic never waits, and shared entries are
 left in their bounded outbox, whose senders then get ``ChannelFull``.
@@ -40,6 +41,8 @@ __all__ = ["LinkStatistics", "ClusterLink", "status_path", "read_status", "link_
 
 #: Seconds between health checks, statistics files and heartbeats.
 TICK = 1.0
+#: Seconds after its last health check that a machine no longer counts as seen.
+MACHINE_TTL = 10.0
 #: Seconds between refreshes of the set of shared channel names other machines have sent to.
 NAMES_EVERY = 2.0
 
@@ -150,6 +153,8 @@ class ClusterLink:
         self.origin = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.topic = f"{name}:broadcast"
         self.names_key = f"{name}:shared-names"
+        self.machines_key = f"{name}:machines"
+        self.machines = 0
         self.outboxes = (BROADCAST_OUTBOX, SHARED_OUTBOX)
         timeouts = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0}
         self.client = redis_py.Redis.from_url(url, **timeouts)
@@ -167,9 +172,16 @@ class ClusterLink:
 
     # -- connection state ------------------------------------------------------------------------
     def check(self) -> None:
-        """Ping Redis; log and record a change of state (one line per change, not per failure)."""
+        """Ping Redis and renew this machine's entry in ``<name>:machines`` (one round trip);
+        log and record a change of state (one line per change, not per failure)."""
+        now = time.time()
         try:
-            self.client.ping()
+            pipe = self.client.pipeline(transaction=False)
+            pipe.ping()
+            pipe.zadd(self.machines_key, {self.origin: now})
+            pipe.zremrangebyscore(self.machines_key, "-inf", now - MACHINE_TTL)
+            pipe.zcard(self.machines_key)
+            self.machines = pipe.execute()[-1]
         except self.errors as exc:
             self.lost(exc)
             return
@@ -312,6 +324,7 @@ class ClusterLink:
             "state": "connected" if self.connected.is_set() else "disconnected",
             "since": self.since, "url": self.shown_url, "origin": self.origin, "name": self.name,
             "shared": self.shared.globs, "credit": self.credit, "last_error": self.last_error,
+            "machines": self.machines,
             "relayed_out": counts.get("broadcasts_out", 0) + counts.get("shared_out", 0),
             "relayed_in": counts.get("broadcasts_in", 0) + counts.get("shared_in", 0),
             "counts": counts, "outbox_pending": pending,
@@ -341,6 +354,11 @@ class ClusterLink:
             self.stop.set()
             for thread in threads:
                 thread.join(TICK * 3)
+            if self.connected.is_set():
+                try:
+                    self.client.zrem(self.machines_key, self.origin)  # a clean stop leaves at once
+                except self.errors:
+                    pass
             self.lists.close()
             self.client.close()
             if status_file is not None:

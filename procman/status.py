@@ -104,7 +104,7 @@ def _cluster_lines(cluster: dict[str, Any] | None) -> list[str]:
     since = cluster.get("since")
     state += "" if since is None else f" for {human_seconds(max(0.0, time.time() - since))}"
     line = (f"cluster: {state}{' (stale: the link has not reported for ' + human_seconds(cluster['age']) + ')' if stale else ''}"
-            f" to {cluster.get('url')} as {cluster.get('origin')}, relayed out {cluster.get('relayed_out', 0)}, "
+            f" to {cluster.get('url')} as {cluster.get('origin')}, {cluster.get('machines', 0)} machine(s) seen, relayed out {cluster.get('relayed_out', 0)}, "
             f"in {cluster.get('relayed_in', 0)}, drops {cluster.get('drops', 0)}, "
             f"lag p50/p99 out {lag('out')}, in {lag('in')}")
     lines = ["", line]

@@ -21,9 +21,10 @@ pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
                                 reason="redis-server is not installed (Debian: apt-get install redis-server)")
 
 ROUTING = {"HELLOSITE_ROUTING": "hellosite.cluster_routing.channel_routing"}
-# Commands the idle link issues by itself, once a second or so (health check, shared-name refresh,
+# Commands the idle link issues by itself, once a second or so (health check with the machines set, shared-name refresh,
 # the shared lists' blocking pop: CLIENT ID, a POP script with its LPOP, BLPOP), and the test's INFO.
-IDLE_COMMANDS = {"ping", "smembers", "client|id", "blpop", "evalsha", "lpop", "script|load", "info"}
+IDLE_COMMANDS = {"ping", "zadd", "zremrangebyscore", "zcard", "smembers", "client|id", "blpop", "evalsha",
+                 "lpop", "script|load", "info"}
 
 
 @pytest.fixture
@@ -77,6 +78,11 @@ def redis_client(redis_server):
     client.close()
 
 
+def cluster_status(site: Site) -> dict:
+    """The ``cluster`` entry of ``procman status --json``."""
+    return json.loads(site.cli("status", "--name", site.prefix, "--json").stdout)["cluster"]
+
+
 def ws(site: Site):
     from websockets.sync.client import connect
 
@@ -99,12 +105,12 @@ def test_broadcast_reaches_members_on_both_machines_with_one_publish(machines, r
         on_a.send("say:third")
         assert recv(on_a) == "third" and recv(on_b) == "third"
         assert commandstats(redis_client).get("publish", 0) - before == 3  # one PUBLISH per broadcast
+    wait_for(lambda: cluster_status(a).get("relayed_out", 0) >= 2 and cluster_status(a).get("machines") == 2,
+             what="a's link to report its broadcasts and both machines")
     status = json.loads(a.cli("status", "--name", a.prefix, "--json").stdout)
-    wait_for(lambda: json.loads(a.cli("status", "--name", a.prefix, "--json").stdout)["cluster"]
-             .get("relayed_out", 0) >= 2, what="a's link to report its relayed broadcasts")
     text = a.cli("status", "--name", a.prefix).stdout
-    assert re.search(r"cluster: connected for \S+ to redis://127\.0\.0\.1:\d+/0 as .*relayed out \d+, in \d+, drops 0", text), text
-    assert status["cluster"]["state"] == "connected"
+    assert re.search(r"cluster: connected for \S+ to redis://127\.0\.0\.1:\d+/0 as .*, 2 machine\(s\) seen, relayed out \d+, in \d+, drops 0", text), text
+    assert status["cluster"]["state"] == "connected" and status["cluster"]["machines"] == 2
     assert any(p["name"] == "cluster.1" for p in status["processes"])
 
 
@@ -157,7 +163,7 @@ def test_killed_machine_leaves_the_other_serving(machines):
         on_b.send("job:1")
         assert recv(on_b) == "queued 1"
         b.wait_line("job 1 taken by")  # shared jobs now all land on b
-    assert json.loads(b.cli("status", "--name", b.prefix, "--json").stdout)["cluster"]["state"] == "connected"
+    assert cluster_status(b)["state"] == "connected"
     b.signal(signal.SIGTERM)
     assert b.wait(60) == exitcodes.OK
     assert b.descendants() == [] and not b.segment_exists()
@@ -205,8 +211,7 @@ def test_redis_absent_at_start_the_site_serves_locally_and_says_why(tmp_path):
             assert recv(conn) == "alone"
             conn.send("say:to-local-members")
             assert recv(conn) == "to-local-members"
-        wait_for(lambda: json.loads(s.cli("status", "--name", s.prefix, "--json").stdout)["cluster"]
-                 .get("state") == "disconnected", what="status to show the link disconnected")
+        wait_for(lambda: cluster_status(s).get("state") == "disconnected", what="status to show the link disconnected")
         s.signal(signal.SIGTERM)
         assert s.wait(60) == exitcodes.OK
         assert s.output.count("cluster link: error") == 1 and not s.segment_exists()

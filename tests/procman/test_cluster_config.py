@@ -51,13 +51,13 @@ def test_children_get_cluster_mode_and_one_link_role(tmp_path):
 def test_status_row(tmp_path, monkeypatch):
     monkeypatch.setenv("PROCMAN_CONTROL_DIR", str(tmp_path))
     assert read_status("p") == {"cluster": {"state": "starting"}}
-    row = {"state": "disconnected", "url": "redis://:***@r:6379/0", "origin": "m1", "relayed_out": 5,
+    row = {"state": "disconnected", "url": "redis://:***@r:6379/0", "origin": "m1", "machines": 3, "relayed_out": 5,
            "relayed_in": 7, "drops": 2, "lag": {"out": {"p50": 0.001, "p99": 0.004}, "in": None},
            "last_error": "ConnectionError: refused", "written": 0}
     status_path("p").write_text(json.dumps(row))
     text = format_status({"supervisor": {"pid": 1}, **read_status("p")})
     assert "cluster: disconnected (stale: the link has not reported for" in text
-    assert "relayed out 5, in 7, drops 2, lag p50/p99 out 1.0/4.0 ms, in -" in text
+    assert "as m1, 3 machine(s) seen, relayed out 5, in 7, drops 2, lag p50/p99 out 1.0/4.0 ms, in -" in text
     assert "cluster: last error: ConnectionError: refused" in text
 
 
