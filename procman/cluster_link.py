@@ -229,8 +229,6 @@ class ClusterLink:
             self.stats.add("broadcasts_out", lag=("out", time.time() - entry.get("t", time.time())))
 
     def broadcasts_in(self) -> None:
-        from asgi_ipc.serialise import unpack
-
         while not self.stop.is_set():
             if not self.wait_connected():
                 continue
@@ -241,11 +239,7 @@ class ClusterLink:
                     item = pubsub.get_message(timeout=TICK)
                     if item is None or item.get("type") != "message":
                         continue
-                    entry = unpack(item["data"])
-                    if entry.get("o") == self.origin:
-                        continue  # our own publish: our members had it from the local send_group
-                    self.layer.send_group(entry["g"], entry["m"])
-                    self.stats.add("broadcasts_in", lag=("in", time.time() - entry.get("t", time.time())))
+                    self.deliver_broadcast(item["data"])
             except self.errors as exc:
                 self.lost(exc)
             finally:
@@ -253,6 +247,23 @@ class ClusterLink:
                     pubsub.close()
                 except self.errors:
                     pass
+
+    def deliver_broadcast(self, data: bytes) -> None:
+        """One published entry: a local ``send_group`` unless this machine published it. An entry
+        that is not ours to read (another program on the topic, a bad group name) is counted as a
+        drop instead of ending the loop."""
+        from asgi_ipc.serialise import unpack
+
+        try:
+            entry = unpack(data)
+            if entry.get("o") == self.origin:
+                return  # our own publish: our members had it from the local send_group
+            self.layer.send_group(entry["g"], entry["m"])
+            lag = time.time() - float(entry.get("t", time.time()))
+        except (ValueError, TypeError, KeyError, AttributeError, self.layer.MessageTooLarge):
+            self.stats.add("dropped_in")
+            return
+        self.stats.add("broadcasts_in", lag=("in", lag))
 
     def shared_out(self) -> None:
         while not self.stop.is_set():

@@ -1,0 +1,112 @@
+"""``procman.cluster_link.ClusterLink`` in-process: two links on two shared-memory layers (two
+simulated machines) and one real ``redis-server``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import uuid
+
+import pytest
+
+from asgi_ipc import IPCChannelLayer
+from asgi_ipc.cluster import ENV, backend_for, cluster_env
+
+from .procs import wait_for
+
+pytest.importorskip("redis", reason="the cluster link needs redis-py (pip install 'asgi_ipc[redis]')")
+pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
+                                reason="redis-server is not installed (Debian: apt-get install redis-server)")
+
+SIZES = dict(message_memory=4 * 2**20, channels=128, groups=32, group_members=256, receive_timeout=0.5)
+
+
+@pytest.fixture
+def redis_server():
+    from benchmarks.redis_server import RedisServer
+
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def machine(redis_server, monkeypatch):
+    """``machine()`` -> (site layer in cluster mode, running link); all stopped and removed after."""
+    from procman.cluster_link import ClusterLink
+
+    name = f"n{uuid.uuid4().hex[:8]}"
+    made = []
+    monkeypatch.setenv(ENV, cluster_env(["thumbnail"])[ENV])
+
+    def start() -> tuple[IPCChannelLayer, "ClusterLink"]:
+        prefix = f"lk{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        site = backend_for(IPCChannelLayer)(prefix=prefix, create=True, **SIZES)
+        plain = IPCChannelLayer(prefix=prefix, create=False)
+        lines: list[str] = []
+        link = ClusterLink(plain, f"redis://127.0.0.1:{redis_server.port}/0", name, ["thumbnail"],
+                           credit=2, log=lines.append)
+        link.lines = lines
+        thread = threading.Thread(target=link.run, args=(lambda relayed: None, None), daemon=True)
+        thread.start()
+        made.append((site, plain, link, thread))
+        wait_for(link.connected.is_set, 10, "the link to connect")
+        return site, link
+
+    yield start
+    for site, plain, link, thread in made:
+        link.stop.set()
+        thread.join(10)
+        assert not thread.is_alive()
+        plain.close()
+        site.close()
+        assert not os.path.exists(f"/dev/shm/asgi_ipc.{site.prefix}")
+
+
+def test_broadcast_crosses_once_and_own_publishes_are_ignored(machine):
+    a_site, a_link = machine()
+    b_site, b_link = machine()
+    a_site.group_add("room", "ifc.a!1")
+    b_site.group_add("room", "ifc.b!1")
+    wait_for(lambda: a_link.client.pubsub_numsub(a_link.topic)[0][1] == 2, 10, "both subscriptions")
+    a_site.send_group("room", {"text": "hi"})
+    assert a_site.receive(["ifc.a!"]) == ("ifc.a!1", {"text": "hi"})
+    got = wait_for(lambda: b_site.receive(["ifc.b!"])[1], 10, "the broadcast on b")
+    assert got == {"text": "hi"}
+    wait_for(lambda: a_link.stats.counts["broadcasts_out"] == 1 and b_link.stats.counts["broadcasts_in"] == 1,
+             10, "the counters")
+    assert a_link.stats.counts["broadcasts_in"] == 0  # a saw its own publish and dropped it silently
+    assert a_site.receive(["ifc.a!"]) == (None, None)  # exactly once on a
+    assert b_site.receive(["ifc.b!"]) == (None, None)  # exactly once on b
+
+
+def test_junk_on_the_topic_is_counted_and_the_link_goes_on(machine):
+    a_site, a_link = machine()
+    b_site, b_link = machine()
+    b_site.group_add("room", "ifc.b!1")
+    wait_for(lambda: a_link.client.pubsub_numsub(a_link.topic)[0][1] == 2, 10, "both subscriptions")
+    a_link.client.publish(a_link.topic, b"\xc1not msgpack")
+    a_link.client.publish(a_link.topic, b"\x80")  # an empty map: no group
+    wait_for(lambda: b_link.stats.counts["dropped_in"] == 2, 10, "the junk to be counted")
+    a_site.send_group("room", {"text": "still relaying"})
+    assert wait_for(lambda: b_site.receive(["ifc.b!"])[1], 10, "a broadcast after the junk") == {"text": "still relaying"}
+
+
+def test_shared_job_is_taken_by_one_machine_within_its_credit(machine):
+    a_site, a_link = machine()
+    b_site, b_link = machine()
+    for n in range(6):
+        a_site.send("thumbnail", {"n": n})
+    # Nobody consumes: each link pulls at most its credit (2) into its local queue.
+    wait_for(lambda: a_link.stats.counts["shared_out"] == 6, 10, "all six pushed")
+    wait_for(lambda: a_link.stats.counts["shared_in"] + b_link.stats.counts["shared_in"] == 4, 10, "both credits")
+    pending = [s.channel_statistics("thumbnail")["messages_pending"] for s in (a_site, b_site)]
+    assert pending == [2, 2]
+    taken = []
+    for site in (a_site, b_site):
+        while (message := site.receive(["thumbnail"])[1]) is not None:
+            taken.append(message["n"])
+    wait_for(lambda: a_link.stats.counts["shared_in"] + b_link.stats.counts["shared_in"] == 6, 10, "the rest")
+    for site in (a_site, b_site):
+        taken += [m["n"] for m in iter(lambda s=site: s.receive(["thumbnail"])[1], None)]
+    assert sorted(taken) == list(range(6))  # each job once, somewhere
