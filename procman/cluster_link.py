@@ -275,6 +275,14 @@ class ClusterLink:
             if entry is None:
                 continue
             channel = entry["c"]
+            if not self.connected.is_set():
+                # Redis went away while we waited for this entry: nothing was pushed, so it goes
+                # back to the outbox (at the end) rather than being lost.
+                try:
+                    self.layer.send(self.outboxes[1], entry)
+                except self.layer.ChannelFull:
+                    self.stats.add("dropped_out")
+                continue
             try:
                 if channel not in self.started_names:
                     self.client.sadd(self.names_key, channel)
@@ -363,8 +371,9 @@ class ClusterLink:
                     return exitcodes.FAILURE
         finally:
             self.stop.set()
+            deadline = time.monotonic() + 10.0  # a loop may be inside one Redis call (5 s timeout)
             for thread in threads:
-                thread.join(TICK * 3)
+                thread.join(max(0.0, deadline - time.monotonic()))
             if self.connected.is_set():
                 try:
                     self.client.zrem(self.machines_key, self.origin)  # a clean stop leaves at once

@@ -110,3 +110,24 @@ def test_shared_job_is_taken_by_one_machine_within_its_credit(machine):
     for site in (a_site, b_site):
         taken += [m["n"] for m in iter(lambda s=site: s.receive(["thumbnail"])[1], None)]
     assert sorted(taken) == list(range(6))  # each job once, somewhere
+
+
+def test_while_redis_is_away_shared_sends_wait_in_the_outbox_and_go_out_when_it_returns(machine, redis_server):
+    from asgi_ipc.cluster import BROADCAST_OUTBOX, SHARED_OUTBOX
+
+    a_site, a_link = machine()
+    a_site.group_add("room", "ifc.a!1")
+    redis_server.halt()
+    wait_for(lambda: not a_link.connected.is_set(), 10, "the link to notice")
+    assert sum("cluster link: error: Redis at" in line for line in a_link.lines) == 1
+    a_site.send("thumbnail", {"n": 1})
+    a_site.send_group("room", {"text": "local"})
+    assert a_site.receive(["ifc.a!"]) == ("ifc.a!1", {"text": "local"})  # local members still served
+    wait_for(lambda: a_link.stats.counts["dropped_out"] == 1, 10, "the remote copy of the broadcast dropped")
+    assert a_site.channel_statistics(SHARED_OUTBOX)["messages_pending"] == 1  # kept, not taken
+    assert a_site.channel_statistics(BROADCAST_OUTBOX)["messages_pending"] == 0  # drained, never blocks
+    redis_server.resume()
+    wait_for(a_link.connected.is_set, 10, "the link to reconnect")
+    wait_for(lambda: a_site.receive(["thumbnail"])[1], 10, "the waiting job, through Redis and back")
+    assert a_link.stats.counts["shared_out"] == 1 and a_link.stats.counts["shared_in"] == 1
+    assert sum("cluster link: connected to Redis" in line for line in a_link.lines) == 2
