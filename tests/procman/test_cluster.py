@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import signal
 import uuid
 
@@ -14,25 +13,16 @@ import pytest
 
 from procman import exitcodes
 
+from .cluster_redis import needs_redis_server, redis_server  # noqa: F401 - a fixture
 from .procs import HELLOSITE, Site, http_get, unique_prefix, wait_for
 
-pytest.importorskip("redis", reason="the cluster link needs redis-py (pip install 'asgi_ipc[redis]')")
-pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
-                                reason="redis-server is not installed (Debian: apt-get install redis-server)")
+pytestmark = needs_redis_server
 
 ROUTING = {"HELLOSITE_ROUTING": "hellosite.cluster_routing.channel_routing"}
 # Commands the idle link issues by itself, once a second or so (health check with the machines set, shared-name refresh,
 # the shared lists' blocking pop: CLIENT ID, a POP script with its LPOP, BLPOP), and the test's INFO.
 IDLE_COMMANDS = {"ping", "zadd", "zremrangebyscore", "zcard", "smembers", "client|id", "blpop", "evalsha",
                  "lpop", "script|load", "info"}
-
-
-@pytest.fixture
-def redis_server():
-    from benchmarks.redis_server import RedisServer
-
-    with RedisServer() as server:
-        yield server
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ simulated machines) and one real ``redis-server``."""
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 import uuid
 
@@ -13,21 +12,12 @@ import pytest
 from asgi_ipc import IPCChannelLayer
 from asgi_ipc.cluster import ENV, backend_for, cluster_env
 
+from .cluster_redis import needs_redis_server, redis_server  # noqa: F401 - a fixture
 from .procs import wait_for
 
-pytest.importorskip("redis", reason="the cluster link needs redis-py (pip install 'asgi_ipc[redis]')")
-pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
-                                reason="redis-server is not installed (Debian: apt-get install redis-server)")
+pytestmark = needs_redis_server
 
 SIZES = dict(message_memory=4 * 2**20, channels=128, groups=32, group_members=256, receive_timeout=0.5)
-
-
-@pytest.fixture
-def redis_server():
-    from benchmarks.redis_server import RedisServer
-
-    with RedisServer() as server:
-        yield server
 
 
 @pytest.fixture
