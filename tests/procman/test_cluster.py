@@ -8,7 +8,6 @@ import re
 import signal
 import uuid
 
-import psutil
 import pytest
 
 from procman import exitcodes
