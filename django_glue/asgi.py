@@ -26,6 +26,8 @@ from typing import Any
 from django.conf import settings
 from django.utils.module_loading import import_string
 
+from asgi_ipc.cluster import backend_for as cluster_backend_for
+
 from .exceptions import InvalidChannelLayerError
 
 __all__ = [
@@ -94,6 +96,7 @@ def build_layer(alias: str, config: dict[str, Any]) -> Any:
     path = layer_settings(alias)["BACKEND"]
     try:
         backend = import_string(path)
+        backend = cluster_backend_for(backend)  # the cluster link's outboxes under `procman run --cluster`
     except ImportError as exc:
         raise InvalidChannelLayerError(
             f"CHANNEL_LAYERS[{alias!r}]['BACKEND'] = {path!r} cannot be imported: {exc}"

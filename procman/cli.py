@@ -77,6 +77,7 @@ def _add_run_flags(parser: argparse.ArgumentParser, interface: bool = True) -> N
     group.add_argument("--graceful-timeout", type=float, metavar="SECONDS",
                        help="how long a graceful stop may take before SIGKILL (default 30)")
     _add_delay_flag(group)
+    _add_cluster_flags(parser)
     colour = parser.add_mutually_exclusive_group()
     colour.add_argument("--color", "--colour", dest="colour", action="store_const", const=True,
                         help="colour the log prefixes even when not on a terminal")
@@ -99,6 +100,19 @@ def _add_delay_flag(group: Any) -> None:
     group.add_argument("--delay", action="store_const", const=True, default=None,
                        help="also run the delay server (manage.py rundelay; needs django_glue.delay "
                             "in INSTALLED_APPS)")
+
+
+def _add_cluster_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("several machines (docs/cluster.md)")
+    group.add_argument("--cluster", metavar="URL",
+                       help="relay group broadcasts and shared channels to the other machines of the site "
+                            "through this Redis (redis://[:PASSWORD@]HOST:PORT/DB, rediss:// for TLS)")
+    group.add_argument("--cluster-shared", action="append", metavar="GLOB",
+                       help="channels any machine's worker may take (e.g. thumbnail, mail.*); repeatable")
+    group.add_argument("--cluster-name", metavar="NAME",
+                       help="Redis key namespace, the same on every machine of the site (default asgi_ipc)")
+    group.add_argument("--cluster-credit", type=int, metavar="N",
+                       help="shared messages a machine holds locally per channel (default 8)")
 
 
 def _add_target_flags(parser: argparse.ArgumentParser) -> None:

@@ -68,6 +68,10 @@ class RunConfig:
     colour: bool | None = None
     delay: bool = False  # also run the delay server (manage.py rundelay) as the "delay" role
     interface: dict[str, Any] = field(default_factory=dict)  # interface option dest -> value
+    cluster: str | None = None  # Redis URL of the cluster link (procman.cluster_link), None: one machine
+    cluster_shared: list[str] = field(default_factory=list)  # channel globs shared across machines
+    cluster_name: str = "asgi_ipc"  # Redis key namespace, the same on every machine of the site
+    cluster_credit: int = 8  # shared messages a machine's link holds locally per channel
     sources: dict[str, str] = field(default_factory=dict)  # setting -> where its value came from
 
     @property
@@ -171,6 +175,10 @@ _CONVERTERS = {
     "graceful_timeout": _as_seconds,
     "colour": _as_bool,
     "delay": _as_bool,
+    "cluster": lambda v, k: _as_redis_url(v, k),
+    "cluster_shared": lambda v, k: _as_shared_globs(v, k),
+    "cluster_name": lambda v, k: _as_cluster_name(v, k),
+    "cluster_credit": _as_int(1),
 }
 
 
@@ -303,6 +311,29 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host == "localhost"
+def _as_redis_url(value: Any, key: str) -> str:
+    url = _as_str(value, key)
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError(f"{key} must be a Redis URL such as redis://127.0.0.1:6379/0 (rediss:// for "
+                         f"TLS, redis://:PASSWORD@HOST:PORT/DB), got {value!r}")
+    return url
+
+
+def _as_shared_globs(value: Any, key: str) -> list[str]:
+    from asgi_ipc.cluster import SharedChannels
+
+    globs = _as_list(value, key)
+    SharedChannels(globs)  # the one home of the rule; raises ValueError naming the bad glob
+    return globs
+
+
+def _as_cluster_name(value: Any, key: str) -> str:
+    from asgi_ipc.segment import validate_prefix
+
+    try:
+        return validate_prefix(_as_str(value, key))
+    except ValueError:
+        raise ValueError(f"{key} must be 1-64 letters, digits, '_', '.' or '-', got {value!r}") from None
 
 
 def load_file_config(directory: Path, explicit: Path | None = None) -> list[tuple[str, dict[str, Any]]]:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import control, exitcodes, inflight, systemd
+from . import cluster_link, control, exitcodes, inflight, systemd
 from .arbiter import Arbiter, Role
 from .config import RunConfig
 from .config import interface_argv as interface_options_argv
@@ -42,6 +42,10 @@ class SiteError(Exception):
 def build_roles(config: RunConfig, project: Project, listeners: list[Listener]) -> list[Role]:
     """The interface and worker roles for ``config`` (pure: no process is started)."""
     env = project.child_env()
+    try:
+        env.update(cluster_link.site_env(config))
+    except ValueError as exc:
+        raise SiteError(str(exc)) from None
     python = sys.executable
     fds = tuple(listener.fileno() for listener in listeners)
     interface_argv = [python, "-m", "procman.boot", "interface", "--settings", project.settings_module]
@@ -68,6 +72,8 @@ def build_roles(config: RunConfig, project: Project, listeners: list[Listener]) 
         roles.append(Role(f"worker-{pool.name}", argv, count=pool.count, **common))
     if config.delay:
         roles.append(delay_role(project, env))
+    if config.cluster:
+        roles.append(cluster_link.link_role(config, project))
     return roles
 
 
@@ -229,6 +235,7 @@ def run_site(config: RunConfig, directory: Path, log: LogStream, banner: str = "
                 "site": {"prefix": project.prefix, "settings": project.settings_module,
                          "listen": [listener.url for listener in listeners], "fastpath": _fastpath()},
                 **_layer_statistics(layer, channels),
+                **(cluster_link.read_status(project.prefix) if config.cluster else {}),
             },
         )
         try:

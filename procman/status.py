@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 __all__ = ["format_status", "human_bytes", "human_seconds"]
@@ -66,6 +67,7 @@ def format_status(status: dict[str, Any]) -> str:
             "-" if requests is None else str(requests),
         ])
     lines += _table(["PROCESS", "PID", "STATE", "UPTIME", "RESTARTS", "RSS", "CPU", "HEARTBEAT", "REQUESTS"], rows)
+    lines += _cluster_lines(status.get("cluster"))
     layer = status.get("layer")
     if layer:
         lines.append("")
@@ -87,3 +89,28 @@ def format_status(status: dict[str, Any]) -> str:
             ]
             lines += _table(["CHANNEL", "PENDING", "OLDEST", "SENT", "FULL"], rows)
     return "\n".join(lines)
+
+
+def _cluster_lines(cluster: dict[str, Any] | None) -> list[str]:
+    """The ``cluster`` row (``procman run --cluster``): link state, traffic each way, drops, lag."""
+    if not cluster:
+        return []
+    state = cluster.get("state", "unknown")
+    if state in ("starting", "unknown"):
+        return ["", f"cluster: {state}" + (f" ({cluster['error']})" if cluster.get("error") else "")]
+
+    def lag(way: str) -> str:
+        value = (cluster.get("lag") or {}).get(way)
+        return "-" if not value else f"{value['p50'] * 1000:.1f}/{value['p99'] * 1000:.1f} ms"
+
+    stale = cluster.get("age", 0.0) > 5
+    since = cluster.get("since")
+    state += "" if since is None else f" for {human_seconds(max(0.0, time.time() - since))}"
+    line = (f"cluster: {state}{' (stale: the link has not reported for ' + human_seconds(cluster['age']) + ')' if stale else ''}"
+            f" to {cluster.get('url')} as {cluster.get('origin')}, {cluster.get('machines', 0)} machine(s) seen, relayed out {cluster.get('relayed_out', 0)}, "
+            f"in {cluster.get('relayed_in', 0)}, drops {cluster.get('drops', 0)}, "
+            f"lag p50/p99 out {lag('out')}, in {lag('in')}")
+    lines = ["", line]
+    if state != "connected" and cluster.get("last_error"):
+        lines.append(f"cluster: last error: {cluster['last_error']}")
+    return lines

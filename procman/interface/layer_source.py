@@ -7,6 +7,8 @@ import os
 import sys
 from typing import Any
 
+from asgi_ipc.cluster import backend_for as cluster_backend_for
+
 __all__ = ["LayerSourceError", "layer_from_reference", "layer_from_settings"]
 
 
@@ -76,6 +78,7 @@ def layer_from_settings(settings_module: str, alias: str = "default") -> Any:
     module_name, _, class_name = backend.rpartition(".")
     try:
         layer_class = getattr(importlib.import_module(module_name), class_name)
+        layer_class = cluster_backend_for(layer_class)  # under `procman run --cluster`
     except (ImportError, AttributeError) as exc:
         raise LayerSourceError(f"cannot import layer backend {backend!r}: {exc}") from exc
     config = dict(entry.get("CONFIG", {}) or {})

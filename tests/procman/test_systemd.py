@@ -97,6 +97,9 @@ def _sample(action: argparse.Action, tmp_path: Path) -> tuple[list[str], object]
         "root_path": (["/app"], "/app"),
         "http": (["h11"], "h11"),
         "forwarded_allow_ips": (["10.0.0.1,unix"], "10.0.0.1,unix"),
+        "cluster": (["redis://10.0.0.5:6379/0"], "redis://10.0.0.5:6379/0"),
+        "cluster_shared": (["thumbnail"], ["thumbnail"]),
+        "cluster_name": (["shop"], "shop"),
     }
     if action.dest in special:
         words, value = special[action.dest]
