@@ -27,6 +27,7 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from .exceptions import InvalidChannelLayerError
+from .routing import Router
 
 __all__ = [
     "DEFAULT_CHANNEL_LAYER",
@@ -129,8 +130,6 @@ class ChannelLayerWrapper:
     """
 
     def __init__(self, channel_layer: Any, alias: str, routing: Any) -> None:
-        from .routing import Router
-
         self.channel_layer = channel_layer
         self.alias = alias
         self.routing = routing
