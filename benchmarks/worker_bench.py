@@ -19,8 +19,10 @@ Rows, all for the same "hello" view behind Django's default ``startproject`` mid
   responses; latency is send -> last response message.
 
 CPU ms/request is the CPU time (user + system) the worker process (or the in-process loop) spent
-per request, and "requests/s per busy core" its inverse: what one worker does when it has a core to
-itself, a steadier number than requests/s when other work shares the machine.
+per request (in-process: the median over batches of 100), and "requests/s per busy core" its
+inverse: what one worker does when it has a core to itself, a steadier number than requests/s when
+other work shares the machine. "CPU x WSGI" is the median over rounds of the row's batch CPU over
+the WSGIHandler batch's run just before it.
 
 Every loop is bounded by ``--seconds``; the worker is stopped and the segment removed at the end,
 also on errors. Prints a Markdown table and writes ``benchmarks/results/worker-<UTC>.json``.
@@ -32,6 +34,7 @@ import json
 import os
 import platform
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -224,31 +227,41 @@ IN_PROCESS_LABELS = {
 
 
 def run_in_process(kinds: list[str], seconds: float) -> None:
-    """Child: run batches of every case in turn (so load changes hit all alike) for ``seconds``.
+    """Child: run one batch of every case in turn (a round) until ``seconds`` have passed.
 
-    Prints ``{kind: {"requests": n, "seconds": wall, "cpu_ms_per_request": ms}}``.
+    Prints, per case, ``{"requests", "seconds", "cpu_ms_per_request", "rounds"}`` and, against the
+    ``wsgi`` case when measured, ``x_wsgi_cpu``: the median over rounds of the two batches' CPU
+    ratio. Cases of one round run back to back, so a burst of load from other processes lands
+    on both sides of a ratio, and the median drops the rounds it hit unevenly.
     """
     configure_django("unused")
     cases = {kind: IN_PROCESS_CASES[kind]() for kind in kinds}
+    cpu: dict[str, list[float]] = {kind: [] for kind in kinds}
+    wall = dict.fromkeys(kinds, 0.0)
     try:
-        totals = {kind: [0, 0.0, 0.0] for kind in kinds}  # requests, wall s, CPU s
         for batch, _ in cases.values():
             batch(BATCH)  # warm up
         deadline = time.perf_counter() + seconds
         while time.perf_counter() < deadline:
             for kind, (batch, _) in cases.items():
-                wall = time.perf_counter()
-                cpu = batch(BATCH)
-                totals[kind][0] += BATCH
-                totals[kind][1] += time.perf_counter() - wall
-                totals[kind][2] += cpu
+                start = time.perf_counter()
+                cpu[kind].append(batch(BATCH))
+                wall[kind] += time.perf_counter() - start
     finally:
         for _, close in cases.values():
             close()
-    print(json.dumps({
-        kind: {"requests": n, "seconds": wall, "cpu_ms_per_request": 1000 * cpu / n}
-        for kind, (n, wall, cpu) in totals.items()
-    }))
+    result = {}
+    for kind in kinds:
+        rounds = len(cpu[kind])
+        result[kind] = {
+            "requests": rounds * BATCH, "seconds": wall[kind], "rounds": rounds,
+            "cpu_ms_per_request": 1000 * statistics.median(cpu[kind]) / BATCH,
+        }
+        if "wsgi" in cpu:
+            result[kind]["x_wsgi_cpu"] = statistics.median(
+                mine / floor for mine, floor in zip(cpu[kind], cpu["wsgi"])
+            )
+    print(json.dumps(result))
 
 
 # --- the driver (this process plays the interface server) --------------------------------------
@@ -348,7 +361,6 @@ def main() -> int:
                           args.seconds + 60)
     for kind, label in IN_PROCESS_LABELS.items():
         data = measured[kind]
-        data["x_wsgi_cpu"] = data["cpu_ms_per_request"] / measured["wsgi"]["cpu_ms_per_request"]
         rows.append({"row": label, "requests_per_second": data["requests"] / data["seconds"], **data})
     if not args.in_process_only:
         rows += through_runworker(levels, args.threads, args.seconds)
