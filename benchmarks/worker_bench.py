@@ -347,7 +347,11 @@ def main() -> int:
         serve(args.serve, args.threads)
         return 0
     if args.in_process:
-        run_in_process(args.in_process.split(","), args.seconds)
+        kinds = args.in_process.split(",")
+        unknown = sorted(set(kinds) - set(IN_PROCESS_CASES))
+        if unknown:
+            parser.error(f"--in-process: unknown case(s) {unknown}; known: {sorted(IN_PROCESS_CASES)}")
+        run_in_process(kinds, args.seconds)
         return 0
     try:
         levels = [int(c) for c in args.concurrency.split(",")]
