@@ -29,6 +29,7 @@ from django.utils.module_loading import import_string
 from asgi_ipc.cluster import backend_for as cluster_backend_for
 
 from .exceptions import InvalidChannelLayerError
+from .routing import Router
 
 __all__ = [
     "DEFAULT_CHANNEL_LAYER",
@@ -132,8 +133,6 @@ class ChannelLayerWrapper:
     """
 
     def __init__(self, channel_layer: Any, alias: str, routing: Any) -> None:
-        from .routing import Router
-
         self.channel_layer = channel_layer
         self.alias = alias
         self.routing = routing

@@ -10,12 +10,9 @@ Raising one of these from a consumer is a request to the worker, not an error:
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .message import Message
 
 __all__ = [
     "InvalidChannelLayerError",
@@ -64,8 +61,12 @@ class ChannelSocketException(Exception):
     Subclasses implement :meth:`run`, which the worker calls with the message being consumed.
     """
 
-    def run(self, message: "Message") -> None:
-        """Act on ``message`` (typically send something on its reply channel)."""
+    def run(self, message: Any) -> None:
+        """Act on ``message`` (a :class:`~.message.Message`; typically reply on its reply channel).
+
+        Typed ``Any``: this module sits below :mod:`.message` (which imports these exceptions'
+        users), so it does not import it.
+        """
         raise NotImplementedError("ChannelSocketException subclasses must implement run(message)")
 
 
@@ -86,7 +87,7 @@ class WebsocketCloseException(ChannelSocketException):
         super().__init__(code)
         self.code = code
 
-    def run(self, message: "Message") -> None:
+    def run(self, message: Any) -> None:
         if message.reply_channel is None or not message.channel.name.startswith("websocket."):
             raise ValueError(
                 "WebsocketCloseException can only be raised while consuming a websocket.* message "

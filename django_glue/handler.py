@@ -1,8 +1,9 @@
 """``AsgiHandler``: runs Django (middleware, URLconf, views, request signals) for one message.
 
 Calling the handler with an ``http.request`` :class:`~.message.Message` returns a generator of
-ASGI-1 response messages (a Response, then Response Chunks); ``ViewConsumer`` sends them to the
-reply channel. Streaming and file responses become one message per chunk of at most
+ASGI-1 response messages (a Response, then Response Chunks); :class:`ViewConsumer` (the consumer
+the router appends for ``http.request``, also importable from :mod:`.default_consumers`) sends them
+to the reply channel. Streaming and file responses become one message per chunk of at most
 :attr:`AsgiHandler.chunk_size` bytes, so a large download never has to fit in one message.
 """
 from __future__ import annotations
@@ -19,11 +20,13 @@ from django.core.handlers import base
 from django.urls import get_resolver, set_script_prefix
 
 from .exceptions import RequestAborted, RequestTimeout, ResponseLater
+from .outbox import OutboxFull, send_with_retry
 from .request import AsgiRequest
 
 __all__ = ["AsgiHandler", "AsgiRequest", "ViewConsumer", "chunk_bytes", "encode_response"]
 
 logger = logging.getLogger("django.request")
+views_logger = logging.getLogger("django_glue.views")
 
 #: Largest ``content`` of one response message (the layer accepts 1 MiB messages).
 CHUNK_SIZE = 512 * 1024
@@ -162,11 +165,38 @@ class AsgiHandler(base.BaseHandler):
             return http.HttpResponse(status=204)
 
 
-def __getattr__(name: str) -> Any:
-    # ``channels.handler.ViewConsumer`` lived here in Channels 1; it is defined with the other
-    # default consumers (which import this module, hence the lazy import).
-    if name == "ViewConsumer":
-        from .default_consumers import ViewConsumer
 
-        return ViewConsumer
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+class ViewConsumer:
+    """Runs Django for ``http.request`` messages and sends each response message at once.
+
+    A full reply channel is retried for :attr:`send_timeout` seconds per message, then the
+    response is abandoned with a warning (the client has most likely gone away) - the worker is
+    never wedged by a vanished client. It lives beside the handler it drives (Channels 1 imported
+    it as ``channels.handler.ViewConsumer``); :mod:`.default_consumers` routes to it.
+    """
+
+    handler_class: type[AsgiHandler] = AsgiHandler
+    #: Seconds one response message may wait for room on the reply channel.
+    send_timeout: float = 10.0
+
+    def __init__(self) -> None:
+        self.handler = self.handler_class()
+
+    def __call__(self, message: Any) -> None:
+        if message.reply_channel is None:
+            raise ValueError("http.request message has no reply_channel; cannot answer it")
+        layer = message.channel_layer
+        name = message.reply_channel.name
+        replies = self.handler(message)
+        try:
+            for reply in replies:
+                send_with_retry(
+                    lambda: layer.send(name, reply), layer.ChannelFull, self.send_timeout,
+                    f"reply channel {name!r}",
+                )
+        except OutboxFull as exc:
+            views_logger.warning(
+                "abandoning response to %s %s: %s", message.get("method"), message.get("path"), exc
+            )
+        finally:
+            replies.close()

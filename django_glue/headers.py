@@ -42,7 +42,13 @@ def iter_headers(headers: Any) -> Iterator[tuple[str, str]]:
     for entry in entries:
         if not isinstance(entry, (list, tuple)) or len(entry) != 2:
             raise MalformedHeaders(f"header entry {entry!r} is not a [name, value] pair")
-        yield _text(entry[0]).lower(), _text(entry[1])
+        name, value = entry
+        # Bytes (what interface servers send) decoded inline: this runs for every header of
+        # every request; _text handles (and checks) the rest.
+        yield (
+            (name.decode("latin-1") if type(name) is bytes else _text(name)).lower(),
+            value.decode("latin-1") if type(value) is bytes else _text(value),
+        )
 
 
 def header_values(headers: Any, name: str) -> list[str]:

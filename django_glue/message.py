@@ -74,6 +74,11 @@ class Message:
     def get(self, key: str, default: Any = None) -> Any:
         return self.content.get(key, default)
 
+    def with_content(self, content: dict[str, Any]) -> "Message":
+        """A new Message with ``content`` on the same channel and layer (``include`` hands its
+        inner routes one with the matched prefixes chopped off)."""
+        return type(self)(content, self.channel.name, self._channel_layer)
+
     def copy(self) -> "Message":
         """A new Message with a deep copy of the content (same channel and layer)."""
         return type(self)(copy.deepcopy(self.content), self.channel.name, self._channel_layer)

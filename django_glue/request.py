@@ -15,6 +15,7 @@ from typing import IO, Any
 from django import http
 from django.conf import settings
 from django.core.handlers.wsgi import LimitedStream
+from django.utils.functional import cached_property
 
 from .exceptions import RequestAborted, RequestTimeout, ResponseLater
 from .headers import iter_headers
@@ -80,14 +81,21 @@ class AsgiRequest(http.HttpRequest):
         self.META["SERVER_PORT"] = str(server[1]) if server else "0"
         self._add_headers(content.get("headers") or [])
         self._set_content_type_params(self.META)
-        self.COOKIES = http.parse_cookie(self.META.get("HTTP_COOKIE", ""))
-        self.GET = http.QueryDict(query_string, encoding=self._encoding)
         body_file, length = self._read_body(content)
         self.META["CONTENT_LENGTH"] = str(length)
         self._body_file = body_file
         self._stream = LimitedStream(body_file, length)
         self._read_started = False
-        self.resolver_match = None
+
+    # GET and COOKIES are parsed when first read, as WSGIRequest does: most views read neither.
+
+    @cached_property
+    def GET(self) -> http.QueryDict:  # type: ignore[override]
+        return http.QueryDict(self.META["QUERY_STRING"], encoding=self._encoding)
+
+    @cached_property
+    def COOKIES(self) -> dict[str, str]:  # type: ignore[override]
+        return http.parse_cookie(self.META.get("HTTP_COOKIE", ""))
 
     def _add_headers(self, headers: Any) -> None:
         for name, value in iter_headers(headers):  # MalformedHeaders is a ValueError: 400

@@ -159,14 +159,11 @@ class Include:
         """Return the first inner match after chopping this include's matched prefixes."""
         kwargs: dict[str, Any] = {}
         if self.filters:
-            from .message import Message
-
             matched = _match_filters(message, self.filters)
             if matched is None:
                 return None
             kwargs, rests = matched
-            message = Message({**message.content, **rests}, message.channel.name,
-                              message.channel_layer)
+            message = message.with_content({**message.content, **rests})
         for entry in self.routing:
             result = entry.match(message)
             if result is not None:

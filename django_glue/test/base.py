@@ -21,7 +21,7 @@ from ..channel import Group
 from ..exceptions import ChannelSocketException, DenyConnection
 from ..message import Message
 from ..routing import Router
-from ..signals import consumer_finished, consumer_started
+from ..signals import close_old_connections_after_consumer, consumer_finished, consumer_started
 
 __all__ = [
     "ChannelTestCase",
@@ -105,7 +105,7 @@ def _connections_kept() -> Iterator[None]:
     try:
         yield
     finally:
-        consumer_finished.connect(close_old_connections, dispatch_uid=uid)
+        consumer_finished.connect(close_old_connections_after_consumer, dispatch_uid=uid)
         request_started.connect(close_old_connections)
         request_finished.connect(close_old_connections)
 

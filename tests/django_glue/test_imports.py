@@ -1,0 +1,159 @@
+"""django_glue's modules import one another one way only: the import graph has no cycle.
+
+Every ``import`` counts - at module level, inside functions (the lazy imports that used to hide
+cycles) and under ``if TYPE_CHECKING`` - so a cycle cannot come back disguised as a late import.
+The graph is read from the source with ``ast``; nothing is imported.
+"""
+from __future__ import annotations
+
+import ast
+import textwrap
+from pathlib import Path
+
+import django_glue
+
+PACKAGE_DIR = Path(django_glue.__file__).resolve().parent
+
+
+def module_files(package_dir: Path) -> dict[str, tuple[Path, bool]]:
+    """``{dotted module name: (file, is_package)}`` for every ``.py`` file under ``package_dir``."""
+    modules = {}
+    for path in sorted(package_dir.rglob("*.py")):
+        parts = (package_dir.name, *path.relative_to(package_dir).with_suffix("").parts)
+        is_package = parts[-1] == "__init__"
+        modules[".".join(parts[:-1] if is_package else parts)] = (path, is_package)
+    return modules
+
+
+def imported_modules(name: str, is_package: bool, node: ast.Import | ast.ImportFrom,
+                     modules: dict[str, object]) -> set[str]:
+    """The modules of the package that one import statement of module ``name`` loads."""
+    if isinstance(node, ast.Import):
+        targets = [alias.name for alias in node.names]
+    else:
+        if node.level:
+            base = name if is_package else name.rpartition(".")[0]
+            for _ in range(node.level - 1):
+                base = base.rpartition(".")[0]
+            base = f"{base}.{node.module}" if node.module else base
+        else:
+            base = node.module or ""
+        # ``from pkg import sub`` loads pkg.sub when that is a module, else it takes a name of pkg.
+        targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
+                   for alias in node.names]
+    return {target for target in targets if target in modules and target != name}
+
+
+def import_graph(package_dir: Path) -> dict[str, dict[str, int]]:
+    """``{module: {imported module: line of the first such import}}`` within the package."""
+    modules = module_files(package_dir)
+    graph: dict[str, dict[str, int]] = {}
+    for name, (path, is_package) in modules.items():
+        edges = graph.setdefault(name, {})
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                for target in imported_modules(name, is_package, node, modules):
+                    edges.setdefault(target, node.lineno)
+    return graph
+
+
+def find_cycle(graph: dict[str, dict[str, int]]) -> list[str] | None:
+    """One import cycle as ``[a, b, ..., a]``, or None if the graph is acyclic (iterative DFS)."""
+    done: set[str] = set()
+    for root in sorted(graph):
+        if root in done:
+            continue
+        path: list[str] = [root]
+        on_path = {root}
+        stack = [iter(sorted(graph[root]))]
+        while stack:
+            target = next(stack[-1], None)
+            if target is None:
+                stack.pop()
+                done.add(path[-1])
+                on_path.discard(path.pop())
+            elif target in on_path:
+                return path[path.index(target):] + [target]
+            elif target not in done:
+                path.append(target)
+                on_path.add(target)
+                stack.append(iter(sorted(graph[target])))
+    return None
+
+
+def describe(cycle: list[str], graph: dict[str, dict[str, int]]) -> str:
+    return " -> ".join(
+        f"{a} (line {graph[a][b]})" for a, b in zip(cycle, cycle[1:])
+    ) + f" -> {cycle[-1]}"
+
+
+def test_django_glue_has_no_import_cycle() -> None:
+    graph = import_graph(PACKAGE_DIR)
+    assert "django_glue.handler" in graph and graph["django_glue.default_consumers"], graph
+    cycle = find_cycle(graph)
+    assert cycle is None, (
+        "import cycle in django_glue: " + describe(cycle, graph)
+        + "; make dependencies point one way (move the shared piece down, or pass it in)"
+    )
+
+
+def test_the_layers_point_down() -> None:
+    # The order the modules stand in (each may import only those before it), spelled out so a
+    # change that turns an arrow around is seen in review, not only when it closes a cycle.
+    graph = import_graph(PACKAGE_DIR)
+    # Django's request machinery (request, handler) sits below routing, which appends the
+    # default consumers; the layer settings (asgi) hold a Router; channels look layers up by alias.
+    order = ["exceptions", "headers", "signals", "outbox", "request", "handler", "default_consumers",
+             "routing", "asgi", "channel", "message", "worker"]
+    rank = {f"django_glue.{name}": index for index, name in enumerate(order)}
+    upward = [
+        f"{source} imports {target} (line {line})"
+        for source, edges in graph.items() if source in rank
+        for target, line in edges.items() if target in rank and rank[target] > rank[source]
+    ]
+    assert not upward, "imports against the layering: " + "; ".join(upward)
+
+
+def write_package(root: Path, files: dict[str, str]) -> Path:
+    package = root / "pkg"
+    for relative, text in files.items():
+        path = package / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    return package
+
+
+def test_a_cycle_through_a_lazy_import_is_found(tmp_path: Path) -> None:
+    package = write_package(tmp_path, {
+        "__init__.py": "",
+        "a.py": "from .b import thing\n",
+        "b.py": "def thing():\n    from . import c\n",
+        "sub/__init__.py": "",
+        "c.py": """\
+            from typing import TYPE_CHECKING
+            if TYPE_CHECKING:
+                from pkg.a import thing
+        """,
+    })
+    graph = import_graph(package)
+    assert graph["pkg.a"] == {"pkg.b": 1} and graph["pkg.b"] == {"pkg.c": 2}
+    assert graph["pkg.c"] == {"pkg.a": 3}
+    assert find_cycle(graph) == ["pkg.a", "pkg.b", "pkg.c", "pkg.a"]
+    assert describe(["pkg.a", "pkg.b", "pkg.a"], {"pkg.a": {"pkg.b": 1}, "pkg.b": {"pkg.a": 4}}) == (
+        "pkg.a (line 1) -> pkg.b (line 4) -> pkg.a"
+    )
+
+
+def test_an_acyclic_package_passes(tmp_path: Path) -> None:
+    package = write_package(tmp_path, {
+        "__init__.py": "",
+        "low.py": "import os\n",
+        "mid.py": "from . import low\nfrom .low import os\n",
+        "top.py": "import pkg.mid\nfrom pkg import low\nfrom .sub.leaf import x\n",
+        "sub/__init__.py": "from ..low import os\n",
+        "sub/leaf.py": "from .. import mid\nx = 1\n",
+    })
+    graph = import_graph(package)
+    assert graph["pkg.top"] == {"pkg.mid": 1, "pkg.low": 2, "pkg.sub.leaf": 3}
+    assert graph["pkg.sub.leaf"] == {"pkg.mid": 1} and graph["pkg.sub"] == {"pkg.low": 1}
+    assert find_cycle(graph) is None
