@@ -53,11 +53,24 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
                        help="a child silent this long is killed and replaced (default 30)")
     group.add_argument("--graceful-timeout", type=float, metavar="SECONDS",
                        help="how long a graceful stop may take before SIGKILL (default 30)")
+    _add_asgi3_flags(parser)
     colour = parser.add_mutually_exclusive_group()
     colour.add_argument("--color", "--colour", dest="colour", action="store_const", const=True,
                         help="colour the log prefixes even when not on a terminal")
     colour.add_argument("--no-color", "--no-colour", dest="colour", action="store_const", const=False,
                         help="never colour the log")
+
+
+def _add_asgi3_flags(parser: argparse.ArgumentParser) -> None:
+    """ASGI 3 (Channels 4) mode flags; see procman.asgi3."""
+    group = parser.add_argument_group("ASGI 3 / Channels 4 sites")
+    group.add_argument("--asgi", metavar="MODULE:APP",
+                       help="run this ASGI 3 application under Daphne servers (default: the settings' "
+                            "ASGI_APPLICATION; either one selects the ASGI 3 mode, where --interfaces is "
+                            "the number of Daphne processes, default one per core)")
+    group.add_argument("--worker", action="append", nargs="+", metavar="CHANNEL",
+                       help="ASGI 3 mode: one Channels background worker process for these channels "
+                            "(what `manage.py runworker CHANNEL...` runs); repeatable")
 
 
 def _add_target_flags(parser: argparse.ArgumentParser) -> None:
@@ -104,7 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _run_flags(args: argparse.Namespace) -> dict[str, Any]:
     keys = ("settings", "bind", "interfaces", "workers", "only_channels", "exclude_channels",
             "pools", "max_requests", "max_requests_jitter", "max_memory", "timeout", "graceful_timeout", "colour")
-    return {key: getattr(args, key) for key in keys}
+    flags = {key: getattr(args, key) for key in keys}
+    flags.update(asgi=args.asgi, worker=args.worker)
+    return flags
 
 
 def _error(message: str, code: int) -> int:

@@ -54,6 +54,9 @@ class RunConfig:
     timeout: float = 30.0
     graceful_timeout: float = 30.0
     colour: bool | None = None
+    #: ASGI 3 mode (procman.asgi3): the application (``--asgi``) and ``--worker CHANNEL...`` pools.
+    asgi: str | None = None
+    worker: list[list[str]] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)  # setting -> where its value came from
 
     @property
@@ -156,6 +159,8 @@ _CONVERTERS = {
     "timeout": _as_seconds,
     "graceful_timeout": _as_seconds,
     "colour": _as_bool,
+    "asgi": _as_str,
+    "worker": lambda v, k: [_as_list(names, k) for names in (v if isinstance(v, list) else [v])],
 }
 
 

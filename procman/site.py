@@ -17,7 +17,8 @@ from typing import Any
 
 from . import control, exitcodes, systemd
 from .arbiter import Arbiter, Role
-from .config import RunConfig
+from .asgi3 import build_asgi3_roles, require_channels4, worker_pools
+from .config import ConfigError, RunConfig
 from .logstream import LogStream
 from .project import Project, ProjectError, find_settings_module, load_project
 from .sockets import BindError, Listener, adopt_systemd, bind, close_all
@@ -65,6 +66,26 @@ def build_roles(config: RunConfig, project: Project, listeners: list[Listener]) 
             argv += ["--only-channels", glob]
         roles.append(Role(f"worker-{pool.name}", argv, count=pool.count, **common))
     return roles
+
+
+def _check_mode(config: RunConfig, project: Project) -> None:
+    """Flags of one mode refused in the other, and the ASGI 3 mode's optional dependencies.
+
+    :raises ProjectError, ConfigError: with what to do instead.
+    """
+    if project.asgi_application is None:
+        if config.worker:
+            raise ConfigError("--worker runs Channels 4 background workers and needs an ASGI 3 project "
+                              "(ASGI_APPLICATION in the settings, or --asgi); Channels 1 projects use --pool")
+        return
+    require_channels4()
+    given = [f"--{key.replace('_', '-')}" for key in ("only_channels", "exclude_channels", "max_requests")
+             if getattr(config, key)]
+    if given:
+        raise ConfigError(f"{', '.join(given)}: Channels 1 worker options, not used in the ASGI 3 mode "
+                          "(its application runs in the Daphne servers; use --worker / --pool for "
+                          "Channels background workers)")
+    worker_pools(config)
 
 
 def _listeners(config: RunConfig, log: LogStream) -> list[Listener]:
@@ -141,8 +162,9 @@ def run_site(config: RunConfig, directory: Path, log: LogStream, banner: str = "
     """
     try:
         settings_module = find_settings_module(config.settings, directory)
-        project = load_project(settings_module, directory)
-    except ProjectError as exc:
+        project = load_project(settings_module, directory, asgi=config.asgi)
+        _check_mode(config, project)
+    except (ProjectError, ConfigError) as exc:
         raise SiteError(str(exc)) from None
     try:
         listeners = _listeners(config, log)
@@ -151,8 +173,11 @@ def run_site(config: RunConfig, directory: Path, log: LogStream, banner: str = "
     layer = None
     control_server = None
     try:
-        layer = _create_layer(project, log)
-        roles = build_roles(config, project, listeners)
+        if project.asgi_application is None:
+            layer = _create_layer(project, log)
+            roles = build_roles(config, project, listeners)
+        else:
+            roles = build_asgi3_roles(config, project, listeners)
         channels = list(STANDARD_CHANNELS) + [g for pool in config.pools for g in pool.channels if "*" not in g]
         started = time.monotonic()
         watchdog = systemd.watchdog_interval()
@@ -205,7 +230,7 @@ def run_site(config: RunConfig, directory: Path, log: LogStream, banner: str = "
             status_extra=lambda: {
                 "site": {"prefix": project.prefix, "settings": project.settings_module,
                          "listen": [listener.url for listener in listeners]},
-                **_layer_statistics(layer, channels),
+                **(_layer_statistics(layer, channels) if layer is not None else {}),
             },
         )
         try:
