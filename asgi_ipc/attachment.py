@@ -51,13 +51,18 @@ class Attachment:
     def __init__(self, layer, create: bool | None) -> None:
         """Map the segment of ``layer.prefix`` (creating it per ``create``) for this process."""
         self.pid = os.getpid()
-        self.segment = Segment(layer.prefix, layer.sizes, create=create)
+        # Two switches a layer class may set (the ASGI 1 layer sets neither): a lifetime owned
+        # by no single process (``Segment(shared=True)``), and Channels 4's rule that a member
+        # whose message expired stays in its groups (ASGI 1: it leaves them).
+        shared = getattr(layer, "shared_lifetime", False)
+        self.segment = Segment(layer.prefix, layer.sizes, create=create, shared=shared)
         buf = self.segment.mm
         layout = self.segment.layout
         self.store = Store(buf, layout)
         self.groups = Groups(buf, layout)
         self.waiters = Waiters(buf, layout, self.store)
-        self.store.on_expired = self._on_expired
+        if getattr(layer, "expired_members_leave_groups", True):
+            self.store.on_expired = self._on_expired
         self.lock = RobustMutex(buf, self.segment.address(), self._repair, layer.lock_timeout)
         if self.segment.owner:
             init_mutex(self.segment.mutex_address())

@@ -11,11 +11,13 @@ or version, or one made with other sizes.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import mmap
 import os
 import re
 import stat
 import time
+import weakref
 from dataclasses import dataclass
 
 import posix_ipc
@@ -225,18 +227,51 @@ def list_segments() -> list[SegmentInfo]:
     return out
 
 
+# Shared-lifetime segments of this process, whose fds a forked child must not keep (see below).
+_SHARED: "weakref.WeakSet[Segment]" = weakref.WeakSet()
+
+
+def _forget_inherited() -> None:
+    """In a forked child: close the fds of the parent's shared-lifetime segments.
+
+    A child shares its parent's open file descriptions, and with them the parent's ``flock``:
+    kept open here, they would hold the parent's shared lock after the parent closed, and the
+    last process out could never see itself last. The child attaches anew with its own fd.
+    """
+    for segment in list(_SHARED):
+        if segment._shm is not None:
+            try:
+                os.close(segment._shm.fd)
+            except OSError:
+                pass
+            segment._shm = None
+    _SHARED.clear()
+
+
+os.register_at_fork(after_in_child=_forget_inherited)
+
+
 class Segment:
     """One mapped segment: create it (as owner) or attach to it.
 
     ``create``: ``True`` must create, ``False`` must attach, ``None`` attaches or creates.
     ``sizes`` is required to create; when attaching, given sizes must match the segment's.
+
+    ``shared=True`` gives the segment a lifetime owned by no single process: every attached
+    process holds a shared ``flock`` on its own fd of the object (taken before the segment is
+    ready, so it is never unlinked under an attacher), and ``close`` removes the segment exactly
+    when no other process holds one (``LOCK_EX|LOCK_NB`` succeeds), whoever created it. An
+    attacher that finds the object already unlinked raises ``SegmentMissing`` (attach or create
+    again). The kernel drops a killed process's lock; its segment is then removed by the last
+    live process, or, if none is left, by ``asgi-ipc doctor --clean``.
     """
 
     def __init__(self, prefix: str, sizes: Sizes | None, create: bool | None = None,
-                 ready_timeout: float = 5.0) -> None:
+                 ready_timeout: float = 5.0, shared: bool = False) -> None:
         self.prefix = prefix
         self.name = segment_name(prefix)
         self.owner = False
+        self.shared = shared
         self._shm = None
         self.mm: mmap.mmap | None = None
         if create is not False:
@@ -266,6 +301,7 @@ class Segment:
         self._shm = shm
         self.owner = True
         try:
+            self._hold_shared()
             os.fchmod(shm.fd, 0o600)
             # Identify the object at once (ready flag still 0), so a tool looking at it while
             # the memory is reserved sees "being initialised", not "foreign".
@@ -316,7 +352,12 @@ class Segment:
             ) from None
         self._shm = shm
         try:
+            self._hold_shared()
             st = os.fstat(shm.fd)
+            if self.shared and st.st_nlink == 0:
+                raise SegmentMissing(
+                    f"the segment for prefix {self.prefix!r} was removed while attaching "
+                    "(its last process stopped); attach or create it again")
             if st.st_uid != os.getuid():
                 raise SegmentMismatch(
                     f"segment {self.name} belongs to uid {st.st_uid}, not to you "
@@ -364,6 +405,26 @@ class Segment:
         except BaseException:
             self._discard()
             raise
+
+    def _hold_shared(self) -> None:
+        """Shared lifetime: take this process's shared lock on its fd of the object."""
+        if self.shared:
+            fcntl.flock(self._shm.fd, fcntl.LOCK_SH)
+            _SHARED.add(self)
+
+    def _last_holder(self) -> bool:
+        """Shared lifetime: whether no other process holds the segment (we then keep it locked
+        exclusively until our fd closes, and the name is still this object's)."""
+        try:
+            fcntl.flock(self._shm.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        try:
+            here = os.fstat(self._shm.fd)
+            there = os.stat(SHM_DIR + self.name)
+        except OSError:
+            return False  # already removed
+        return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
     # -- state ---------------------------------------------------------------------------------
     def address(self) -> int:
@@ -415,10 +476,16 @@ class Segment:
             self._shm = None
 
     def close(self, unlink: bool = False) -> None:
-        """Unmap; with ``unlink`` (owner only) also remove the segment."""
+        """Unmap; with ``unlink`` (owner only) also remove the segment.
+
+        A shared-lifetime segment ignores ``unlink``: it is removed when this is the last
+        process holding it."""
         if self._shm is None:
             return
-        if unlink and not self.owner:
+        if self.shared:
+            unlink = self._last_holder()
+            _SHARED.discard(self)
+        elif unlink and not self.owner:
             raise SegmentError("only the process that created the segment may remove it")
         if unlink:
             try:
