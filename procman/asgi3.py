@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "INSTALL_HINT",
+    "SharedLayer",
     "asgi3_project",
     "build_asgi3_roles",
     "normalise_application",
@@ -105,7 +106,46 @@ def asgi3_project(settings_module: str, directory: Path, alias: str, application
     config = entry.get("CONFIG", {})
     if not isinstance(config, dict):
         raise ProjectError(f"{settings_module}.CHANNEL_LAYERS[{alias!r}]['CONFIG'] must be a dict")
-    return Project(settings_module, directory, alias, None, dict(config), application, entry["BACKEND"])
+    backend = None
+    if uses_shared_memory(entry["BACKEND"]):
+        module_name, _, name = entry["BACKEND"].rpartition(".")
+        try:
+            backend = getattr(importlib.import_module(module_name), name)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise ProjectError(f"{settings_module}.CHANNEL_LAYERS[{alias!r}]['BACKEND'] = {entry['BACKEND']!r} "
+                               f"cannot be imported: {exc}") from None
+    return Project(settings_module, directory, alias, backend, dict(config), application, entry["BACKEND"])
+
+
+class SharedLayer:
+    """The supervisor's own attachment to an ASGI 3 site's shared-memory segment.
+
+    The Channels 4 layer gives the segment a lifetime of its own: every attached process holds it
+    and the last one out removes it. The supervisor attaches first and leaves last, so the segment
+    lives exactly as long as the run (a restarted or reloaded server never finds it gone, a clean
+    stop leaves nothing in /dev/shm), and ``procman status`` reads its statistics.
+
+    :raises ProjectError: the CONFIG is refused by the layer or the segment cannot be attached.
+    """
+
+    def __init__(self, project: Project) -> None:
+        assert project.backend is not None
+        try:
+            self.layer = project.backend(**project.layer_config)
+        except TypeError as exc:
+            raise ProjectError(f"CHANNEL_LAYERS[{project.alias!r}]['CONFIG'] is not accepted by the layer: {exc}") from None
+        except Exception as exc:  # the segment's own errors: mismatched sizes, /dev/shm full...
+            raise ProjectError(f"cannot attach the channel layer segment for prefix {project.prefix!r}: "
+                               f"{type(exc).__name__}: {exc}; `procman doctor` says more") from None
+        self.prefix = project.prefix
+
+    def statistics_source(self) -> Any:
+        """The segment-level layer of this process (``global_statistics``, ``channel_list``...)."""
+        return self.layer._process_for().segment
+
+    def close(self) -> None:
+        """Detach; the segment is removed if no other process holds it."""
+        self.layer.close_now()
 
 
 def site_name(project: Project) -> str:

@@ -219,6 +219,14 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return exitcodes.OK
 
 
+def _asgi3_command_flags(config: Any) -> list[str]:
+    """``--asgi`` and ``--worker`` of an ASGI 3 site, for the exported ExecStart= line."""
+    flags = ["--asgi", config.asgi] if config.asgi else []
+    for channels in config.worker:
+        flags += ["--worker", *channels]
+    return flags
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from .config import ConfigError, resolve
     from .project import ProjectError, find_settings_module, load_project
@@ -229,7 +237,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     try:
         config = resolve(flags, directory, args.config)
         settings_module = find_settings_module(config.settings, directory)
-        prefix = args.unit or load_project(settings_module, directory).prefix
+        prefix = args.unit or load_project(settings_module, directory, asgi=config.asgi).prefix
     except (ConfigError, ProjectError) as exc:
         return _error(str(exc), exitcodes.USAGE)
     program = Path(sys.executable).with_name("procman")
@@ -243,6 +251,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         command += ["--max-memory", str(flags["max_memory"])]
     for pool in flags.get("pools") or []:
         command += ["--pool", pool]
+    command += _asgi3_command_flags(config)
     try:
         service, sock = render_units(prefix, command, config.bind, str(directory), user=args.user,
                                      environment={"PYTHONUNBUFFERED": "1", "PROCMAN_CONTROL_DIR": f"/run/{prefix}"})

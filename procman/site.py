@@ -17,7 +17,7 @@ from typing import Any
 
 from . import control, exitcodes, systemd
 from .arbiter import Arbiter, Role
-from .asgi3 import build_asgi3_roles, require_channels4, worker_pools
+from .asgi3 import SharedLayer, build_asgi3_roles, require_channels4, uses_shared_memory, worker_pools
 from .config import ConfigError, RunConfig
 from .logstream import LogStream
 from .project import Project, ProjectError, find_settings_module, load_project
@@ -154,6 +154,15 @@ def _layer_statistics(layer: Any, channels: list[str]) -> dict[str, Any]:
     return {"layer": stats}
 
 
+def _statistics_of(layer: Any, channels: list[str]) -> dict[str, Any]:
+    """The layer section of ``status`` for either mode (nothing when the site has no segment)."""
+    if layer is None:
+        return {}
+    if isinstance(layer, SharedLayer):
+        return _layer_statistics(layer.statistics_source(), channels)
+    return _layer_statistics(layer, channels)
+
+
 def run_site(config: RunConfig, directory: Path, log: LogStream, banner: str = "") -> int:
     """Run the Django project in ``directory`` (or ``config.settings``) until stopped.
 
@@ -176,9 +185,15 @@ def run_site(config: RunConfig, directory: Path, log: LogStream, banner: str = "
         if project.asgi_application is None:
             layer = _create_layer(project, log)
             roles = build_roles(config, project, listeners)
+            channels = list(STANDARD_CHANNELS) + [g for pool in config.pools for g in pool.channels if "*" not in g]
         else:
             roles = build_asgi3_roles(config, project, listeners)
-        channels = list(STANDARD_CHANNELS) + [g for pool in config.pools for g in pool.channels if "*" not in g]
+            channels = [name for pool in worker_pools(config) for name in pool.channels]
+            if uses_shared_memory(project.backend_path):
+                try:
+                    layer = SharedLayer(project)
+                except ProjectError as exc:
+                    raise SiteError(str(exc)) from None
         started = time.monotonic()
         watchdog = systemd.watchdog_interval()
         last_ping = [0.0]
@@ -193,7 +208,7 @@ def run_site(config: RunConfig, directory: Path, log: LogStream, banner: str = "
             systemd.notify(f"READY=1\nSTATUS=serving {urls}")
 
         segment_path = f"/dev/shm/asgi_ipc.{project.prefix}"
-        segment_inode = _inode(segment_path)
+        segment_inode = _inode(segment_path) if layer is not None else None
         last_check = [time.monotonic()]
 
         def on_tick() -> None:
@@ -230,7 +245,7 @@ def run_site(config: RunConfig, directory: Path, log: LogStream, banner: str = "
             status_extra=lambda: {
                 "site": {"prefix": project.prefix, "settings": project.settings_module,
                          "listen": [listener.url for listener in listeners]},
-                **(_layer_statistics(layer, channels) if layer is not None else {}),
+                **_statistics_of(layer, channels),
             },
         )
         try:
