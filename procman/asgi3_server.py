@@ -40,6 +40,8 @@ __all__ = ["parse_args", "server_entry", "import_application", "adopted_endpoint
 DRAIN_MARGIN = 1.0
 #: Seconds between two checks of the drain's progress.
 DRAIN_POLL = 0.05
+#: WebSocket close code "going away" (RFC 6455 7.4.1): the server is shutting down.
+GOING_AWAY = 1001
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -194,7 +196,9 @@ class _Drain:
         closing = 0
         for protocol in list(getattr(self.server, "connections", {})):
             if isinstance(protocol, self.websocket_class) and protocol.state == protocol.STATE_OPEN:
-                protocol.serverClose(code=1001)
+                # Autobahn's public sendClose refuses 1001 (an endpoint's code, not an
+                # application's); the frame method is what Daphne itself uses for 1011.
+                protocol.sendCloseFrame(code=GOING_AWAY, reasonUtf8=b"server shutting down")
                 closing += 1
         return closing
 
