@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_flags(run)
     demo = sub.add_parser("demo", help="run the bundled chat demo site")
     _add_run_flags(demo)
+    demo.add_argument("--channels4", action="store_true",
+                      help="the chat of today's Channels tutorial instead (Channels 4 + Daphne, ASGI 3 mode)")
     status = sub.add_parser("status", help="show the processes and queues of a running site")
     _add_target_flags(status)
     status.add_argument("--json", action="store_true", help="print the raw status as JSON")
@@ -167,6 +169,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if args.command == "demo":
             from .demo.setup import DemoError, prepare_demo
 
+            if args.channels4:
+                from .demo_channels4.setup import prepare_channels4_demo as prepare_demo
             try:
                 directory, flags, banner = prepare_demo(flags)
             except DemoError as exc:
