@@ -216,6 +216,11 @@ def test_status_reload_and_export_in_asgi3_mode(site, tmp_path):
         env=dict(os.environ, PYTHONPATH=str(REPO), C4SITE_PREFIX=s.prefix))
     assert exported.returncode == 0, exported.stderr
     assert f"# {s.prefix}.service" in exported.stdout and "--worker tasks" in exported.stdout
+    doctor = subprocess.run([python(), "-m", "procman", "doctor", "--settings", "c4site.settings", "--json"],
+                            cwd=C4SITE, capture_output=True, text=True, timeout=60,
+                            env=dict(os.environ, PYTHONPATH=str(REPO), C4SITE_PREFIX=s.prefix))
+    findings = {f["check"]: f for f in json.loads(doctor.stdout) if f["check"] == "settings"}
+    assert findings["settings"]["level"] == "ok" and repr(s.prefix) in findings["settings"]["message"]
     s.signal(signal.SIGTERM)
     assert s.wait(60) == exitcodes.OK
 
