@@ -157,3 +157,49 @@ class Site(Supervised):
     def close(self) -> None:
         self.kill_everything()
         remove_segment(self.prefix)
+
+
+def processes_by_role(s: Supervised) -> dict[str, list[psutil.Process]]:
+    """The supervisor's live children grouped by their ``PROCMAN_ROLE`` (``worker``, ``daphne``...)."""
+    found: dict[str, list[psutil.Process]] = {}
+    for proc in s.descendants():
+        try:
+            role = proc.environ().get("PROCMAN_ROLE")
+        except psutil.Error:
+            continue
+        found.setdefault(role, []).append(proc)
+    return found
+
+
+class SteadyLoad:
+    """``threads`` clients GETting ``url`` back to back (a new connection each) until stopped;
+    every status code and every error is recorded. Use as a context manager."""
+
+    def __init__(self, url: str, threads: int = 4, timeout: float = 15.0) -> None:
+        self.url, self.timeout = url, timeout
+        self.results: list[int] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._load, daemon=True) for _ in range(threads)]
+
+    def _load(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.results.append(http_get(self.url, timeout=self.timeout)[0])
+            except OSError as exc:
+                self.errors.append(repr(exc))
+
+    def wait_more(self, count: int, timeout: float = 20.0) -> None:
+        """Wait until ``count`` more answers than now arrived."""
+        before = len(self.results)
+        wait_for(lambda: len(self.results) >= before + count, timeout, f"{count} more answers under load")
+
+    def __enter__(self) -> "SteadyLoad":
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(30)

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import threading
 from pathlib import Path
 
 import psutil
@@ -16,7 +15,8 @@ import pytest
 
 from procman import exitcodes
 
-from .procs import REPO, Site, http_get, python, remove_segment, unique_prefix, wait_for
+from .procs import (REPO, Site, SteadyLoad, http_get, processes_by_role, python, remove_segment, unique_prefix,
+                    wait_for)
 
 pytest.importorskip("daphne", reason="the ASGI 3 mode needs Daphne (pip install 'asgi_ipc[channels4]')")
 pytest.importorskip("channels", reason="the ASGI 3 mode needs Channels 4 (pip install 'asgi_ipc[channels4]')")
@@ -39,17 +39,6 @@ def site(tmp_path):
     yield start
     for s in sites:
         s.close()
-
-
-def roles(s: Site) -> dict[str, list[psutil.Process]]:
-    found: dict[str, list[psutil.Process]] = {}
-    for proc in s.descendants():
-        try:
-            role = proc.environ().get("PROCMAN_ROLE")
-        except psutil.Error:
-            continue
-        found.setdefault(role, []).append(proc)
-    return found
 
 
 def ws_url(url: str, room: str) -> str:
@@ -81,8 +70,8 @@ def test_group_message_crosses_server_processes_then_term_closes_websockets_with
     url = s.wait_ready()
     assert s.segment_exists()
     children = s.descendants()
-    assert {r: len(p) for r, p in roles(s).items()} == {"daphne": 2}
-    pids = {p.pid for p in roles(s)["daphne"]}
+    assert {r: len(p) for r, p in processes_by_role(s).items()} == {"daphne": 2}
+    pids = {p.pid for p in processes_by_role(s)["daphne"]}
 
     async def chat() -> tuple[list[dict], list[int | None]]:
         by_pid = await connect_to_every_server(url, "lobby", 2)
@@ -113,7 +102,7 @@ def test_group_message_crosses_server_processes_then_term_closes_websockets_with
 def test_worker_pool_answers_through_the_layer_and_killed_processes_come_back(site):
     s = site("--interfaces", "2", "--worker", "tasks")
     url = s.wait_ready()
-    found = roles(s)
+    found = processes_by_role(s)
     assert {r: len(p) for r, p in found.items()} == {"daphne": 2, "worker-tasks": 1}
     victim, survivor = found["daphne"]
 
@@ -132,14 +121,14 @@ def test_worker_pool_answers_through_the_layer_and_killed_processes_come_back(si
     for _ in range(10):  # the other server answers meanwhile (the socket is never closed)
         status, body = http_get(url)
         assert status == 200
-    wait_for(lambda: len(roles(s).get("daphne", [])) == 2 and victim.pid not in {p.pid for p in roles(s)["daphne"]},
+    wait_for(lambda: len(processes_by_role(s).get("daphne", [])) == 2 and victim.pid not in {p.pid for p in processes_by_role(s)["daphne"]},
              what="a replacement Daphne process")
     assert survivor.is_running()
 
-    worker = roles(s)["worker-tasks"][0]
+    worker = processes_by_role(s)["worker-tasks"][0]
     mark = len(s.lines)
     worker.kill()
-    wait_for(lambda: (w := roles(s).get("worker-tasks")) and w[0].pid != worker.pid, what="a replacement worker")
+    wait_for(lambda: (w := processes_by_role(s).get("worker-tasks")) and w[0].pid != worker.pid, what="a replacement worker")
     s.wait_line("listening on tasks", after=mark)
     assert asyncio.run(task_round_trip("two"))["text"] == "done: two"
     s.signal(signal.SIGTERM)
@@ -150,36 +139,17 @@ def test_worker_pool_answers_through_the_layer_and_killed_processes_come_back(si
 def test_hup_replaces_the_servers_new_before_old_with_no_failed_request(site):
     s = site("--interfaces", "2")
     url = s.wait_ready()
-    old = {p.pid for p in roles(s)["daphne"]}
-    results: list[int] = []
-    errors: list[str] = []
-    stop = threading.Event()
-
-    def load() -> None:
-        while not stop.is_set():
-            try:
-                results.append(http_get(url + "slow?s=0.05", timeout=15)[0])
-            except OSError as exc:
-                errors.append(repr(exc))
-
-    threads = [threading.Thread(target=load) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    try:
-        wait_for(lambda: len(results) >= 20, what="load to start")
+    old = {p.pid for p in processes_by_role(s)["daphne"]}
+    with SteadyLoad(url + "slow?s=0.05") as load:
+        load.wait_more(20)
         mark = len(s.lines)
         s.signal(signal.SIGHUP)
         s.wait_line("reload: replacing 2 process(es)", after=mark)
-        wait_for(lambda: (d := roles(s).get("daphne", [])) and len(d) == 2 and not old & {p.pid for p in d},
-                 timeout=60, what="the old servers to be replaced")
-        before = len(results)
-        wait_for(lambda: len(results) >= before + 20, what="load to continue on the new servers")
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(30)
-    assert errors == []
-    assert set(results) == {200}, f"non-200 answers during reload: {sorted(set(results))}"
+        wait_for(lambda: (d := processes_by_role(s).get("daphne", [])) and len(d) == 2
+                 and not old & {p.pid for p in d}, timeout=60, what="the old servers to be replaced")
+        load.wait_more(20)
+    assert load.errors == []
+    assert set(load.results) == {200}, f"non-200 answers during reload: {sorted(set(load.results))}"
     assert s.output.count("draining: stopped accepting") == 2  # each old server drained
 
 
@@ -204,10 +174,10 @@ def test_status_reload_and_export_in_asgi3_mode(site, tmp_path):
     assert "tasks" in status["layer"]["channels"]
     wait_for(lambda: json.loads(s.cli("status", "--json", "--name", s.prefix).stdout)["processes"][0]["requests"],
              what="the server to count the request")
-    old = roles(s)["daphne"][0].pid
+    old = processes_by_role(s)["daphne"][0].pid
     reload = s.cli("reload", "--name", s.prefix)
     assert reload.returncode == 0, reload.stderr
-    wait_for(lambda: (d := roles(s).get("daphne")) and d[0].pid != old and len(d) == 1, timeout=60,
+    wait_for(lambda: (d := processes_by_role(s).get("daphne")) and d[0].pid != old and len(d) == 1, timeout=60,
              what="the server to be replaced")
     assert http_get(url)[0] == 200
     exported = subprocess.run(
