@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 from pathlib import Path
 
 import psutil
@@ -97,6 +98,30 @@ def test_group_message_crosses_server_processes_then_term_closes_websockets_with
     assert not any(p.is_running() for p in children)
     assert not s.segment_exists(), "a clean stop must leave nothing in /dev/shm"
     assert not list(s.control_dir.glob("*.sock"))
+
+
+def test_term_lets_a_request_in_flight_finish(site):
+    s = site("--interfaces", "1")
+    url = s.wait_ready()
+    answer: list[tuple[int, bytes]] = []
+    errors: list[str] = []
+
+    def slow() -> None:
+        try:
+            answer.append(http_get(url + "slow?s=2", timeout=30))
+        except OSError as exc:
+            errors.append(repr(exc))
+
+    client = threading.Thread(target=slow)
+    client.start()
+    server = processes_by_role(s)["daphne"][0]
+    wait_for(lambda: any(c.status == psutil.CONN_ESTABLISHED and c.laddr.port == int(url.rsplit(":", 1)[1].strip("/"))
+                         for c in server.net_connections("tcp")), what="the slow request to reach the server")
+    s.signal(signal.SIGTERM)
+    client.join(30)
+    assert errors == [] and answer and answer[0][0] == 200 and answer[0][1].startswith(b"slow from")
+    assert s.wait(60) == exitcodes.OK
+    assert "drain timed out" not in s.output
 
 
 def test_worker_pool_answers_through_the_layer_and_killed_processes_come_back(site):
