@@ -47,7 +47,6 @@ import threading
 import time
 import uuid
 import warnings
-import weakref
 from typing import Any, Mapping
 
 from channels.exceptions import ChannelFull
@@ -61,6 +60,7 @@ __all__ = ["IPCChannelLayer", "IgnoredConfigWarning"]
 _LETTERS = string.ascii_letters
 _SWEEP_EVERY = 256  # buffered deliveries between sweeps of expired buffered messages
 _ATTACH_ATTEMPTS = 20
+_VALID_CACHE = 20000  # channel names remembered as valid
 
 # channels_redis CONFIG keys that have no meaning on one machine's shared memory.
 _IGNORED = {
@@ -277,30 +277,62 @@ class _Process:
         """Take messages of ``key`` while this loop has waiters not yet served. There is no
         await between the last check and leaving: a receive on this loop either sees the pump
         running or starts a new one."""
+        specific = key.endswith("!")
+        segment = self.segment
         try:
             while self.hungry.get((loop, key), 0) > 0:
                 try:
-                    name, message = await self.segment.receive_async([key])
+                    name, message = await segment.receive_async([key])
+                    # Then, without waiting: a process's specific channels are all its own, so
+                    # take what is there (a group_send's fan-out arrives at once); a normal
+                    # channel only as many as this loop still waits for.
+                    while name is not None:
+                        self.deliver(name, message)
+                        if not specific and self.hungry.get((loop, key), 0) <= 0:
+                            break
+                        name, message = segment.receive([key], block=False)
                 except (errors.SegmentError, OSError) as exc:
                     self.fail(loop, key, exc)
                     return
-                if name is not None:
-                    self.deliver(name, message)
         finally:
             if self.pumps.get((loop, key)) is asyncio.current_task():
                 del self.pumps[(loop, key)]
 
-    def close(self) -> None:
-        """Give normal channels' buffered messages back, stop pumps, detach."""
+    def _stop(self) -> list[asyncio.Task]:
+        """Give normal channels' buffered messages back and cancel the pumps (a pump cancelled
+        just after the segment handed it a message loses that message: closing drops what
+        this process would have received). Returns the pumps of the running loop."""
         with self.lock:
             buffers, self.buffers = self.buffers, {}
             pumps, self.pumps = dict(self.pumps), {}
         for name, buf in buffers.items():
             if "!" not in name:
                 self._give_back(name, list(buf))
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        here = []
         for (loop, _key), task in pumps.items():
-            if not loop.is_closed() and not task.done():
+            if task.done() or loop.is_closed():
+                continue
+            if loop is running:
+                task.cancel()
+                here.append(task)
+            else:
                 loop.call_soon_threadsafe(task.cancel)
+        return here
+
+    def close(self) -> None:
+        """Stop, then detach from the segment (from sync code or at exit)."""
+        self._stop()
+        self.segment.close()
+
+    async def close_async(self) -> None:
+        """Stop, let this loop's pumps end, then detach."""
+        pumps = self._stop()
+        if pumps:
+            await asyncio.wait(pumps, timeout=5)
         self.segment.close()
 
 
@@ -374,9 +406,9 @@ class IPCChannelLayer(BaseChannelLayer):
             "max_message_size": max_message_size,
         }
         self._lock = threading.Lock()
+        self._valid_channels: set = set()
         self._process: _Process | None = None
         self._process_for()  # attach now: a bad prefix or size fails at start-up, not later
-        _LIVE.add(self)
 
     # -- this process's state --------------------------------------------------------------------
     def _attach(self) -> _SegmentLayer:
@@ -397,6 +429,7 @@ class IPCChannelLayer(BaseChannelLayer):
         with self._lock:
             if self._process is None or self._process.pid != os.getpid():
                 self._process = _Process(self)  # first use, or a forked child: a fresh start
+                _LIVE.add(self)
             return self._process
 
     @property
@@ -405,11 +438,17 @@ class IPCChannelLayer(BaseChannelLayer):
         return self._process_for().client
 
     # -- names -------------------------------------------------------------------------------------
-    def _check_channel(self, name: object, what: str = "Channel") -> str:
+    def _check_channel(self, name: object) -> str:
+        """``name`` if Channels' rules accept it (cached), else ``TypeError`` naming it."""
+        if type(name) is str and name in self._valid_channels:
+            return name
         try:
             self.require_valid_channel_name(name)
         except TypeError as exc:
             raise TypeError(f"{exc} Got {name!r}.") from None
+        if len(self._valid_channels) >= _VALID_CACHE:
+            self._valid_channels.clear()
+        self._valid_channels.add(name)
         return name  # type: ignore[return-value]
 
     def _check_group(self, name: object) -> str:
@@ -446,16 +485,18 @@ class IPCChannelLayer(BaseChannelLayer):
         key = self.non_local_name(channel)
         segment = process.segment
         while True:
-            # Without awaiting: what is buffered, else what the segment holds right now.
-            found, message = process.take_buffered(channel)
-            if found:
-                return message
-            name, message = segment.receive([key], block=False)
-            if name == channel:
-                return message
-            if name is not None:  # another of this process's specific channels
-                process.deliver(name, message)
-                continue
+            if (loop, key) not in process.pumps:
+                # Nobody on this loop takes this key's messages: take one now, without
+                # awaiting, if the segment has one (the pump would only be slower).
+                found, message = process.take_buffered(channel)
+                if found:
+                    return message
+                name, message = segment.receive([key], block=False)
+                if name == channel:
+                    return message
+                if name is not None:  # another of this process's specific channels
+                    process.deliver(name, message)
+                    continue
             found, message, waiter = process.take_or_wait(channel, key, loop)
             if found:
                 return message
@@ -504,22 +545,32 @@ class IPCChannelLayer(BaseChannelLayer):
     async def close(self) -> None:
         """Detach this process (the last process out removes the segment). The layer stays
         usable: the next call attaches again."""
-        self.close_now()
+        process = self._detach()
+        if process is not None:
+            await process.close_async()
 
     close_pools = close  # what channels_redis users call
 
     def close_now(self) -> None:
         """``close`` for sync code and interpreter exit."""
+        process = self._detach()
+        if process is not None:
+            process.close()
+
+    def _detach(self) -> _Process | None:
+        """Forget this process's state; return it if this process may close it."""
         with self._lock:
             process, self._process = self._process, None
-        if process is not None and process.pid == os.getpid():
-            process.close()
+            _LIVE.discard(self)
+        return process if process is not None and process.pid == os.getpid() else None
 
     def __repr__(self) -> str:
         return f"<asgi_ipc.channels.IPCChannelLayer prefix={self.prefix!r}>"
 
 
-_LIVE: "weakref.WeakSet[IPCChannelLayer]" = weakref.WeakSet()
+# Layers attached in this process, closed at exit (Channels keeps its layers for the process's
+# lifetime and never closes them; an unclosed layer is kept alive here until exit).
+_LIVE: "set[IPCChannelLayer]" = set()
 
 
 def _after_fork_in_child() -> None:

@@ -12,11 +12,16 @@ Differences forced by that API, and how each is kept fair:
 - A process listens on many channels by running one task per channel, as Channels 4 consumers do
   (group members: one task per member channel, feeding one local queue).
 - A ``!`` channel can only be received by the layer instance that made it with ``new_channel``.
+
+The roles use nothing but the Channels 4 layer API, so ``benchmarks.channels4_bench`` runs them on
+other Channels 4 layers too: a ``layer_class`` entry in the config (a dotted path) replaces
+``RedisChannelLayer``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 from array import array
 from collections import defaultdict
@@ -55,7 +60,12 @@ _FULL_BACKOFF = 50e-6
 
 
 def _attach(ctx: RoleContext) -> RedisChannelLayer:
-    return RedisChannelLayer(**ctx.layer_config)
+    config = dict(ctx.layer_config)
+    path = config.pop("layer_class", None)
+    if path is None:
+        return RedisChannelLayer(**config)
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)(**config)
 
 
 def _message(kind: str, size: int, reply_channel: str = "bench.reply!c0") -> dict[str, Any]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-__all__ = ["IDLE_CPU_BUDGET_MS_PER_S", "Row", "build_rows", "format_table"]
+__all__ = ["IDLE_CPU_BUDGET_MS_PER_S", "Row", "build_rows", "format_table", "format_value", "markdown_table"]
 
 Results = dict[str, dict[str, dict[str, Any]]]
 
@@ -173,7 +173,8 @@ def build_rows(results: Results) -> list[Row]:
     )
 
 
-def _format(value: Any, fmt: str) -> str:
+def format_value(value: Any, fmt: str) -> str:
+    """A number as the table shows it (``fmt``: rate, us, ms, mbps, cpu, ratio or text)."""
     if value is None:
         return "-"
     if isinstance(value, str):
@@ -206,13 +207,17 @@ def format_table(rows: list[Row]) -> str:
     """The rows as an aligned Markdown table (readable in a terminal and in the README)."""
     header = ["case", "unit", "ours", "channels_redis", "floor", "ours/redis", "budget", "verdict"]
     body = [
-        [r.case, r.unit, _format(r.ours, r.fmt), _format(r.redis, r.fmt),
-         _format(r.floor, "us" if r.fmt == "us" else r.fmt) if r.floor is not None else "",
+        [r.case, r.unit, format_value(r.ours, r.fmt), format_value(r.redis, r.fmt),
+         format_value(r.floor, "us" if r.fmt == "us" else r.fmt) if r.floor is not None else "",
          _format_ratio(r), r.budget, r.verdict]
         for r in rows
     ]
+    return markdown_table(header, body, numeric={2, 3, 4, 5})
+
+
+def markdown_table(header: list[str], body: list[list[str]], numeric: set[int]) -> str:
+    """Cells as an aligned Markdown table; the ``numeric`` columns are right-aligned."""
     widths = [max(len(line[i]) for line in [header] + body) for i in range(len(header))]
-    numeric = {2, 3, 4, 5}
 
     def line(cells: list[str]) -> str:
         padded = [c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))]

@@ -1,0 +1,252 @@
+"""Channels 4 layers side by side: asgi_ipc.channels vs channels_redis (core and pub/sub) vs
+InMemoryChannelLayer, on the shapes of the layer benchmark.
+
+Run from the repository root::
+
+    python -m benchmarks.channels4_bench            # about 1-2 minutes
+    python -m benchmarks.channels4_bench --quick    # smoke run, not a measurement
+    python -m benchmarks.layer_bench --channels4    # after the ASGI 1 table, in the same JSON
+
+Every layer runs the same roles (``benchmarks.redis_cases``: nothing but the Channels 4 API -
+``await send/receive/new_channel/group_add/group_send``) in the same spawned processes
+(``benchmarks.cases``, ``benchmarks.procs``); only the ``layer_class`` of the config differs.
+``InMemoryChannelLayer`` cannot cross processes: it runs the single-process row only, as the
+floor of what a Channels 4 layer costs in Python. A real ``redis-server`` is started on a free
+loopback port and always stopped; the segment is always removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import cases, report  # noqa: E402
+from benchmarks.cases import Durations  # noqa: E402
+from benchmarks.redis_server import RedisServer  # noqa: E402
+
+__all__ = ["BACKENDS", "run_all", "build_table", "main"]
+
+# Column order of the table: (key, heading).
+BACKENDS = (
+    ("ipc", "asgi_ipc.channels"),
+    ("redis", "channels_redis core"),
+    ("pubsub", "channels_redis pubsub"),
+    ("memory", "InMemory"),
+)
+CROSS_PROCESS = ("ipc", "redis", "pubsub")
+CAPACITY = 20_000
+IPC_SIZES = {"message_memory": 128 * 2**20, "channels": 4096, "groups": 4096,
+             "group_members": 65536, "max_message_size": 2**20}
+# What the budgets of issue 8 ask of asgi_ipc.channels against channels_redis core.
+THROUGHPUT_FACTOR = 30
+LATENCY_SHARE = 10
+GROUP_SHARE = 10
+
+Case = Callable[[str, dict[str, Any]], dict[str, Any]]
+ROLES = "redis"  # cases.BACKEND_MODULES key of the Channels 4 API roles
+
+
+def _plan(d: Durations) -> list[tuple[str, tuple[str, ...], Case]]:
+    everyone = tuple(key for key, _ in BACKENDS)
+    return [
+        ("pairs", everyone, lambda b, c: cases.pairs(ROLES, c, d.pairs, (0,), f"c4p{b}")),
+        ("cross_1to1", CROSS_PROCESS,
+         lambda b, c: cases.cross_process(ROLES, c, d.cross, 1, 1, "http", 1024, f"c4x11{b}")),
+        ("cross_2to2", CROSS_PROCESS,
+         lambda b, c: cases.cross_process(ROLES, c, d.cross, 2, 2, "http", 1024, f"c4x22{b}")),
+        ("rtt", CROSS_PROCESS, lambda b, c: cases.round_trip(ROLES, c, d, f"c4rtt{b}")),
+        ("group_100", CROSS_PROCESS, lambda b, c: cases.group_send(ROLES, c, d, 100, f"c4g100{b}")),
+        ("group_1000", CROSS_PROCESS, lambda b, c: cases.group_send(ROLES, c, d, 1000, f"c4g1k{b}")),
+        ("idle_async", CROSS_PROCESS, lambda b, c: cases.idle_cpu(ROLES, c, d, "async", f"c4idle{b}")),
+    ]
+
+
+def run_all(d: Durations, log: Callable[[str], None],
+            backends: tuple[str, ...] = tuple(k for k, _ in BACKENDS)) -> dict[str, Any]:
+    """Run every case for ``backends``; ``{case id: {backend: metrics or {"error": ...}}}``."""
+    results: dict[str, dict[str, Any]] = {}
+    with contextlib.ExitStack() as stack:
+        configs: dict[str, dict[str, Any]] = {}
+        flushers: dict[str, Callable[[], None]] = {}
+        if "redis" in backends or "pubsub" in backends:
+            server = stack.enter_context(RedisServer())
+            log(f"redis-server {server.version} on 127.0.0.1:{server.port}")
+            hosts = [("127.0.0.1", server.port)]
+            configs["redis"] = {"hosts": hosts, "prefix": f"c4b{uuid.uuid4().hex[:8]}:",
+                                "capacity": CAPACITY}
+            configs["pubsub"] = {"layer_class": "channels_redis.pubsub.RedisPubSubChannelLayer",
+                                 "hosts": hosts, "prefix": f"c4s{uuid.uuid4().hex[:8]}:"}
+        if "ipc" in backends:
+            from asgi_ipc.channels import IPCChannelLayer
+
+            configs["ipc"] = {"layer_class": "asgi_ipc.channels.IPCChannelLayer",
+                              "prefix": f"c4bench{os.getpid()}_{uuid.uuid4().hex[:8]}",
+                              "capacity": CAPACITY, **IPC_SIZES}
+            # Held for the whole run, so the segment outlives each case's processes.
+            held = IPCChannelLayer(**{k: v for k, v in configs["ipc"].items() if k != "layer_class"})
+            stack.callback(held.close_now)
+            flushers["ipc"] = lambda: _run(held.flush())
+            log(f"asgi_ipc segment {configs['ipc']['prefix']!r}")
+        configs["memory"] = {"layer_class": "channels.layers.InMemoryChannelLayer",
+                             "capacity": CAPACITY}
+        plan = [(cid, [b for b in bs if b in backends], fn) for cid, bs, fn in _plan(d)]
+        for number, (case_id, case_backends, fn) in enumerate(plan, 1):
+            for backend in case_backends:
+                started = time.monotonic()
+                try:
+                    metrics = fn(backend, configs[backend])
+                except Exception as exc:  # a failed case is reported and the run goes on
+                    metrics = {"error": f"{type(exc).__name__}: {exc}"}
+                results.setdefault(case_id, {})[backend] = metrics
+                text = metrics.get("error") or _summary(metrics)
+                log(f"[{number}/{len(plan)}] {case_id:<10} {backend:<6} "
+                    f"{time.monotonic() - started:5.1f}s  {text}")
+                if backend in flushers:
+                    flushers[backend]()
+    return results
+
+
+def _run(coro: Any) -> Any:
+    import asyncio
+
+    return asyncio.run(coro)
+
+
+def _summary(metrics: dict[str, Any]) -> str:
+    if "depth_0" in metrics:
+        return f"{metrics['depth_0']['rate']:,.0f} pairs/s"
+    for key, unit in (("rate", " msgs/s"), ("p50_us", " us p50"), ("delivered_ms", " ms delivered"),
+                      ("cpu_ms_per_s", " CPU ms/s")):
+        if isinstance(metrics.get(key), (int, float)):
+            extra = (f" (dup {metrics['duplicates']}, lost {metrics['lost']})"
+                     if "duplicates" in metrics else "")
+            return f"{metrics[key]:,.1f}{unit}{extra}"
+    return ""
+
+
+def _value(results: dict[str, Any], case: str, backend: str, key: str) -> Any:
+    metrics = results.get(case, {}).get(backend)
+    if not metrics or "error" in metrics:
+        return None
+    if key == "pairs":
+        return metrics["depth_0"]["rate"]
+    if key == "dup_lost":
+        return f"{metrics['duplicates']} / {metrics['lost']}"
+    return metrics.get(key)
+
+
+def _verdict(ok: Callable[[], bool], *needed: Any) -> str:
+    if any(x is None for x in needed):
+        return "n.a."
+    return "PASS" if ok() else "FAIL"
+
+
+def build_table(results: dict[str, Any]) -> str:
+    """The results as a Markdown table: one column per layer, asgi_ipc/redis, budget, verdict."""
+    rows: list[tuple[str, str, str, str, str, Callable[[Any, Any], str]]] = []
+    # (label, case, metric key, unit, fmt, budget judge(ours, redis) -> (budget, verdict))
+
+    def higher(factor: int):
+        return lambda ours, redis: (f">= {factor}x redis",
+                                    _verdict(lambda: ours >= factor * redis, ours, redis))
+
+    def lower(share: int):
+        return lambda ours, redis: (f"<= 1/{share} redis",
+                                    _verdict(lambda: ours * share <= redis, ours, redis))
+
+    def no_dup(case: str):
+        def judge(ours, redis):
+            metrics = results.get(case, {}).get("ipc") or {}
+            dup, lost = metrics.get("duplicates"), metrics.get("lost")
+            return "0 / 0", _verdict(lambda: dup == 0 and lost == 0, dup, lost)
+        return judge
+
+    none = lambda ours, redis: ("", "n.a.")  # noqa: E731
+    idle = lambda ours, redis: (f"<= {report.IDLE_CPU_BUDGET_MS_PER_S:g} ms/s",  # noqa: E731
+                                _verdict(lambda: ours <= report.IDLE_CPU_BUDGET_MS_PER_S, ours))
+    rows = [
+        ("single process send+receive", "pairs", "pairs", "pairs/s", "rate", none),
+        ("cross-process 1 -> 1", "cross_1to1", "rate", "msgs/s", "rate", higher(THROUGHPUT_FACTOR)),
+        ("  1 -> 1 duplicates / lost", "cross_1to1", "dup_lost", "msgs", "text", no_dup("cross_1to1")),
+        ("cross-process 2 -> 2", "cross_2to2", "rate", "msgs/s", "rate", higher(THROUGHPUT_FACTOR)),
+        ("  2 -> 2 duplicates / lost", "cross_2to2", "dup_lost", "msgs", "text", no_dup("cross_2to2")),
+        ("round trip p50", "rtt", "p50_us", "us", "us", lower(LATENCY_SHARE)),
+        ("round trip p99", "rtt", "p99_us", "us", "us", none),
+        ("group_send 100: send", "group_100", "send_ms", "ms", "ms", none),
+        ("group_send 100: all delivered", "group_100", "delivered_ms", "ms", "ms", none),
+        ("  100: dup / lost", "group_100", "dup_lost", "msgs", "text", no_dup("group_100")),
+        ("group_send 1,000: send", "group_1000", "send_ms", "ms", "ms", none),
+        ("group_send 1,000: all delivered", "group_1000", "delivered_ms", "ms", "ms",
+         lower(GROUP_SHARE)),
+        ("  1,000: dup / lost", "group_1000", "dup_lost", "msgs", "text", no_dup("group_1000")),
+        ("idle blocked receiver", "idle_async", "cpu_ms_per_s", "CPU ms/s", "cpu", idle),
+    ]
+    header = ["case", "unit"] + [title for _, title in BACKENDS] + ["ipc/redis", "budget",
+                                                                      "verdict"]
+    body = []
+    for label, case, key, unit, fmt, judge in rows:
+        values = [_value(results, case, backend, key) for backend, _ in BACKENDS]
+        ours, redis = values[0], values[1]
+        ratio = ""
+        if fmt != "text" and isinstance(ours, (int, float)) and isinstance(redis, (int, float)) \
+                and redis:
+            ratio = report.format_value(ours / redis, "ratio") + "x"
+        budget, verdict = judge(ours, redis)
+        body.append([label, unit] + [report.format_value(v, fmt) for v in values]
+                    + [ratio, budget, verdict])
+    return report.markdown_table(header, body, numeric=set(range(2, 3 + len(BACKENDS))))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the Channels 4 comparison; exit 0 if every case ran, 1 if one failed."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.channels4_bench",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short smoke run, not a measurement")
+    parser.add_argument("--backends", default=",".join(k for k, _ in BACKENDS),
+                        help="comma-separated subset of: ipc, redis, pubsub, memory")
+    parser.add_argument("--results-dir", type=Path,
+                        default=Path(__file__).resolve().parent / "results")
+    args = parser.parse_args(argv)
+    chosen = tuple(b.strip() for b in args.backends.split(",") if b.strip())
+    unknown = sorted(set(chosen) - {k for k, _ in BACKENDS})
+    if unknown or not chosen:
+        parser.error(f"--backends: unknown or empty {unknown or chosen}")
+    durations = Durations.quick() if args.quick else Durations()
+
+    def log(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    load = [round(x, 2) for x in os.getloadavg()]
+    log(f"Channels 4 layers, load average {load}")
+    started = datetime.datetime.now(datetime.timezone.utc)
+    results = run_all(durations, log, chosen)
+    table = build_table(results)
+    print(table)
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    path = args.results_dir / f"channels4-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+    path.write_text(json.dumps({"started": started.isoformat(timespec="seconds"),
+                                "quick": args.quick, "load_average": load,
+                                "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+                                "durations": durations.__dict__, "results": results,
+                                "table": table}, indent=2, default=str) + "\n", encoding="utf-8")
+    log(f"wrote {path}")
+    failed = [f"{c}/{b}" for c, per in results.items() for b, m in per.items() if "error" in m]
+    if failed:
+        log(f"failed cases: {', '.join(failed)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
