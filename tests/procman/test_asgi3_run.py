@@ -178,6 +178,22 @@ def test_hup_replaces_the_servers_new_before_old_with_no_failed_request(site):
     assert s.output.count("draining: stopped accepting") == 2  # each old server drained
 
 
+def test_a_server_whose_event_loop_blocks_is_aborted_and_replaced(site):
+    s = site("--interfaces", "1", "--timeout", "2")
+    url = s.wait_ready()
+    blocked = processes_by_role(s)["daphne"][0]
+    try:
+        http_get(url + "block?s=30", timeout=1)
+    except OSError:
+        pass  # the server is stuck in the view: no answer
+    s.wait_line("daphne.1 (pid", 20)
+    s.wait_line("sent no heartbeat for 2 s: aborting it")
+    wait_for(lambda: (d := processes_by_role(s).get("daphne")) and d[0].pid != blocked.pid, timeout=30,
+             what="a replacement server")
+    wait_for(lambda: http_get(url)[0] == 200, timeout=30, what="the new server to answer")
+    assert "Current thread" in s.output or "Thread 0x" in s.output  # faulthandler printed the stack
+
+
 def test_application_that_does_not_import_stops_the_run_with_its_traceback(site):
     s = site("--interfaces", "2", env={"C4SITE_APPLICATION": "c4site.no_such_asgi.application"})
     code = s.wait(90)

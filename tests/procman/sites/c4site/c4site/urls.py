@@ -6,4 +6,5 @@ urlpatterns = [
     path("", views.hello),
     path("slow", views.slow),
     path("task", views.task),
+    path("block", views.block),
 ]

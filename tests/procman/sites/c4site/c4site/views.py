@@ -15,6 +15,14 @@ async def slow(request):
     return HttpResponse(f"slow from {os.getpid()}\n")
 
 
+async def block(request):
+    """Blocks the server's event loop (a bug in an async view): its heartbeats stop."""
+    import time
+
+    time.sleep(float(request.GET.get("s", "5")))
+    return HttpResponse("unblocked\n")
+
+
 async def task(request):
     """Hand ``text`` to the ``tasks`` channel: a Channels worker process answers the ``results`` group."""
     await get_channel_layer().send("tasks", {"type": "task.run", "text": request.GET.get("text", "")})
