@@ -92,13 +92,11 @@ async def _serve(worker: Any, tracked: _Tracked, args: argparse.Namespace, beats
     checking = asyncio.ensure_future(worker.application_checker())
     beats.ready()
     print(f"listening on {', '.join(args.channels)}", flush=True)
+    stopping = asyncio.ensure_future(stop.wait())
     code = 0
     try:
         while not stop.is_set():
-            try:
-                await asyncio.wait_for(asyncio.shield(stop.wait()), timeout=1.0)
-            except asyncio.TimeoutError:
-                pass
+            await asyncio.wait({stopping, listening}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
             if listening.done():
                 listening.result()  # a layer error: an ordinary crash (restarted with backoff)
                 raise RuntimeError("the channel listeners ended")
@@ -115,6 +113,7 @@ async def _serve(worker: Any, tracked: _Tracked, args: argparse.Namespace, beats
         if not _idle(worker, tracked):
             print("stop timed out with messages still being handled", flush=True)
     finally:
+        stopping.cancel()
         checking.cancel()
         for details in list(worker.application_instances.values()):
             details["future"].cancel()

@@ -158,6 +158,7 @@ def test_worker_pool_answers_through_the_layer_and_killed_processes_come_back(si
     assert asyncio.run(task_round_trip("two"))["text"] == "done: two"
     s.signal(signal.SIGTERM)
     assert s.wait(60) == exitcodes.OK
+    assert "timed out" not in s.output  # the worker and both servers stopped by themselves
     assert not s.segment_exists()
 
 
