@@ -305,7 +305,8 @@ class Arbiter:
         self._begin_stop("fast")
 
     def handle_ttin(self) -> None:
-        """SIGTTIN: one more process in each scalable role (the worker pool)."""
+        """SIGTTIN: one more process in each scalable role (the worker pool; the Daphne servers in
+        the ASGI 3 mode)."""
         for role in self.roles:
             if role.scalable:
                 role.count += 1
@@ -660,7 +661,7 @@ class Arbiter:
             if self.stopping:
                 return {"ok": False, "error": "the site is stopping"}
             self.request("HUP")
-            return {"ok": True, "message": "reload started (new workers first, then the old ones stop)"}
+            return {"ok": True, "message": "reload started (new processes first, then the old ones stop)"}
         if command == "stop":
             self.request("QUIT" if request.get("fast") else "TERM")
             return {"ok": True, "message": "stopping" + (" fast" if request.get("fast") else "")}

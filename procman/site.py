@@ -81,10 +81,12 @@ def _check_mode(config: RunConfig, project: Project) -> None:
     require_channels4()
     given = [f"--{key.replace('_', '-')}" for key in ("only_channels", "exclude_channels", "max_requests")
              if getattr(config, key)]
+    if "workers" in config.sources:
+        given.append(f"--workers (from {config.sources['workers']})")
     if given:
         raise ConfigError(f"{', '.join(given)}: Channels 1 worker options, not used in the ASGI 3 mode "
-                          "(its application runs in the Daphne servers; use --worker / --pool for "
-                          "Channels background workers)")
+                          "(its application runs in the Daphne servers, --interfaces N of them; use "
+                          "--worker / --pool for Channels background workers)")
     worker_pools(config)
 
 

@@ -112,6 +112,8 @@ def test_each_mode_refuses_the_other_modes_flags(tmp_path):
     asgi = Project("mysite.settings", tmp_path, "default", None, {}, "mysite.asgi:application", "")
     with pytest.raises(ConfigError, match="--only-channels: Channels 1 worker options"):
         _check_mode(resolve({"only_channels": ["http.*"]}, tmp_path), asgi)
+    with pytest.raises(ConfigError, match=r"--workers \(from command line\): Channels 1 worker options"):
+        _check_mode(resolve({"workers": 3}, tmp_path), asgi)
 
 
 def test_missing_packages_are_named_with_the_install_command(monkeypatch):
