@@ -131,8 +131,10 @@ def _serve(server_class: type, application: Any, args: argparse.Namespace, beats
         """Daphne's server, keeping its listening ports (to stop accepting) and saying when it is
         ready (every endpoint listens, inside the running reactor)."""
 
-        ports: list[Any] = []
-        failed = False
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.ports: list[Any] = []
+            self.failed = False  # could not listen, or lost its supervisor: exit 1
 
         def listen_success(self, port: Any) -> None:
             super().listen_success(port)
@@ -149,6 +151,7 @@ def _serve(server_class: type, application: Any, args: argparse.Namespace, beats
     def beat() -> None:
         if not beats.beat(served[0]):
             print("supervisor gone: exiting", flush=True)
+            server.failed = True
             server.stop()
 
     beating = task.LoopingCall(beat)
@@ -157,6 +160,8 @@ def _serve(server_class: type, application: Any, args: argparse.Namespace, beats
     drain = _Drain(server, WebSocketProtocol, max(0.5, args.graceful_timeout - DRAIN_MARGIN))
 
     def install_signals() -> None:
+        # The asyncio reactor's loop (not running yet: startup triggers fire just before it runs);
+        # Daphne reaches it through the same attribute.
         loop = reactor._asyncioEventloop
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, drain.start)
