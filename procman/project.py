@@ -10,7 +10,7 @@ Two kinds of project (see :attr:`Project.asgi_application`):
   with a ``ROUTING``; procman runs interface servers plus Django workers on it.
 - **ASGI 3** (today's Channels 2-4): ``ASGI_APPLICATION`` is set in the settings (or ``--asgi``
   is given); procman runs Daphne servers with the application in-process (:mod:`procman.asgi3`).
-  Any Channels 4 layer may be configured, or none; the layer is not imported here.
+  Any Channels 4 layer may be configured, or none; only the shared-memory layer is imported here.
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ class Project:
     :ivar asgi_application: ASGI 3 mode: the application as ``module:attribute`` (from ``--asgi``
         or the settings' ``ASGI_APPLICATION``); None for a Channels 1 project.
     :ivar backend_path: ASGI 3 mode: the dotted ``BACKEND`` of ``CHANNEL_LAYERS[alias]`` ("" when
-        the project has no channel layer); ``backend`` is then None (never imported here).
+        the project has no channel layer); ``backend`` is then the class for the shared-memory layer
+        only (its prefix names the site) and None for any other layer, which is never imported here.
     """
 
     settings_module: str

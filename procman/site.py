@@ -203,8 +203,8 @@ def run_site(config: RunConfig, directory: Path, log: LogStream, banner: str = "
         def on_ready() -> None:
             urls = ", ".join(listener.url for listener in listeners)
             counts = ", ".join(f"{role.count} {role.name}" for role in roles)
-            log.info(f"ready at {urls} ({counts}; layer prefix {project.prefix!r}; "
-                     f"{time.monotonic() - started:.1f} s)")
+            named = f"layer prefix {project.prefix!r}" if layer is not None else f"site {project.prefix!r}, no shared layer"
+            log.info(f"ready at {urls} ({counts}; {named}; {time.monotonic() - started:.1f} s)")
             if banner:
                 log.info(banner)
             systemd.notify(f"READY=1\nSTATUS=serving {urls}")
