@@ -114,6 +114,7 @@ class _Process:
         self.pid = os.getpid()
         self.layer = layer
         self.client = "".join(secrets.choice(_LETTERS) for _ in range(12))
+        self.mine = f".{self.client}!"  # how this process's specific queue keys end
         self.segment = layer._attach()
         self.lock = threading.Lock()
         self.buffers: dict[str, collections.deque] = {}
@@ -200,7 +201,8 @@ class _Process:
                 kept.extend(self.buffers.get(name, ()))
                 self.buffers[name] = kept
 
-    def deliver(self, name: str, message: dict) -> None:
+    def deliver(self, name: str, message: dict,
+                running: asyncio.AbstractEventLoop | None = None) -> None:
         """Buffer a message taken from the segment and wake one waiter of its channel; a
         normal channel's message that nobody here waits for any more goes back."""
         give_back = None
@@ -208,11 +210,12 @@ class _Process:
             buf = self.buffers.get(name)
             if buf is None:
                 buf = self.buffers[name] = collections.deque()
-            if len(buf) >= self.layer.get_capacity(name):
+            if "!" in name and len(buf) >= self.layer.get_capacity(name):
                 buf.popleft()  # a specific channel nobody reads: drop its oldest message
                 self.dropped += 1
             buf.append((time.monotonic() + self.layer.expiry, message))
-            if not self._wake_one(name) and "!" not in name and not self.waiters.get(name):
+            if not self._wake_one(name, running) and "!" not in name and \
+                    not self.waiters.get(name):
                 give_back = list(self.buffers.pop(name))
             self.deliveries += 1
             if self.deliveries % _SWEEP_EVERY == 0:
@@ -220,9 +223,9 @@ class _Process:
         if give_back:
             self._give_back(name, give_back)
 
-    def _wake_one(self, name: str) -> bool:
+    def _wake_one(self, name: str, running: asyncio.AbstractEventLoop | None = None) -> bool:
         """Wake one not yet woken waiter of ``name`` whose loop lives; False if there is none
-        (caller holds the lock)."""
+        (caller holds the lock; ``running``: the caller's loop, if it knows it)."""
         waiters = self.waiters.get(name)
         if not waiters:
             return False
@@ -234,14 +237,18 @@ class _Process:
             self._fed(waiter.loop, key)
             if waiter.loop.is_closed():
                 continue  # a dead loop's waiter: never touched again
-            try:
-                running = asyncio.get_running_loop()
-            except RuntimeError:
-                running = None
+            if running is None:
+                try:
+                    running = asyncio.get_running_loop()
+                except RuntimeError:
+                    pass
             if running is waiter.loop:
                 _set_done(waiter.future)
             else:
-                waiter.loop.call_soon_threadsafe(_set_done, waiter.future)
+                try:
+                    waiter.loop.call_soon_threadsafe(_set_done, waiter.future)
+                except RuntimeError:  # its loop closed just now
+                    continue
             return True
         return False
 
@@ -287,7 +294,7 @@ class _Process:
                     # take what is there (a group_send's fan-out arrives at once); a normal
                     # channel only as many as this loop still waits for.
                     while name is not None:
-                        self.deliver(name, message)
+                        self.deliver(name, message, loop)
                         if not specific and self.hungry.get((loop, key), 0) <= 0:
                             break
                         name, message = segment.receive([key], block=False)
@@ -483,6 +490,11 @@ class IPCChannelLayer(BaseChannelLayer):
         process = self._process_for()
         loop = asyncio.get_running_loop()
         key = self.non_local_name(channel)
+        if key is not channel and not key.endswith(process.mine):
+            raise ValueError(
+                f"cannot receive on {channel!r}: it was made by another process (or before a "
+                f"fork); this process's specific channels are '<prefix>.{process.client}!...', "
+                "and only the process that made a channel with new_channel() may read it")
         segment = process.segment
         while True:
             if (loop, key) not in process.pumps:
@@ -495,7 +507,7 @@ class IPCChannelLayer(BaseChannelLayer):
                 if name == channel:
                     return message
                 if name is not None:  # another of this process's specific channels
-                    process.deliver(name, message)
+                    process.deliver(name, message, loop)
                     continue
             found, message, waiter = process.take_or_wait(channel, key, loop)
             if found:

@@ -257,5 +257,11 @@ def asyncio_receiver(layer) -> AsyncioReceiver:
     if receiver is None or receiver.loop is not loop or loop.is_closed():
         if receiver is not None:
             receiver.close()
+        # Receivers of loops closed since then (async_to_sync may run every call on a new
+        # loop) would keep a socket and maybe a waiter slot each: close them now.
+        for other_key, other in list(layer._event_receivers.items()):
+            if other_key.startswith("asyncio-") and other.loop.is_closed():
+                other.close()
+                del layer._event_receivers[other_key]
         receiver = layer._event_receivers[key] = AsyncioReceiver(layer, loop)
     return receiver

@@ -229,10 +229,12 @@ def _latency_summary(raw: bytes) -> dict[str, Any]:
 
 
 def group_send(
-    backend: str, config: dict[str, Any], d: Durations, members: int, tag: str, processes: int = 2
+    backend: str, config: dict[str, Any], d: Durations, members: int, tag: str, processes: int = 2,
+    plain_every: int = 10,
 ) -> dict[str, Any]:
     """``send_group`` of a ~1 KB message to ``members`` channels spread over ``processes`` member
-    processes (9 in 10 are ``!`` reply channels, 1 in 10 plain channels), repeated for a while.
+    processes (every ``plain_every``-th a plain channel, none if 0, the others ``!`` reply channels),
+    repeated for a while.
 
     ``send_ms``: the send_group call alone; ``delivered_ms``: from the call until the last member
     process holds the message on every one of its channels. Both are medians over the rounds.
@@ -252,7 +254,7 @@ def group_send(
                 "tag": tag,
                 "index": k,
                 "members": per_process,
-                "plain_every": 10,
+                "plain_every": plain_every,
                 "deadline": d.group + _SLACK / 2,
             },
         )

@@ -11,7 +11,9 @@ Every layer runs the same roles (``benchmarks.redis_cases``: nothing but the Cha
 ``await send/receive/new_channel/group_add/group_send``) in the same spawned processes
 (``benchmarks.cases``, ``benchmarks.procs``); only the ``layer_class`` of the config differs.
 ``InMemoryChannelLayer`` cannot cross processes: it runs the single-process row only, as the
-floor of what a Channels 4 layer costs in Python. A real ``redis-server`` is started on a free
+floor of what a Channels 4 layer costs in Python. The pub/sub layer drops messages published
+before the receiver subscribes (on its first ``receive``), so it skips the send-then-receive
+shapes (single process, round trip), which would hang on their first message. A real ``redis-server`` is started on a free
 loopback port and always stopped; the segment is always removed.
 """
 
@@ -45,6 +47,9 @@ BACKENDS = (
     ("memory", "InMemory"),
 )
 CROSS_PROCESS = ("ipc", "redis", "pubsub")
+# The pub/sub layer drops a message sent before its receiver subscribed (its first receive), so
+# shapes that send before the other side's receive has started lose their first message and hang.
+ORDERED = ("ipc", "redis")
 CAPACITY = 20_000
 IPC_SIZES = {"message_memory": 128 * 2**20, "channels": 4096, "groups": 4096,
              "group_members": 65536, "max_message_size": 2**20}
@@ -60,16 +65,24 @@ ROLES = "redis"  # cases.BACKEND_MODULES key of the Channels 4 API roles
 def _plan(d: Durations) -> list[tuple[str, tuple[str, ...], Case]]:
     everyone = tuple(key for key, _ in BACKENDS)
     return [
-        ("pairs", everyone, lambda b, c: cases.pairs(ROLES, c, d.pairs, (0,), f"c4p{b}")),
+        ("pairs", ORDERED + ("memory",), lambda b, c: cases.pairs(ROLES, c, d.pairs, (0,), f"c4p{b}")),
         ("cross_1to1", CROSS_PROCESS,
          lambda b, c: cases.cross_process(ROLES, c, d.cross, 1, 1, "http", 1024, f"c4x11{b}")),
         ("cross_2to2", CROSS_PROCESS,
          lambda b, c: cases.cross_process(ROLES, c, d.cross, 2, 2, "http", 1024, f"c4x22{b}")),
-        ("rtt", CROSS_PROCESS, lambda b, c: cases.round_trip(ROLES, c, d, f"c4rtt{b}")),
-        ("group_100", CROSS_PROCESS, lambda b, c: cases.group_send(ROLES, c, d, 100, f"c4g100{b}")),
-        ("group_1000", CROSS_PROCESS, lambda b, c: cases.group_send(ROLES, c, d, 1000, f"c4g1k{b}")),
+        ("rtt", ORDERED, lambda b, c: cases.round_trip(ROLES, c, d, f"c4rtt{b}")),
+        ("group_100", CROSS_PROCESS,
+         lambda b, c: cases.group_send(ROLES, c, d, 100, f"c4g100{b}", plain_every=_plain(b))),
+        ("group_1000", CROSS_PROCESS,
+         lambda b, c: cases.group_send(ROLES, c, d, 1000, f"c4g1k{b}", plain_every=_plain(b))),
         ("idle_async", CROSS_PROCESS, lambda b, c: cases.idle_cpu(ROLES, c, d, "async", f"c4idle{b}")),
     ]
+
+
+def _plain(backend: str) -> int:
+    """Every how many group members is a plain channel: the pub/sub layer refuses group_add of
+    channels that its own new_channel() did not make, so there all are specific channels."""
+    return 0 if backend == "pubsub" else 10
 
 
 def run_all(d: Durations, log: Callable[[str], None],
@@ -186,9 +199,8 @@ def build_table(results: dict[str, Any]) -> str:
         ("group_send 100: send", "group_100", "send_ms", "ms", "ms", none),
         ("group_send 100: all delivered", "group_100", "delivered_ms", "ms", "ms", none),
         ("  100: dup / lost", "group_100", "dup_lost", "msgs", "text", no_dup("group_100")),
-        ("group_send 1,000: send", "group_1000", "send_ms", "ms", "ms", none),
-        ("group_send 1,000: all delivered", "group_1000", "delivered_ms", "ms", "ms",
-         lower(GROUP_SHARE)),
+        ("group_send 1,000: send", "group_1000", "send_ms", "ms", "ms", lower(GROUP_SHARE)),
+        ("group_send 1,000: all delivered", "group_1000", "delivered_ms", "ms", "ms", none),
         ("  1,000: dup / lost", "group_1000", "dup_lost", "msgs", "text", no_dup("group_1000")),
         ("idle blocked receiver", "idle_async", "cpu_ms_per_s", "CPU ms/s", "cpu", idle),
     ]

@@ -5,6 +5,7 @@ Run from the repository root::
     python -m benchmarks.layer_bench            # full run, about 2-3 minutes
     python -m benchmarks.layer_bench --quick    # smoke run, about 30 s
     python -m benchmarks.layer_bench --backends redis,floor   # without our layer
+    python -m benchmarks.layer_bench --channels4  # then the Channels 4 layers (channels4_bench)
 
 It starts a throwaway ``redis-server`` on a free loopback port (no persistence), creates one
 ``asgi_ipc`` segment under a unique prefix, runs every case of ``benchmarks/README.md`` for each
@@ -280,6 +281,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="run every case N times and keep the least disturbed attempt (for busy machines)",
     )
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the JSON goes")
+    parser.add_argument("--channels4", action="store_true",
+                        help="also compare the Channels 4 layers (benchmarks/channels4_bench.py)")
     args = parser.parse_args(argv)
     chosen = tuple(b.strip() for b in args.backends.split(",") if b.strip())
     unknown = sorted(set(chosen) - set(ALL_BACKENDS))
@@ -322,6 +325,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = report.build_rows(results)
     table = report.format_table(rows)
     print(table)
+    channels4: dict[str, Any] = {}
+    if args.channels4:
+        from benchmarks import channels4_bench
+
+        channels4 = channels4_bench.run_all(durations, log)
+        print()
+        print(channels4_bench.build_table(channels4))
     out = {
         "started": started.isoformat(timespec="seconds"),
         "seconds": round(time.monotonic() - t0, 1),
@@ -333,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "results": results,
         "table": [row.__dict__ for row in rows],
+        "channels4": channels4,
     }
     args.results_dir.mkdir(parents=True, exist_ok=True)
     path = args.results_dir / f"layer-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
@@ -340,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"wrote {path} ({out['seconds']} s)")
     failed = [
         f"{c}/{b}" for c, per in results.items() for b, m in per.items() if "error" in m or m.get("failed_attempts")
-    ]
+    ] + [f"channels4 {c}/{b}" for c, per in channels4.items() for b, m in per.items() if "error" in m]
     if failed:
         log(f"failed cases: {', '.join(failed)}")
         return 1

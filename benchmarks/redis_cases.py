@@ -68,6 +68,13 @@ def _attach(ctx: RoleContext) -> RedisChannelLayer:
     return getattr(importlib.import_module(module), name)(**config)
 
 
+async def _close(layer: RedisChannelLayer) -> None:
+    """Close the layer's connections (the pub/sub layer has no ``close_pools``: its ``flush``
+    closes them)."""
+    close = getattr(type(layer), "close_pools", None)
+    await (layer.close_pools() if close is not None else layer.flush())
+
+
 def _message(kind: str, size: int, reply_channel: str = "bench.reply!c0") -> dict[str, Any]:
     return http_request(reply_channel, size) if kind == "http" else payload(size)
 
@@ -152,7 +159,7 @@ async def producer(
         ctx.peers.put(("done", index, 0, now))
         return {"sent": sent, "full": full, "t_start": t0, "t_end": now}
     finally:
-        await layer.close_pools()
+        await _close(layer)
 
 
 async def stopper(ctx: RoleContext, channel: str, producers: int, consumers: int, timeout: float) -> dict[str, Any]:
@@ -168,7 +175,7 @@ async def stopper(ctx: RoleContext, channel: str, producers: int, consumers: int
             await _send_retrying(layer, channel, stop_message())
         return {}
     finally:
-        await layer.close_pools()
+        await _close(layer)
 
 
 async def consumer(ctx: RoleContext, channel: str, deadline: float) -> dict[str, Any]:
@@ -198,7 +205,7 @@ async def consumer(ctx: RoleContext, channel: str, deadline: float) -> dict[str,
             pass
         return {"ids": ids.tobytes(), "first": first, "last": last, "timed_out": not stopped}
     finally:
-        await layer.close_pools()
+        await _close(layer)
 
 
 async def rtt_server(ctx: RoleContext, channel: str, deadline: float) -> dict[str, Any]:
@@ -220,7 +227,7 @@ async def rtt_server(ctx: RoleContext, channel: str, deadline: float) -> dict[st
         await asyncio.wait_for(run(), deadline)
         return {"served": served}
     finally:
-        await layer.close_pools()
+        await _close(layer)
 
 
 async def rtt_client(
@@ -253,7 +260,7 @@ async def rtt_client(
         await asyncio.wait_for(run(), duration + 30)
         return {"latencies": latencies.tobytes()}
     finally:
-        await layer.close_pools()
+        await _close(layer)
 
 
 async def group_member(
@@ -261,7 +268,8 @@ async def group_member(
 ) -> dict[str, Any]:
     """Join ``members`` channels of this process to ``group`` and report each completed round.
 
-    Every ``plain_every``-th member is a plain channel, the rest ``!`` channels from ``new_channel``.
+    Every ``plain_every``-th member is a plain channel (none if 0), the rest ``!`` channels from
+    ``new_channel``.
     One task per member channel receives into a local queue, as one consumer per connection would.
     """
     layer = _attach(ctx)
@@ -276,7 +284,7 @@ async def group_member(
     try:
         names = [
             f"bench.{tag}.plain{index}.m{i}"
-            if i % plain_every == 0
+            if plain_every and i % plain_every == 0
             else await layer.new_channel(f"bench.{tag}.p{index}")
             for i in range(members)
         ]
@@ -325,7 +333,7 @@ async def _stop_pumps(layer: RedisChannelLayer, pumps: list[asyncio.Task[None]])
         task.cancel()
     if pumps:
         await asyncio.wait(pumps, timeout=0.2)
-    await layer.close_pools()
+    await _close(layer)
     if pumps:
         await asyncio.wait(pumps, timeout=5)
     for task in pumps:
@@ -371,7 +379,7 @@ async def group_sender(
             "incomplete": incomplete,
         }
     finally:
-        await layer.close_pools()
+        await _close(layer)
 
 
 async def idle_receiver(ctx: RoleContext, channel: str, mode: str, deadline: float) -> dict[str, Any]:
@@ -386,7 +394,7 @@ async def idle_receiver(ctx: RoleContext, channel: str, mode: str, deadline: flo
         await asyncio.wait_for(layer.receive(channel), deadline)
         return {"woken": True}
     finally:
-        await layer.close_pools()
+        await _close(layer)
 
 
 async def idle_waker(ctx: RoleContext, channel: str, after: float) -> dict[str, Any]:
@@ -403,4 +411,4 @@ async def idle_waker(ctx: RoleContext, channel: str, after: float) -> dict[str, 
         await layer.send(channel, stop_message())
         return {"cpu_s": cpu1 - cpu0, "wall_s": t1 - t0}
     finally:
-        await layer.close_pools()
+        await _close(layer)

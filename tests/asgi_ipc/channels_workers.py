@@ -29,11 +29,12 @@ def make(prefix: str, **extra: Any):
 
 
 def consume(prefix: str, channel: str, results, timeout: float, cancel_every: float) -> None:
-    """Receive ``channel`` until a ``stop`` message, many receives cut short by ``wait_for``
-    (``cancel_every`` seconds); report ``(pid, [ids])``."""
+    """Report ``("ready", pid)``, then receive ``channel`` until a ``stop`` message, many
+    receives cut short by ``wait_for`` (``cancel_every`` seconds); report ``(pid, [ids])``."""
 
     async def main() -> list[int]:
         layer = make(prefix, capacity=10000)
+        results.put(("ready", os.getpid()))
         got: list[int] = []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -95,15 +96,70 @@ def echo(prefix: str, results, timeout: float) -> None:
     asyncio.run(main())
 
 
-def hold(prefix: str, results, seconds: float, send_to: str | None = None) -> None:
-    """Attach, optionally send one message, report ``attached``, then stay ``seconds`` and
-    exit cleanly (the layer closes at interpreter exit, as under Channels)."""
+def hold(prefix: str, results, release, timeout: float, send_to: str | None = None) -> None:
+    """Attach, optionally send one message, report ``attached``, then stay until ``release``
+    is set (at most ``timeout`` s) and exit cleanly: the layer closes at interpreter exit, as
+    under Channels."""
 
     async def main() -> None:
         layer = make(prefix)
         if send_to is not None:
             await layer.send(send_to, {"id": os.getpid()})
         results.put(("attached", os.getpid()))
-        await asyncio.sleep(seconds)
+
+    asyncio.run(main())
+    release.wait(timeout)
+
+
+def chat_consumer_class():
+    """The tutorial's chat consumer, reduced: join ``room`` on connect, relay ``chat.message``
+    group events to the socket, leave on disconnect."""
+    from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+    class Chat(AsyncJsonWebsocketConsumer):
+        async def connect(self):
+            await self.channel_layer.group_add("room", self.channel_name)
+            await self.accept()
+
+        async def disconnect(self, code):
+            await self.channel_layer.group_discard("room", self.channel_name)
+
+        async def receive_json(self, content):
+            await self.channel_layer.group_send("room", {"type": "chat.message", **content})
+
+        async def chat_message(self, event):
+            await self.send_json({"text": event["text"]})
+
+    return Chat
+
+
+def chat(prefix: str, name: str, results, commands, timeout: float) -> None:
+    """A Channels 4 consumer under ``WebsocketCommunicator`` with this layer from settings:
+    report ``(name, "joined")``, then on command ``"say"`` send a chat line, on ``"read"`` report
+    the next frame, on ``"close"`` disconnect (its receive task is cancelled) and stop."""
+    import django
+    from django.conf import settings
+
+    settings.configure(CHANNEL_LAYERS={"default": {"BACKEND": "asgi_ipc.channels.IPCChannelLayer",
+                                                   "CONFIG": config(prefix)}})
+    django.setup()
+    from channels.testing import WebsocketCommunicator
+
+    async def main() -> None:
+        communicator = WebsocketCommunicator(chat_consumer_class().as_asgi(), "/ws/chat/")
+        connected, _ = await communicator.connect(timeout)
+        assert connected
+        results.put((name, "joined"))
+        loop = asyncio.get_running_loop()
+        while True:
+            command = await loop.run_in_executor(None, commands.get, True, timeout)
+            if command == "say":
+                await communicator.send_json_to({"text": f"hello from {name}"})
+            elif command == "read":
+                results.put((name, await communicator.receive_json_from(timeout)))
+            else:
+                await communicator.disconnect()
+                results.put((name, "closed"))
+                return
 
     asyncio.run(main())

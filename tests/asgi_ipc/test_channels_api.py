@@ -450,3 +450,85 @@ def test_through_channels_settings(prefix):
     finally:
         layer.close_now()
     assert not os.path.exists(f"{SHM_DIR}/asgi_ipc.{prefix}")
+
+
+def test_receive_refuses_another_process_specific_channel(make):
+    layer = make()
+
+    async def main():
+        with pytest.raises(ValueError, match="made by another process"):
+            await layer.receive("specific.someoneElse!abc")
+        with pytest.raises(ValueError, match="made by another process"):
+            await layer.receive("plainname!abc")
+
+    run(main())
+
+
+def test_unread_specific_channel_buffer_keeps_the_newest(make):
+    """Messages for a specific channel nobody reads are buffered up to its capacity; at the
+    bound the oldest are dropped, and the channel read later gets the newest."""
+    layer = make(capacity=5)
+
+    async def main():
+        quiet, busy = await layer.new_channel(), await layer.new_channel()
+        for n in range(12):
+            await layer.send(quiet, {"n": n})
+            await layer.send(busy, {"n": n})
+            assert await layer.receive(busy) == {"n": n}  # pumps the queue: quiet's are buffered
+        assert [(await layer.receive(quiet))["n"] for _ in range(5)] == [7, 8, 9, 10, 11]
+        assert await nothing_within(layer, quiet)
+
+    run(main())
+
+
+def test_buffered_messages_expire(make):
+    layer = make(expiry=0.3)
+
+    async def main():
+        quiet, busy = await layer.new_channel(), await layer.new_channel()
+        await layer.send(quiet, {"old": True})
+        await layer.send(busy, {})
+        await layer.receive(busy)  # takes quiet's message into the buffer too
+        await asyncio.sleep(0.5)
+        assert await nothing_within(layer, quiet)
+
+    run(main())
+
+
+def test_a_new_event_loop_per_call_leaks_nothing(make):
+    """async_to_sync from a thread without a loop runs every call on a new loop, which dies
+    after it: what a waiting receive set up on a dead loop (a doorbell socket, a waiter slot)
+    is given back, so a sync worker can wait like this forever."""
+    from asgiref.sync import async_to_sync
+
+    layer = make()
+    fds = lambda: len(os.listdir("/proc/self/fd"))  # noqa: E731
+    async_to_sync(layer.send)("warm", {})
+    async_to_sync(layer.receive)("warm")
+    before = fds()
+    for n in range(60):
+        sender = threading.Timer(0.002, async_to_sync(layer.send), ("later", {"n": n}))
+        sender.start()
+        assert async_to_sync(layer.receive)("later") == {"n": n}  # waits: a pump on a new loop
+        sender.join(10)
+    assert fds() - before < 10, f"{fds() - before} descriptors more after 60 calls"
+
+
+def test_asgi_ipc_stats_shows_this_layers_queues_and_groups(make):
+    import subprocess
+    import sys
+
+    layer = make()
+
+    async def main():
+        name = await layer.new_channel()
+        await layer.group_add("lobby", name)
+        await layer.send(name, {})
+        await layer.send("jobs", {})
+
+    run(main())
+    stats = subprocess.run([sys.executable, "-m", "asgi_ipc", "stats", "--prefix", layer.prefix],
+                           capture_output=True, text=True, timeout=60)
+    assert stats.returncode == 0, stats.stderr
+    assert f"specific.{layer.client_prefix}!" in stats.stdout
+    assert "jobs" in stats.stdout and "lobby" in stats.stdout

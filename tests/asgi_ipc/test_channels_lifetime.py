@@ -40,8 +40,12 @@ def procs(prefix):
         pytest.fail(f"{path} was left behind")
 
 
-def hold(procs, prefix, results, seconds, send_to=None):
-    proc = SPAWN.Process(target=workers.hold, args=(prefix, results, seconds, send_to))
+def hold(procs, prefix, results, release=None, send_to=None):
+    """A child attached to the segment, staying until ``release`` is set (None: exit at once)."""
+    if release is None:
+        release = SPAWN.Event()
+        release.set()
+    proc = SPAWN.Process(target=workers.hold, args=(prefix, results, release, 60.0, send_to))
     proc.start()
     procs.append(proc)
     try:
@@ -52,31 +56,37 @@ def hold(procs, prefix, results, seconds, send_to=None):
     return proc
 
 
+def leave(proc) -> None:
+    """Wait for a released child to exit by itself."""
+    proc.join(15)
+    assert proc.exitcode == 0, f"child {proc.pid} exited with {proc.exitcode}"
+
+
 def exists(prefix) -> bool:
     return os.path.exists(f"{SHM_DIR}/asgi_ipc.{prefix}")
 
 
 def test_creator_may_leave_first_and_restarts_reattach(prefix, procs):
     results = SPAWN.Queue()
-    first = hold(procs, prefix, results, 0.5)
+    first_release, second_release = SPAWN.Event(), SPAWN.Event()
+    first = hold(procs, prefix, results, first_release)
     assert inspect(f"asgi_ipc.{prefix}").creator_pid == first.pid
-    second = hold(procs, prefix, results, 30)
-    first.join(15)
-    assert first.exitcode == 0
+    hold(procs, prefix, results, second_release)
+    first_release.set()
+    leave(first)
     assert exists(prefix), "the creator removed the segment another process uses"
-    # a process restarted after the creator left attaches to the same segment
-    for _ in range(2):
-        restarted = hold(procs, prefix, results, 0, send_to="notes")
-        restarted.join(15)
-        assert restarted.exitcode == 0
+    # processes restarted after the creator left attach to the same segment
+    restarted = [hold(procs, prefix, results, send_to="notes") for _ in range(2)]
+    for proc in restarted:
+        leave(proc)
     layer = workers.make(prefix)
 
     async def main():
         return [await asyncio.wait_for(layer.receive("notes"), 5) for _ in range(2)]
 
-    assert sorted(m["id"] for m in asyncio.run(main())) == sorted(p.pid for p in procs[2:4])
-    second.kill()
-    second.join(10)
+    assert sorted(m["id"] for m in asyncio.run(main())) == sorted(p.pid for p in restarted)
+    second_release.set()
+    leave(procs[1])
     assert exists(prefix)
     layer.close_now()  # the test process is the last one out
     assert not exists(prefix)
@@ -84,27 +94,30 @@ def test_creator_may_leave_first_and_restarts_reattach(prefix, procs):
 
 def test_last_process_out_removes_the_segment(prefix, procs):
     results = SPAWN.Queue()
-    children = [hold(procs, prefix, results, 0.3 * i) for i in range(3)]
-    for child in children:
-        child.join(15)
-        assert child.exitcode == 0
+    releases = [SPAWN.Event() for _ in range(3)]
+    children = [hold(procs, prefix, results, release) for release in releases]
+    for release, child in zip(releases, children):
+        assert exists(prefix)
+        release.set()
+        leave(child)
     assert not exists(prefix), "a clean stop of every process left the segment"
 
 
 def test_sigkilled_process_never_keeps_the_segment_from_the_last_one(prefix, procs):
     results = SPAWN.Queue()
-    killed = hold(procs, prefix, results, 60)
-    survivor = hold(procs, prefix, results, 0.5)
+    release = SPAWN.Event()
+    killed = hold(procs, prefix, results, SPAWN.Event())
+    survivor = hold(procs, prefix, results, release)
     os.kill(killed.pid, signal.SIGKILL)
     killed.join(10)
-    survivor.join(15)
-    assert survivor.exitcode == 0
+    release.set()
+    leave(survivor)
     assert not exists(prefix), "the survivor, last out, did not remove the segment"
 
 
 def test_everyone_sigkilled_leaves_what_doctor_clean_removes(prefix, procs):
     results = SPAWN.Queue()
-    children = [hold(procs, prefix, results, 60) for _ in range(2)]
+    children = [hold(procs, prefix, results, SPAWN.Event()) for _ in range(2)]
     for child in children:
         os.kill(child.pid, signal.SIGKILL)
         child.join(10)
