@@ -16,7 +16,9 @@ which honours the address family (IPv6 and UNIX sockets work too).
 
 Drain on SIGTERM / SIGINT (a graceful stop, or the old process of a reload once its replacement is
 ready): stop accepting (the accept queue stays with the other processes), send a 1001 "going
-away" close frame to every open WebSocket, let HTTP requests in flight finish, wait until every
+away" close frame to every open WebSocket, answer every HTTP request still arriving on a
+keep-alive connection with ``Connection: close`` (the client reconnects, to another server), let
+HTTP requests in flight finish, wait until no request arrived for :data:`DRAIN_QUIET` and every
 application instance has ended (consumers' ``disconnect`` runs: ``group_discard`` and friends),
 then stop the reactor. Bounded by ``--graceful-timeout`` (less a margin, so the supervisor's
 SIGKILL at the same deadline is never needed for a well-behaved application).
@@ -40,6 +42,11 @@ __all__ = ["parse_args", "server_entry", "import_application", "adopted_endpoint
 DRAIN_MARGIN = 1.0
 #: Seconds between two checks of the drain's progress.
 DRAIN_POLL = 0.05
+#: Seconds without any request in flight before a draining server stops: a keep-alive client
+#: that got its previous response before the drain sends its next request within this time, gets
+#: the answer with ``Connection: close`` and reconnects elsewhere, instead of finding its
+#: connection closed under the request it is sending.
+DRAIN_QUIET = 1.0
 #: WebSocket close code "going away" (RFC 6455 7.4.1): the server is shutting down.
 GOING_AWAY = 1001
 
@@ -114,6 +121,7 @@ def server_entry(argv: list[str]) -> Callable[[HeartbeatSender], int]:
 
 def _serve(server_class: type, application: Any, args: argparse.Namespace, beats: HeartbeatSender) -> int:
     from daphne.access import AccessLogGenerator
+    from daphne.http_protocol import WebRequest
     from daphne.ws_protocol import WebSocketProtocol
     from twisted.internet import reactor, task
 
@@ -135,6 +143,17 @@ def _serve(server_class: type, application: Any, args: argparse.Namespace, beats
             super().__init__(*args, **kwargs)
             self.ports: list[Any] = []
             self.failed = False  # could not listen, or lost its supervisor: exit 1
+            self.draining = False
+
+        async def handle_reply(self, protocol: Any, message: dict[str, Any]) -> None:
+            channel = getattr(protocol, "channel", None)
+            if self.draining and message.get("type") == "http.response.start" and isinstance(protocol, WebRequest) \
+                    and hasattr(channel, "persistent"):
+                # HTTP/1.1 keep-alive: Twisted decided to keep the connection when the request
+                # arrived; now it closes it after this response, which tells the client so.
+                channel.persistent = False
+                protocol.responseHeaders.setRawHeaders(b"connection", [b"close"])
+            await super().handle_reply(protocol, message)
 
         def listen_success(self, port: Any) -> None:
             super().listen_success(port)
@@ -183,6 +202,7 @@ class _Drain:
         self.websocket_class = websocket_class
         self.timeout = timeout
         self.deadline: float | None = None
+        self.quiet_since: float | None = None
 
     def start(self) -> None:
         from twisted.internet import reactor
@@ -190,6 +210,7 @@ class _Drain:
         if self.deadline is not None:
             return
         self.deadline = time.monotonic() + self.timeout
+        self.server.draining = True
         for port in self.server.ports:
             port.stopListening()
         closing = self.close_websockets()
@@ -221,7 +242,13 @@ class _Drain:
 
         self.close_websockets()
         left = self.busy()
-        if left and time.monotonic() < (self.deadline or 0):
+        now = time.monotonic()
+        if left:
+            self.quiet_since = None
+        elif self.quiet_since is None:
+            self.quiet_since = now
+        quiet = self.quiet_since is not None and now - self.quiet_since >= DRAIN_QUIET
+        if not quiet and now < (self.deadline or 0):
             reactor.callLater(DRAIN_POLL, self.check)
             return
         if left:

@@ -172,15 +172,18 @@ def processes_by_role(s: Supervised) -> dict[str, list[psutil.Process]]:
 
 
 class SteadyLoad:
-    """``threads`` clients GETting ``url`` back to back (a new connection each) until stopped;
-    every status code and every error is recorded. Use as a context manager."""
+    """``threads`` clients GETting ``url`` back to back until stopped, each on a new connection
+    per request, or with ``keep_alive`` on one persistent HTTP/1.1 connection (reopened when the
+    server answered ``Connection: close``); every status code and every error is recorded. Use as
+    a context manager."""
 
-    def __init__(self, url: str, threads: int = 4, timeout: float = 15.0) -> None:
+    def __init__(self, url: str, threads: int = 4, timeout: float = 15.0, keep_alive: bool = False) -> None:
         self.url, self.timeout = url, timeout
         self.results: list[int] = []
         self.errors: list[str] = []
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._load, daemon=True) for _ in range(threads)]
+        target = self._load_keep_alive if keep_alive else self._load
+        self._threads = [threading.Thread(target=target, daemon=True) for _ in range(threads)]
 
     def _load(self) -> None:
         while not self._stop.is_set():
@@ -188,6 +191,26 @@ class SteadyLoad:
                 self.results.append(http_get(self.url, timeout=self.timeout)[0])
             except OSError as exc:
                 self.errors.append(repr(exc))
+
+    def _load_keep_alive(self) -> None:
+        import http.client
+        import urllib.parse
+
+        parts = urllib.parse.urlsplit(self.url)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=self.timeout)
+        try:
+            while not self._stop.is_set():
+                try:
+                    conn.request("GET", path)
+                    response = conn.getresponse()
+                    response.read()
+                    self.results.append(response.status)
+                except (OSError, http.client.HTTPException) as exc:
+                    self.errors.append(repr(exc))
+                    conn.close()  # and reconnect on the next request
+        finally:
+            conn.close()
 
     def wait_more(self, count: int, timeout: float = 20.0) -> None:
         """Wait until ``count`` more answers than now arrived."""

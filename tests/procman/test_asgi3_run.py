@@ -166,16 +166,21 @@ def test_hup_replaces_the_servers_new_before_old_with_no_failed_request(site):
     s = site("--interfaces", "2")
     url = s.wait_ready()
     old = {p.pid for p in processes_by_role(s)["daphne"]}
-    with SteadyLoad(url + "slow?s=0.05") as load:
+    # New connections per request, and keep-alive ones (told to reconnect while a server drains)
+    with SteadyLoad(url + "slow?s=0.05", threads=2) as load, \
+            SteadyLoad(url + "slow?s=0.01", threads=2, keep_alive=True) as kept:
         load.wait_more(20)
+        kept.wait_more(20)
         mark = len(s.lines)
         s.signal(signal.SIGHUP)
         s.wait_line("reload: replacing 2 process(es)", after=mark)
         wait_for(lambda: (d := processes_by_role(s).get("daphne", [])) and len(d) == 2
                  and not old & {p.pid for p in d}, timeout=60, what="the old servers to be replaced")
         load.wait_more(20)
-    assert load.errors == []
-    assert set(load.results) == {200}, f"non-200 answers during reload: {sorted(set(load.results))}"
+        kept.wait_more(20)
+    assert load.errors == [] and kept.errors == []
+    assert set(load.results) == set(kept.results) == {200}, \
+        f"non-200 answers during reload: {sorted(set(load.results) | set(kept.results))}"
     assert s.output.count("draining: stopped accepting") == 2  # each old server drained
 
 
