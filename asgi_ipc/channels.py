@@ -49,8 +49,13 @@ import uuid
 import warnings
 from typing import Any, Mapping
 
-from channels.exceptions import ChannelFull
-from channels.layers import BaseChannelLayer
+try:
+    from channels.exceptions import ChannelFull
+    from channels.layers import BaseChannelLayer
+except ImportError as exc:  # channels is an extra: say what to install
+    raise ImportError(
+        "asgi_ipc.channels needs Channels 4: pip install 'asgi_ipc[channels4]' "
+        f"(or 'channels>=4,<5'); importing it failed with: {exc}") from exc
 
 from . import errors
 from .layer import IPCChannelLayer as _ASGI1Layer

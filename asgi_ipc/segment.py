@@ -227,24 +227,19 @@ def list_segments() -> list[SegmentInfo]:
     return out
 
 
-# Shared-lifetime segments of this process, whose fds a forked child must not keep (see below).
+# Shared-lifetime segments of this process, whose lock fds a forked child must not keep.
 _SHARED: "weakref.WeakSet[Segment]" = weakref.WeakSet()
 
 
 def _forget_inherited() -> None:
-    """In a forked child: close the fds of the parent's shared-lifetime segments.
+    """In a forked child: close the lock fds of the parent's shared-lifetime segments.
 
     A child shares its parent's open file descriptions, and with them the parent's ``flock``:
-    kept open here, they would hold the parent's shared lock after the parent closed, and the
-    last process out could never see itself last. The child attaches anew with its own fd.
+    kept open here, one would hold the parent's shared lock after the parent was killed, and
+    the last process out could never see itself last. The child attaches anew with its own.
     """
     for segment in list(_SHARED):
-        if segment._shm is not None:
-            try:
-                os.close(segment._shm.fd)
-            except OSError:
-                pass
-            segment._shm = None
+        segment._release_lock_fd()
     _SHARED.clear()
 
 
@@ -258,12 +253,14 @@ class Segment:
     ``sizes`` is required to create; when attaching, given sizes must match the segment's.
 
     ``shared=True`` gives the segment a lifetime owned by no single process: every attached
-    process holds a shared ``flock`` on its own fd of the object (taken before the segment is
-    ready, so it is never unlinked under an attacher), and ``close`` removes the segment exactly
-    when no other process holds one (``LOCK_EX|LOCK_NB`` succeeds), whoever created it. An
-    attacher that finds the object already unlinked raises ``SegmentMissing`` (attach or create
-    again). The kernel drops a killed process's lock; its segment is then removed by the last
-    live process, or, if none is left, by ``asgi-ipc doctor --clean``.
+    process holds a shared ``flock`` on a descriptor of the object opened for that alone (taken
+    before the segment is ready, so it is never removed under an attacher; the mapping's own
+    descriptor, which ``mmap`` duplicates, stays unlocked so that a forked child can drop the
+    parent's lock by closing one fd), and ``close`` removes the segment exactly when no other
+    process holds one (``LOCK_EX|LOCK_NB`` succeeds), whoever created it. An attacher that finds
+    the object already unlinked raises ``SegmentMissing`` (attach or create again). The kernel
+    drops a killed process's lock; its segment is then removed by the last live process, or, if
+    none is left, by ``asgi-ipc doctor --clean``.
     """
 
     def __init__(self, prefix: str, sizes: Sizes | None, create: bool | None = None,
@@ -272,6 +269,7 @@ class Segment:
         self.name = segment_name(prefix)
         self.owner = False
         self.shared = shared
+        self._lock_fd = -1
         self._shm = None
         self.mm: mmap.mmap | None = None
         if create is not False:
@@ -354,10 +352,6 @@ class Segment:
         try:
             self._hold_shared()
             st = os.fstat(shm.fd)
-            if self.shared and st.st_nlink == 0:
-                raise SegmentMissing(
-                    f"the segment for prefix {self.prefix!r} was removed while attaching "
-                    "(its last process stopped); attach or create it again")
             if st.st_uid != os.getuid():
                 raise SegmentMismatch(
                     f"segment {self.name} belongs to uid {st.st_uid}, not to you "
@@ -407,24 +401,46 @@ class Segment:
             raise
 
     def _hold_shared(self) -> None:
-        """Shared lifetime: take this process's shared lock on its fd of the object."""
-        if self.shared:
-            fcntl.flock(self._shm.fd, fcntl.LOCK_SH)
-            _SHARED.add(self)
+        """Shared lifetime: open this process's lock fd on the object and take a shared lock;
+        ``SegmentMissing`` if the name no longer leads to the object we opened."""
+        if not self.shared:
+            return
+        missing = SegmentMissing(
+            f"the segment for prefix {self.prefix!r} was removed while attaching (its last "
+            "process stopped); attach or create it again")
+        try:
+            self._lock_fd = os.open(SHM_DIR + self.name, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise missing from None
+        _SHARED.add(self)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
+        ours, locked = os.fstat(self._shm.fd), os.fstat(self._lock_fd)
+        if (ours.st_dev, ours.st_ino) != (locked.st_dev, locked.st_ino) or ours.st_nlink == 0:
+            raise missing
 
     def _last_holder(self) -> bool:
         """Shared lifetime: whether no other process holds the segment (we then keep it locked
-        exclusively until our fd closes, and the name is still this object's)."""
+        exclusively until our lock fd closes, and the name is still this object's)."""
+        if self._lock_fd < 0:
+            return False
         try:
-            fcntl.flock(self._shm.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return False
         try:
-            here = os.fstat(self._shm.fd)
+            here = os.fstat(self._lock_fd)
             there = os.stat(SHM_DIR + self.name)
         except OSError:
             return False  # already removed
         return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+    def _release_lock_fd(self) -> None:
+        if self._lock_fd >= 0:
+            try:
+                os.close(self._lock_fd)
+            except OSError:
+                pass
+            self._lock_fd = -1
 
     # -- state ---------------------------------------------------------------------------------
     def address(self) -> int:
@@ -474,6 +490,8 @@ class Segment:
                     pass
             self._shm.close_fd()
             self._shm = None
+        self._release_lock_fd()
+        _SHARED.discard(self)
 
     def close(self, unlink: bool = False) -> None:
         """Unmap; with ``unlink`` (owner only) also remove the segment.
@@ -484,7 +502,6 @@ class Segment:
             return
         if self.shared:
             unlink = self._last_holder()
-            _SHARED.discard(self)
         elif unlink and not self.owner:
             raise SegmentError("only the process that created the segment may remove it")
         if unlink:
@@ -500,6 +517,8 @@ class Segment:
             self.mm = None
         self._shm.close_fd()
         self._shm = None
+        self._release_lock_fd()  # after the unlink: nobody attaches to a removed name
+        _SHARED.discard(self)
 
 
 def remove(prefix_or_name: str) -> None:

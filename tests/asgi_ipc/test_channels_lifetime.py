@@ -13,6 +13,7 @@ import queue
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -125,3 +126,41 @@ def test_everyone_sigkilled_leaves_what_doctor_clean_removes(prefix, procs):
     doctor = subprocess.run([sys.executable, "-m", "asgi_ipc", "doctor", "--clean",
                              "--prefix", prefix], capture_output=True, text=True, timeout=60)
     assert not exists(prefix), f"doctor --clean kept it:\n{doctor.stdout}{doctor.stderr}"
+
+
+def _forked_last_one_out(layer, attached, release) -> None:
+    async def main():
+        await layer.send("from-child", {})  # attaches anew in the child
+    asyncio.run(main())
+    attached.set()
+    release.wait(30)
+    layer.close_now()
+
+
+def _parent_of_a_fork(prefix, attached, release) -> None:
+    """Attach, fork a child that attaches too, then wait to be killed."""
+    layer = workers.make(prefix)
+    child = multiprocessing.get_context("fork").Process(
+        target=_forked_last_one_out, args=(layer, attached, release))
+    child.start()
+    time.sleep(60)  # killed before (never wait on a shared Event here: a killed waiter wedges it)
+
+
+def test_forked_child_outliving_its_killed_parent_removes_the_segment(prefix, procs):
+    """A child shares the parent's open file descriptions: kept open, the copy would hold the
+    parent's lock after the parent was killed, and the child, last out, could never remove
+    the segment. The child closes its copies at fork."""
+    attached, release = SPAWN.Event(), SPAWN.Event()
+    parent = SPAWN.Process(target=_parent_of_a_fork, args=(prefix, attached, release))
+    parent.start()
+    procs.append(parent)
+    assert attached.wait(30), "the forked child did not attach"
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.join(10)
+    assert exists(prefix)
+    release.set()  # the orphaned child leaves now
+    for _ in range(300):  # bounded: the child is not ours to join
+        if not exists(prefix):
+            break
+        time.sleep(0.05)
+    assert not exists(prefix), "the forked child, last out, could not remove the segment"
