@@ -226,3 +226,26 @@ class SteadyLoad:
         self._stop.set()
         for thread in self._threads:
             thread.join(30)
+
+
+class Paused:
+    """SIGSTOP the given processes for the duration of a ``with`` block (SIGCONT on exit, also on
+    errors): new connections to a socket they share can only be accepted by the others, which is
+    how a test reaches a chosen server process. Keep it short: paused processes send no heartbeat."""
+
+    def __init__(self) -> None:
+        self.pids: list[int] = []
+
+    def pause(self, pid: int) -> None:
+        os.kill(pid, signal.SIGSTOP)
+        self.pids.append(pid)
+
+    def __enter__(self) -> "Paused":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for pid in self.pids:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass

@@ -12,15 +12,11 @@ import pytest
 from procman import exitcodes
 
 from .cdp import Browser, chromium_path
-from .procs import REPO, Site, http_get, unique_prefix
+from .procs import REPO, Paused, Site, http_get, unique_prefix
 
 pytest.importorskip("daphne", reason="the Channels 4 demo needs Daphne (pip install 'asgi_ipc[channels4]')")
 pytest.importorskip("channels", reason="the Channels 4 demo needs Channels 4 (pip install 'asgi_ipc[channels4]')")
 websockets = pytest.importorskip("websockets")
-
-#: Tabs opened at most to find two served by different Daphne processes (the kernel decides).
-MAX_TABS = 8
-
 
 @pytest.fixture
 def demo(tmp_path):
@@ -49,21 +45,22 @@ def test_tutorial_pages_and_a_message_across_processes_then_clean_stop(demo):
     origin = url.rstrip("/")
 
     async def chat() -> tuple[dict, list[dict]]:
-        sockets, servers = [], {}
+        servers: dict[int, object] = {}
         try:
-            for _ in range(MAX_TABS * 2):
-                sock = await websockets.connect(url.replace("http://", "ws://") + "ws/chat/lobby/", origin=origin)
-                sockets.append(sock)
-                servers.setdefault(json.loads(await asyncio.wait_for(sock.recv(), 10))["server"], sock)
-                if len(servers) == 2:
-                    break
-            assert len(servers) == 2, f"every socket went to one process: {list(servers)}"
+            with Paused() as paused:  # the first server is paused while the second socket connects
+                for _ in range(2):
+                    sock = await websockets.connect(url.replace("http://", "ws://") + "ws/chat/lobby/", origin=origin)
+                    pid = json.loads(await asyncio.wait_for(sock.recv(), 10))["server"]
+                    servers[pid] = sock
+                    if len(servers) == 1:
+                        paused.pause(pid)
+            assert len(servers) == 2, f"both sockets went to process {list(servers)}"
             first, second = servers.values()
             await first.send(json.dumps({"message": "hello from the tutorial"}))
             got = [json.loads(await asyncio.wait_for(sock.recv(), 10)) for sock in (first, second)]
             return servers, got
         finally:
-            for sock in sockets:
+            for sock in servers.values():
                 await sock.close()
 
     servers, got = asyncio.run(chat())
@@ -72,6 +69,15 @@ def test_tutorial_pages_and_a_message_across_processes_then_clean_stop(demo):
     s.signal(signal.SIGTERM)
     assert s.wait(60) == exitcodes.OK
     assert not s.segment_exists()
+
+
+async def open_isolated_tab(browser: Browser, url: str) -> str:
+    """A tab in a browser context of its own: its own connection pool, so its page and WebSocket
+    never reuse a keep-alive connection of the other tab (to a server paused right now)."""
+    context = await browser.call("Target.createBrowserContext")
+    target = await browser.call("Target.createTarget", url=url, browserContextId=context["browserContextId"])
+    attached = await browser.call("Target.attachToTarget", targetId=target["targetId"], flatten=True)
+    return attached["sessionId"]
 
 
 @pytest.mark.skipif(chromium_path() is None, reason="chromium is not installed (apt-get install -y chromium)")
@@ -85,15 +91,16 @@ def test_message_typed_in_a_tab_of_one_process_appears_in_a_tab_of_another(demo,
         try:
             await browser.connect()
             tabs: dict[str, str] = {}  # Daphne pid serving the tab's WebSocket -> tab
-            for _ in range(MAX_TABS):
-                tab = await browser.open_tab(room)
-                pid = await browser.wait_js(
-                    tab, "(() => { const p = document.getElementById('server-pid');"
-                         " return p && /^[0-9]+$/.test(p.textContent) ? p.textContent : null; })()", 30)
-                tabs.setdefault(pid, tab)
-                if len(tabs) == 2:
-                    break
-            assert len(tabs) == 2, f"{MAX_TABS} tabs were all served by process {list(tabs)}"
+            with Paused() as paused:  # tab A's server is paused while tab B loads: B gets the other
+                for _ in range(2):
+                    tab = await open_isolated_tab(browser, room)
+                    pid = await browser.wait_js(
+                        tab, "(() => { const p = document.getElementById('server-pid');"
+                             " return p && /^[0-9]+$/.test(p.textContent) ? p.textContent : null; })()", 30)
+                    tabs[pid] = tab
+                    if len(tabs) == 1:
+                        paused.pause(int(pid))
+            assert len(tabs) == 2, f"both tabs were served by process {list(tabs)}"
             (pid_a, tab_a), (pid_b, tab_b) = tabs.items()
             await browser.evaluate(tab_a, """
                 (() => { document.querySelector('#chat-message-input').value = 'typed in tab A';

@@ -16,7 +16,7 @@ import pytest
 
 from procman import exitcodes
 
-from .procs import (REPO, Site, SteadyLoad, http_get, processes_by_role, python, remove_segment, unique_prefix,
+from .procs import (REPO, Paused, Site, SteadyLoad, http_get, processes_by_role, python, remove_segment, unique_prefix,
                     wait_for)
 
 pytest.importorskip("daphne", reason="the ASGI 3 mode needs Daphne (pip install 'asgi_ipc[channels4]')")
@@ -46,23 +46,18 @@ def ws_url(url: str, room: str) -> str:
     return url.replace("http://", "ws://") + f"ws/{room}/"
 
 
-async def connect_to_every_server(url: str, room: str, servers: int, attempts: int = 60) -> dict[int, object]:
-    """One open WebSocket per server process (pid -> socket), found by connecting until every
-    server has answered one (the kernel spreads accepts; bounded by ``attempts``)."""
+async def connect_to_every_server(url: str, room: str, servers: int) -> dict[int, object]:
+    """One open WebSocket per server process (pid -> socket): each server that answered is paused
+    while the next socket connects, so the next one is accepted by another server."""
     by_pid: dict[int, object] = {}
-    extra = []
-    for _ in range(attempts):
-        sock = await websockets.connect(ws_url(url, room))
-        pid = json.loads(await asyncio.wait_for(sock.recv(), 10))["hello"]
-        if pid in by_pid:
-            extra.append(sock)
-        else:
+    with Paused() as paused:
+        while len(by_pid) < servers:
+            sock = await websockets.connect(ws_url(url, room))
+            pid = json.loads(await asyncio.wait_for(sock.recv(), 10))["hello"]
+            assert pid not in by_pid, f"a paused server {pid} answered"
             by_pid[pid] = sock
-        if len(by_pid) == servers:
-            break
-    for sock in extra:
-        await sock.close()
-    assert len(by_pid) == servers, f"{attempts} connections reached only {sorted(by_pid)}"
+            if len(by_pid) < servers:
+                paused.pause(pid)
     return by_pid
 
 
