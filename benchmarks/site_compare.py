@@ -33,8 +33,12 @@ neither contender saturates here), which the server sends to the whole group; ea
 the delivery latency (``compare_sites/ws_load.py``). Ours: ``procman run`` with a django_glue consumer
 (``Group("bench").add`` on connect, ``Group("bench").send`` on receive). Channels: Channels 4 +
 channels_redis + 2 Daphne processes on one socket, against a ``redis-server`` started here on a free
-loopback port without persistence, always stopped. Reported: p50/p90/p99/max latency, lost and
-duplicated deliveries.
+loopback port without persistence, always stopped. The same Channels 4 application
+(``AsyncWebsocketConsumer``, ``group_add`` / ``group_send``) also runs as ``c4ipc`` - ``procman run
+--asgi`` with 2 Daphne servers on ``asgi_ipc.channels.IPCChannelLayer`` - and as
+``uvicorn-channels`` - ``uvicorn --workers 2`` with channels_redis - so the layer is the only
+difference between ``c4ipc`` and ``channels``. Reported: p50/p90/p99/max latency, lost and
+duplicated deliveries, server CPU.
 
 Prints a Markdown table with the budget verdicts and writes everything to
 ``benchmarks/results/site-compare-<UTC timestamp>.json``. Every wait is bounded; every process
@@ -67,7 +71,15 @@ from benchmarks.compare_sites import contenders, http_load, ws_load  # noqa: E40
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 HTTP_CONTENDERS = ["ours", "uvicorn", "daphne"]
-WS_CONTENDERS = ["ours", "channels"]
+WS_CONTENDERS = ["ours", "channels", "c4ipc", "uvicorn-channels"]
+#: what each broadcast contender runs (the legend under the WebSocket tables)
+WS_SHAPES = {
+    "ours": "Channels 1 app (django_glue) under procman run: interface process(es) + 2 workers, asgi_ipc layer",
+    "channels": "Channels 4 app under 2 x daphne --fd, channels_redis (RedisChannelLayer)",
+    "c4ipc": "the same Channels 4 app under procman run --asgi (2 in-process Daphne servers), "
+             "asgi_ipc.channels.IPCChannelLayer",
+    "uvicorn-channels": "the same Channels 4 app under uvicorn --workers 2, channels_redis",
+}
 
 
 def _stop_on_signals() -> None:
@@ -314,11 +326,25 @@ def ws_table(runs: dict[str, dict], skipped: dict[str, str],
     return lines, verdict
 
 
+def channels4_verdict(runs: dict[str, dict]) -> str:
+    """The Channels 4 application on this layer (``c4ipc``) against channels_redis under Daphne
+    (``channels``) and uvicorn (``uvicorn-channels``): PASS when its p99 is below both and it lost
+    nothing; "n.a." when ``c4ipc`` or both baselines have no numbers."""
+    ours = runs.get("c4ipc")
+    baselines = {n: runs[n] for n in ("channels", "uvicorn-channels") if runs.get(n) and runs[n]["p99_ms"] is not None}
+    if not ours or ours["p99_ms"] is None or not baselines:
+        return "n.a. (c4ipc or every channels_redis contender is missing or delivered nothing)"
+    ok = all(ours["p99_ms"] < r["p99_ms"] for r in baselines.values()) and ours["lost"] == 0
+    versus = "; ".join(f"{n} {r['p99_ms']:.1f} ms, lost {r['lost']}" for n, r in baselines.items())
+    return (("PASS" if ok else "FAIL") + f" (p99 c4ipc {ours['p99_ms']:.1f} ms, lost {ours['lost']} of "
+            f"{ours['deliveries_expected']}; {versus})")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--parts", default="http,ws", help="comma-separated: http, ws (default both)")
-    parser.add_argument("--contenders", default=",".join(HTTP_CONTENDERS + ["channels"]),
-                        help="comma-separated subset of ours, uvicorn, daphne, channels")
+    parser.add_argument("--contenders", default=",".join(HTTP_CONTENDERS + WS_CONTENDERS[1:]),
+                        help="comma-separated subset of " + ", ".join(contenders.NEEDS))
     parser.add_argument("--connections", type=int, default=16, help="keep-alive connections in total")
     parser.add_argument("--load-processes", type=int, default=2)
     parser.add_argument("--warmup", type=float, default=2.0)
@@ -347,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     if bad or args.connections < 1 or args.load_processes < 1 or args.rounds < 1 or args.ws_clients < 2 \
             or args.ours_ws_interfaces < 1 or args.seconds <= 0 or not intervals or min(intervals) <= 0:
         parser.error(f"bad value(s): {sorted(bad) if bad else 'a count or duration must be positive'}; "
-                     "parts are http, ws; contenders are ours, uvicorn, daphne, channels")
+                     f"parts are http, ws; contenders are {', '.join(contenders.NEEDS)}")
     if args.quick:
         args.seconds, args.warmup, args.rounds = 2.0, 1.0, 1
         args.ws_clients, args.ws_seconds, args.ws_end_pause = min(args.ws_clients, 200), 2.0, 1.0
@@ -400,15 +426,16 @@ def main(argv: list[str] | None = None) -> int:
                 runs: dict[str, dict] = {}
                 redis = None
                 try:
-                    if "channels" in names:
+                    if any(n in contenders.NEEDS_REDIS for n in names):
                         from benchmarks.redis_server import RedisServer, RedisServerError, redis_server_version
                         try:
                             redis = RedisServer().start()
                             report["versions"]["redis-server"] = redis_server_version()
                         except RedisServerError as exc:
-                            skipped["channels"] = f"redis-server did not start: {exc}"
-                            print(f"SKIPPED channels: {skipped['channels']}", flush=True)
-                            names.remove("channels")
+                            for name in [n for n in names if n in contenders.NEEDS_REDIS]:
+                                skipped[name] = f"redis-server did not start: {exc}"
+                                print(f"SKIPPED {name}: {skipped[name]}", flush=True)
+                                names.remove(name)
                     for interval in intervals:
                         key = f"{interval * 1000:g} ms"
                         runs[key] = {}
@@ -460,8 +487,12 @@ def main(argv: list[str] | None = None) -> int:
                   f"(one broadcast every {key} for {args.ws_seconds:g} s; ours: procman run, "
                   f"{args.ours_ws_interfaces} interface + 2 workers; Channels: 2 x daphne --fd)\n")
             print("\n".join(lines))
+            print("\n" + "\n".join(f"- {name}: {WS_SHAPES[name]}" for name in WS_CONTENDERS))
             print(f"\nBudget (p99 delivery latency below Channels 4 + channels_redis + Daphne), every {key}: "
                   f"{verdict}")
+            c4_verdict = channels4_verdict(good)
+            report["ws"]["verdicts"][f"{key} channels4"] = c4_verdict
+            print(f"Channels 4 application, shared-memory layer vs channels_redis, every {key}: {c4_verdict}")
     leftovers = [e for e in os.listdir("/dev/shm") if e.startswith(f"asgi_ipc.cmp{os.getpid()}_")]
     report["dev_shm_leftovers"] = leftovers
     if leftovers:

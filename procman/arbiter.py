@@ -313,7 +313,8 @@ class Arbiter:
         self._begin_stop("fast")
 
     def handle_ttin(self) -> None:
-        """SIGTTIN: one more process in each scalable role (the worker pool)."""
+        """SIGTTIN: one more process in each scalable role (the worker pool; the Daphne servers in
+        the ASGI 3 mode)."""
         for role in self.roles:
             if role.scalable:
                 role.count += 1
@@ -691,7 +692,7 @@ class Arbiter:
             if self.stopping:
                 return {"ok": False, "error": "the site is stopping"}
             self.handle_hup()  # at once (we are in the loop), so the generation answered is this reload's
-            return {"ok": True, "message": "reload started (new workers first, then the old ones stop)",
+            return {"ok": True, "message": "reload started (new processes first, then the old ones stop)",
                     "generation": self.generation}
         if command == "stop":
             self.request("QUIT" if request.get("fast") else "TERM")

@@ -6,7 +6,9 @@ the supervisor over the heartbeat pipe, and the process exits with
 :data:`~procman.exitcodes.BOOT_ERROR` - so the supervisor stops the run instead of restarting a
 child that can only fail the same way. After ready, errors are ordinary crashes.
 
-Children: ``python -m procman.boot worker ARGS`` and ``python -m procman.boot interface ARGS``.
+Children: ``python -m procman.boot worker ARGS`` and ``python -m procman.boot interface ARGS``
+(Channels 1 mode); ``python -m procman.boot daphne ARGS`` and ``python -m procman.boot runworker
+ARGS`` (ASGI 3 mode, :mod:`procman.asgi3`).
 """
 
 from __future__ import annotations
@@ -90,18 +92,32 @@ def _interface(argv: list[str]) -> Callable[[HeartbeatSender], int]:
     return entry
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m procman.boot ROLE ARGS...`` (ROLE is ``worker`` or ``interface``)."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] not in ("worker", "interface"):
-        print("usage: python -m procman.boot {worker,interface} ARGS...", file=sys.stderr)
-        return exitcodes.USAGE
-    role, rest = args[0], args[1:]
+def _entry(role: str, rest: list[str]) -> Callable[[HeartbeatSender], int]:
     if role == "worker":
         from .worker import worker_entry
 
-        return supervised_main(worker_entry(rest))
-    return supervised_main(_interface(rest))
+        return worker_entry(rest)
+    if role == "daphne":
+        from .asgi3_server import server_entry
+
+        return server_entry(rest)
+    if role == "runworker":
+        from .asgi3_worker import worker_entry as channels_worker_entry
+
+        return channels_worker_entry(rest)
+    return _interface(rest)
+
+
+ROLES = ("worker", "interface", "daphne", "runworker")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m procman.boot ROLE ARGS...`` (ROLE is one of :data:`ROLES`)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in ROLES:
+        print(f"usage: python -m procman.boot {{{','.join(ROLES)}}} ARGS...", file=sys.stderr)
+        return exitcodes.USAGE
+    return supervised_main(_entry(args[0], args[1:]))
 
 
 if __name__ == "__main__":

@@ -78,6 +78,7 @@ def _add_run_flags(parser: argparse.ArgumentParser, interface: bool = True) -> N
                        help="how long a graceful stop may take before SIGKILL (default 30)")
     _add_delay_flag(group)
     _add_cluster_flags(parser)
+    _add_asgi3_flags(parser)
     colour = parser.add_mutually_exclusive_group()
     colour.add_argument("--color", "--colour", dest="colour", action="store_const", const=True,
                         help="colour the log prefixes even when not on a terminal")
@@ -115,6 +116,18 @@ def _add_cluster_flags(parser: argparse.ArgumentParser) -> None:
                        help="shared messages a machine holds locally per channel (default 8)")
 
 
+def _add_asgi3_flags(parser: argparse.ArgumentParser) -> None:
+    """ASGI 3 (Channels 4) mode flags; see procman.asgi3."""
+    group = parser.add_argument_group("ASGI 3 / Channels 4 sites")
+    group.add_argument("--asgi", metavar="MODULE:APP",
+                       help="run this ASGI 3 application under Daphne servers (default: the settings' "
+                            "ASGI_APPLICATION; either one selects the ASGI 3 mode, where --interfaces is "
+                            "the number of Daphne processes, default one per core)")
+    group.add_argument("--worker", action="append", nargs="+", metavar="CHANNEL",
+                       help="ASGI 3 mode: one Channels background worker process for these channels "
+                            "(what `manage.py runworker CHANNEL...` runs); repeatable")
+
+
 def _add_target_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", metavar="PREFIX",
                         help="which site (its layer prefix); needed only when several run")
@@ -131,6 +144,8 @@ def build_parser(interface: bool = True) -> argparse.ArgumentParser:
     _add_run_flags(run, interface)
     demo = sub.add_parser("demo", help="run the bundled chat demo site")
     _add_run_flags(demo, interface)
+    demo.add_argument("--channels4", action="store_true",
+                      help="the chat of today's Channels tutorial instead (Channels 4 + Daphne, ASGI 3 mode)")
     status = sub.add_parser("status", help="show the processes and queues of a running site")
     _add_target_flags(status)
     status.add_argument("--json", action="store_true", help="print the raw status as JSON")
@@ -221,6 +236,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if args.command == "demo":
             from .demo.setup import DemoError, prepare_demo
 
+            if args.channels4:
+                from .demo_channels4.setup import prepare_channels4_demo as prepare_demo
             try:
                 directory, flags, banner = prepare_demo(flags)
             except DemoError as exc:
@@ -352,7 +369,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     try:
         config = resolve(flags, directory, config_file)
         settings_module = find_settings_module(config.settings, directory)
-        prefix = args.unit or load_project(settings_module, directory).prefix
+        prefix = args.unit or load_project(settings_module, directory, asgi=config.asgi).prefix
     except (ConfigError, ProjectError) as exc:
         return _error(str(exc), exitcodes.USAGE)
     program = Path(sys.executable).with_name("procman")

@@ -72,6 +72,9 @@ class RunConfig:
     cluster_shared: list[str] = field(default_factory=list)  # channel globs shared across machines
     cluster_name: str = "asgi_ipc"  # Redis key namespace, the same on every machine of the site
     cluster_credit: int = 8  # shared messages a machine's link holds locally per channel
+    #: ASGI 3 mode (procman.asgi3): the application (``--asgi``) and ``--worker CHANNEL...`` pools.
+    asgi: str | None = None
+    worker: list[list[str]] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)  # setting -> where its value came from
 
     @property
@@ -179,6 +182,8 @@ _CONVERTERS = {
     "cluster_shared": lambda v, k: _as_shared_globs(v, k),
     "cluster_name": lambda v, k: _as_cluster_name(v, k),
     "cluster_credit": _as_int(1),
+    "asgi": _as_str,
+    "worker": lambda v, k: [_as_list(names, k) for names in (v if isinstance(v, list) else [v])],
 }
 
 
@@ -267,7 +272,8 @@ def render_flags(actions: list[argparse.Action], values: dict[str, Any]) -> list
             if value == action.const:
                 argv.append(flag)
         elif isinstance(value, list):
-            argv += [f"{flag}={item}" for item in value]
+            for item in value:  # a repeatable flag; with nargs, each item is one use's values
+                argv += [flag, *map(str, item)] if isinstance(item, list) else [f"{flag}={item}"]
         else:
             argv.append(f"{flag}={value}")
     return argv

@@ -157,17 +157,21 @@ class ProjectReport:
 
 
 def check_project(settings_module: str, directory: Path, alias: str = "default",
-                  timeout: float = PROJECT_CHECK_TIMEOUT) -> ProjectReport:
+                  timeout: float = PROJECT_CHECK_TIMEOUT, asgi: str | None = None) -> ProjectReport:
     """Set Django up in a child process, as a worker does, and report what would fail or is pending.
 
     The child runs the workers' own checks (``django.setup()``, ``django_glue``'s
     ``CHANNEL_LAYERS`` validation, the routing) and lists unapplied migrations like ``runserver``;
     the calling process never imports the project's apps. Bounded by ``timeout``.
+
+    :param asgi: an ASGI 3 project's application (``module:attribute``): the child imports it, as a
+        Daphne server process does, instead of checking Channels 1 routing.
     """
     env = dict(os.environ, DJANGO_SETTINGS_MODULE=settings_module)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(directory), env.get("PYTHONPATH")]))
     try:
-        done = subprocess.run([sys.executable, "-m", "procman.doctor", "project-check", settings_module, alias],
+        done = subprocess.run([sys.executable, "-m", "procman.doctor", "project-check", settings_module, alias,
+                               *([asgi] if asgi else [])],
                               cwd=directory, env=env, capture_output=True, text=True, timeout=timeout,
                               stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
@@ -181,17 +185,23 @@ def check_project(settings_module: str, directory: Path, alias: str = "default",
     return ProjectReport(data.get("error"), data.get("unapplied"), data.get("note"))
 
 
-def _project_check_child(settings_module: str, alias: str) -> dict[str, Any]:
+def _project_check_child(settings_module: str, alias: str, asgi: str | None = None) -> dict[str, Any]:
     """Runs inside the child of :func:`check_project`; returns its JSON answer."""
     os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
     try:
         import django
 
         django.setup(set_prefix=False)
-        from django_glue.asgi import layer_settings
-        from django_glue.routing import Router
+        if asgi:  # an ASGI 3 project: its application must import, as in a server process
+            import importlib
 
-        Router(layer_settings(alias)["ROUTING"])
+            module, _, attribute = asgi.partition(":")
+            getattr(importlib.import_module(module), attribute)
+        else:
+            from django_glue.asgi import layer_settings
+            from django_glue.routing import Router
+
+            Router(layer_settings(alias)["ROUTING"])
     except Exception as exc:  # noqa: BLE001 - reported, that is the point
         return {"error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
     from django.conf import settings
@@ -232,11 +242,12 @@ def check_settings(settings: str | None, directory: Path) -> tuple[list[Finding]
     except ProjectError as exc:
         return [Finding("settings", "fail", str(exc).strip().splitlines()[0])], None
     findings = [Finding("settings", "ok", f"{module} imports; layer prefix {project.prefix!r}")]
-    report = check_project(module, project.directory, project.alias)
+    report = check_project(module, project.directory, project.alias, asgi=project.asgi_application)
     if report.error:
         findings.append(Finding("settings", "fail", f"workers cannot boot: {report.error}"))
         return findings, project.prefix
-    findings.append(Finding("settings", "ok", "Django sets up; CHANNEL_LAYERS and routing are valid for workers"))
+    findings.append(Finding("settings", "ok", "Django sets up; the ASGI application imports" if project.asgi_application
+                            else "Django sets up; CHANNEL_LAYERS and routing are valid for workers"))
     warning = migration_warning(report)
     if warning:
         findings.append(Finding("migrations", "warn", warning))
@@ -296,6 +307,6 @@ def run_doctor(settings: str | None, binds: list[str], clean: bool = False, as_j
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] != ["project-check"] or len(sys.argv) != 4:
-        sys.exit("usage: python -m procman.doctor project-check SETTINGS_MODULE ALIAS (used by procman doctor)")
-    print(json.dumps(_project_check_child(sys.argv[2], sys.argv[3])))
+    if sys.argv[1:2] != ["project-check"] or len(sys.argv) not in (4, 5):
+        sys.exit("usage: python -m procman.doctor project-check SETTINGS_MODULE ALIAS [MODULE:APP] (used by procman doctor)")
+    print(json.dumps(_project_check_child(*sys.argv[2:])))

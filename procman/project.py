@@ -3,6 +3,14 @@
 The supervisor only *imports the settings module* (cheap, no apps loaded) to read
 ``CHANNEL_LAYERS``; workers do the full ``django.setup()``. A settings module that does not import
 is reported here, once, before any child is started.
+
+Two kinds of project (see :attr:`Project.asgi_application`):
+
+- **Channels 1** (the default): ``CHANNEL_LAYERS[alias]`` names an ``asgi_ipc.IPCChannelLayer``
+  with a ``ROUTING``; procman runs interface servers plus Django workers on it.
+- **ASGI 3** (today's Channels 2-4): ``ASGI_APPLICATION`` is set in the settings (or ``--asgi``
+  is given); procman runs Daphne servers with the application in-process (:mod:`procman.asgi3`).
+  Any Channels 4 layer may be configured, or none; only the shared-memory layer is imported here.
 """
 
 from __future__ import annotations
@@ -34,18 +42,30 @@ class Project:
     :ivar alias: the ``CHANNEL_LAYERS`` alias used.
     :ivar backend: the layer class named by ``BACKEND``.
     :ivar layer_config: its ``CONFIG`` (constructor keyword arguments).
+    :ivar asgi_application: ASGI 3 mode: the application as ``module:attribute`` (from ``--asgi``
+        or the settings' ``ASGI_APPLICATION``); None for a Channels 1 project.
+    :ivar backend_path: ASGI 3 mode: the dotted ``BACKEND`` of ``CHANNEL_LAYERS[alias]`` ("" when
+        the project has no channel layer); ``backend`` is then the class for the shared-memory layer
+        only (its prefix names the site) and None for any other layer, which is never imported here.
     """
 
     settings_module: str
     directory: Path
     alias: str
-    backend: type
+    backend: type | None
     layer_config: dict[str, Any] = field(default_factory=dict)
+    asgi_application: str | None = None
+    backend_path: str = ""
 
     @property
     def prefix(self) -> str:
-        """The layer prefix, which also names the site (control socket, logs)."""
+        """The layer prefix, which also names the site (control socket, logs). An ASGI 3 project
+        without a shared-memory layer is named after its settings package (``mysite``)."""
         prefix = self.layer_config.get("prefix")
+        if prefix is None and self.backend is None:
+            from .asgi3 import site_name
+
+            return site_name(self)
         if prefix is None:
             import inspect
 
@@ -81,11 +101,14 @@ def find_settings_module(explicit: str | None, directory: Path) -> str:
     )
 
 
-def load_project(settings_module: str, directory: Path, alias: str = "default") -> Project:
+def load_project(settings_module: str, directory: Path, alias: str = "default", asgi: str | None = None) -> Project:
     """Import the settings module and validate ``CHANNEL_LAYERS[alias]`` for procman.
 
+    :param asgi: ``module:attribute`` of an ASGI 3 application (``--asgi``); with it, or with
+        ``ASGI_APPLICATION`` in the settings, the project is an ASGI 3 one (see the module doc).
     :raises ProjectError: the settings do not import (the message carries the traceback), or the
-        layer entry is missing, malformed or not an ``asgi_ipc`` layer.
+        layer entry is missing, malformed or not an ``asgi_ipc`` layer (Channels 1 mode), or the
+        application path is malformed (ASGI 3 mode).
     """
     if str(directory) not in sys.path:
         sys.path.insert(0, str(directory))
@@ -101,6 +124,11 @@ def load_project(settings_module: str, directory: Path, alias: str = "default") 
         ) from None
     layers = getattr(module, "CHANNEL_LAYERS", None)
     where = f"{settings_module}.CHANNEL_LAYERS"
+    application = asgi or getattr(module, "ASGI_APPLICATION", None)
+    if application:
+        from .asgi3 import asgi3_project
+
+        return asgi3_project(settings_module, directory, alias, application, layers, from_flag=bool(asgi))
     if not isinstance(layers, dict) or alias not in layers:
         raise ProjectError(
             f"{where} has no {alias!r} entry; add e.g. CHANNEL_LAYERS = {{{alias!r}: {{'BACKEND': "

@@ -17,7 +17,8 @@ from typing import Any
 
 from . import cluster_link, control, exitcodes, inflight, systemd
 from .arbiter import Arbiter, Role
-from .config import RunConfig
+from .asgi3 import SharedLayer, build_asgi3_roles, require_channels4, uses_shared_memory, worker_pools
+from .config import ConfigError, RunConfig
 from .config import interface_argv as interface_options_argv
 from .logstream import LogStream
 from .project import Project, ProjectError, find_settings_module, load_project
@@ -95,6 +96,28 @@ def delay_role(project: Project, env: dict[str, str]) -> Role:
     return Role("delay", argv, count=1, env=env, heartbeat=False, stop_order=1)
 
 
+def _check_mode(config: RunConfig, project: Project) -> None:
+    """Flags of one mode refused in the other, and the ASGI 3 mode's optional dependencies.
+
+    :raises ProjectError, ConfigError: with what to do instead.
+    """
+    if project.asgi_application is None:
+        if config.worker:
+            raise ConfigError("--worker runs Channels 4 background workers and needs an ASGI 3 project "
+                              "(ASGI_APPLICATION in the settings, or --asgi); Channels 1 projects use --pool")
+        return
+    require_channels4()
+    given = [f"--{key.replace('_', '-')}" for key in ("only_channels", "exclude_channels", "max_requests")
+             if getattr(config, key)]
+    if "workers" in config.sources:
+        given.append(f"--workers (from {config.sources['workers']})")
+    if given:
+        raise ConfigError(f"{', '.join(given)}: Channels 1 worker options, not used in the ASGI 3 mode "
+                          "(its application runs in the Daphne servers, --interfaces N of them; use "
+                          "--worker / --pool for Channels background workers)")
+    worker_pools(config)
+
+
 def _listeners(config: RunConfig, log: LogStream) -> list[Listener]:
     adopted = adopt_systemd()
     if adopted:
@@ -161,6 +184,15 @@ def _layer_statistics(layer: Any, channels: list[str]) -> dict[str, Any]:
     return {"layer": stats}
 
 
+def _statistics_of(layer: Any, channels: list[str]) -> dict[str, Any]:
+    """The layer section of ``status`` for either mode (nothing when the site has no segment)."""
+    if layer is None:
+        return {}
+    if isinstance(layer, SharedLayer):
+        return _layer_statistics(layer.statistics_source(), channels)
+    return _layer_statistics(layer, channels)
+
+
 def run_site(config: RunConfig, directory: Path, log: LogStream, banner: str = "") -> int:
     """Run the Django project in ``directory`` (or ``config.settings``) until stopped.
 
@@ -169,8 +201,9 @@ def run_site(config: RunConfig, directory: Path, log: LogStream, banner: str = "
     """
     try:
         settings_module = find_settings_module(config.settings, directory)
-        project = load_project(settings_module, directory)
-    except ProjectError as exc:
+        project = load_project(settings_module, directory, asgi=config.asgi)
+        _check_mode(config, project)
+    except (ProjectError, ConfigError) as exc:
         raise SiteError(str(exc)) from None
     try:
         listeners = _listeners(config, log)
@@ -179,9 +212,18 @@ def run_site(config: RunConfig, directory: Path, log: LogStream, banner: str = "
     layer = None
     control_server = None
     try:
-        layer = _create_layer(project, log)
-        roles = build_roles(config, project, listeners)
-        channels = list(STANDARD_CHANNELS) + [g for pool in config.pools for g in pool.channels if "*" not in g]
+        if project.asgi_application is None:
+            layer = _create_layer(project, log)
+            roles = build_roles(config, project, listeners)
+            channels = list(STANDARD_CHANNELS) + [g for pool in config.pools for g in pool.channels if "*" not in g]
+        else:
+            roles = build_asgi3_roles(config, project, listeners)
+            channels = [name for pool in worker_pools(config) for name in pool.channels]
+            if uses_shared_memory(project.backend_path):
+                try:
+                    layer = SharedLayer(project)
+                except ProjectError as exc:
+                    raise SiteError(str(exc)) from None
         started = time.monotonic()
         watchdog = systemd.watchdog_interval()
         last_ping = [0.0]
@@ -189,14 +231,14 @@ def run_site(config: RunConfig, directory: Path, log: LogStream, banner: str = "
         def on_ready() -> None:
             urls = ", ".join(listener.url for listener in listeners)
             counts = ", ".join(f"{role.count} {role.name}" for role in roles)
-            log.info(f"ready at {urls} ({counts}; layer prefix {project.prefix!r}; "
-                     f"{time.monotonic() - started:.1f} s)")
+            named = f"layer prefix {project.prefix!r}" if layer is not None else f"site {project.prefix!r}, no shared layer"
+            log.info(f"ready at {urls} ({counts}; {named}; {time.monotonic() - started:.1f} s)")
             if banner:
                 log.info(banner)
             systemd.notify(f"READY=1\nSTATUS=serving {urls}")
 
         segment_path = f"/dev/shm/asgi_ipc.{project.prefix}"
-        segment_inode = _inode(segment_path)
+        segment_inode = _inode(segment_path) if layer is not None else None
         last_check = [time.monotonic()]
 
         def on_tick() -> None:
@@ -234,7 +276,7 @@ def run_site(config: RunConfig, directory: Path, log: LogStream, banner: str = "
             status_extra=lambda: {
                 "site": {"prefix": project.prefix, "settings": project.settings_module,
                          "listen": [listener.url for listener in listeners], "fastpath": _fastpath()},
-                **_layer_statistics(layer, channels),
+                **_statistics_of(layer, channels),
                 **(cluster_link.read_status(project.prefix) if config.cluster else {}),
             },
         )

@@ -10,7 +10,10 @@ SIGKILL after a bounded wait; any process it left behind is killed too.
 - ``daphne``: 2 ``daphne --fd N`` processes accepting on one socket this module binds (Daphne has no
   ``--workers``; sharing an inherited socket is how it runs several processes on one port);
 - ``channels``: the same 2 Daphne processes running the Channels 4 application
-  (``cmpsite.asgi_channels``) with channels_redis against a given Redis port.
+  (``cmpsite.asgi_channels``) with channels_redis against a given Redis port;
+- ``c4ipc``: that same Channels 4 application under ``procman run --asgi`` (ASGI 3 mode: 2
+  in-process Daphne servers on one socket) with ``asgi_ipc.channels.IPCChannelLayer``;
+- ``uvicorn-channels``: that same application under ``uvicorn --workers 2`` with channels_redis.
 """
 
 from __future__ import annotations
@@ -34,7 +37,11 @@ REPO = HERE.parents[1]
 
 # contender -> the Python packages it needs (module names)
 NEEDS = {"ours": ["procman", "django_glue", "asgi_ipc"], "uvicorn": ["uvicorn"], "daphne": ["daphne"],
-         "channels": ["daphne", "channels", "channels_redis"]}
+         "channels": ["daphne", "channels", "channels_redis"],
+         "c4ipc": ["procman", "asgi_ipc", "daphne", "channels"],
+         "uvicorn-channels": ["uvicorn", "channels", "channels_redis"]}
+#: contenders that talk to Redis (they need ``redis_port``)
+NEEDS_REDIS = ("channels", "uvicorn-channels")
 INSTALL_HINT = 'pip install "daphne>=4,<5" "uvicorn[standard]" "channels>=4,<5" "channels-redis>=4,<5"'
 
 
@@ -178,10 +185,21 @@ def start(name: str, tmp: Path, *, workers: int = 2, interfaces: int = 1, redis_
                 [sys.executable, "-m", "procman", "run", "--settings", "cmpsite.settings",
                  "--bind", f"127.0.0.1:{port}", "--interfaces", str(interfaces), "--workers", str(workers),
                  "--no-color"], env, log))
-        elif name == "uvicorn":
-            env = _env("plain", tmp, {})
+        elif name == "c4ipc":
+            running.prefix = f"cmp{os.getpid()}_{uuid.uuid4().hex[:6]}"
+            env = _env("c4ipc", tmp, {"CMPSITE_PREFIX": running.prefix})
             running.procs.append(_popen(
-                [sys.executable, "-m", "uvicorn", "cmpsite.asgi:application", "--host", "127.0.0.1",
+                [sys.executable, "-m", "procman", "run", "--settings", "cmpsite.settings",
+                 "--asgi", "cmpsite.asgi_channels:application", "--bind", f"127.0.0.1:{port}",
+                 "--interfaces", str(workers), "--no-color"], env, log))
+        elif name in ("uvicorn", "uvicorn-channels"):
+            if name == "uvicorn-channels" and redis_port is None:
+                raise ValueError("the uvicorn-channels contender needs redis_port")
+            stack, app = ("plain", "cmpsite.asgi:application") if name == "uvicorn" else \
+                ("channels", "cmpsite.asgi_channels:application")
+            env = _env(stack, tmp, {} if redis_port is None else {"CMPSITE_REDIS_PORT": str(redis_port)})
+            running.procs.append(_popen(
+                [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1",
                  "--port", str(port), "--workers", str(workers), "--lifespan", "off"], env, log))
         else:  # daphne, channels: N daphne processes on one socket bound here
             stack, app = ("plain", "cmpsite.asgi:application") if name == "daphne" else \
@@ -208,8 +226,8 @@ def start(name: str, tmp: Path, *, workers: int = 2, interfaces: int = 1, redis_
             if time.monotonic() > deadline:
                 raise ContenderError(f"{name} did not answer GET / within {ready_timeout} s:\n{running.log_tail()}")
             time.sleep(0.1)
-        if name == "ours":
-            while b"procman     | ready at" not in log_path.read_bytes():
+        if name in ("ours", "c4ipc"):
+            while b"| ready at http" not in log_path.read_bytes():
                 if time.monotonic() > deadline or not running.alive():
                     raise ContenderError(f"procman did not report ready:\n{running.log_tail()}")
                 time.sleep(0.1)

@@ -157,3 +157,95 @@ class Site(Supervised):
     def close(self) -> None:
         self.kill_everything()
         remove_segment(self.prefix)
+
+
+def processes_by_role(s: Supervised) -> dict[str, list[psutil.Process]]:
+    """The supervisor's live children grouped by their ``PROCMAN_ROLE`` (``worker``, ``daphne``...)."""
+    found: dict[str, list[psutil.Process]] = {}
+    for proc in s.descendants():
+        try:
+            role = proc.environ().get("PROCMAN_ROLE")
+        except psutil.Error:
+            continue
+        found.setdefault(role, []).append(proc)
+    return found
+
+
+class SteadyLoad:
+    """``threads`` clients GETting ``url`` back to back until stopped, each on a new connection
+    per request, or with ``keep_alive`` on one persistent HTTP/1.1 connection (reopened when the
+    server answered ``Connection: close``); every status code and every error is recorded. Use as
+    a context manager."""
+
+    def __init__(self, url: str, threads: int = 4, timeout: float = 15.0, keep_alive: bool = False) -> None:
+        self.url, self.timeout = url, timeout
+        self.results: list[int] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        target = self._load_keep_alive if keep_alive else self._load
+        self._threads = [threading.Thread(target=target, daemon=True) for _ in range(threads)]
+
+    def _load(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.results.append(http_get(self.url, timeout=self.timeout)[0])
+            except OSError as exc:
+                self.errors.append(repr(exc))
+
+    def _load_keep_alive(self) -> None:
+        import http.client
+        import urllib.parse
+
+        parts = urllib.parse.urlsplit(self.url)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=self.timeout)
+        try:
+            while not self._stop.is_set():
+                try:
+                    conn.request("GET", path)
+                    response = conn.getresponse()
+                    response.read()
+                    self.results.append(response.status)
+                except (OSError, http.client.HTTPException) as exc:
+                    self.errors.append(repr(exc))
+                    conn.close()  # and reconnect on the next request
+        finally:
+            conn.close()
+
+    def wait_more(self, count: int, timeout: float = 20.0) -> None:
+        """Wait until ``count`` more answers than now arrived."""
+        before = len(self.results)
+        wait_for(lambda: len(self.results) >= before + count, timeout, f"{count} more answers under load")
+
+    def __enter__(self) -> "SteadyLoad":
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(30)
+
+
+class Paused:
+    """SIGSTOP the given processes for the duration of a ``with`` block (SIGCONT on exit, also on
+    errors): new connections to a socket they share can only be accepted by the others, which is
+    how a test reaches a chosen server process. Keep it short: paused processes send no heartbeat."""
+
+    def __init__(self) -> None:
+        self.pids: list[int] = []
+
+    def pause(self, pid: int) -> None:
+        os.kill(pid, signal.SIGSTOP)
+        self.pids.append(pid)
+
+    def __enter__(self) -> "Paused":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for pid in self.pids:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass

@@ -14,6 +14,7 @@ import pytest
 from procman import exitcodes
 
 from .procs import HELLOSITE, Site, http_get, unique_prefix, wait_for
+from .procs import processes_by_role as roles
 
 
 @pytest.fixture
@@ -28,17 +29,6 @@ def site(tmp_path):
     yield start
     for s in sites:
         s.close()
-
-
-def roles(s: Site) -> dict[str, list[psutil.Process]]:
-    found: dict[str, list[psutil.Process]] = {}
-    for proc in s.descendants():
-        try:
-            role = proc.environ().get("PROCMAN_ROLE")
-        except psutil.Error:
-            continue
-        found.setdefault(role, []).append(proc)
-    return found
 
 
 def test_serves_then_term_leaves_no_process_and_no_segment(site):

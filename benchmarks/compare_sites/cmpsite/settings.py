@@ -2,8 +2,8 @@
 import os
 
 STACK = os.environ.get("CMPSITE_STACK", "plain")
-if STACK not in ("plain", "ipc", "channels"):
-    raise RuntimeError(f"CMPSITE_STACK={STACK!r}: use 'plain', 'ipc' or 'channels'")
+if STACK not in ("plain", "ipc", "channels", "c4ipc"):
+    raise RuntimeError(f"CMPSITE_STACK={STACK!r}: use 'plain', 'ipc', 'channels' or 'c4ipc'")
 
 SECRET_KEY = "site-compare-benchmark-only"
 DEBUG = False
@@ -28,5 +28,12 @@ elif STACK == "channels":
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {"hosts": [("127.0.0.1", int(os.environ["CMPSITE_REDIS_PORT"]))]},
+        }
+    }
+elif STACK == "c4ipc":  # the Channels 4 application on the shared-memory Channels 4 layer
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "asgi_ipc.channels.IPCChannelLayer",
+            "CONFIG": {"prefix": os.environ["CMPSITE_PREFIX"]},
         }
     }
