@@ -11,7 +11,7 @@ Run from the repository root::
 It starts a throwaway ``redis-server`` on a free loopback port (no persistence), creates one
 ``asgi_ipc`` segment under a unique prefix, runs every case of ``benchmarks/README.md`` for each
 backend in spawned processes, prints a Markdown table (ours, channels_redis, msgpack floor,
-ours/redis, the DESIGN.md section 4 budget and PASS/FAIL), and writes everything, with the git
+ours/redis, the docs/design.md section 4 budget and PASS/FAIL), and writes everything, with the git
 revision and library versions, to ``benchmarks/results/layer-<UTC timestamp>.json``. The server and
 the segment are always removed, also on errors and Ctrl-C. Exit status: 0 if every case ran (budgets
 may still FAIL), 1 if a case failed, 2 for bad arguments.

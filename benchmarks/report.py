@@ -2,7 +2,7 @@
 
 ``results`` is ``{case id: {backend: metrics dict}}`` as built by ``layer_bench``; a metrics dict
 holding ``"error"`` means that backend's case failed. :func:`build_rows` picks the numbers to show,
-computes ``ours / channels_redis`` and checks each budget of DESIGN.md section 4 that the benchmark
+computes ``ours / channels_redis`` and checks each budget of docs/design.md section 4 that the benchmark
 can measure (``PASS``/``FAIL``; ``n.a.`` when a row has no budget or a number is missing).
 :func:`format_table` renders the rows as a Markdown table, which is what the README records.
 """

@@ -1,4 +1,4 @@
-"""Whole-site comparisons of DESIGN.md section 4, in one invocation on this machine.
+"""Whole-site comparisons of docs/design.md section 4, in one invocation on this machine.
 
 Usage (from the repository root)::
 

@@ -3,7 +3,7 @@
 - messages have the sizes and ids the cases count with;
 - the throwaway redis-server starts, answers and is always cleaned up;
 - the process runner reports results, child failures and hangs;
-- the table's budget verdicts follow DESIGN.md section 4;
+- the table's budget verdicts follow docs/design.md section 4;
 - the cases run end to end against the real ``asgi_ipc`` layer on a tiny budget, and count every
   message (these double as a check that the layer neither loses nor duplicates under the harness).
 """

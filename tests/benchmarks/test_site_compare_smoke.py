@@ -3,7 +3,7 @@
 - the keep-alive client delimits responses (Content-Length, chunked, split reads, back-to-back
   responses) and refuses what it cannot delimit;
 - broadcast frames parse, percentiles are nearest-rank, losses and duplicates are counted;
-- the verdicts follow DESIGN.md section 4;
+- the verdicts follow docs/design.md section 4;
 - a contender whose package is missing is reported, and bad arguments are refused.
 """
 
