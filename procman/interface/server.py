@@ -282,15 +282,19 @@ class InterfaceServer:
             return False
         channel, message = result
         if channel is not None:
+            endpoint = self.replies.get(channel)
             self._dispatch(channel, message)
-            return self._drain()
+            if getattr(endpoint, "group_member", False):
+                return self._drain()
         return self._receiving
 
     def _drain(self) -> bool:
         """Dispatch replies that are already waiting with plain non-blocking receives.
 
         A group broadcast reaches this process as one reply per member, all at once; taking them
-        here costs no Deferred and no timeout timer per reply, as ``receive_twisted`` would. At
+        here costs no Deferred and no timeout timer per reply, as ``receive_twisted`` would. Only
+        called after a reply to an endpoint with a true ``group_member`` attribute (a WebSocket):
+        an HTTP reply never comes from a fan-out, and a receive that finds nothing is waste. At
         most :data:`_DRAIN_BATCH` per wake-up, then the loop goes back through
         ``receive_twisted``. A layer offering ``receive_fanout`` (see :meth:`_take_waiting`)
         hands one fan-out as one decoded message with every local receiver. Returns whether the

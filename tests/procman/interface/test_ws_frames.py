@@ -20,9 +20,9 @@ from tests.procman.interface.conftest import Application
 from tests.procman.interface.test_server_checks import FakeReactor
 
 
-def _open_connection(layer):
+def _open_connection(layer, server=None):
     """A WebSocketConnection in state OPEN writing to a StringTransport."""
-    server = InterfaceServer(layer, reactor=FakeReactor())
+    server = server or InterfaceServer(layer, reactor=FakeReactor())
     connection = build_websocket_factory(server).buildProtocol(None)
     transport = StringTransport()
     connection.makeConnection(transport)
@@ -127,3 +127,54 @@ def test_group_broadcast_reaches_every_member_once_in_order(layer, app: Applicat
         finally:
             for client in clients:
                 client.close()
+
+
+class _FanoutLayer:
+    """The real layer plus the ``receive_fanout`` the reply loop uses when a layer has it: here
+    emulated by taking every waiting message and grouping equal ones (one decoded message)."""
+
+    def __init__(self, layer) -> None:
+        self._layer = layer
+        self.fanout_calls = 0
+
+    def __getattr__(self, name):
+        return getattr(self._layer, name)
+
+    def receive_fanout(self, channels):
+        self.fanout_calls += 1
+        channel, message = self._layer.receive(channels, block=False)
+        if channel is None:
+            return None, None
+        names = [channel]
+        while True:
+            more, other = self._layer.receive(channels, block=False)
+            if more is None:
+                return names, message
+            assert other == message, "the test sends one broadcast at a time"
+            names.append(more)
+
+
+def _members(server, count: int):
+    """``count`` OPEN WebSocketConnections registered with ``server`` as members of group g."""
+    members = []
+    for _ in range(count):
+        connection, transport = _open_connection(server.layer, server)
+        connection.reply_channel = server.new_reply_channel()
+        server.register(connection.reply_channel, connection)
+        server.layer.group_add("g", connection.reply_channel)
+        members.append((connection, transport))
+    return members
+
+
+@pytest.mark.parametrize("with_fanout", [False, True])
+def test_reply_loop_drains_a_fanout_to_every_local_member(layer, with_fanout):
+    used = _FanoutLayer(layer) if with_fanout else layer
+    server = InterfaceServer(used, reactor=FakeReactor())
+    server._receiving = True
+    members = _members(server, 4)
+    layer.send_group("g", {"text": "hi"})
+    assert server._drain() is True
+    assert [_written(transport) for _, transport in members] == [b"\x81\x02hi"] * 4
+    if with_fanout:
+        assert used.fanout_calls == 2  # one fan-out, then one receive that found nothing
+    assert layer.receive([server.process_channel], block=False) == (None, None)  # nothing left
