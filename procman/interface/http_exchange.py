@@ -89,6 +89,7 @@ class HTTPExchange:
         self.done = False
         self.status: int | None = None
         self.bytes_out = 0
+        self._head_out = b""
         self.keep_alive = head.keep_alive
         self._chunked = False
         self._no_body = False
@@ -242,6 +243,8 @@ class HTTPExchange:
         self._write_body(content)
         if not message.get("more_content", False):
             self._finish()
+        elif self._head_out:
+            self._emit(b"")  # a streamed response: the head goes out now
 
     def _start_response(self, message: dict[str, Any]) -> None:
         status = message["status"]
@@ -293,7 +296,9 @@ class HTTPExchange:
             headers.append((b"connection", b"keep-alive"))
         self.status = status
         self.response_started = True
-        self.connection.write(response_head(status, headers, version))
+        # Held until this reply's body is added: head and body leave in one write (one send, and
+        # no small second segment for Nagle to hold back until the client's delayed ACK).
+        self._head_out = response_head(status, headers, version)
 
     def _write_body(self, content: bytes) -> None:
         if self._no_body or not content:
@@ -306,11 +311,18 @@ class HTTPExchange:
                 )
                 content = content[:room]
         self.bytes_out += len(content)
-        self.connection.write(chunk(content) if self._chunked else content)
+        self._emit(chunk(content) if self._chunked else content)
+
+    def _emit(self, data: bytes) -> None:
+        """Write ``data``, after the response head if that is still held."""
+        head, self._head_out = self._head_out, b""
+        self.connection.write(head + data if head else data)
 
     def _finish(self) -> None:
         if self._chunked:
-            self.connection.write(LAST_CHUNK)
+            self._emit(LAST_CHUNK)
+        elif self._head_out:
+            self._emit(b"")
         if self._declared_length is not None and self.bytes_out < self._declared_length:
             if not self._no_body:
                 logger.error("response for %s is shorter than its content-length", self.path)

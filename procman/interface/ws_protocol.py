@@ -52,6 +52,7 @@ from twisted.internet.interfaces import ISSLTransport
 
 from procman.interface.http_events import RequestHead
 from procman.interface.request_messages import address_pair, base_message
+from procman.interface.write_now import write_now
 from procman.interface.ws_frames import FrameCache, send_prepared
 
 if TYPE_CHECKING:
@@ -234,9 +235,10 @@ class WebSocketConnection(WebSocketServerProtocol):
         if sync or chopsize or self.send_queue or self.logOctets or self.state != WebSocketProtocol.STATE_OPEN:
             super().sendData(data, sync, chopsize)
             return
-        # Autobahn's sendData for this case, without its debug-log call: it formats its arguments
-        # (qualified names, the peer) on every frame even when debug logging is off.
-        self.transport.write(data)
+        # Autobahn's sendData for this case, without its debug-log call (it formats its arguments,
+        # qualified names and the peer, on every frame even when debug logging is off), and sent
+        # at once when the socket is idle.
+        write_now(self.transport, data)
         self.trafficStats.outgoingOctetsWireLevel += len(data)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
