@@ -443,24 +443,19 @@ def main() -> int:
     parser.add_argument(
         "--output", type=Path, help="JSON file to write (default benchmarks/results/interface-<time>.json)"
     )
-    parser.add_argument("--role", choices=("consumer", "http-client", "ws-client", "ws-group-client", "broadcaster"), help=argparse.SUPPRESS)
+    roles = {
+        "consumer": lambda: role_consumer(args.prefix),
+        "http-client": lambda: role_http_client(args.port, args.connections, args.seconds),
+        "ws-client": lambda: role_ws_client(args.port, args.connections, args.seconds),
+        "ws-group-client": lambda: role_ws_group_client(args.port, args.connections, args.seconds),
+        "broadcaster": lambda: role_broadcaster(args.prefix, args.seconds, args.interval),
+    }
+    parser.add_argument("--role", choices=tuple(roles), help=argparse.SUPPRESS)
     parser.add_argument("--prefix", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.role == "consumer":
-        role_consumer(args.prefix)
-        return 0
-    if args.role == "http-client":
-        role_http_client(args.port, args.connections, args.seconds)
-        return 0
-    if args.role == "ws-client":
-        role_ws_client(args.port, args.connections, args.seconds)
-        return 0
-    if args.role == "ws-group-client":
-        role_ws_group_client(args.port, args.connections, args.seconds)
-        return 0
-    if args.role == "broadcaster":
-        role_broadcaster(args.prefix, args.seconds, args.interval)
+    if args.role:
+        roles[args.role]()
         return 0
     load_before = os.getloadavg()[0]
     results = run(args.seconds, args.connections, args.ws_connections, args.members, args.interval)

@@ -301,11 +301,13 @@ class InterfaceServer:
         loop goes on.
         """
         channels = [self.process_channel]
+        take = self._take_waiting
+        dispatch = self._dispatch
         for _ in range(_DRAIN_BATCH):
             if not self._receiving:
                 return False
             try:
-                names, message = self._take_waiting(channels)
+                names, message = take(channels)
             except self._segment_lost as exc:
                 self.layer_lost(exc)
                 return False
@@ -315,7 +317,7 @@ class InterfaceServer:
             if names is None:
                 break
             for name in names:
-                self._dispatch(name, message)
+                dispatch(name, message)
         return self._receiving
 
     def _take_waiting(self, channels: list[str]) -> tuple[list[str] | None, Any]:
