@@ -255,6 +255,7 @@ class HTTPExchange:
             raise ValueError("'headers' must be a list of [name, value] pairs")
         headers: list[tuple[bytes, bytes]] = []
         app_close = False
+        has_date = False
         for pair in raw_headers:
             if not isinstance(pair, (list, tuple)) or len(pair) != 2:
                 raise ValueError(f"each header must be a [name, value] pair, got {pair!r}")
@@ -268,6 +269,8 @@ class HTTPExchange:
                 if not value.strip().isdigit():
                     raise ValueError(f"invalid content-length {value!r}")
                 self._declared_length = int(value)
+            elif lowered == b"date":
+                has_date = True
             headers.append((name, value))
         more = bool(message.get("more_content", False))
         content = message.get("content", b"")
@@ -283,7 +286,7 @@ class HTTPExchange:
                 headers.append((b"transfer-encoding", b"chunked"))
             else:
                 self.keep_alive = False  # HTTP/1.0 streaming: the body ends when we close
-        if not any(name.lower() == b"date" for name, _ in headers):
+        if not has_date:
             headers.append((b"date", http_date(self.server.clock.seconds())))
         if app_close or self.server.shutting_down or self.connection.close_after_response:
             self.keep_alive = False

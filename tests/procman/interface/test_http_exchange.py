@@ -47,3 +47,11 @@ def test_a_streamed_response_sends_its_head_before_the_rest(exchange_and_writes)
     exchange.deliver({"content": b"abc", "more_content": True})
     exchange.deliver({"content": b""})
     assert writes[1:] == [b"3\r\nabc\r\n", b"0\r\n\r\n"]
+
+
+@pytest.mark.parametrize("name", [b"Date", b"date"])
+def test_the_application_s_date_header_is_kept_and_not_doubled(exchange_and_writes, name):
+    exchange, writes = exchange_and_writes()
+    exchange.deliver({"status": 200, "headers": [[name, b"Mon, 01 Jan 2024 00:00:00 GMT"]], "content": b""})
+    head = writes[0].lower()
+    assert head.count(b"\r\ndate: ") == 1 and b"date: mon, 01 jan 2024" in head
