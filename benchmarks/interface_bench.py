@@ -14,6 +14,11 @@ the interface's and the consumer's CPU share: when both are well below 100 %, th
 processes, scheduling latency) limits the numbers, not the interface. Each measuring loop is bounded
 by ``--seconds`` after a 0.5 s warm-up.
 
+The broadcast case: ``--members`` WebSockets (one client process) join one group; a broadcaster
+process sends one ``send_group`` every ``--interval`` s for ``--seconds``. It reports the delivery
+latency (stamp in the frame to arrival; p50/p99), frames lost, and the interface's CPU per
+delivered frame over the broadcasting time.
+
 Prints a table and writes ``benchmarks/results/interface-<UTC time>.json``.
 """
 
@@ -33,7 +38,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-LAYER_SIZES = {"message_memory": 64 * 2**20, "channels": 1024, "groups": 64, "group_members": 256}
+LAYER_SIZES = {"message_memory": 64 * 2**20, "channels": 1024, "groups": 64, "group_members": 4096}
+#: The group the broadcast case's WebSockets join (the consumer adds a socket opened on /group).
+GROUP = "bench"
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -63,6 +70,8 @@ def role_consumer(prefix: str) -> None:
                 if channel == "http.request":
                     layer.send(reply, response)
                 elif channel == "websocket.connect":
+                    if message["path"] == "/group":
+                        layer.group_add(GROUP, reply)
                     layer.send(reply, {"accept": True})
                 elif "text" in message:
                     layer.send(reply, {"text": message["text"]})
@@ -186,6 +195,129 @@ def role_ws_client(port: int, connections: int, seconds: float) -> None:
     print(json.dumps(_summary(count, seconds, latencies)))
 
 
+def role_ws_group_client(port: int, connections: int, seconds: float) -> None:
+    """``connections`` WebSockets on /group (members of :data:`GROUP`), reading broadcasts.
+
+    Prints ``ready`` once every handshake is done, then reads until every socket has seen the
+    broadcaster's ``end`` frame (bounded by ``seconds`` + 30 s). Each broadcast's text is
+    ``<seq> <time.time() at sending>``: the delivery latency of each frame is its arrival time
+    minus that stamp.
+    """
+    import base64
+
+    selector = selectors.DefaultSelector()
+    buffers: dict[socket.socket, bytes] = {}
+    for _ in range(connections):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(
+            b"GET /group HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: " + base64.b64encode(os.urandom(16)) + b"\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        sock.setblocking(False)
+        selector.register(sock, selectors.EVENT_READ)
+        buffers[sock] = b""
+    handshaking = set(buffers)
+    deadline = time.monotonic() + 60 + connections * 0.05
+    while handshaking:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{len(handshaking)} handshakes unanswered")
+        for key, _ in selector.select(timeout=1.0):
+            sock = key.fileobj
+            if sock not in handshaking:
+                continue
+            data = sock.recv(4096)
+            if not data:
+                raise SystemExit("handshake refused")
+            buffers[sock] += data
+            head, sep, rest = buffers[sock].partition(b"\r\n\r\n")
+            if sep:
+                if not head.startswith(b"HTTP/1.1 101"):
+                    raise SystemExit(f"handshake failed: {head[:80]!r}")
+                buffers[sock] = rest
+                handshaking.discard(sock)
+    print("ready", flush=True)
+    latencies: list[float] = []
+    count = 0
+    open_ = set(buffers)
+    end = time.monotonic() + seconds + 30
+    while open_ and time.monotonic() < end:
+        for key, _ in selector.select(timeout=1.0):
+            sock = key.fileobj
+            data = sock.recv(65536)
+            if not data:
+                raise SystemExit("server closed a WebSocket")
+            arrived = time.time()
+            buffer = buffers[sock] + data
+            while len(buffer) >= 2:
+                if buffer[0] != 0x81 or buffer[1] > 125:
+                    raise SystemExit(f"unexpected frame from the server: {buffer[:8]!r}")
+                size = 2 + buffer[1]
+                if len(buffer) < size:
+                    break
+                text = buffer[2:size]
+                buffer = buffer[size:]
+                if text == b"end":
+                    open_.discard(sock)
+                    continue
+                count += 1
+                latencies.append(arrived - float(text.split()[1]))
+            buffers[sock] = buffer
+    latencies.sort()
+    print(json.dumps({**_summary(count, seconds, latencies), "unfinished_sockets": len(open_)}), flush=True)
+
+
+def role_broadcaster(prefix: str, seconds: float, interval: float) -> None:
+    """One ``send_group`` to :data:`GROUP` every ``interval`` s for ``seconds``, then ``end``."""
+    layer = _layer(prefix, create=False)
+    sent = 0
+    start = time.monotonic()
+    while time.monotonic() - start < seconds:
+        layer.send_group(GROUP, {"text": f"{sent} {time.time()!r}"})
+        sent += 1
+        time.sleep(max(0.0, start + sent * interval - time.monotonic()))
+    layer.send_group(GROUP, {"text": "end"})
+    layer.close()
+    print(json.dumps({"broadcasts": sent}), flush=True)
+
+
+def _broadcast_case(
+    env: dict[str, str], port: int, prefix: str, interface: subprocess.Popen, members: int,
+    seconds: float, interval: float,
+) -> dict[str, Any]:
+    """The broadcast row: delivery latency, frames lost, interface CPU per delivered frame."""
+    client = _child(
+        "--role", "ws-group-client", "--port", str(port), "--connections", str(members),
+        "--seconds", str(seconds), env=env, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        ready = client.stdout.readline()
+        if ready.strip() != "ready":
+            raise SystemExit(f"the broadcast client did not connect its sockets: {ready!r}")
+        cpu_before = _cpu_seconds(interface.pid)
+        sender = _child(
+            "--role", "broadcaster", "--prefix", prefix, "--seconds", str(seconds),
+            "--interval", str(interval), env=env, stdout=subprocess.PIPE, text=True,
+        )
+        sent_out, _ = sender.communicate(timeout=seconds + 60)
+        out, _ = client.communicate(timeout=seconds + 60)
+        cpu = _cpu_seconds(interface.pid) - cpu_before
+    finally:
+        _stop(client)
+    if client.returncode != 0 or sender.returncode != 0:
+        raise SystemExit("the broadcast case failed")
+    row = json.loads(out)
+    broadcasts = json.loads(sent_out)["broadcasts"]
+    row.update(
+        connections=members,
+        broadcasts=broadcasts,
+        interval_s=interval,
+        lost=broadcasts * members - row["count"],
+        interface_cpu_us_per_frame=cpu / row["count"] * 1e6 if row["count"] else 0.0,
+    )
+    return row
+
+
 def _summary(count: int, seconds: float, latencies: list[float]) -> dict[str, float]:
     def pct(p: float) -> float:
         return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 if latencies else 0.0
@@ -233,7 +365,9 @@ def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
             proc.wait(timeout=10)
 
 
-def run(seconds: float, connections: int, ws_connections: int) -> dict[str, Any]:
+def run(
+    seconds: float, connections: int, ws_connections: int, members: int = 1000, interval: float = 0.05
+) -> dict[str, Any]:
     prefix = f"bench_ifc_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     layer = _layer(prefix, create=True)
     listener = socket.socket()
@@ -285,6 +419,10 @@ def run(seconds: float, connections: int, ws_connections: int) -> dict[str, Any]
                 share = row["interface_cpu_share"]
                 row["per_interface_cpu_second"] = row["per_second"] / share if share > 0 else 0.0
                 results[name] = row
+            if members:
+                results["websocket_broadcast"] = _broadcast_case(
+                    env, port, prefix, interface, members, seconds, interval
+                )
         finally:
             for proc in reversed(procs):
                 _stop(proc)
@@ -299,23 +437,28 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=8, help="HTTP keep-alive connections")
     parser.add_argument("--ws-connections", type=int, default=8, help="WebSocket connections")
     parser.add_argument(
+        "--members", type=int, default=1000, help="WebSockets in the broadcast group (0: no broadcast case)"
+    )
+    parser.add_argument("--interval", type=float, default=0.05, help="seconds between broadcasts")
+    parser.add_argument(
         "--output", type=Path, help="JSON file to write (default benchmarks/results/interface-<time>.json)"
     )
-    parser.add_argument("--role", choices=("consumer", "http-client", "ws-client"), help=argparse.SUPPRESS)
+    roles = {
+        "consumer": lambda: role_consumer(args.prefix),
+        "http-client": lambda: role_http_client(args.port, args.connections, args.seconds),
+        "ws-client": lambda: role_ws_client(args.port, args.connections, args.seconds),
+        "ws-group-client": lambda: role_ws_group_client(args.port, args.connections, args.seconds),
+        "broadcaster": lambda: role_broadcaster(args.prefix, args.seconds, args.interval),
+    }
+    parser.add_argument("--role", choices=tuple(roles), help=argparse.SUPPRESS)
     parser.add_argument("--prefix", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.role == "consumer":
-        role_consumer(args.prefix)
-        return 0
-    if args.role == "http-client":
-        role_http_client(args.port, args.connections, args.seconds)
-        return 0
-    if args.role == "ws-client":
-        role_ws_client(args.port, args.connections, args.seconds)
+    if args.role:
+        roles[args.role]()
         return 0
     load_before = os.getloadavg()[0]
-    results = run(args.seconds, args.connections, args.ws_connections)
+    results = run(args.seconds, args.connections, args.ws_connections, args.members, args.interval)
     report = {
         "load_average_1min_before": load_before,
         "benchmark": "interface",
@@ -335,11 +478,21 @@ def main() -> int:
     )
     labels = {"http_keepalive": "HTTP requests", "websocket_echo": "WS messages"}
     for name, row in results.items():
+        if name == "websocket_broadcast":
+            continue
         print(
             f"{labels[name]:<16} {row['connections']:>5} {row['per_second']:>12,.0f} "
             f"{row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} "
             f"{row['interface_cpu_share']:>8.0%} {row['consumer_cpu_share']:>8.0%} "
             f"{row['per_interface_cpu_second']:>14,.0f}"
+        )
+    row = results.get("websocket_broadcast")
+    if row:
+        print(
+            f"WS broadcast: {row['broadcasts']} broadcasts every {row['interval_s'] * 1000:.0f} ms to "
+            f"{row['connections']} members: p50 {row['p50_ms']:.1f} ms, p99 {row['p99_ms']:.1f} ms, "
+            f"{row['lost']} frames lost, {row['interface_cpu_us_per_frame']:.1f} us interface CPU "
+            "per delivered frame"
         )
     path = args.output or RESULTS / f"interface-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

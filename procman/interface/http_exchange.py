@@ -89,6 +89,7 @@ class HTTPExchange:
         self.done = False
         self.status: int | None = None
         self.bytes_out = 0
+        self._head_out = b""
         self.keep_alive = head.keep_alive
         self._chunked = False
         self._no_body = False
@@ -242,6 +243,8 @@ class HTTPExchange:
         self._write_body(content)
         if not message.get("more_content", False):
             self._finish()
+        elif self._head_out:
+            self._emit(b"")  # a streamed response: the head goes out now
 
     def _start_response(self, message: dict[str, Any]) -> None:
         status = message["status"]
@@ -252,6 +255,7 @@ class HTTPExchange:
             raise ValueError("'headers' must be a list of [name, value] pairs")
         headers: list[tuple[bytes, bytes]] = []
         app_close = False
+        has_date = False
         for pair in raw_headers:
             if not isinstance(pair, (list, tuple)) or len(pair) != 2:
                 raise ValueError(f"each header must be a [name, value] pair, got {pair!r}")
@@ -265,6 +269,8 @@ class HTTPExchange:
                 if not value.strip().isdigit():
                     raise ValueError(f"invalid content-length {value!r}")
                 self._declared_length = int(value)
+            elif lowered == b"date":
+                has_date = True
             headers.append((name, value))
         more = bool(message.get("more_content", False))
         content = message.get("content", b"")
@@ -280,7 +286,7 @@ class HTTPExchange:
                 headers.append((b"transfer-encoding", b"chunked"))
             else:
                 self.keep_alive = False  # HTTP/1.0 streaming: the body ends when we close
-        if not any(name.lower() == b"date" for name, _ in headers):
+        if not has_date:
             headers.append((b"date", http_date(self.server.clock.seconds())))
         if app_close or self.server.shutting_down or self.connection.close_after_response:
             self.keep_alive = False
@@ -293,7 +299,9 @@ class HTTPExchange:
             headers.append((b"connection", b"keep-alive"))
         self.status = status
         self.response_started = True
-        self.connection.write(response_head(status, headers, version))
+        # Held until this reply's body is added: head and body leave in one write (one send, and
+        # no small second segment for Nagle to hold back until the client's delayed ACK).
+        self._head_out = response_head(status, headers, version)
 
     def _write_body(self, content: bytes) -> None:
         if self._no_body or not content:
@@ -306,11 +314,18 @@ class HTTPExchange:
                 )
                 content = content[:room]
         self.bytes_out += len(content)
-        self.connection.write(chunk(content) if self._chunked else content)
+        self._emit(chunk(content) if self._chunked else content)
+
+    def _emit(self, data: bytes) -> None:
+        """Write ``data``, after the response head if that is still held."""
+        head, self._head_out = self._head_out, b""
+        self.connection.write(head + data if head else data)
 
     def _finish(self) -> None:
         if self._chunked:
-            self.connection.write(LAST_CHUNK)
+            self._emit(LAST_CHUNK)
+        elif self._head_out:
+            self._emit(b"")
         if self._declared_length is not None and self.bytes_out < self._declared_length:
             if not self._no_body:
                 logger.error("response for %s is shorter than its content-length", self.path)

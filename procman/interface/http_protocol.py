@@ -37,6 +37,7 @@ from procman.interface.http_events import (
 )
 from procman.interface.http_response import response_head
 from procman.interface.request_messages import address_pair, base_message
+from procman.interface.write_now import write_now
 
 if TYPE_CHECKING:
     from procman.interface.server import InterfaceServer
@@ -218,7 +219,7 @@ class HTTPConnection(Protocol):
         if not data or not self.connected:
             return
         if not self._write_paused:
-            self.transport.write(data)
+            write_now(self.transport, data)
             return
         self._pending.append(data)
         self._pending_bytes += len(data)

@@ -60,6 +60,8 @@ EXIT_FAST = 130
 EXIT_LAYER_LOST = 75
 
 _DISCONNECT_RETRY_SECONDS = 5.0
+#: Replies dispatched by non-blocking receives after one from ``receive_twisted``.
+_DRAIN_BATCH = 256
 
 
 class LayerNotSupported(Exception):
@@ -280,8 +282,57 @@ class InterfaceServer:
             return False
         channel, message = result
         if channel is not None:
+            endpoint = self.replies.get(channel)
             self._dispatch(channel, message)
+            if getattr(endpoint, "group_member", False):
+                return self._drain()
         return self._receiving
+
+    def _drain(self) -> bool:
+        """Dispatch replies that are already waiting with plain non-blocking receives.
+
+        A group broadcast reaches this process as one reply per member, all at once; taking them
+        here costs no Deferred and no timeout timer per reply, as ``receive_twisted`` would. Only
+        called after a reply to an endpoint with a true ``group_member`` attribute (a WebSocket):
+        an HTTP reply never comes from a fan-out, and a receive that finds nothing is waste. At
+        most :data:`_DRAIN_BATCH` per wake-up, then the loop goes back through
+        ``receive_twisted``. A layer offering ``receive_fanout`` (see :meth:`_take_waiting`)
+        hands one fan-out as one decoded message with every local receiver. Returns whether the
+        loop goes on.
+        """
+        channels = [self.process_channel]
+        take = self._take_waiting
+        dispatch = self._dispatch
+        for _ in range(_DRAIN_BATCH):
+            if not self._receiving:
+                return False
+            try:
+                names, message = take(channels)
+            except self._segment_lost as exc:
+                self.layer_lost(exc)
+                return False
+            except Exception:  # noqa: BLE001 - receive_twisted will report a lasting fault
+                logger.exception("non-blocking receive failed")
+                break
+            if names is None:
+                break
+            for name in names:
+                dispatch(name, message)
+        return self._receiving
+
+    def _take_waiting(self, channels: list[str]) -> tuple[list[str] | None, Any]:
+        """One waiting reply as ``([channel, ...], message)``, or ``(None, None)``.
+
+        With a layer that has ``receive_fanout(channels)`` (non-blocking; returns every local
+        channel a group message is for, with the message decoded once and shared read-only),
+        that is used; otherwise ``receive(channels, block=False)`` gives one channel.
+        """
+        fanout = getattr(self.layer, "receive_fanout", None)
+        if fanout is not None:
+            names, message = fanout(channels)
+            return (names or None), message
+        channel, message = self.layer.receive(channels, block=False)
+        return ([channel] if channel is not None else None), message
 
     def _receive_failed(self, failure: Failure) -> None:
         if self._segment_lost and failure.check(*self._segment_lost):

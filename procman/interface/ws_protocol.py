@@ -52,6 +52,8 @@ from twisted.internet.interfaces import ISSLTransport
 
 from procman.interface.http_events import RequestHead
 from procman.interface.request_messages import address_pair, base_message
+from procman.interface.write_now import write_now
+from procman.interface.ws_frames import FrameCache, send_prepared
 
 if TYPE_CHECKING:
     from procman.interface.server import InterfaceServer
@@ -90,6 +92,8 @@ def build_websocket_factory(server: InterfaceServer) -> WebSocketServerFactory:
         autoPingRestartOnAnyTraffic=True,
     )
     factory.interface_server = server
+    #: One frame shared by the members of a group broadcast (see ws_frames).
+    factory.frames = FrameCache()
     return factory
 
 
@@ -118,6 +122,8 @@ class WebSocketConnection(WebSocketServerProtocol):
     """
 
     head: RequestHead
+    #: Replies may come from a group fan-out: the reply loop takes the rest that are waiting.
+    group_member = True
     reply_channel: str | None = None
     path: str = ""
     order: int = 0
@@ -226,7 +232,14 @@ class WebSocketConnection(WebSocketServerProtocol):
                 return
         if self._overflowed:
             return
-        super().sendData(data, sync, chopsize)
+        if sync or chopsize or self.send_queue or self.logOctets or self.state != WebSocketProtocol.STATE_OPEN:
+            super().sendData(data, sync, chopsize)
+            return
+        # Autobahn's sendData for this case, without its debug-log call (it formats its arguments,
+        # qualified names and the peer, on every frame even when debug logging is off), and sent
+        # at once when the socket is idle.
+        write_now(self.transport, data)
+        self.trafficStats.outgoingOctetsWireLevel += len(data)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         """Forward one frame as ``websocket.receive``; a full channel closes with 1013."""
@@ -298,7 +311,16 @@ class WebSocketConnection(WebSocketServerProtocol):
         return self._was_opened
 
     def deliver(self, message: dict[str, Any]) -> None:
-        """Apply one reply from the application (see the table in the module docstring)."""
+        """Apply one reply from the application (see the table in the module docstring).
+
+        A data-only reply to an OPEN socket writes the frame shared with the other receivers of
+        the same payload (a group broadcast is framed once per process, see ws_frames).
+        """
+        if self.state == WebSocketProtocol.STATE_OPEN:
+            prepared = self.factory.frames.frame_for(message)
+            if prepared is not None:
+                send_prepared(self, prepared)
+                return
         unknown = set(message) - _REPLY_KEYS
         if unknown:
             logger.error(

@@ -14,7 +14,7 @@ def test_benchmark_runs_and_writes_its_json(tmp_path):
     output = tmp_path / "bench.json"
     result = subprocess.run(
         [sys.executable, str(BENCH), "--seconds", "0.3", "--connections", "2", "--ws-connections", "2",
-         "--output", str(output)],
+         "--members", "20", "--output", str(output)],
         capture_output=True,
         text=True,
         timeout=100,
@@ -25,4 +25,8 @@ def test_benchmark_runs_and_writes_its_json(tmp_path):
         row = report["results"][case]
         assert row["count"] > 0  # requests really went through interface, layer and consumer
         assert set(row) >= {"per_second", "p50_ms", "p99_ms", "interface_cpu_share"}
+    broadcast = report["results"]["websocket_broadcast"]
+    assert broadcast["broadcasts"] > 0 and broadcast["count"] == broadcast["broadcasts"] * 20
+    assert broadcast["lost"] == 0 and broadcast["unfinished_sockets"] == 0
+    assert broadcast["interface_cpu_us_per_frame"] > 0
     assert "HTTP requests" in result.stdout and "WS messages" in result.stdout
