@@ -266,10 +266,22 @@ class HTTPExchange:
                     raise ValueError(f"invalid content-length {value!r}")
                 self._declared_length = int(value)
             headers.append((name, value))
-        more = bool(message.get("more_content", False))
-        content = message.get("content", b"")
-        version = self.head.http_version
         self._no_body = self.head.method == "HEAD" or status in (204, 304)
+        self.status = status
+        self.response_started = True
+        self._send_head(status, headers, bool(message.get("more_content", False)),
+                        message.get("content", b""), app_close)
+
+    def _send_head(
+        self, status: int, headers: list[tuple[bytes, bytes]], more: bool, content: Any, app_close: bool
+    ) -> None:
+        """Frame and write the response head (HTTP/1.x: length, chunked or close-delimited).
+
+        :param headers: the application's validated headers, hop-by-hop ones removed.
+        :param more: more Response Chunks follow. :param content: the first message's body.
+        :param app_close: the application asked for ``Connection: close``.
+        """
+        version = self.head.http_version
         if self._declared_length is None and status not in (204, 304):
             if not more:
                 headers.append((b"content-length", str(len(content)).encode()))
@@ -291,8 +303,6 @@ class HTTPExchange:
             headers.append((b"connection", b"close"))
         elif version == "1.0":
             headers.append((b"connection", b"keep-alive"))
-        self.status = status
-        self.response_started = True
         self.connection.write(response_head(status, headers, version))
 
     def _write_body(self, content: bytes) -> None:
