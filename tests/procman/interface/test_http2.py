@@ -126,9 +126,10 @@ def test_streamed_response_over_http2(https, app):
 @needs_curl
 def test_body_over_the_limit_gets_413_on_its_stream(https, app):
     interface = https("--max-request-body", "1000")
-    curl = _curl(interface.port, "/big", "--http2", "--data-binary", "x" * 5000)
-    body, version = _finish(curl)
-    assert version == "2" and body == "Request body exceeds 1000 bytes.\n"
+    curl = _curl(interface.port, "/big", "--http2", "-v", "--data-binary", "x" * 5000)
+    out, err = curl.communicate(timeout=30)
+    body, _, version = out.rpartition("\n")
+    assert version == "2" and body == "Request body exceeds 1000 bytes.\n", err
     app.receive_nothing("http.request")
 
 
