@@ -216,6 +216,7 @@ class HTTP2Connection(Protocol):
         self.closing = False
         self.close_when_idle = False
         self._lost = False
+        self._send_scheduled = False
         self._write_paused = False
         self._resets = 0
         self._reset_window = 0.0
@@ -234,7 +235,7 @@ class HTTP2Connection(Protocol):
     def connectionMade(self) -> None:
         self.h2.initiate_connection()
         self.transport.registerProducer(self, True)
-        self._send()
+        self._send_now()
 
     def dataReceived(self, data: bytes) -> None:
         if self.closing:
@@ -244,7 +245,7 @@ class HTTP2Connection(Protocol):
         except ProtocolError as exc:
             # h2 has queued a GOAWAY with the error code (PROTOCOL_ERROR, ENHANCE_YOUR_CALM...).
             logger.info("HTTP/2 protocol error from %s: %s", self.client, exc)
-            self._send()
+            self._send_now()
             self._lose_connection()
             return
         for event in events:
@@ -456,8 +457,16 @@ class HTTP2Connection(Protocol):
         stream.output.clear()
 
     def _send(self) -> None:
+        """Write what h2 has queued at the end of this reactor turn: the frames of every stream
+        that progressed meanwhile leave in one write (one TLS record, not one per frame)."""
+        if not self._send_scheduled:
+            self._send_scheduled = True
+            self.server.reactor.callLater(0, self._send_now)
+
+    def _send_now(self) -> None:
+        self._send_scheduled = False
         data = self.h2.data_to_send()
-        if data and self.transport is not None:
+        if data and not self._lost:
             self.transport.write(data)
 
     # -- server-driven -----------------------------------------------------------------------------------
@@ -490,7 +499,7 @@ class HTTP2Connection(Protocol):
             self.h2.close_connection(error_code=code)
         except ProtocolError:
             pass  # the connection is already closed on h2's side
-        self._send()
+        self._send_now()
         self._lose_connection()
 
     def _lose_connection(self) -> None:
