@@ -203,6 +203,27 @@ def test_cookie_fields_are_joined_and_the_stream_answered(https, app, tls_files)
     assert b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived)) == b"made"
 
 
+def test_body_over_the_limit_without_content_length_ends_only_its_stream(https, app, tls_files):
+    interface = https("--max-request-body", "1000")
+    client = H2Client(interface.port, str(tls_files[2]))
+    client.conn.send_headers(1, [(":method", "POST"), (":path", "/no-length"), (":scheme", "https"),
+                                 (":authority", "localhost")])
+    client.conn.send_data(1, b"x" * 3000, end_stream=True)
+    client.flush()
+    events = client.events_until(lambda e: isinstance(e, h2.events.StreamEnded))
+    response = next(e for e in events if isinstance(e, h2.events.ResponseReceived))
+    assert dict(response.headers)[b":status"] == b"413"
+    app.receive_nothing("http.request")
+    # The connection goes on: the next stream is served.
+    client.conn.send_headers(3, client.request_headers("/next"), end_stream=True)
+    client.flush()
+    request = app.request(timeout=20)
+    assert request["path"] == "/next"
+    app.respond(request, content=b"next ok")
+    events = client.events_until(lambda e: isinstance(e, h2.events.StreamEnded) and e.stream_id == 3)
+    assert b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived) and e.stream_id == 3) == b"next ok"
+
+
 def test_oversized_header_list_is_refused(https, app, tls_files):
     interface = https("--max-head-size", "4K")
     client = H2Client(interface.port, str(tls_files[2]))
