@@ -261,6 +261,10 @@ class HTTP2Connection(Protocol):
         self._send()
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self._abandon_streams()
+
+    def _abandon_streams(self) -> None:
+        """Every open stream ends now: ``http.disconnect`` for requests the application has."""
         self.closing = True
         for stream in list(self.streams.values()):
             stream.closed = True
@@ -513,10 +517,5 @@ class HTTP2Connection(Protocol):
 
     def abort(self) -> None:
         """Fast stop: drop the socket, telling the application about unfinished requests."""
-        self.closing = True
-        for stream in list(self.streams.values()):
-            stream.closed = True
-            if stream.exchange is not None:
-                stream.exchange.abandon()
-        self.streams.clear()
+        self._abandon_streams()
         self.transport.abortConnection()

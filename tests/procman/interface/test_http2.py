@@ -224,6 +224,14 @@ def test_body_over_the_limit_without_content_length_ends_only_its_stream(https, 
     assert b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived) and e.stream_id == 3) == b"next ok"
 
 
+def _drain(app, channel: str) -> list[dict]:
+    """Every message waiting on ``channel`` now (the application's view of what arrived)."""
+    messages = []
+    while (received := app.layer.receive([channel], block=False))[0] is not None:
+        messages.append(received[1])
+    return messages
+
+
 def test_oversized_header_list_is_refused(https, app, tls_files):
     interface = https("--max-head-size", "4K")
     client = H2Client(interface.port, str(tls_files[2]))
@@ -257,19 +265,9 @@ def test_rapid_reset_gets_goaway_enhance_your_calm(https, app, tls_files):
     assert terminated and terminated[0].error_code == ErrorCodes.ENHANCE_YOUR_CALM
     interface.wait_for_log("rapid reset")
     # Each request the application got is followed by its http.disconnect: nothing dangles.
-    requests = 0
-    while True:
-        channel, message = app.layer.receive(["http.request"], block=False)
-        if channel is None:
-            break
-        requests += 1
-    disconnects = 0
-    while True:
-        channel, message = app.layer.receive(["http.disconnect"], block=False)
-        if channel is None:
-            break
-        disconnects += 1
-    assert requests <= 21 and disconnects == requests
+    requests = _drain(app, "http.request")
+    disconnects = _drain(app, "http.disconnect")
+    assert len(requests) <= 21 and len(disconnects) == len(requests)
 
 
 def test_concurrent_streams_past_the_limit_are_refused(https, app, tls_files):
@@ -286,7 +284,4 @@ def test_concurrent_streams_past_the_limit_are_refused(https, app, tls_files):
     assert last.error_code in (ErrorCodes.REFUSED_STREAM, ErrorCodes.PROTOCOL_ERROR)
     # h2 treats it as a connection error (GOAWAY PROTOCOL_ERROR), or a refused stream; either way
     # the application never sees the stream over the limit.
-    seen = []
-    while (message := app.layer.receive(["http.request"], block=False))[0] is not None:
-        seen.append(message[1]["path"])
-    assert "/s5" not in seen
+    assert "/s5" not in [message["path"] for message in _drain(app, "http.request")]
