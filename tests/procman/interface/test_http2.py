@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -285,3 +286,21 @@ def test_concurrent_streams_past_the_limit_are_refused(https, app, tls_files):
     # h2 treats it as a connection error (GOAWAY PROTOCOL_ERROR), or a refused stream; either way
     # the application never sees the stream over the limit.
     assert "/s5" not in [message["path"] for message in _drain(app, "http.request")]
+
+
+def test_graceful_stop_finishes_the_open_stream_then_goaway(https, app, tls_files):
+    interface = https()
+    client = H2Client(interface.port, str(tls_files[2]))
+    client.conn.send_headers(1, client.request_headers("/in-flight"), end_stream=True)
+    client.flush()
+    request = app.request(timeout=20)
+    interface.signal(signal.SIGTERM)
+    interface.wait_for_log("graceful stop")
+    app.respond(request, content=b"finished")
+    events = client.events_until(lambda e: isinstance(e, h2.events.ConnectionTerminated), timeout=20)
+    assert b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived)) == b"finished"
+    assert any(isinstance(e, h2.events.StreamEnded) and e.stream_id == 1 for e in events)
+    assert events[-1].error_code == ErrorCodes.NO_ERROR
+    client.sock.close()  # as clients do after GOAWAY
+    assert interface.wait() == 0
+    assert "shutdown timeout" not in interface.stderr
