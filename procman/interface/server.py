@@ -16,6 +16,7 @@ Lifecycle (exit codes are the contract with the supervisor):
 * SIGTERM or the first SIGINT - graceful: stop listening, close WebSockets with 1001, let in-flight
   HTTP responses finish for up to ``shutdown_timeout`` seconds, then exit :data:`EXIT_OK`.
 * a second SIGINT (or SIGQUIT) - fast: drop every connection, exit :data:`EXIT_FAST`.
+* SIGHUP - re-read ``--certfile``/``--keyfile`` for new connections; nothing else changes.
 * the layer's segment is gone (``SegmentLost``) - drop every connection, exit
   :data:`EXIT_LAYER_LOST` so the supervisor restarts us against a fresh layer.
 """
@@ -351,7 +352,7 @@ class InterfaceServer:
         except ValueError:
             raise
         except Exception as exc:  # noqa: BLE001 - OSError, OpenSSL errors: say which file and why
-            kind = kind_of(endpoint_description)
+            kind = _endpoint_kind(endpoint_description)
             advice = (
                 "; privateKey= and certKey= must name readable PEM files holding a key and the "
                 "certificate that matches it"
@@ -359,7 +360,7 @@ class InterfaceServer:
                 else ""
             )
             raise ValueError(f"{endpoint_description}: {type(exc).__name__}: {exc}{advice}") from exc
-        if self.tls is not None and kind_of(endpoint_description) == "ssl":
+        if self.tls is not None and _endpoint_kind(endpoint_description) == "ssl":
             raise ValueError(
                 f"{endpoint_description}: an ssl: endpoint brings its own certificate; with "
                 "--certfile/--keyfile listen with tcp: (or --bind/--fd) instead"
@@ -526,7 +527,7 @@ class InterfaceServer:
             self.on_exit(code)
 
 
-def kind_of(endpoint_description: str) -> str:
+def _endpoint_kind(endpoint_description: str) -> str:
     """The endpoint type of a Twisted endpoint string (``tcp``, ``ssl``, ``unix``...)."""
     return endpoint_description.split(":", 1)[0].lower()
 
