@@ -64,6 +64,8 @@ class Role:
     :ivar pass_fds: file descriptors the children inherit (listening sockets).
     :ivar env: extra environment variables.
     :ivar reload: restarted by HUP / ``procman reload`` (new before old).
+    :ivar hup_on_reload: not restarted by a reload but sent SIGHUP (interfaces re-read their TLS
+        certificate and key, keeping their connections).
     :ivar scalable: changed by TTIN / TTOU.
     :ivar recyclable: replaced (new before old) when over ``max_memory`` or when it asks to retire.
     :ivar heartbeat: children report ready/beat on the heartbeat pipe; if False a child counts as
@@ -77,6 +79,7 @@ class Role:
     pass_fds: tuple[int, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     reload: bool = False
+    hup_on_reload: bool = False
     scalable: bool = False
     recyclable: bool = False
     heartbeat: bool = True
@@ -288,6 +291,11 @@ class Arbiter:
         self.generation += 1
         marked = 0
         for child in self.children:
+            if child.role.hup_on_reload and child.stop_sent is None and child.ready_at is not None:
+                try:
+                    child.process.send_signal(signal.SIGHUP)
+                except ProcessLookupError:
+                    pass
             if not child.role.reload or child.stop_sent is not None:
                 continue
             if child.ready_at is None:

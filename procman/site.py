@@ -54,7 +54,8 @@ def build_roles(config: RunConfig, project: Project, listeners: list[Listener]) 
         interface_argv += ["--fd", str(fd)]
     interface_argv += interface_options_argv(config)
     roles = [
-        Role("interface", interface_argv, count=config.interfaces, pass_fds=fds, env=env, stop_order=0)
+        Role("interface", interface_argv, count=config.interfaces, pass_fds=fds, env=env, stop_order=0,
+             hup_on_reload=True)
     ]
     worker_base = [python, "-m", "procman.boot", "worker", "--settings", project.settings_module, "--alias", project.alias]
     if config.max_requests:
@@ -230,6 +231,8 @@ def run_site(config: RunConfig, directory: Path, log: LogStream, banner: str = "
 
         def on_ready() -> None:
             urls = ", ".join(listener.url for listener in listeners)
+            if config.interface.get("certfile"):  # the interface processes serve TLS
+                urls = urls.replace("http://", "https://")
             counts = ", ".join(f"{role.count} {role.name}" for role in roles)
             named = f"layer prefix {project.prefix!r}" if layer is not None else f"site {project.prefix!r}, no shared layer"
             log.info(f"ready at {urls} ({counts}; {named}; {time.monotonic() - started:.1f} s)")

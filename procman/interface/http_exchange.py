@@ -272,10 +272,23 @@ class HTTPExchange:
             elif lowered == b"date":
                 has_date = True
             headers.append((name, value))
-        more = bool(message.get("more_content", False))
-        content = message.get("content", b"")
-        version = self.head.http_version
         self._no_body = self.head.method == "HEAD" or status in (204, 304)
+        self.status = status
+        self.response_started = True
+        self._has_date = has_date
+        self._send_head(status, headers, bool(message.get("more_content", False)),
+                        message.get("content", b""), app_close)
+
+    def _send_head(
+        self, status: int, headers: list[tuple[bytes, bytes]], more: bool, content: Any, app_close: bool
+    ) -> None:
+        """Frame and write the response head (HTTP/1.x: length, chunked or close-delimited).
+
+        :param headers: the application's validated headers, hop-by-hop ones removed.
+        :param more: more Response Chunks follow. :param content: the first message's body.
+        :param app_close: the application asked for ``Connection: close``.
+        """
+        version = self.head.http_version
         if self._declared_length is None and status not in (204, 304):
             if not more:
                 headers.append((b"content-length", str(len(content)).encode()))
@@ -286,7 +299,7 @@ class HTTPExchange:
                 headers.append((b"transfer-encoding", b"chunked"))
             else:
                 self.keep_alive = False  # HTTP/1.0 streaming: the body ends when we close
-        if not has_date:
+        if not self._has_date:
             headers.append((b"date", http_date(self.server.clock.seconds())))
         if app_close or self.server.shutting_down or self.connection.close_after_response:
             self.keep_alive = False
@@ -297,8 +310,6 @@ class HTTPExchange:
             headers.append((b"connection", b"close"))
         elif version == "1.0":
             headers.append((b"connection", b"keep-alive"))
-        self.status = status
-        self.response_started = True
         # Held until this reply's body is added: head and body leave in one write (one send, and
         # no small second segment for Nagle to hold back until the client's delayed ACK).
         self._head_out = response_head(status, headers, version)

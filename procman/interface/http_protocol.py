@@ -13,7 +13,9 @@ its registered producer); output then waits in a per-connection buffer bounded b
 ``max_response_buffer``, past which the client is dropped rather than letting memory grow.
 
 An upgrade request hands the socket to a :class:`~procman.interface.ws_protocol.WebSocketConnection`;
-from then on this protocol only forwards bytes and the connection-lost event to it.
+from then on this protocol only forwards bytes and the connection-lost event to it. A TLS
+connection whose ALPN negotiation chose ``h2`` is handed the same way, before any byte is read,
+to an :class:`~procman.interface.http2_protocol.HTTP2Connection`.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.interfaces import ISSLTransport
+from twisted.internet.interfaces import IHandshakeListener, ISSLTransport
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
+from procman.interface.http2_protocol import HTTP2Connection
 from procman.interface.http_exchange import HTTPExchange, http_date
 from procman.interface.http_events import (
     NEED_DATA,
@@ -48,10 +52,12 @@ __all__ = ["HTTPConnection"]
 logger = logging.getLogger("procman.interface.http")
 
 
+@implementer(IHandshakeListener)
 class HTTPConnection(Protocol):
     """The protocol for one accepted socket (TCP, UNIX, adopted fd or TLS).
 
-    After an upgrade it forwards everything to its :class:`WebSocketConnection`.
+    After an upgrade it forwards everything to its :class:`WebSocketConnection`; after a TLS
+    handshake that chose ``h2`` by ALPN, to an :class:`HTTP2Connection`.
     """
 
     def __init__(self, server: InterfaceServer) -> None:
@@ -59,7 +65,9 @@ class HTTPConnection(Protocol):
         options = server.options
         self.parser = make_parser(server.http_parser, server.head_limits)
         self.exchange: HTTPExchange | None = None
-        self.websocket: WebSocketConnection | None = None
+        #: The protocol that took the socket over: a WebSocket after an upgrade, HTTP/2 after
+        #: TLS negotiated ``h2``. From then on this protocol forwards to it.
+        self.successor: WebSocketConnection | HTTP2Connection | None = None
         self.idle_since = server.clock.seconds()
         self.client: list[Any] | None = None
         self.close_after_response = False
@@ -82,9 +90,19 @@ class HTTPConnection(Protocol):
         self._producer_registered = True
         self.server.connection_opened(self)
 
+    def handshakeCompleted(self) -> None:
+        """TLS is up (nothing was read yet): if ALPN chose ``h2``, HTTP/2 takes the socket."""
+        if getattr(self.transport, "negotiatedProtocol", None) != b"h2" or self.successor is not None:
+            return
+        successor = HTTP2Connection(self.server, self.client)
+        self.successor = successor
+        self._producer_registered = False
+        self.transport.unregisterProducer()
+        successor.makeConnection(self.transport)
+
     def dataReceived(self, data: bytes) -> None:
-        if self.websocket is not None:
-            self.websocket.dataReceived(data)
+        if self.successor is not None:
+            self.successor.dataReceived(data)
             return
         if self.closing:
             return
@@ -93,9 +111,9 @@ class HTTPConnection(Protocol):
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.connected = False
-        if self.websocket is not None:
+        if self.successor is not None:
             try:
-                self.websocket.connectionLost(reason)
+                self.successor.connectionLost(reason)
             finally:
                 self.server.connection_closed(self)
             return
@@ -124,7 +142,7 @@ class HTTPConnection(Protocol):
 
     def _advance(self) -> None:
         try:
-            while not self.closing and self.websocket is None:
+            while not self.closing and self.successor is None:
                 event = self.parser.next_event()
                 if event is NEED_DATA or event is PAUSED:
                     break
@@ -182,7 +200,7 @@ class HTTPConnection(Protocol):
             return
         websocket = self.server.websocket_factory.buildProtocol(self.transport.getPeer())
         websocket.head = head
-        self.websocket = websocket
+        self.successor = websocket
         self._producer_registered = False
         self.transport.unregisterProducer()
         websocket.makeConnection(self.transport)
@@ -190,7 +208,7 @@ class HTTPConnection(Protocol):
 
     def update_reading(self) -> None:
         """Pause reading the socket while body chunks wait or pipelined bytes pile up."""
-        if not self.connected or self.websocket is not None:
+        if not self.connected or self.successor is not None:
             return
         backlogged = self.exchange is not None and self.exchange.body_backlogged
         should_pause = backlogged or self.parser.buffered > self._buffer_limit
@@ -300,8 +318,8 @@ class HTTPConnection(Protocol):
 
     def check_timeouts(self, now: float) -> None:
         """Run this connection's timeout checks (called periodically by the server)."""
-        if self.websocket is not None:
-            self.websocket.check_timeouts(now)
+        if self.successor is not None:
+            self.successor.check_timeouts(now)
             return
         if self.exchange is not None:
             self.exchange.check_timeout(now)
@@ -314,8 +332,8 @@ class HTTPConnection(Protocol):
 
     def shutdown(self) -> None:
         """Graceful stop: idle connections close now, busy ones after their response."""
-        if self.websocket is not None:
-            self.websocket.shutdown()
+        if self.successor is not None:
+            self.successor.shutdown()
         elif self.exchange is None:
             self.close()
         else:
@@ -323,7 +341,7 @@ class HTTPConnection(Protocol):
 
     def abort(self) -> None:
         """Fast stop: drop the socket, telling the application about an unfinished request."""
-        if self.websocket is not None:
-            self.websocket.abort()
+        if self.successor is not None:
+            self.successor.abort()
         else:
             self.drop()

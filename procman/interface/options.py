@@ -62,7 +62,7 @@ class OptionSpec:
     :param default: the default value (``None`` where the help says what None means).
     :param parse: turns command-line text into the value (raises ``ArgumentTypeError``).
     :param help: one line for ``--help`` and the docs.
-    :param group: ``HTTP``, ``WebSocket``, ``limits`` or ``process``.
+    :param group: ``HTTP``, ``WebSocket``, ``TLS``, ``limits`` or ``process``.
     :param kind: ``value``, ``switch`` (a flag without a value) or ``list`` (several values).
     :param aliases: other spellings of the flag (Daphne's).
     """
@@ -115,6 +115,14 @@ def _parse_proxies(text: str) -> list[str]:
                 f"invalid --forwarded-allow-ips entry {item!r}: give IP addresses, 'unix' (peers "
                 "on a UNIX socket) or '*' (any peer), separated by commas") from None
     return items
+
+
+def _path(text: str) -> str:
+    """A file path, made absolute (relative to the directory procman or the interface runs in),
+    so every interface process reads the same file whatever its own working directory."""
+    import os
+
+    return os.path.abspath(text) if text else ""
 
 
 def _switch(text: str) -> bool:
@@ -195,6 +203,23 @@ class ServerOptions:
     ws_protocols: list[str] = _option([], "--ws-protocol", _parse_protocol,
                                       "WebSocket subprotocols to accept (the first the client "
                                       "offers that is listed wins)", "WebSocket", kind="list")
+    certfile: str = _option("", "--certfile", _path,
+                            "serve HTTPS (and HTTP/2 to clients that offer it) with this PEM "
+                            "certificate chain; re-read on SIGHUP and on 'procman reload'", "TLS",
+                            aliases=("--ssl-certfile",))
+    keyfile: str = _option("", "--keyfile", _path,
+                           "the PEM private key of --certfile (default: the key is in --certfile)",
+                           "TLS", aliases=("--ssl-keyfile",))
+    ssl_ciphers: str = _option("", "--ssl-ciphers", str,
+                               "OpenSSL cipher list for TLS 1.2 (default: OpenSSL's; TLS 1.3 "
+                               "suites are not affected)", "TLS")
+    h2_max_concurrent_streams: int = _option(100, "--h2-max-concurrent-streams", int,
+                                             "HTTP/2: most requests one connection may have in "
+                                             "flight (SETTINGS_MAX_CONCURRENT_STREAMS)", "limits")
+    h2_max_resets: int = _option(200, "--h2-max-resets", int,
+                                 "HTTP/2: stream resets a client may send in one second before "
+                                 "the connection is closed (rapid-reset guard, CVE-2023-44487)",
+                                 "limits")
     shutdown_timeout: float = _option(10.0, "--shutdown-timeout", float,
                                       "seconds a graceful stop waits for in-flight responses",
                                       "process")
@@ -210,7 +235,7 @@ class ServerOptions:
             "http_timeout", "keep_alive_timeout", "ping_timeout", "shutdown_timeout",
             "body_chunk_size", "max_head_size", "max_request_line", "max_header_count",
             "check_interval", "max_response_buffer", "max_ws_output_buffer", "max_ws_pending",
-            "backlog",
+            "backlog", "h2_max_concurrent_streams", "h2_max_resets",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -219,6 +244,10 @@ class ServerOptions:
                      "max_request_time"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 (off/unlimited) or more, got {getattr(self, name)!r}")
+        if self.keyfile and not self.certfile:
+            raise ValueError("keyfile is set but certfile is not: give --certfile with --keyfile")
+        if self.ssl_ciphers and not self.certfile:
+            raise ValueError("ssl_ciphers is set but certfile is not: give --certfile to serve TLS")
         if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):
             raise ValueError(
                 f"root_path must start with '/' and not end with '/', got {self.root_path!r}"

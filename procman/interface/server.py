@@ -16,6 +16,7 @@ Lifecycle (exit codes are the contract with the supervisor):
 * SIGTERM or the first SIGINT - graceful: stop listening, close WebSockets with 1001, let in-flight
   HTTP responses finish for up to ``shutdown_timeout`` seconds, then exit :data:`EXIT_OK`.
 * a second SIGINT (or SIGQUIT) - fast: drop every connection, exit :data:`EXIT_FAST`.
+* SIGHUP - re-read ``--certfile``/``--keyfile`` for new connections; nothing else changes.
 * the layer's segment is gone (``SegmentLost``) - drop every connection, exit
   :data:`EXIT_LAYER_LOST` so the supervisor restarts us against a fresh layer.
 """
@@ -39,6 +40,7 @@ from procman.interface.http_events import resolve_parser_name
 from procman.interface.http_policy import HeadLimits
 from procman.interface.http_protocol import HTTPConnection
 from procman.interface.options import ServerOptions
+from procman.interface.tls import TLSFiles, tls_factory
 from procman.interface.ws_protocol import build_websocket_factory
 
 __all__ = [
@@ -84,10 +86,11 @@ class _ConnectionFactory(protocol.Factory):
         self.server = server
 
     def acceptableProtocols(self) -> list[bytes]:
-        """ALPN over TLS: we speak HTTP/1.1 only (WebSocket upgrades ride on it). Without an
-        answer here Twisted's ALPN callback returns an empty protocol name, which OpenSSL turns
-        into an "internal error" alert for every client that offers ALPN (curl, browsers)."""
-        return [b"http/1.1"]
+        """ALPN over TLS: HTTP/2 when the client offers it, else HTTP/1.1 (WebSocket upgrades
+        ride on HTTP/1.1; :class:`HTTPConnection` hands an ``h2`` connection over to HTTP/2).
+        Without an answer here Twisted's ALPN callback returns an empty protocol name, which
+        OpenSSL turns into an "internal error" alert for every client that offers ALPN."""
+        return [b"h2", b"http/1.1"]
 
     def buildProtocol(self, addr: Any) -> protocol.Protocol:
         server = self.server
@@ -173,6 +176,13 @@ class InterfaceServer:
         self._shutdown_deadline: float | None = None
         self._pending_disconnects: deque[tuple[float, str, dict[str, Any]]] = deque()
         self.factory = _ConnectionFactory(self)
+        #: ``--certfile``/``--keyfile``: TLS on every socket this process serves (except ``ssl:``
+        #: endpoints, which carry their own); None without them.
+        self.tls: TLSFiles | None = None
+        if self.options.certfile:
+            self.tls = TLSFiles(self.options.certfile, self.options.keyfile, self.options.ssl_ciphers,
+                                self.factory.acceptableProtocols())
+        self.listen_factory: Any = tls_factory(self.tls, self.factory) if self.tls else self.factory
         self.websocket_factory = build_websocket_factory(self)
         if self.options.websocket_timeout is None:
             self.websocket_timeout = float(getattr(layer, "group_expiry", 86400) or 86400)
@@ -393,7 +403,7 @@ class InterfaceServer:
         except ValueError:
             raise
         except Exception as exc:  # noqa: BLE001 - OSError, OpenSSL errors: say which file and why
-            kind = endpoint_description.split(":", 1)[0]
+            kind = _endpoint_kind(endpoint_description)
             advice = (
                 "; privateKey= and certKey= must name readable PEM files holding a key and the "
                 "certificate that matches it"
@@ -401,7 +411,12 @@ class InterfaceServer:
                 else ""
             )
             raise ValueError(f"{endpoint_description}: {type(exc).__name__}: {exc}{advice}") from exc
-        deferred = endpoint.listen(self.factory)
+        if self.tls is not None and _endpoint_kind(endpoint_description) == "ssl":
+            raise ValueError(
+                f"{endpoint_description}: an ssl: endpoint brings its own certificate; with "
+                "--certfile/--keyfile listen with tcp: (or --bind/--fd) instead"
+            )
+        deferred = endpoint.listen(self.listen_factory)
         deferred.addCallback(self._listening, endpoint_description)
         return deferred
 
@@ -424,9 +439,9 @@ class InterfaceServer:
         if not listening:
             raise ValueError(f"--fd {fd}: the socket is not listening (call listen() before passing it)")
         if family == socket.AF_UNIX:
-            port = _adopt_unix_port(self.reactor, fd, self.factory)
+            port = _adopt_unix_port(self.reactor, fd, self.listen_factory)
         else:
-            port = self.reactor.adoptStreamPort(fd, family, self.factory)
+            port = self.reactor.adoptStreamPort(fd, family, self.listen_factory)
         self._listening(port, f"fd:{fd}")
         return port
 
@@ -457,7 +472,8 @@ class InterfaceServer:
         self._check_call = self.clock.callLater(self.options.check_interval, self._check)
 
     def install_signal_handlers(self) -> None:
-        """SIGTERM/SIGINT graceful, second SIGINT and SIGQUIT fast (handlers only enqueue)."""
+        """SIGTERM/SIGINT graceful, second SIGINT and SIGQUIT fast, SIGHUP re-reads TLS files
+        (handlers only enqueue)."""
 
         def on_term(signum: int, frame: Any) -> None:
             self.reactor.callFromThread(self.handle_term)
@@ -468,9 +484,20 @@ class InterfaceServer:
         def on_quit(signum: int, frame: Any) -> None:
             self.reactor.callFromThread(self.handle_quit)
 
+        def on_hup(signum: int, frame: Any) -> None:
+            self.reactor.callFromThread(self.handle_hup)
+
         signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGHUP, on_hup)
         signal.signal(signal.SIGINT, on_int)
         signal.signal(signal.SIGQUIT, on_quit)
+
+    def handle_hup(self) -> None:
+        """SIGHUP: re-read the TLS certificate and key for new connections (nothing else)."""
+        if self.tls is not None:
+            self.tls.reload()
+        else:
+            logger.info("SIGHUP: nothing to reload (no --certfile)")
 
     def handle_term(self) -> None:
         """SIGTERM: graceful stop (a second SIGTERM changes nothing)."""
@@ -549,6 +576,11 @@ class InterfaceServer:
             self._check_call.cancel()
         if self.on_exit is not None:
             self.on_exit(code)
+
+
+def _endpoint_kind(endpoint_description: str) -> str:
+    """The endpoint type of a Twisted endpoint string (``tcp``, ``ssl``, ``unix``...)."""
+    return endpoint_description.split(":", 1)[0].lower()
 
 
 def _adopt_unix_port(reactor: Any, fd: int, factory: Any) -> IListeningPort:

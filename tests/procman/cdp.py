@@ -32,12 +32,12 @@ def chromium_path() -> str | None:
 class Browser:
     """One headless Chromium process and a DevTools connection to it."""
 
-    def __init__(self, profile: Path) -> None:
+    def __init__(self, profile: Path, extra_flags: list[str] | None = None) -> None:
         binary = chromium_path()
         if binary is None:
             raise RuntimeError("chromium is not installed")
         self.process = subprocess.Popen(
-            [binary, f"--user-data-dir={profile}", *FLAGS],
+            [binary, f"--user-data-dir={profile}", *(extra_flags or []), *FLAGS],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
         )
         self._ids = itertools.count(1)

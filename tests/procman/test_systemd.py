@@ -100,6 +100,8 @@ def _sample(action: argparse.Action, tmp_path: Path) -> tuple[list[str], object]
         "cluster": (["redis://10.0.0.5:6379/0"], "redis://10.0.0.5:6379/0"),
         "cluster_shared": (["thumbnail"], ["thumbnail"]),
         "cluster_name": (["shop"], "shop"),
+        "certfile": (["/etc/ssl/site.pem"], "/etc/ssl/site.pem"),
+        "keyfile": (["/etc/ssl/site.key"], "/etc/ssl/site.key"),
     }
     if action.dest in special:
         words, value = special[action.dest]

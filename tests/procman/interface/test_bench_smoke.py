@@ -28,5 +28,5 @@ def test_benchmark_runs_and_writes_its_json(tmp_path):
     broadcast = report["results"]["websocket_broadcast"]
     assert broadcast["broadcasts"] > 0 and broadcast["count"] == broadcast["broadcasts"] * 20
     assert broadcast["lost"] == 0 and broadcast["unfinished_sockets"] == 0
-    assert broadcast["interface_cpu_us_per_frame"] > 0
+    assert broadcast["interface_cpu_us_per_frame"] >= 0  # CPU clocks tick in 10 ms: a smoke run may show 0
     assert "HTTP requests" in result.stdout and "WS messages" in result.stdout

@@ -19,7 +19,7 @@ def test_every_option_is_a_server_options_field_with_its_default():
     assert len({spec.flag for spec in specs}) == len(specs)
     for spec in specs:
         assert getattr(defaults, spec.name) == spec.default
-        assert spec.help and spec.group in ("HTTP", "limits", "WebSocket", "process")
+        assert spec.help and spec.group in ("HTTP", "TLS", "limits", "WebSocket", "process")
     internal = {f.name for f in dataclasses.fields(ServerOptions)} - {s.name for s in specs}
     assert internal == {"body_chunk_size", "check_interval", "retry_after"}
 
