@@ -59,6 +59,7 @@ except ImportError as exc:  # channels is an extra: say what to install
 
 from . import errors
 from .layer import IPCChannelLayer as _ASGI1Layer
+from .serialise import unpack
 
 __all__ = ["IPCChannelLayer", "IgnoredConfigWarning"]
 
@@ -91,6 +92,16 @@ class _SegmentLayer(_ASGI1Layer):
 
     expired_members_leave_groups = False
     """A member whose message expired stays in its groups (channels_redis semantics)."""
+
+    def take_fanout(self, key: str) -> list[tuple[str, dict]]:
+        """Remove and return the rest of the group-send fan-out entries that ``receive`` has
+        expanded for the ``prefix!`` queue ``key`` (it returned only the first member's copy),
+        as ``(channel, message)`` pairs in order; each message is its own dict."""
+        with self._local_lock:
+            queue = self._local.pop(key, None)
+        if not queue:
+            return []
+        return [(name, unpack(payload)) for name, payload in queue]
 
 
 class _Waiter:
@@ -210,23 +221,39 @@ class _Process:
                 running: asyncio.AbstractEventLoop | None = None) -> None:
         """Buffer a message taken from the segment and wake one waiter of its channel; a
         normal channel's message that nobody here waits for any more goes back."""
-        give_back = None
+        self.deliver_all([(name, message)], running)
+
+    def deliver_all(self, items: list[tuple[str, dict]],
+                    running: asyncio.AbstractEventLoop | None = None) -> None:
+        """``deliver`` for many ``(channel, message)`` pairs (a group send's fan-out to this
+        process) in one critical section, in order."""
+        if running is None:
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                pass
+        give_back = []
+        buffers = self.buffers
+        get_capacity = self.layer.get_capacity
         with self.lock:
-            buf = self.buffers.get(name)
-            if buf is None:
-                buf = self.buffers[name] = collections.deque()
-            if "!" in name and len(buf) >= self.layer.get_capacity(name):
-                buf.popleft()  # a specific channel nobody reads: drop its oldest message
-                self.dropped += 1
-            buf.append((time.monotonic() + self.layer.expiry, message))
-            if not self._wake_one(name, running) and "!" not in name and \
-                    not self.waiters.get(name):
-                give_back = list(self.buffers.pop(name))
-            self.deliveries += 1
-            if self.deliveries % _SWEEP_EVERY == 0:
+            deadline = time.monotonic() + self.layer.expiry
+            for name, message in items:
+                buf = buffers.get(name)
+                if buf is None:
+                    buf = buffers[name] = collections.deque()
+                specific = "!" in name
+                if specific and len(buf) >= get_capacity(name):
+                    buf.popleft()  # a specific channel nobody reads: drop its oldest message
+                    self.dropped += 1
+                buf.append((deadline, message))
+                if not self._wake_one(name, running) and not specific and \
+                        not self.waiters.get(name):
+                    give_back.append((name, list(buffers.pop(name))))
+            before, self.deliveries = self.deliveries, self.deliveries + len(items)
+            if before // _SWEEP_EVERY != self.deliveries // _SWEEP_EVERY:
                 self._sweep()
-        if give_back:
-            self._give_back(name, give_back)
+        for name, entries in give_back:
+            self._give_back(name, entries)
 
     def _wake_one(self, name: str, running: asyncio.AbstractEventLoop | None = None) -> bool:
         """Wake one not yet woken waiter of ``name`` whose loop lives; False if there is none
@@ -299,7 +326,10 @@ class _Process:
                     # take what is there (a group_send's fan-out arrives at once); a normal
                     # channel only as many as this loop still waits for.
                     while name is not None:
-                        self.deliver(name, message, loop)
+                        if specific:  # a fan-out entry: all its members' copies at once
+                            self.deliver_all([(name, message)] + segment.take_fanout(key), loop)
+                        else:
+                            self.deliver(name, message, loop)
                         if not specific and self.hungry.get((loop, key), 0) <= 0:
                             break
                         name, message = segment.receive([key], block=False)
@@ -501,6 +531,7 @@ class IPCChannelLayer(BaseChannelLayer):
                 f"fork); this process's specific channels are '<prefix>.{process.client}!...', "
                 "and only the process that made a channel with new_channel() may read it")
         segment = process.segment
+        specific = key.endswith("!")
         while True:
             if (loop, key) not in process.pumps:
                 # Nobody on this loop takes this key's messages: take one now, without
@@ -509,6 +540,14 @@ class IPCChannelLayer(BaseChannelLayer):
                 if found:
                     return message
                 name, message = segment.receive([key], block=False)
+                if name is not None and specific:  # a fan-out's other copies: buffer them now
+                    rest = segment.take_fanout(key)
+                    if rest:
+                        if name == channel:
+                            process.deliver_all(rest, loop)
+                            return message
+                        process.deliver_all([(name, message)] + rest, loop)
+                        continue
                 if name == channel:
                     return message
                 if name is not None:  # another of this process's specific channels

@@ -238,13 +238,22 @@ class Groups:
         names, stale = [], []
         mid = self._get(self._g(gid) + _G_HEAD) - 1
         limit = self.member_count
+        # The walk of a 1,000-member group is group_send's main cost: the checks of _m and
+        # _name are inlined here, with the buffer and the struct methods in locals.
+        buf, members_at, count = self.buf, self.layout.members_at, self.member_count
+        added_of, next_of = _F64.unpack_from, _U32.unpack_from
         while mid >= 0:
-            at = self._m(mid)
-            if _F64.unpack_from(self.buf, at + _M_ADDED)[0] + group_expiry <= now:
+            if mid >= count:
+                raise SegmentCorrupt(f"member reference {mid} out of range")
+            at = members_at + mid * MEMBER_SIZE
+            if added_of(buf, at + _M_ADDED)[0] + group_expiry <= now:
                 stale.append(mid)
             else:
-                names.append(self._name(at, MEMBER_NAME_AT))
-            mid = self._get(at + _M_GNEXT) - 1
+                n = buf[at + 1]
+                if n > NAME_MAX:
+                    raise SegmentCorrupt(f"record at {at} has a {n}-byte name")
+                names.append(bytes(buf[at + MEMBER_NAME_AT:at + MEMBER_NAME_AT + n]))
+            mid = next_of(buf, at + _M_GNEXT)[0] - 1
             limit -= 1
             if limit < 0:
                 raise SegmentCorrupt("a group's member list does not end")

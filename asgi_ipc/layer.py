@@ -550,10 +550,16 @@ class IPCChannelLayer:
             members = att.groups.members(g, t, self.group_expiry)
         # One entry per destination: a plain channel, or a ``prefix!`` with its local names.
         entries: dict[bytes, list[bytes]] = {}
-        for name in members:
-            bang = name.find(b"!")
-            if bang >= 0:
-                entries.setdefault(name[:bang + 1], []).append(name[bang + 1:])
+        found = entries.get
+        for name in members:  # per member: one partition, no list made for a known prefix
+            head, bang, local = name.partition(b"!")
+            if bang:
+                key = head + bang
+                locals_ = found(key)
+                if locals_ is None:
+                    entries[key] = [local]
+                else:
+                    locals_.append(local)
             else:
                 entries[name] = []
         delivered = dropped = 0

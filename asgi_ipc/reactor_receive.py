@@ -89,11 +89,8 @@ class EventReceiver:
         served = []
         self.pending = [r for r in self.pending if self._is_live(r)]
         while self.pending:
-            keys: list[str] = []
-            for request in self.pending:
-                for key in request.keys:
-                    if key not in keys:
-                        keys.append(key)
+            # in order, without duplicates: linear, as one pump per channel may be pending
+            keys = list(dict.fromkeys(key for request in self.pending for key in request.keys))
             got, self.wid = self.layer._take(keys, (self.bell, self.wid))
             if got is None:
                 break
