@@ -166,8 +166,21 @@ def test_autoreload_restarts_on_a_file_change(runservers, db_file, tmp_path):
     server.wait_serving()
     assert http_request(server.port, "GET", "/version/")[2] == b"one"
     module.write_text(RELOADED.format(version="two"))
-    later = time.time() + 5  # a clearly newer mtime, whatever the file system's resolution
-    os.utime(module, (later, later))
+    # Django's reloader records a file's mtime the first time one of its 1 s ticks sees the module,
+    # and restarts on a later, newer one. Under load its first tick may come after our write, so
+    # push the mtime further each round until the restarted child serves (bounded).
+    deadline = time.monotonic() + 60
+    ahead = 5
+    while server.text().count("listening on") < 2:
+        assert time.monotonic() < deadline, "runserver did not restart after its routing changed"
+        later = time.time() + ahead  # a clearly newer mtime, whatever the file system's resolution
+        os.utime(module, (later, later))
+        ahead += 5
+        try:
+            wait_for(lambda: server.proc.poll() is not None or server.text().count("listening on") >= 2,
+                     timeout=3)
+        except AssertionError:
+            continue
     server.wait_serving(count=2)  # the restarted child started a new interface server
 
     def version():
