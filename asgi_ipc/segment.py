@@ -259,8 +259,10 @@ class Segment:
     parent's lock by closing one fd), and ``close`` removes the segment exactly when no other
     process holds one (``LOCK_EX|LOCK_NB`` succeeds), whoever created it. An attacher that finds
     the object already unlinked raises ``SegmentMissing`` (attach or create again). The kernel
-    drops a killed process's lock; its segment is then removed by the last live process, or, if
-    none is left, by ``asgi-ipc doctor --clean``.
+    drops a killed process's lock; its segment is then removed by the last live process, and
+    when the last one ends without closing it (killed, or a server re-raising SIGTERM) by the
+    keeper process its creator started (:mod:`asgi_ipc.keeper`), or else by
+    ``asgi-ipc doctor --clean``.
     """
 
     def __init__(self, prefix: str, sizes: Sizes | None, create: bool | None = None,
@@ -300,6 +302,10 @@ class Segment:
         self.owner = True
         try:
             self._hold_shared()
+            if self.shared:
+                from .keeper import start_keeper
+
+                start_keeper(SHM_DIR + self.name, self._lock_fd)
             os.fchmod(shm.fd, 0o600)
             # Identify the object at once (ready flag still 0), so a tool looking at it while
             # the memory is reserved sees "being initialised", not "foreign".

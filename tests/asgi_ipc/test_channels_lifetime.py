@@ -116,9 +116,49 @@ def test_sigkilled_process_never_keeps_the_segment_from_the_last_one(prefix, pro
     assert not exists(prefix), "the survivor, last out, did not remove the segment"
 
 
-def test_everyone_sigkilled_leaves_what_doctor_clean_removes(prefix, procs):
+def _keepers(prefix) -> list:
+    """The keeper processes (asgi_ipc.keeper) waiting on this prefix's segment."""
+    import psutil
+
+    path = f"{SHM_DIR}/asgi_ipc.{prefix}"
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if "asgi_ipc.keeper" in cmdline and path in cmdline:
+            found.append(proc)
+    return found
+
+
+def _gone_within(prefix, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while exists(prefix) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not exists(prefix)
+
+
+def test_everyone_sigkilled_the_keeper_removes_the_segment(prefix, procs):
     results = SPAWN.Queue()
     children = [hold(procs, prefix, results, SPAWN.Event()) for _ in range(2)]
+    assert len(_keepers(prefix)) == 1  # started once, by the creator
+    for child in children:
+        os.kill(child.pid, signal.SIGKILL)
+        child.join(10)
+    assert _gone_within(prefix, 10), "the keeper did not remove the segment of killed processes"
+    assert _gone_within_keepers(prefix, 10)
+
+
+def _gone_within_keepers(prefix, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while _keepers(prefix) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not _keepers(prefix)
+
+
+def test_with_its_keeper_killed_too_doctor_clean_removes_what_is_left(prefix, procs):
+    results = SPAWN.Queue()
+    children = [hold(procs, prefix, results, SPAWN.Event()) for _ in range(2)]
+    for keeper in _keepers(prefix):
+        keeper.kill()
     for child in children:
         os.kill(child.pid, signal.SIGKILL)
         child.join(10)
