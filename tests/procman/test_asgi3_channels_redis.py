@@ -16,7 +16,7 @@ import pytest
 from procman import exitcodes
 
 from .cluster_redis import needs_redis_server, redis_server  # noqa: F401 (fixture)
-from .procs import REPO, Paused, Site, processes_by_role, unique_prefix
+from .procs import REPO, Site, connect_one_per_server, processes_by_role, unique_prefix
 
 pytest.importorskip("daphne", reason="the Channels 4 demo needs Daphne (pip install 'asgi_ipc[channels4]')")
 pytest.importorskip("channels_redis", reason="this test needs channels_redis (pip install channels-redis)")
@@ -63,16 +63,9 @@ def test_message_crosses_daphne_processes_through_redis_and_nothing_is_in_dev_sh
     origin = url.rstrip("/")
 
     async def chat() -> tuple[dict, list[dict], list[bytes]]:
-        by_pid: dict[int, object] = {}
+        by_pid = await connect_one_per_server(url.replace("http://", "ws://") + "ws/chat/lobby/", 2, "server",
+                                              origin=origin)
         try:
-            with Paused() as paused:  # the first server is paused while the second socket connects
-                for _ in range(2):
-                    sock = await websockets.connect(url.replace("http://", "ws://") + "ws/chat/lobby/", origin=origin)
-                    pid = json.loads(await asyncio.wait_for(sock.recv(), 10))["server"]
-                    assert pid not in by_pid, f"the paused server {pid} accepted the second socket"
-                    by_pid[pid] = sock
-                    if len(by_pid) == 1:
-                        paused.pause(pid)
             keys = redis_keys(server.port, s.prefix)  # the room's group lives in Redis
             first, second = by_pid.values()
             await first.send(json.dumps({"message": "hello through redis"}))
