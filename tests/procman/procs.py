@@ -249,3 +249,31 @@ class Paused:
                 os.kill(pid, signal.SIGCONT)
             except ProcessLookupError:
                 pass
+
+
+async def connect_one_per_server(url: str, servers: int, pid_key: str, **connect_kwargs: object) -> dict[int, object]:
+    """Open one WebSocket per server process of a site (returns pid -> open socket, in the order
+    they connected): each server that answered is paused while the next socket connects, so the
+    next one is accepted by another server. Each socket's first message must be a JSON object naming
+    its server's pid under ``pid_key``; that message is consumed. On failure the opened sockets are
+    closed before the error propagates."""
+    import asyncio
+    import json
+
+    import websockets
+
+    by_pid: dict[int, object] = {}
+    try:
+        with Paused() as paused:
+            while len(by_pid) < servers:
+                sock = await websockets.connect(url, **connect_kwargs)
+                pid = json.loads(await asyncio.wait_for(sock.recv(), 10))[pid_key]
+                assert pid not in by_pid, f"the paused server {pid} accepted a socket"
+                by_pid[pid] = sock
+                if len(by_pid) < servers:
+                    paused.pause(pid)
+    except BaseException:
+        for opened in by_pid.values():
+            await opened.close()
+        raise
+    return by_pid

@@ -12,7 +12,7 @@ import pytest
 from procman import exitcodes
 
 from .cdp import Browser, chromium_path
-from .procs import REPO, Paused, Site, http_get, unique_prefix
+from .procs import REPO, Paused, Site, connect_one_per_server, http_get, unique_prefix
 
 pytest.importorskip("daphne", reason="the Channels 4 demo needs Daphne (pip install 'asgi_ipc[channels4]')")
 pytest.importorskip("channels", reason="the Channels 4 demo needs Channels 4 (pip install 'asgi_ipc[channels4]')")
@@ -45,15 +45,9 @@ def test_tutorial_pages_and_a_message_across_processes_then_clean_stop(demo):
     origin = url.rstrip("/")
 
     async def chat() -> tuple[dict, list[dict]]:
-        servers: dict[int, object] = {}
+        servers = await connect_one_per_server(url.replace("http://", "ws://") + "ws/chat/lobby/", 2, "server",
+                                               origin=origin)
         try:
-            with Paused() as paused:  # the first server is paused while the second socket connects
-                for _ in range(2):
-                    sock = await websockets.connect(url.replace("http://", "ws://") + "ws/chat/lobby/", origin=origin)
-                    pid = json.loads(await asyncio.wait_for(sock.recv(), 10))["server"]
-                    servers[pid] = sock
-                    if len(servers) == 1:
-                        paused.pause(pid)
             assert len(servers) == 2, f"both sockets went to process {list(servers)}"
             first, second = servers.values()
             await first.send(json.dumps({"message": "hello from the tutorial"}))

@@ -16,8 +16,8 @@ import pytest
 
 from procman import exitcodes
 
-from .procs import (REPO, Paused, Site, SteadyLoad, http_get, processes_by_role, python, remove_segment, unique_prefix,
-                    wait_for)
+from .procs import (REPO, Site, SteadyLoad, connect_one_per_server, http_get, processes_by_role, python, remove_segment,
+                    unique_prefix, wait_for)
 
 pytest.importorskip("daphne", reason="the ASGI 3 mode needs Daphne (pip install 'asgi_ipc[channels4]')")
 pytest.importorskip("channels", reason="the ASGI 3 mode needs Channels 4 (pip install 'asgi_ipc[channels4]')")
@@ -46,21 +46,6 @@ def ws_url(url: str, room: str) -> str:
     return url.replace("http://", "ws://") + f"ws/{room}/"
 
 
-async def connect_to_every_server(url: str, room: str, servers: int) -> dict[int, object]:
-    """One open WebSocket per server process (pid -> socket): each server that answered is paused
-    while the next socket connects, so the next one is accepted by another server."""
-    by_pid: dict[int, object] = {}
-    with Paused() as paused:
-        while len(by_pid) < servers:
-            sock = await websockets.connect(ws_url(url, room))
-            pid = json.loads(await asyncio.wait_for(sock.recv(), 10))["hello"]
-            assert pid not in by_pid, f"a paused server {pid} answered"
-            by_pid[pid] = sock
-            if len(by_pid) < servers:
-                paused.pause(pid)
-    return by_pid
-
-
 def test_group_message_crosses_server_processes_then_term_closes_websockets_with_1001(site):
     s = site("--interfaces", "2")
     url = s.wait_ready()
@@ -70,7 +55,7 @@ def test_group_message_crosses_server_processes_then_term_closes_websockets_with
     pids = {p.pid for p in processes_by_role(s)["daphne"]}
 
     async def chat() -> tuple[list[dict], list[int | None]]:
-        by_pid = await connect_to_every_server(url, "lobby", 2)
+        by_pid = await connect_one_per_server(ws_url(url, "lobby"), 2, "hello")
         assert set(by_pid) == pids
         first, second = by_pid.values()
         await first.send("hello across")
