@@ -32,6 +32,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from procman.interface.options import parse_size
+
 __all__ = ["ConfigError", "RunConfig", "Pool", "load_file_config", "resolve", "parse_size", "parse_pool",
            "interface_actions", "add_interface_flags", "interface_argv", "render_flags", "proxy_headers_warning"]
 
@@ -83,28 +85,6 @@ class RunConfig:
         if self.max_requests_jitter is not None:
             return self.max_requests_jitter
         return self.max_requests // 10
-
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
-
-
-def parse_size(text: str | int) -> int:
-    """``"512M"``, ``"1.5G"``, ``"300MiB"`` or a plain byte count -> bytes.
-
-    :raises ValueError: not a size.
-    """
-    if isinstance(text, int) and not isinstance(text, bool):
-        if text <= 0:
-            raise ValueError(f"size must be positive, got {text}")
-        return text
-    match = _SIZE.match(str(text))
-    if not match:
-        raise ValueError(f"{text!r} is not a size; use e.g. 512M, 1G or a number of bytes")
-    number, unit = float(match.group(1)), match.group(2).lower()
-    value = int(number * 1024 ** " kmgt".index(unit or " "))
-    if value <= 0:
-        raise ValueError(f"size must be positive, got {text!r}")
-    return value
 
 
 def parse_pool(text: str) -> Pool:
@@ -173,7 +153,7 @@ _CONVERTERS = {
     "pools": lambda v, k: [parse_pool(p) for p in _as_list(v, k)],
     "max_requests": _as_int(0),
     "max_requests_jitter": _as_int(0),
-    "max_memory": lambda v, k: parse_size(v),
+    "max_memory": lambda v, k: parse_size(v, minimum=1),
     "timeout": _as_seconds,
     "graceful_timeout": _as_seconds,
     "colour": _as_bool,
