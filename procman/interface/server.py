@@ -136,6 +136,9 @@ class InterfaceServer:
             reactor = default_reactor
         self.options = options or ServerOptions()
         self.options.validate()
+        #: HTTP exchanges and WebSocket connections finished so far (access log on or off): what a
+        #: supervisor reports as this process's requests.
+        self.finished_exchanges = 0
         #: ``httptools`` or ``h11``: the parser every connection of this server uses.
         self.http_parser = resolve_parser_name(self.options.http)
         self.head_limits = HeadLimits(
@@ -240,6 +243,9 @@ class InterfaceServer:
                     logger.warning("gave up sending %s to a full channel: %r", channel, message)
 
     def log_access(self, client: Any, request: str, status: int | None, size: int | None) -> None:
+        """Record one finished HTTP exchange or WebSocket: counts it in :attr:`finished_exchanges`
+        and writes the access-log line when there is an access log."""
+        self.finished_exchanges += 1
         if self.access_log is not None:
             self.access_log.write(client, request, status, size)
 
