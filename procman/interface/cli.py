@@ -14,6 +14,7 @@ import logging
 import sys
 from typing import TYPE_CHECKING, Any, Callable
 
+from procman.interface.exitcodes import EXIT_CONFIG
 from procman.interface.layer_source import (
     LayerSourceError,
     layer_from_reference,
@@ -25,8 +26,6 @@ if TYPE_CHECKING:
     from procman.interface.server import InterfaceServer
 
 __all__ = ["EXIT_CONFIG", "build_parser", "endpoint_strings", "main", "parse_bind", "parse_size"]
-
-EXIT_CONFIG = 2
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -36,6 +36,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from procman.interface.access_log import AccessLog
+from procman.interface.exitcodes import EXIT_FAST, EXIT_LAYER_LOST, EXIT_OK
 from procman.interface.http_events import resolve_parser_name
 from procman.interface.http_policy import HeadLimits
 from procman.interface.http_protocol import HTTPConnection
@@ -52,14 +53,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("procman.interface")
-
-EXIT_OK = 0
-#: Fast stop on a second SIGINT / SIGQUIT (the conventional 128 + SIGINT).
-EXIT_FAST = 130
-#: The channel layer vanished under us; the supervisor should restart this process. This is
-#: sysexits' EX_TEMPFAIL ("try again"), distinct from procman's boot-error code (3), which would
-#: stop the whole run instead of restarting us.
-EXIT_LAYER_LOST = 75
 
 _DISCONNECT_RETRY_SECONDS = 5.0
 #: Replies dispatched by non-blocking receives after one from ``receive_twisted``.
