@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from procman.config import ConfigError, Pool, parse_pool, parse_size, resolve
+from procman.config import ConfigError, Pool, parse_pool, resolve
+from procman.interface.options import parse_size
 
 NONE = {"workers": None, "bind": None}
 
