@@ -48,6 +48,7 @@ from .layout import (
 __all__ = [
     "Segment",
     "segment_name",
+    "segment_path",
     "validate_prefix",
     "process_start",
     "is_alive",
@@ -77,6 +78,14 @@ def validate_prefix(prefix: object) -> str:
 def segment_name(prefix: str) -> str:
     """The POSIX shared-memory name of a prefix's segment."""
     return "/" + NAME_PREFIX + validate_prefix(prefix)
+
+
+def segment_path(prefix: str) -> str:
+    """The file a prefix's segment shows as on this machine (``/dev/shm/asgi_ipc.<prefix>``).
+
+    :raises ValueError: ``prefix`` is not usable in a segment name.
+    """
+    return SHM_DIR + segment_name(prefix)
 
 
 def process_start(pid: int) -> int | None:

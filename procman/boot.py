@@ -68,26 +68,15 @@ def _interface(argv: list[str]) -> Callable[[HeartbeatSender], int]:
         from procman.interface.cli import main as interface_main
         from procman.interface.server import InterfaceServer
 
-        served = [0]
-        log_access = InterfaceServer.log_access
-
-        def counting_log_access(self: InterfaceServer, *args: object, **kwargs: object) -> None:
-            # Every finished HTTP exchange / WebSocket passes here (access log on or off): the
-            # "requests" column of `procman status` for interface processes.
-            served[0] += 1
-            log_access(self, *args, **kwargs)
-
-        InterfaceServer.log_access = counting_log_access  # type: ignore[method-assign]
-
-        def start_beating() -> None:
-            # Runs inside the reactor once the server set itself up: the reactor turning is our
-            # liveness signal (a blocked reactor stops beating and gets replaced).
+        def start_beating(server: InterfaceServer) -> None:
+            # Runs inside the reactor once the server listens: the reactor turning is our liveness
+            # signal (a blocked reactor stops beating and gets replaced), and the server's count of
+            # finished exchanges is the "requests" column of `procman status`.
             beats.ready()
-            loop = task.LoopingCall(lambda: beats.beat(served[0]) or reactor.stop())
+            loop = task.LoopingCall(lambda: beats.beat(server.finished_exchanges) or reactor.stop())
             loop.start(1.0, now=False)
 
-        reactor.callWhenRunning(start_beating)
-        return interface_main(argv)
+        return interface_main(argv, on_serving=start_beating)
 
     return entry
 

@@ -30,9 +30,10 @@ import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
-__all__ = ["ConfigError", "RunConfig", "Pool", "load_file_config", "resolve", "parse_size", "parse_pool",
+__all__ = ["ConfigError", "RunConfig", "Pool", "load_file_config", "resolve", "parse_pool",
            "interface_actions", "add_interface_flags", "interface_argv", "render_flags", "proxy_headers_warning"]
 
 
@@ -83,28 +84,6 @@ class RunConfig:
         if self.max_requests_jitter is not None:
             return self.max_requests_jitter
         return self.max_requests // 10
-
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
-
-
-def parse_size(text: str | int) -> int:
-    """``"512M"``, ``"1.5G"``, ``"300MiB"`` or a plain byte count -> bytes.
-
-    :raises ValueError: not a size.
-    """
-    if isinstance(text, int) and not isinstance(text, bool):
-        if text <= 0:
-            raise ValueError(f"size must be positive, got {text}")
-        return text
-    match = _SIZE.match(str(text))
-    if not match:
-        raise ValueError(f"{text!r} is not a size; use e.g. 512M, 1G or a number of bytes")
-    number, unit = float(match.group(1)), match.group(2).lower()
-    value = int(number * 1024 ** " kmgt".index(unit or " "))
-    if value <= 0:
-        raise ValueError(f"size must be positive, got {text!r}")
-    return value
 
 
 def parse_pool(text: str) -> Pool:
@@ -173,7 +152,7 @@ _CONVERTERS = {
     "pools": lambda v, k: [parse_pool(p) for p in _as_list(v, k)],
     "max_requests": _as_int(0),
     "max_requests_jitter": _as_int(0),
-    "max_memory": lambda v, k: parse_size(v),
+    "max_memory": lambda v, k: _as_size(v),
     "timeout": _as_seconds,
     "graceful_timeout": _as_seconds,
     "colour": _as_bool,
@@ -193,20 +172,33 @@ _SYSTEMD_ENV = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
 _NOT_PASSED = {"help", "version", "layer", "settings", "host", "bind", "port", "unix_socket", "fd", "endpoint"}
 
 
+@contextmanager
+def _systemd_env_kept() -> Iterator[None]:
+    """Around an import of the interface server, which imports twisted.internet.endpoints, which
+    takes systemd's LISTEN_PID/LISTEN_FDS out of os.environ at import time: keep them for
+    procman's own socket activation (procman.sockets.adopt_systemd), which runs later."""
+    saved = {key: os.environ[key] for key in _SYSTEMD_ENV if key in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
+def _as_size(value: Any) -> int:
+    """A size setting (``max-memory``) in the one grammar of :func:`procman.interface.options.parse_size`."""
+    with _systemd_env_kept():
+        from procman.interface.options import parse_size
+    return parse_size(value, minimum=1)
+
+
 def interface_actions() -> list[argparse.Action]:
     """The options of ``procman interface`` that ``run``/``demo``/``procman.toml`` pass through.
 
     Read from the interface server's own parser, so a new interface option is offered here
     without a second definition.
     """
-    # Importing the interface server imports twisted.internet.endpoints, which takes systemd's
-    # LISTEN_PID/LISTEN_FDS out of os.environ at import time: keep them for procman's own
-    # socket activation (procman.sockets.adopt_systemd), which runs later.
-    saved = {key: os.environ[key] for key in _SYSTEMD_ENV if key in os.environ}
-    try:
+    with _systemd_env_kept():
         from procman.interface.cli import build_parser
-    finally:
-        os.environ.update(saved)
     return [action for action in build_parser()._actions
             if action.option_strings and action.dest not in _NOT_PASSED]
 

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from asgi_ipc.segment import segment_path
+
 from . import cluster_link, control, exitcodes, inflight, systemd
 from .arbiter import Arbiter, Role
 from .asgi3 import SharedLayer, build_asgi3_roles, require_channels4, uses_shared_memory, worker_pools
@@ -240,8 +242,8 @@ def run_site(config: RunConfig, directory: Path, log: LogStream, banner: str = "
                 log.info(banner)
             systemd.notify(f"READY=1\nSTATUS=serving {urls}")
 
-        segment_path = f"/dev/shm/asgi_ipc.{project.prefix}"
-        segment_inode = _inode(segment_path) if layer is not None else None
+        segment_file = segment_path(project.prefix) if layer is not None else ""
+        segment_inode = _inode(segment_file) if layer is not None else None
         last_check = [time.monotonic()]
 
         def on_tick() -> None:
@@ -258,9 +260,9 @@ def run_site(config: RunConfig, directory: Path, log: LogStream, banner: str = "
         def health_check() -> str | None:
             # One stat() per tick. Gone, or replaced by a segment some restarted child created:
             # either way the processes no longer share one layer.
-            if segment_inode is not None and _inode(segment_path) != segment_inode:
+            if segment_inode is not None and _inode(segment_file) != segment_inode:
                 return (
-                    f"the layer segment {segment_path} was removed under the running site (by "
+                    f"the layer segment {segment_file} was removed under the running site (by "
                     "systemd-logind's RemoveIPC, or someone removing it by hand); the processes "
                     "no longer share one layer, so the site stops. See `procman doctor`."
                 )
@@ -319,6 +321,6 @@ def _inode(path: str) -> int | None:
 
 def _ensure_unlinked(layer: Any, log: LogStream) -> None:
     """The creator's close() removes the segment; say so loudly if it is still there."""
-    path = f"/dev/shm/asgi_ipc.{layer.prefix}"
+    path = segment_path(layer.prefix)
     if os.path.exists(path):
         log.info(f"warning: {path} is still there after the stop; `procman doctor --clean` removes it")

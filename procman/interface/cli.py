@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
+from procman.interface.exitcodes import EXIT_CONFIG
 from procman.interface.layer_source import (
     LayerSourceError,
     layer_from_reference,
@@ -21,9 +22,10 @@ from procman.interface.layer_source import (
 )
 from procman.interface.options import ServerOptions, add_arguments, options_from_namespace, parse_size
 
-__all__ = ["EXIT_CONFIG", "build_parser", "endpoint_strings", "main", "parse_bind", "parse_size"]
+if TYPE_CHECKING:
+    from procman.interface.server import InterfaceServer
 
-EXIT_CONFIG = 2
+__all__ = ["EXIT_CONFIG", "build_parser", "endpoint_strings", "main", "parse_bind", "parse_size"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -173,8 +175,12 @@ def _open_access_log(args: argparse.Namespace) -> Any:
     return None
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run an interface process until it is stopped; returns the exit code."""
+def main(argv: list[str] | None = None, on_serving: Callable[[InterfaceServer], None] | None = None) -> int:
+    """Run an interface process until it is stopped; returns the exit code.
+
+    :param on_serving: called with the server once it listens, inside the running reactor (a
+        supervisor reads :attr:`InterfaceServer.finished_exchanges` from there).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if (args.layer is None) == (args.settings is None):
@@ -193,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         return EXIT_CONFIG
     try:
-        return _serve(layer, options, args, endpoints, log)
+        return _serve(layer, options, args, endpoints, log, on_serving)
     finally:
         close = getattr(layer, "close", None)
         if callable(close):
@@ -204,7 +210,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(
-    layer: Any, options: ServerOptions, args: argparse.Namespace, endpoints: list[str], log: Any
+    layer: Any,
+    options: ServerOptions,
+    args: argparse.Namespace,
+    endpoints: list[str],
+    log: Any,
+    on_serving: Callable[[InterfaceServer], None] | None,
 ) -> int:
     from twisted.internet import reactor  # noqa: PLC0415
 
@@ -236,5 +247,7 @@ def _serve(
     server.on_exit = stop_reactor
     server.install_signal_handlers()
     server.start()
+    if on_serving is not None:
+        reactor.callWhenRunning(on_serving, server)
     reactor.run(installSignalHandlers=False)
     return server.exit_code if server.exit_code is not None else 0

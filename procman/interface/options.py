@@ -23,25 +23,50 @@ from procman.interface.http_events import HTTP_PARSERS, resolve_parser_name
 __all__ = [
     "OptionSpec",
     "ServerOptions",
+    "SizeError",
     "add_arguments",
     "interface_options",
     "options_from_namespace",
     "parse_size",
 ]
 
-_SIZE = re.compile(r"^\s*(\d+)\s*([kKmMgG]?)i?[bB]?\s*$")
-_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 
-def parse_size(text: str) -> int:
-    """Parse a byte count such as ``1048576``, ``512K``, ``1M``, ``2GiB`` (binary units)."""
-    match = _SIZE.match(str(text))
-    if not match:
-        raise argparse.ArgumentTypeError(
-            f"invalid size {text!r}: use a number of bytes, optionally with K, M or G (e.g. 10M)"
-        )
-    return int(match.group(1)) * _UNITS[match.group(2).lower()]
+class SizeError(argparse.ArgumentTypeError, ValueError):
+    """Text that is not a size (or a size below the allowed minimum).
+
+    An :class:`argparse.ArgumentTypeError`, so a parser prints its message as is, and a
+    :class:`ValueError`, so configuration readers treat it like any other bad value.
+    """
+
+
+def parse_size(text: str | int, minimum: int = 0) -> int:
+    """Parse a byte count in binary units -> bytes: ``1048576``, ``512K``, ``1.5G``, ``300MiB``, ``2TB``.
+
+    The one size grammar of ``procman`` and ``procman interface``: a whole or decimal number, an
+    optional unit K, M, G or T (powers of 1024, any case) and an optional ``i``/``B`` suffix; a
+    decimal is rounded down to whole bytes. An ``int`` is taken as a byte count.
+
+    :param minimum: smallest accepted result (0 for limits where 0 means unlimited).
+    :raises SizeError: not a size, or smaller than ``minimum``; the message says what is accepted.
+    """
+    if isinstance(text, bool):
+        raise SizeError(f"invalid size {text!r}: use a number of bytes, optionally with K, M, G or T (e.g. 10M)")
+    if isinstance(text, int):
+        value = text
+    else:
+        match = _SIZE.match(str(text))
+        if not match:
+            raise SizeError(
+                f"invalid size {text!r}: use a number of bytes, optionally with K, M, G or T "
+                "(e.g. 512K, 1.5G, 300MiB)"
+            )
+        value = int(float(match.group(1)) * 1024 ** " kmgt".index(match.group(2).lower() or " "))
+    if value < minimum:
+        raise SizeError(f"size {text!r} is too small: it must be at least {minimum} bytes")
+    return value
 
 
 def _parse_protocol(text: str) -> str:

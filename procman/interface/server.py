@@ -36,6 +36,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from procman.interface.access_log import AccessLog
+from procman.interface.exitcodes import EXIT_FAST, EXIT_LAYER_LOST, EXIT_OK
 from procman.interface.http_events import resolve_parser_name
 from procman.interface.http_policy import HeadLimits
 from procman.interface.http_protocol import HTTPConnection
@@ -52,14 +53,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("procman.interface")
-
-EXIT_OK = 0
-#: Fast stop on a second SIGINT / SIGQUIT (the conventional 128 + SIGINT).
-EXIT_FAST = 130
-#: The channel layer vanished under us; the supervisor should restart this process. This is
-#: sysexits' EX_TEMPFAIL ("try again"), distinct from procman's boot-error code (3), which would
-#: stop the whole run instead of restarting us.
-EXIT_LAYER_LOST = 75
 
 _DISCONNECT_RETRY_SECONDS = 5.0
 #: Replies dispatched by non-blocking receives after one from ``receive_twisted``.
@@ -136,6 +129,9 @@ class InterfaceServer:
             reactor = default_reactor
         self.options = options or ServerOptions()
         self.options.validate()
+        #: HTTP exchanges and WebSocket connections finished so far (access log on or off): what a
+        #: supervisor reports as this process's requests.
+        self.finished_exchanges = 0
         #: ``httptools`` or ``h11``: the parser every connection of this server uses.
         self.http_parser = resolve_parser_name(self.options.http)
         self.head_limits = HeadLimits(
@@ -240,6 +236,9 @@ class InterfaceServer:
                     logger.warning("gave up sending %s to a full channel: %r", channel, message)
 
     def log_access(self, client: Any, request: str, status: int | None, size: int | None) -> None:
+        """Record one finished HTTP exchange or WebSocket: counts it in :attr:`finished_exchanges`
+        and writes the access-log line when there is an access log."""
+        self.finished_exchanges += 1
         if self.access_log is not None:
             self.access_log.write(client, request, status, size)
 

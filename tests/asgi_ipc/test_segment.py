@@ -18,14 +18,10 @@ from asgi_ipc import (
     SegmentMissing,
 )
 from asgi_ipc.layout import H_IDENT, LAYOUT_VERSION, MAGIC
-from asgi_ipc.segment import inspect, list_segments, remove
+from asgi_ipc.segment import inspect, list_segments, remove, segment_path
 
 SMALL = dict(message_memory=2**20, max_message_size=64 * 1024, channels=64, groups=8,
              group_members=64)
-
-
-def shm_path(prefix: str) -> str:
-    return f"/dev/shm/asgi_ipc.{prefix}"
 
 
 def test_created_with_mode_0600_even_under_a_loose_umask(make_layer):
@@ -34,13 +30,21 @@ def test_created_with_mode_0600_even_under_a_loose_umask(make_layer):
         layer = make_layer(**SMALL)
     finally:
         os.umask(old)
-    assert stat.S_IMODE(os.stat(shm_path(layer.prefix)).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(segment_path(layer.prefix)).st_mode) == 0o600
+
+
+def test_segment_path_is_the_file_a_layer_creates_and_refuses_a_bad_prefix(make_layer):
+    layer = make_layer(**SMALL)
+    path = segment_path(layer.prefix)
+    assert path == f"/dev/shm/asgi_ipc.{layer.prefix}" and os.path.exists(path)
+    with pytest.raises(ValueError, match="prefix '../x' is not usable"):
+        segment_path("../x")
 
 
 def test_attach_only_fails_clearly_when_missing(prefix):
     with pytest.raises(SegmentMissing, match=f"no channel layer segment for prefix '{prefix}'"):
         IPCChannelLayer(prefix=prefix, create=False, **SMALL)
-    assert not os.path.exists(shm_path(prefix))
+    assert not os.path.exists(segment_path(prefix))
 
 
 def test_must_create_refuses_an_existing_segment(make_layer, prefix):
@@ -115,7 +119,7 @@ def test_stale_segment_of_a_dead_creator_is_detected_and_removable(prefix):
             assert inspect(f"asgi_ipc.{prefix}").attached_pids == (os.getpid(),)
     finally:
         remove(prefix)
-    assert not os.path.exists(shm_path(prefix))
+    assert not os.path.exists(segment_path(prefix))
 
 
 def test_live_segment_is_not_stale(make_layer):
@@ -162,7 +166,7 @@ def test_bad_prefix(prefix):
 def test_bad_sizes_and_settings(prefix, kwargs, fragment):
     with pytest.raises(ValueError, match=fragment):
         IPCChannelLayer(prefix=prefix, **{**SMALL, **kwargs})
-    assert not os.path.exists(shm_path(prefix))
+    assert not os.path.exists(segment_path(prefix))
 
 
 def test_forked_child_reattaches_and_never_unlinks(make_layer):
@@ -181,5 +185,5 @@ def test_forked_child_reattaches_and_never_unlinks(make_layer):
     proc.start()
     assert result.get(timeout=10) == "done"
     proc.join(10)
-    assert os.path.exists(shm_path(layer.prefix))
+    assert os.path.exists(segment_path(layer.prefix))
     assert layer.receive(["to_parent"]) == ("to_parent", {"got": 1, "owner": False})

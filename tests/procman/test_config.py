@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from procman.config import ConfigError, Pool, parse_pool, parse_size, resolve
+from procman.config import ConfigError, Pool, parse_pool, resolve
+from procman.interface.options import parse_size
 
 NONE = {"workers": None, "bind": None}
 
@@ -40,7 +41,8 @@ def test_explicit_config_file_and_pools(tmp_path: Path):
         ("workers = 0\n", "workers must be at least 1"),
         ("workers = 'many'\n", "workers must be a whole number"),
         ("timeout = -1\n", "timeout must be greater than 0"),
-        ("max-memory = 'lots'\n", "is not a size"),
+        ("max-memory = 'lots'\n", "invalid size 'lots'"),
+        ("max-memory = '0'\n", "must be at least 1 bytes"),
         ("pools = ['thumbnail']\n", "must look like NAME=COUNT:CHANNEL_GLOB"),
         ("workers = [\n", "not valid TOML"),
     ],
@@ -64,7 +66,7 @@ def test_duplicate_pool_names(tmp_path):
 
 def test_parse_size_and_pool():
     assert parse_size("1.5G") == int(1.5 * 2**30) and parse_size("300MiB") == 300 * 2**20 and parse_size(4096) == 4096
-    with pytest.raises(ValueError):
-        parse_size("0")
+    with pytest.raises(ValueError, match="at least 1"):
+        parse_size("0", minimum=1)
     with pytest.raises(ValueError, match="at least 1"):
         parse_pool("x=0:y")

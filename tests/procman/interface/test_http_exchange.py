@@ -55,3 +55,13 @@ def test_the_application_s_date_header_is_kept_and_not_doubled(exchange_and_writ
     exchange.deliver({"status": 200, "headers": [[name, b"Mon, 01 Jan 2024 00:00:00 GMT"]], "content": b""})
     head = writes[0].lower()
     assert head.count(b"\r\ndate: ") == 1 and b"date: mon, 01 jan 2024" in head
+
+
+def test_the_server_counts_finished_exchanges(exchange_and_writes):
+    exchange, _ = exchange_and_writes()
+    server = exchange.server
+    assert server.finished_exchanges == 0
+    exchange.deliver({"status": 200, "more_content": True})
+    assert server.finished_exchanges == 0  # not finished until the body ends
+    exchange.deliver({"content": b""})
+    assert server.finished_exchanges == 1

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from procman.interface.cli import build_parser
-from procman.interface.options import ServerOptions, interface_options, options_from_namespace
+from procman.interface.options import ServerOptions, SizeError, interface_options, options_from_namespace, parse_size
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "interface.md"
 
@@ -50,6 +50,35 @@ def test_bad_values_say_what_was_wrong():
         ServerOptions(max_ws_output_buffer=0).validate()
     with pytest.raises(ValueError, match="http must be one of"):
         ServerOptions(http="picohttp").validate()
+
+
+@pytest.mark.parametrize(("text", "size"), [
+    ("4096", 4096), (4096, 4096), ("0", 0), ("512K", 512 * 2**10), ("512k", 512 * 2**10),
+    ("10M", 10 * 2**20), ("300MiB", 300 * 2**20), ("2GB", 2 * 2**30), ("1.5G", int(1.5 * 2**30)),
+    (" 1T ", 2**40), ("0.5k", 512),
+])
+def test_one_size_grammar(text, size):
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "ten", "-1", "1.5.0G", "12P", "1e3", "M", True])
+def test_a_bad_size_says_what_is_accepted(text):
+    with pytest.raises(SizeError, match="invalid size .*use a number of bytes, optionally with K, M, G or T"):
+        parse_size(text)
+
+
+def test_a_size_below_the_minimum_names_the_minimum():
+    with pytest.raises(SizeError, match="must be at least 1 bytes"):
+        parse_size("0", minimum=1)
+    assert issubclass(SizeError, ValueError)  # configuration readers catch ValueError
+
+
+def test_the_command_line_takes_decimal_sizes_and_explains_bad_ones(capsys):
+    args = build_parser().parse_args(["x:y", "--max-request-body", "1.5G"])
+    assert options_from_namespace(args).max_request_body == int(1.5 * 2**30)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["x:y", "--max-request-body", "lots"])
+    assert "invalid size 'lots'" in capsys.readouterr().err
 
 
 def test_the_interface_server_imports_nothing_of_procman_outside_its_package():

@@ -1,0 +1,15 @@
+"""Exit codes of ``procman interface``: the one table (documented in docs/interface.md,
+"Lifecycle, signals and exit codes"); the server and its command line take them from here."""
+
+__all__ = ["EXIT_OK", "EXIT_CONFIG", "EXIT_LAYER_LOST", "EXIT_FAST"]
+
+#: Graceful stop (SIGTERM or a first SIGINT) finished.
+EXIT_OK = 0
+#: Bad flags, layer not found or unsupported, cannot listen, ``--fd`` not a listening socket.
+EXIT_CONFIG = 2
+#: The channel layer vanished under us; the supervisor should restart this process. This is
+#: sysexits' EX_TEMPFAIL ("try again"), distinct from procman's boot-error code (3), which would
+#: stop the whole run instead of restarting us.
+EXIT_LAYER_LOST = 75
+#: Fast stop on a second SIGINT / SIGQUIT (the conventional 128 + SIGINT).
+EXIT_FAST = 130
