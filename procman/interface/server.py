@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import random
+import os
 import signal
 import string
 from collections import deque
@@ -456,9 +457,11 @@ class InterfaceServer:
     def _listening(self, port: IListeningPort, description: str) -> IListeningPort:
         self.ports.append(port)
         host = port.getHost()
-        where = f"{getattr(host, 'host', '')}:{host.port}" if hasattr(host, "port") else str(
-            getattr(host, "name", host)
-        )
+        if hasattr(host, "port"):
+            where = f"{getattr(host, 'host', '')}:{host.port}"
+        else:  # a UNIX socket: Twisted gives its path as bytes
+            name = getattr(host, "name", host)
+            where = os.fsdecode(name) if isinstance(name, bytes) else str(name)
         logger.info("listening on %s (%s)", where, description)
         return port
 

@@ -103,6 +103,8 @@ def test_unix_socket_and_endpoint_strings(layer, app, start_interface, tmp_path)
     interface = start_interface(
         layer, "--unix-socket", str(path), "-e", "tcp:0:interface=127.0.0.1", listen=None
     )
+    # start_interface returns at the first "listening on" line, which may be the TCP endpoint's.
+    interface.wait_for_log(f"listening on {path}", timeout=30)
     unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     unix.settimeout(10)
     unix.connect(str(path))
