@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import collections
 import os
-import random
-import string
 import threading
 from typing import Any, Mapping
 
@@ -41,9 +39,10 @@ from .errors import (
     SegmentError,
     SegmentLost,
 )
-from .layout import MSG_FANOUT, W_FREE, W_WAITING, WAITER, Sizes
+from .layout import MSG_FANOUT, W_FREE, W_WAITING, Sizes
 from .names import (
     CapacityRules,
+    new_channel_names,
     non_local_name,
     validate_channel,
     validate_group,
@@ -51,13 +50,11 @@ from .names import (
 )
 from .recovery import check
 from .segment import is_alive, validate_prefix
-from .serialise import pack, unpack
+from .serialise import pack_within, unpack
 from .store import Popped, now
 
 __all__ = ["IPCChannelLayer"]
 
-_RANDOM = random.SystemRandom()
-_LETTERS = string.ascii_letters
 
 #: Longest a blocked receiver sleeps without looking at its slot, the lock and its queues: the
 #: bound on how long a process killed at the worst instruction can delay a live one.
@@ -233,13 +230,11 @@ class IPCChannelLayer:
 
     def _payload(self, message: dict, what: str) -> bytes:
         """Serialise ``message``; raise ``MessageTooLarge`` (counted) above the limit."""
-        payload = pack(message)
-        if len(payload) > self.max_message_size:
+        try:
+            return pack_within(message, self.max_message_size, what)
+        except MessageTooLarge:
             self._count("too_large")
-            raise MessageTooLarge(
-                f"{what} is {len(payload)} bytes serialised; the limit is "
-                f"{self.max_message_size}. Send large bodies in chunks")
-        return payload
+            raise
 
     def _queue(self, att: Attachment, key: bytes, name: bytes, payload: bytes,
                deadline: float, t: float, extra: bytes = b"", kind: int = 0) -> None:
@@ -494,14 +489,9 @@ class IPCChannelLayer:
 
     def new_channel(self, pattern: str) -> str:
         """A new, unused single-reader channel name: ``pattern`` (ending in ``?``) + 12 letters."""
-        if not isinstance(pattern, str) or not pattern.endswith("?"):
-            raise TypeError(
-                f"new_channel needs a pattern ending in '?', not {pattern!r} (process-specific "
-                "'!' channels are named by the process that reads them)")
-        validate_channel(pattern + "x")
+        names = new_channel_names(pattern)
         att = self._a()
-        for _ in range(100):
-            name = pattern + "".join(_RANDOM.choice(_LETTERS) for _ in range(12))
+        for name in names:
             with att.lock:
                 if att.store.find(name.encode("ascii")) < 0:
                     return name

@@ -8,8 +8,10 @@ not last) or one ``!`` (process-specific). Every failure raises ``TypeError`` na
 from __future__ import annotations
 
 import fnmatch
+import random
 import re
-from typing import Iterable, Mapping, Pattern, Union
+import string
+from typing import Iterable, Iterator, Mapping, Pattern, Union
 
 __all__ = [
     "MAX_NAME_LENGTH",
@@ -18,12 +20,30 @@ __all__ = [
     "validate_group",
     "non_local_name",
     "CapacityRules",
+    "new_channel_names",
 ]
 
 MAX_NAME_LENGTH = 100  # names must be shorter than this
 
+_RANDOM = random.SystemRandom()
+_LETTERS = string.ascii_letters
+
 _CHANNEL_RE = re.compile(r"^[A-Za-z0-9._-]+([?!][A-Za-z0-9._-]*)?\Z")
 _GROUP_RE = re.compile(r"^[A-Za-z0-9._-]+\Z")
+
+
+def new_channel_names(pattern: object, tries: int = 100) -> "Iterator[str]":
+    """Candidate names for ``new_channel(pattern)``: ``pattern`` (ending in ``?``) + 12 random
+    letters, ``tries`` of them; the layer returns the first one not in use.
+
+    :raises TypeError: ``pattern`` does not end in ``?`` or is not a valid channel prefix.
+    """
+    if not isinstance(pattern, str) or not pattern.endswith("?"):
+        raise TypeError(
+            f"new_channel needs a pattern ending in '?', not {pattern!r} (process-specific "
+            "'!' channels are named by the process that reads them)")
+    validate_channel(pattern + "x")
+    return (pattern + "".join(_RANDOM.choice(_LETTERS) for _ in range(12)) for _ in range(tries))
 
 
 def _check_text(kind: str, name: object) -> str:

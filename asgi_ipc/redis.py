@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import random
-import string
 import time
 from typing import Any, Iterator, Mapping
 
@@ -37,6 +35,7 @@ from redis import exceptions as redis_errors
 from .errors import ArenaFull, ChannelFull, MessageTooLarge
 from .names import (
     CapacityRules,
+    new_channel_names,
     non_local_name,
     validate_channel,
     validate_group,
@@ -47,12 +46,10 @@ from .redis_scripts import ENQUEUE, POP, SETTLE
 from .redis_shards import Keys, decode_entry, normalise_hosts, redact, shard_index
 from .redis_stats import StatisticsExtension
 from .segment import validate_prefix
-from .serialise import pack, unpack
+from .serialise import pack_within, unpack
 
 __all__ = ["RedisChannelLayer", "RedisUnavailable"]
 
-_RANDOM = random.SystemRandom()
-_LETTERS = string.ascii_letters
 _STATS_TTL = 3600  # seconds a channel's counters outlive its latest send
 
 
@@ -207,15 +204,13 @@ class RedisChannelLayer(StatisticsExtension):
 
     def _payload(self, message: dict, what: str) -> bytes:
         """Serialise ``message``; raise ``MessageTooLarge`` (counted) above the limit."""
-        payload = pack(message)
-        if len(payload) > self.max_message_size:
+        try:
+            return pack_within(message, self.max_message_size, what)
+        except MessageTooLarge:
             shard = self._shards[0]
             with self._guard(shard):
                 shard.client.hincrby(self._keys.stats, "too_large", 1)
-            raise MessageTooLarge(
-                f"{what} is {len(payload)} bytes serialised; the limit is "
-                f"{self.max_message_size}. Send large bodies in chunks")
-        return payload
+            raise
 
     def _enqueue(self, shard: _Shard, members: list[tuple[str, str]],
                  payload: bytes) -> tuple[int, int]:
@@ -307,13 +302,7 @@ class RedisChannelLayer(StatisticsExtension):
 
     def new_channel(self, pattern: str) -> str:
         """A new, unused single-reader channel name: ``pattern`` (ending in ``?``) + 12 letters."""
-        if not isinstance(pattern, str) or not pattern.endswith("?"):
-            raise TypeError(
-                f"new_channel needs a pattern ending in '?', not {pattern!r} (process-specific "
-                "'!' channels are named by the process that reads them)")
-        validate_channel(pattern + "x")
-        for _ in range(100):
-            name = pattern + "".join(_RANDOM.choice(_LETTERS) for _ in range(12))
+        for name in new_channel_names(pattern):
             shard = self._shard_of(name)
             with self._guard(shard):
                 if not shard.client.exists(self._keys.queue(name)):

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgpack
 
-__all__ = ["pack", "unpack", "find_bad_value"]
+__all__ = ["pack", "pack_within", "unpack", "find_bad_value"]
 
 _packer = msgpack.Packer(use_bin_type=True, autoreset=True, strict_types=False)
 _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
@@ -62,3 +62,18 @@ def pack(message: Any) -> bytes:
 def unpack(data: bytes) -> dict:
     """Deserialise a payload written by ``pack``."""
     return msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=False)
+
+
+def pack_within(message: Any, limit: int, what: str) -> bytes:
+    """``pack(message)``, refused with ``MessageTooLarge`` above ``limit`` bytes.
+
+    :param what: names the message in the error, e.g. ``"message to 'chat'"``.
+    """
+    from .errors import MessageTooLarge
+
+    payload = pack(message)
+    if len(payload) > limit:
+        raise MessageTooLarge(
+            f"{what} is {len(payload)} bytes serialised; the limit is {limit}. "
+            "Send large bodies in chunks")
+    return payload
