@@ -1,7 +1,6 @@
 """A small supervised child for the arbiter tests.
 
-Usage: child.py STATE_DIR MODE  (MODE: ok, crash-first, boot-error, breakable, hang, retire,
-slow-stop, hog)
+Usage: child.py STATE_DIR MODE  (MODE: ok, boot-error, breakable, retire, slow-stop, hog)
 Writes STATE_DIR/<role>.<index>.<pid>.started on start and .stopped on a clean TERM exit.
 """
 
@@ -24,12 +23,6 @@ def main() -> int:
         print("Traceback (most recent call last):\nImportError: no module named 'nosuch'", flush=True)
         beats.boot_error("ImportError: no module named 'nosuch'")
         return exitcodes.BOOT_ERROR
-    if mode == "crash-first" and not (state / "crashed-once").exists():
-        (state / "crashed-once").touch()
-        beats.ready()
-        return 1
-    if (state / "slowboot").exists():
-        time.sleep(1.2)  # boot slowly (below the test supervisor's 2 s timeout) (tests that act while a child is still booting)
     (state / f"{tag}.started").touch()
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
@@ -39,8 +32,6 @@ def main() -> int:
     ballast = bytearray(b"x" * (96 * 2**20)) if mode == "hog" else None  # noqa: F841 (held on purpose)
     deadline = time.monotonic() + 120
     while not stop and time.monotonic() < deadline:
-        if mode == "hang" and (state / "hang").exists():
-            time.sleep(3600)
         if mode == "retire" and served >= 3:
             beats.retire("max-requests 3")
         served += 1
