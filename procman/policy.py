@@ -103,7 +103,8 @@ class Role:
 @dataclass(frozen=True)
 class Spawn:
     """Start child ``index`` of ``role``; report the outcome with :meth:`Policy.spawned` or
-    :meth:`Policy.spawn_failed`."""
+    :meth:`Policy.spawn_failed`. Skipped once :attr:`Policy.stopping` is set (an earlier spawn of
+    the same batch failed and began a fast stop)."""
 
     role: Role
     index: int
