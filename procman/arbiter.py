@@ -95,7 +95,6 @@ class Arbiter:
     ) -> None:
         self.policy = Policy(roles, graceful_timeout=graceful_timeout, heartbeat_timeout=heartbeat_timeout,
                              max_memory=max_memory, clock=time.monotonic)
-        self.roles = roles
         self.log = log
         self.on_ready = on_ready
         self.on_tick = on_tick
@@ -132,14 +131,6 @@ class Arbiter:
         # Handlers only enqueue; the wakeup fd already woke the loop.
         if signum != signal.SIGCHLD:
             self.signals.put(signal.Signals(signum).name[3:])
-
-    def request(self, name: str) -> None:
-        """Queue a signal's action (``HUP``, ``TERM``...) from inside the process."""
-        self.signals.put(name)
-        try:
-            os.write(self._wake_w, b"\0")
-        except BlockingIOError:
-            pass
 
     # ---------------------------------------------------------------- main loop ---------------
 
@@ -429,7 +420,7 @@ class Arbiter:
                 "stopping": policy.stopping,
                 "generation": policy.generation,
                 "rss": me.memory_info().rss,
-                "desired": {role.name: role.count for role in self.roles},
+                "desired": {role.name: role.count for role in policy.roles},
                 "reload": policy.reload_state,
             },
             "processes": processes,
