@@ -5,6 +5,8 @@ from __future__ import annotations
 import signal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from procman import exitcodes, policy
 from procman.arbiter import _HANDLED_SIGNALS
@@ -563,3 +565,83 @@ def test_events_about_children_already_reaped_are_ignored():
 def test_role_names_must_be_unique():
     with pytest.raises(ValueError, match="role names must be unique"):
         Policy([worker(), worker()])
+
+
+# ---------------------------------------------------------------- any sequence of events ----------
+
+EVENTS = st.one_of(
+    st.tuples(st.just("tick"), st.sampled_from([0.0, 0.05, 0.5, 2.0, 11.0, 31.0])),
+    st.tuples(st.just("signal"), st.sampled_from(["HUP", "TTIN", "TTOU", "TERM", "INT", "QUIT", "USR1"])),
+    st.tuples(st.sampled_from(["ready", "beat", "retire", "booterror"]), st.integers(0, 7)),
+    st.tuples(st.just("exit"), st.integers(0, 7), st.sampled_from([0, 1, exitcodes.BOOT_ERROR, -9, -15])),
+    st.tuples(st.just("memory"), st.integers(0, 7), st.sampled_from([2**20, 2**30])),
+    st.tuples(st.just("fail"), st.just(0)),
+)
+
+
+class CheckedSite(Site):
+    """A Site that checks, for every action, what must hold whatever happened before."""
+
+    def apply(self, actions: list[policy.Action]) -> list[policy.Action]:
+        if self.exit is not None:
+            assert actions == [] or all(isinstance(a, (Exit, Log)) for a in actions)
+        for action in actions:
+            if isinstance(action, SendSignal):
+                assert action.pid in self.policy.children, "signals only go to live children"
+            if isinstance(action, Exit):
+                assert self.policy.children == {} and action.code in (0, 1, 3)
+        return super().apply(actions)
+
+    def check(self, reconciled: bool) -> None:
+        for role in self.policy.roles:
+            assert role.count >= 1
+            current = [c.index for c in self.policy.children.values()
+                       if c.role is role and not c.retiring and c.stop_sent is None]
+            assert len(current) == len(set(current)), "one serving child per slot"
+            if reconciled and not self.policy.stopping:
+                assert all(index <= role.count for index in current), "surplus children are stopped"
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(EVENTS, max_size=60))
+def test_any_sequence_of_events_keeps_the_invariants_and_a_stop_always_ends(events):
+    site = CheckedSite(interface(1), worker(2), graceful_timeout=30, heartbeat_timeout=30, max_memory=2**29)
+    for kind, *args in events:
+        pids = site.pids()
+        pid = pids[args[0] % len(pids)] if pids and kind not in ("tick", "signal", "fail") else None
+        was_stopping = site.policy.stopping
+        if kind == "tick":
+            actions = site.tick(args[0])
+            if was_stopping:
+                assert not any(isinstance(a, Spawn) for a in actions), "nothing starts during a stop"
+        elif kind == "signal":
+            site.on_signal(args[0])
+        elif kind == "fail":
+            site.apply(site.policy.fail("health check"))
+        elif pid is None:
+            continue
+        elif kind == "ready":
+            site.ready(pid)
+        elif kind == "beat":
+            site.apply(site.policy.beat(pid, 1))
+        elif kind == "retire":
+            site.apply(site.policy.retire_requested(pid, "max-requests"))
+        elif kind == "booterror":
+            site.apply(site.policy.boot_error_reported(pid, "ImportError"))
+        elif kind == "exit":
+            site.exit_child(pid, args[1])
+        elif kind == "memory":
+            site.apply(site.policy.memory_sample(pid, args[1]))
+        assert not was_stopping or site.policy.stopping, "a stop is never undone"
+        if site.exit is not None:
+            return
+        site.check(reconciled=kind == "tick")
+    # Whatever state it is in, TERM ends the run once the children die of SIGKILL (they may ignore TERM).
+    site.on_signal("TERM")
+    for _ in range(5):
+        site.tick(31)
+        site.exit_signalled(signal.SIGKILL)
+        site.tick()
+        if site.exit is not None:
+            break
+    assert site.exit is not None and site.policy.children == {}
