@@ -27,6 +27,7 @@ import time
 from typing import Any, Callable
 
 from benchmarks.procs import collect_results, stop_processes
+from benchmarks.redis_server import free_loopback_port as free_port  # one home; named here for HTTP callers
 
 __all__ = ["ResponseError", "free_port", "http_ok", "load_process", "parse_responses", "request_bytes",
            "run_load", "run_load_processes", "wait_first_200"]
@@ -334,13 +335,6 @@ def load_process(port: int, connections: int, seconds: float, out: Any, path: st
     and failed connections)."""
     result = run_load(port, connections, time.monotonic() + 0.2, 0.0, seconds, path)
     out.put((result["ok"], result["bad_status"] + result["failures"]))
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (the caller binds it soon after)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def http_ok(port: int, timeout: float = 2.0, path: str = "/", body: bytes | None = None) -> bool:
