@@ -129,18 +129,18 @@ class _Conn:
         self.sent_at = 0.0
 
 
-def run_load(port: int, connections: int, start_at: float, warmup: float, seconds: float,
+def run_load(port: int, connections: int, start_at: float | Callable[[], float], warmup: float, seconds: float,
              path: str = "/") -> dict:
     """One load process (see the module docstring). ``start_at`` is a ``time.monotonic()`` instant
-    shared by all load processes (CLOCK_MONOTONIC is system-wide on Linux); the measured window is
+    shared by all load processes (CLOCK_MONOTONIC is system-wide on Linux), or a function called
+    once the connections are open that returns it; the measured window is
     ``[start_at + warmup, start_at + warmup + seconds)``. Returns counts and latencies in ms."""
     request = request_bytes(port, path)
     sel = selectors.DefaultSelector()
-    measure_from = start_at + warmup
-    stop_at = measure_from + seconds
     latencies: list[float] = []
     ok = bad_status = failures = warm = reconnects = 0
     errors: dict[str, int] = {}
+
 
     def note(kind: str) -> None:
         nonlocal failures
@@ -175,6 +175,10 @@ def run_load(port: int, connections: int, start_at: float, warmup: float, second
             conn.sock.close()
 
     conns = [open_conn() for _ in range(connections)]
+    if callable(start_at):
+        start_at = start_at()
+    measure_from = start_at + warmup
+    stop_at = measure_from + seconds
     while time.monotonic() < start_at:
         time.sleep(min(0.05, max(0.0, start_at - time.monotonic())))
     for conn in conns:
@@ -261,10 +265,16 @@ def run_load(port: int, connections: int, start_at: float, warmup: float, second
             else cpu_at_stop - cpu_at_start}
 
 
-def _load_entry(port: int, connections: int, start_at: float, warmup: float, seconds: float, path: str,
-                out: Any) -> None:
+def _load_entry(port: int, connections: int, warmup: float, seconds: float, path: str, out: Any, ready: Any,
+                go: Any, start_value: Any) -> None:
+    def wait_for_start() -> float:
+        ready.put(True)
+        if not go.wait(120):
+            raise TimeoutError("the coordinator never gave the start signal")
+        return start_value.value
+
     try:
-        out.put(run_load(port, connections, start_at, warmup, seconds, path))
+        out.put(run_load(port, connections, wait_for_start, warmup, seconds, path))
     except Exception as exc:  # noqa: BLE001 - reported as failures, never hidden
         out.put({"ok": 0, "bad_status": 0, "failures": 1, "errors": {f"load process: {exc!r}"[:200]: 1},
                  "warmup_responses": 0, "connections_opened": 0, "latencies_ms": [], "seconds": seconds,
@@ -291,23 +301,27 @@ def run_load_processes(port: int, connections: int, processes: int, warmup: floa
         raise ValueError(f"connections={connections}, processes={processes}, seconds={seconds}, warmup={warmup}: "
                          "connections, processes and seconds must be positive, warmup >= 0")
     ctx = multiprocessing.get_context("spawn")
-    out = ctx.Queue()
+    out, ready, go, start_value = ctx.Queue(), ctx.Queue(), ctx.Event(), ctx.Value("d", 0.0)
     per = max(1, connections // processes)
-    start_at = time.monotonic() + 1.5  # spawn + connect before the shared start instant
-    procs = [ctx.Process(target=_load_entry, args=(port, per, start_at, warmup, seconds, path, out), daemon=True)
-             for _ in range(processes)]
+    procs = [ctx.Process(target=_load_entry, args=(port, per, warmup, seconds, path, out, ready, go, start_value),
+                         daemon=True) for _ in range(processes)]
     probe: list[Any] = []
     try:
         for proc in procs:
             proc.start()
+        collect_results(procs, ready, 60)  # every process is up with its connections open
+        start_at = time.monotonic() + 0.05
+        start_value.value = start_at
+        go.set()
         _sleep_until(start_at + warmup)
         if window_probe is not None:
             probe.append(window_probe())
         _sleep_until(start_at + warmup + seconds)
         if window_probe is not None:
             probe.append(window_probe())
-        results = collect_results(procs, out, 1.5 + warmup + seconds + 60)
+        results = collect_results(procs, out, warmup + seconds + 60)
     finally:
+        go.set()  # never leave a load process waiting for a start that will not come
         stop_processes(procs, grace=0.1)
     errors: dict[str, int] = {}
     for r in results:

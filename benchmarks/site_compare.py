@@ -211,6 +211,12 @@ def _fmt(value: Any, digits: int = 1) -> str:
     return f"{value:,}"
 
 
+def _missing_row(name: str, skipped: dict[str, str], failed: dict[str, str], columns: int) -> list[str]:
+    """The table row of a contender without numbers (skipped or failed, and why); none if neither."""
+    why = f"skipped: {skipped[name]}" if name in skipped else f"FAILED: {failed[name][:120]}" if name in failed else None
+    return [] if why is None else [f"| {name} | {why} |" + " |" * (columns - 2)]
+
+
 def http_table(best: dict[str, dict], skipped: dict[str, str], failed: dict[str, str] | None = None,
                pss: dict[str, float] | None = None) -> list[str]:
     """Markdown rows of the HTTP part. ``best``: the best attempt of every contender that ran;
@@ -221,13 +227,9 @@ def http_table(best: dict[str, dict], skipped: dict[str, str], failed: dict[str,
     lines = ["| contender | requests/s | p50 ms | p99 ms | CPU us/request | server CPU (cores) | PSS idle MiB "
              "| processes | failures | non-200 |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name in HTTP_CONTENDERS:
-        if name in skipped:
-            lines.append(f"| {name} | skipped: {skipped[name]} | | | | | | | | |")
-            continue
         r = best.get(name)
         if r is None:
-            if name in failed:
-                lines.append(f"| {name} | FAILED: {failed[name][:120]} | | | | | | | | |")
+            lines += _missing_row(name, skipped, failed, 10)
             continue
         lines.append(f"| {name} | {_fmt(r['requests_per_s'], 0)} | {_fmt(r['p50_ms'], 2)} | {_fmt(r['p99_ms'], 2)} | "
                      f"{_fmt(r.get('server_cpu_us_per_request'), 0)} | {r['server_cpu_cores']:.2f} | "
@@ -285,13 +287,9 @@ def ws_table(runs: dict[str, dict], skipped: dict[str, str],
     lines = ["| contender | members | broadcasts | p50 ms | p90 ms | p99 ms | max ms | lost | duplicates |"
              " server CPU (cores) | clients CPU (cores) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name in WS_CONTENDERS:
-        if name in skipped:
-            lines.append(f"| {name} | skipped: {skipped[name]} | | | | | | | | | |")
-            continue
         r = runs.get(name)
         if r is None:
-            if name in failed:
-                lines.append(f"| {name} | FAILED: {failed[name][:120]} | | | | | | | | | |")
+            lines += _missing_row(name, skipped, failed, 11)
             continue
         lines.append(f"| {name} | {r['members']} | {r['broadcasts']} | {_fmt(r['p50_ms'], 2)} | {_fmt(r['p90_ms'], 2)} | "
                      f"{_fmt(r['p99_ms'], 2)} | {_fmt(r['max_ms'], 2)} | {r['lost']} | {r['duplicates']} | "
@@ -404,6 +402,14 @@ def main(argv: list[str] | None = None) -> int:
     """Run the comparison; exit 0 if every chosen contender ran (a budget may still FAIL), 1 if one
     failed or something was left in /dev/shm, 2 for bad arguments."""
     args = _parse(argv)
+    try:
+        return _main(args, argv)
+    except KeyboardInterrupt:
+        print("\ninterrupted: every process this run started has been stopped", file=sys.stderr)
+        return 130
+
+
+def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
     _stop_on_signals()
     ws_load.raise_fd_limit(args.ws_clients * 2 + 1024)
     record = Record("compare", argv if argv is not None else sys.argv[1:], args.quick)
@@ -497,8 +503,4 @@ def _report(args: argparse.Namespace, record: Record, results: dict[str, Any]) -
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("\ninterrupted: every process this run started has been stopped", file=sys.stderr)
-        sys.exit(130)
+    sys.exit(main())
