@@ -71,6 +71,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def _roles(supervisor: psutil.Process) -> dict[int, str]:
     names = {supervisor.pid: "procman"}
     for child in supervisor.children(recursive=True):
@@ -141,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"start-up to first served request: {results['startup_to_first_request_s']} s")
     print(f"PSS idle after {IDLE_REQUESTS} requests: " + ", ".join(f"{k} {v} MiB" for k, v in pss.items())
           + f"; total {results['pss_idle_total_mib']} MiB")
-    print(f"home page: {results['home_page_requests_per_s']:,.0f} requests/s, p50 {results['p50_ms']} ms, "
-          f"p99 {results['p99_ms']} ms, {results['site_cpu_us_per_request']} us of site CPU per request "
+    print(f"home page: {results['home_page_requests_per_s']:,.0f} requests/s, p50 {_ms(results['p50_ms'])} ms, "
+          f"p99 {_ms(results['p99_ms'])} ms, {results['site_cpu_us_per_request']} us of site CPU per request "
           f"({load['ok']} ok, {results['requests_failed']} failed, {load['connections']} keep-alive connections, "
           f"{args.seconds:g} s, {args.workers} workers, {args.interfaces} interface(s))")
     print(f"segment left in /dev/shm: {leftover}")
