@@ -160,14 +160,20 @@ def _verdict(ok: Callable[[], bool], *needed: Any) -> str:
     return "PASS" if ok() else "FAIL"
 
 
-def build_table(results: dict[str, Any]) -> str:
-    """The results as a Markdown table: one column per layer, asgi_ipc/redis, budget, verdict."""
+def build_table(results: dict[str, Any], checked: list[dict[str, Any]] | None = None) -> str:
+    """The results as a Markdown table: one column per layer, asgi_ipc/redis, budget, verdict.
+    The budget checks (``benchmarks.budgets.check`` entries) are appended to ``checked`` if given."""
+    checked = [] if checked is None else checked
     rows: list[tuple[str, str, str, str, str, Callable[[Any, Any], str]]] = []
     # (label, case, metric key, unit, fmt, budget judge(ours, redis) -> (budget, verdict))
 
-    def against_redis(budget_id: str):
+    def judged(budget_id: str, measured: Any, note: str) -> tuple[str, str]:
+        checked.append(budgets.check(budget_id, measured, note=note))
+        return budgets.get(budget_id).text, checked[-1]["verdict"]
+
+    def against_redis(budget_id: str, note: str):
         """The ``channels4.*`` budget of benchmarks/budgets.py on ours / redis."""
-        return lambda ours, redis: (budgets.get(budget_id).text, budgets.verdict(budget_id, stats.ratio(ours, redis)))
+        return lambda ours, redis: judged(budget_id, stats.ratio(ours, redis), note)
 
     def no_dup(case: str):
         def judge(ours, redis):
@@ -177,20 +183,19 @@ def build_table(results: dict[str, Any]) -> str:
         return judge
 
     none = lambda ours, redis: ("", "n.a.")  # noqa: E731
-    idle = lambda ours, redis: (budgets.get("layer.idle_cpu").text,  # noqa: E731
-                                budgets.verdict("layer.idle_cpu", ours))
+    idle = lambda ours, redis: judged("layer.idle_cpu", ours, "asgi_ipc.channels, await receive")  # noqa: E731
     rows = [
         ("single process send+receive", "pairs", "pairs", "pairs/s", "rate", none),
-        ("cross-process 1 -> 1", "cross_1to1", "rate", "msgs/s", "rate", against_redis("channels4.throughput")),
+        ("cross-process 1 -> 1", "cross_1to1", "rate", "msgs/s", "rate", against_redis("channels4.throughput", "1 -> 1")),
         ("  1 -> 1 duplicates / lost", "cross_1to1", "dup_lost", "msgs", "text", no_dup("cross_1to1")),
-        ("cross-process 2 -> 2", "cross_2to2", "rate", "msgs/s", "rate", against_redis("channels4.throughput")),
+        ("cross-process 2 -> 2", "cross_2to2", "rate", "msgs/s", "rate", against_redis("channels4.throughput", "2 -> 2")),
         ("  2 -> 2 duplicates / lost", "cross_2to2", "dup_lost", "msgs", "text", no_dup("cross_2to2")),
-        ("round trip p50", "rtt", "p50_us", "us", "us", against_redis("channels4.rtt")),
+        ("round trip p50", "rtt", "p50_us", "us", "us", against_redis("channels4.rtt", "round trip p50")),
         ("round trip p99", "rtt", "p99_us", "us", "us", none),
         ("group_send 100: send", "group_100", "send_ms", "ms", "ms", none),
         ("group_send 100: all delivered", "group_100", "delivered_ms", "ms", "ms", none),
         ("  100: dup / lost", "group_100", "dup_lost", "msgs", "text", no_dup("group_100")),
-        ("group_send 1,000: send", "group_1000", "send_ms", "ms", "ms", against_redis("channels4.group")),
+        ("group_send 1,000: send", "group_1000", "send_ms", "ms", "ms", against_redis("channels4.group", "group_send 1,000: send")),
         ("group_send 1,000: all delivered", "group_1000", "delivered_ms", "ms", "ms", none),
         ("  1,000: dup / lost", "group_1000", "dup_lost", "msgs", "text", no_dup("group_1000")),
         ("idle blocked receiver", "idle_async", "cpu_ms_per_s", "CPU ms/s", "cpu", idle),
@@ -232,10 +237,11 @@ def main(argv: list[str] | None = None) -> int:
     record = Record("channels4", argv if argv is not None else sys.argv[1:], args.quick)
     log(record.headline())
     results = run_all(durations, log, chosen)
-    table = build_table(results)
+    checked: list[dict[str, Any]] = []
+    table = build_table(results, checked)
     print(table)
     path = record.write({"cases": results, "table": table},
-                        {"backends": list(chosen), "durations": durations.__dict__}, directory=args.results_dir)
+                        {"backends": list(chosen), "durations": durations.__dict__}, checked, args.results_dir)
     log(f"wrote {path}")
     failed = [f"{c}/{b}" for c, per in results.items() for b, m in per.items() if "error" in m]
     if failed:

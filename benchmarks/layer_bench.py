@@ -307,16 +307,17 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(_side_by_side(results, ("ours", "asgi_redis", "redis")))
     channels4: dict[str, Any] = {}
+    checks = report.budget_entries(rows)
     if args.channels4:
         from benchmarks import channels4_bench
 
         channels4 = channels4_bench.run_all(durations, log)
         print()
-        print(channels4_bench.build_table(channels4))
+        print(channels4_bench.build_table(channels4, checks))
     settings = {"repeat": args.repeat, "backends": list(args.backends), "durations": durations.__dict__,
                 "channels4": args.channels4}
     out = {"cases": results, "table": [row.__dict__ for row in rows], "channels4": channels4}
-    path = record.write(out, settings, report.budget_entries(rows), args.results_dir)
+    path = record.write(out, settings, checks, args.results_dir)
     log(f"wrote {path}")
     failed = [
         f"{c}/{b}" for c, per in results.items() for b, m in per.items() if "error" in m or m.get("failed_attempts")

@@ -223,3 +223,20 @@ def test_large_messages_and_idle_receiver_cases_complete(ours_config: dict) -> N
     assert big["delivered"] == big["sent"] > 0
     idle = cases.idle_cpu("ours", ours_config, TINY, "sync", "idle")
     assert idle["wall_s"] > 0 and idle["cpu_s"] >= 0
+
+
+def test_channels4_table_checks_its_budgets_from_the_budgets_table() -> None:
+    from benchmarks import channels4_bench
+
+    results = {
+        "cross_1to1": {"ipc": {"rate": 3000.0, "duplicates": 0, "lost": 0},
+                       "redis": {"rate": 100.0, "duplicates": 0, "lost": 0}},
+        "rtt": {"ipc": {"p50_us": 200.0, "p99_us": 300.0}, "redis": {"p50_us": 1000.0, "p99_us": 2000.0}},
+    }
+    checked: list[dict] = []
+    table = channels4_bench.build_table(results, checked)
+    verdicts = {(c["id"], c["note"]): c["verdict"] for c in checked}
+    assert verdicts[("channels4.throughput", "1 -> 1")] == "PASS"  # exactly 30x
+    assert verdicts[("channels4.throughput", "2 -> 2")] == "n.a."
+    assert verdicts[("channels4.rtt", "round trip p50")] == "FAIL"  # 1/5, budget 1/10
+    assert ">= 30x channels_redis" in table
