@@ -366,8 +366,8 @@ def _run_http(args: argparse.Namespace, names: list[str], tmp: Path, redis_port:
                 result = http_round(name, tmp, args, redis_port)
             except (contenders.ContenderError, OSError, RuntimeError, queue_module.Empty) as exc:
                 result = {"contender": name, "error": f"{type(exc).__name__}: {exc}"[:2000], "requests_per_s": 0.0}
-            print(f"  {name}: {result.get('requests_per_s')} req/s, p50 {result.get('p50_ms')} ms, "
-                  f"p99 {result.get('p99_ms')} ms, CPU {result.get('server_cpu_us_per_request')} us/request, "
+            print(f"  {name}: {result.get('requests_per_s')} req/s, p50 {_fmt(result.get('p50_ms'), 2)} ms, "
+                  f"p99 {_fmt(result.get('p99_ms'), 2)} ms, CPU {result.get('server_cpu_us_per_request')} us/request, "
                   f"PSS idle {result.get('pss_idle_mib')} MiB, failures {result.get('failures')}"
                   + (f", ERROR {result['error'][:300]}" if "error" in result else ""), flush=True)
             attempts[name].append(result)
@@ -392,7 +392,7 @@ def _run_ws(args: argparse.Namespace, names: list[str], tmp: Path, redis_port: i
                 runs[key][name] = {"contender": name, "error": f"{type(exc).__name__}: {exc}"[:2000]}
             r = runs[key][name]
             print(f"  {name}: " + (f"ERROR {r['error'][:300]}" if "error" in r else
-                  f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, lost {r['lost']}/{r['deliveries_expected']}, "
+                  f"p50 {_fmt(r['p50_ms'], 2)} ms, p99 {_fmt(r['p99_ms'], 2)} ms, lost {r['lost']}/{r['deliveries_expected']}, "
                   f"members {r['members']}, server CPU {r['server_cpu_cores_while_sending']} cores, clients CPU "
                   f"{r['client_cpu_cores_while_sending']} cores"), flush=True)
     return {"runs": runs}

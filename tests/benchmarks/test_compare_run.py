@@ -18,12 +18,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.mark.skipif(importlib.util.find_spec("gunicorn") is None,
                     reason="gunicorn is not installed: pip install -e '.[bench]'")
+@pytest.mark.timeout(300)  # two real servers start under whatever else the machine runs
 def test_compare_quick_measures_ours_and_gunicorn_and_leaves_nothing():
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks", "compare", "--quick", "--parts", "http",
          "--contenders", "ours,gunicorn-w2", "--seconds", "0.5", "--warmup", "0.2", "--connections", "4",
-         "--no-json"],
-        cwd=REPO, capture_output=True, text=True, timeout=180,
+         "--load-processes", "1", "--no-json"],
+        cwd=REPO, capture_output=True, text=True, timeout=270,
         env=dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")),
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
