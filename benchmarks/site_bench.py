@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -40,9 +39,10 @@ if __package__ in (None, ""):  # run as a file: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import stats  # noqa: E402
-from benchmarks.cpu_time import tree_cpu_seconds, tree_pss_bytes  # noqa: E402
+from benchmarks.cpu_time import tree_pss_bytes  # noqa: E402
 from benchmarks.http_load import free_port, load_process, run_load_processes, wait_first_200  # noqa: E402
 from benchmarks.record import Record  # noqa: E402
+from benchmarks.servers import Running, spawn  # noqa: E402
 
 __all__ = ["free_port", "load_process", "main", "wait_first_200"]
 
@@ -97,11 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         env = dict(os.environ, PROCMAN_DEMO_PREFIX=prefix, PROCMAN_DEMO_DATA_DIR=f"{tmp}/data",
                    PROCMAN_CONTROL_DIR=f"{tmp}/ctl", NO_COLOR="1", PYTHONUNBUFFERED="1")
         started = time.monotonic()
-        site = subprocess.Popen(
+        site = Running("procman demo", port, Path(os.devnull), [spawn(
             [sys.executable, "-m", "procman", "demo", "--bind", f"127.0.0.1:{port}",
-             "--workers", str(args.workers), "--interfaces", str(args.interfaces)],
-            env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )
+             "--workers", str(args.workers), "--interfaces", str(args.interfaces)], env, REPO, subprocess.DEVNULL)],
+            prefix)
         try:
             startup = wait_first_200(port, 120) - started
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -110,18 +109,14 @@ def main(argv: list[str] | None = None) -> int:
                 conn.getresponse().read()
             conn.close()
             time.sleep(1.0)  # every child has booted and the requests are done
-            names = _roles(psutil.Process(site.pid))
+            leader = site.procs[0].pid
+            names = _roles(psutil.Process(leader))
             pss = {names.get(pid, str(pid)): round(value / 2**20, 1)
-                   for pid, value in tree_pss_bytes([site.pid]).items()}
+                   for pid, value in tree_pss_bytes([leader]).items()}
             load = run_load_processes(port, args.connections, args.load_processes, args.warmup, args.seconds,
-                                      window_probe=lambda: tree_cpu_seconds([site.pid]))
+                                      window_probe=site.cpu_seconds)
         finally:
-            site.send_signal(signal.SIGTERM)
-            try:
-                site.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(site.pid, signal.SIGKILL)
-                site.wait(10)
+            site.stop(timeout=60)
         leftover = os.path.exists(f"/dev/shm/asgi_ipc.{prefix}")
 
     cpu = load["probe"][1] - load["probe"][0]

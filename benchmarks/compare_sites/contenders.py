@@ -25,19 +25,15 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
-
-from benchmarks.cpu_time import tree_cpu_seconds, tree_pids, tree_pss_bytes
 from benchmarks.http_load import free_port, http_ok
+from benchmarks.servers import Running, spawn
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -76,73 +72,6 @@ def missing_packages(name: str) -> list[str]:
     return [module for module in NEEDS[name] if importlib.util.find_spec(module) is None]
 
 
-@dataclass
-class Running:
-    """A started contender: its processes (each the leader of its own session), port and log."""
-
-    name: str
-    port: int
-    log_path: Path
-    procs: list[subprocess.Popen] = field(default_factory=list)
-    prefix: str | None = None  # ours: the layer prefix (its segment must be gone after stop)
-
-    def alive(self) -> bool:
-        return all(proc.poll() is None for proc in self.procs)
-
-    def log_tail(self, lines: int = 15) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def server_pids(self) -> list[int]:
-        """Every process of the contender (leaders and their descendants) right now."""
-        return tree_pids(proc.pid for proc in self.procs)
-
-    def cpu_seconds(self) -> float:
-        """CPU seconds used so far by every process of the contender (the exited ones are not
-        counted, so sample while it runs)."""
-        return tree_cpu_seconds(proc.pid for proc in self.procs)
-
-    def pss_bytes(self) -> int:
-        """The PSS of every process of the contender, summed (what the whole site costs)."""
-        return sum(tree_pss_bytes(proc.pid for proc in self.procs).values())
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM every leader, wait at most ``timeout``, SIGKILL what is left (descendants too)."""
-        everyone = self.server_pids()
-        for proc in self.procs:
-            if proc.poll() is None:
-                try:
-                    proc.send_signal(signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        deadline = time.monotonic() + timeout
-        for proc in self.procs:
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait(10)
-        # descendants the leaders did not take with them (bounded: 5 s, then SIGKILL)
-        leftovers = []
-        for pid in everyone:
-            try:
-                leftovers.append(psutil.Process(pid))
-            except psutil.NoSuchProcess:
-                pass
-        _, alive = psutil.wait_procs(leftovers, timeout=5)
-        for proc in alive:
-            try:
-                proc.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(alive, timeout=5)
-
-
 def _env(stack: str, tmp: Path, extra: dict[str, str]) -> dict[str, str]:
     env = dict(os.environ)
     env.update(PYTHONPATH=os.pathsep.join([str(HERE), str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
@@ -153,8 +82,7 @@ def _env(stack: str, tmp: Path, extra: dict[str, str]) -> dict[str, str]:
 
 
 def _popen(argv: list[str], env: dict[str, str], log, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen(argv, env=env, cwd=HERE, stdin=subprocess.DEVNULL, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True, **kwargs)
+    return spawn(argv, env, HERE, log, **kwargs)
 
 
 def start(name: str, tmp: Path, *, workers: int = 2, interfaces: int = 1, redis_port: int | None = None,

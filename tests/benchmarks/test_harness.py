@@ -217,3 +217,36 @@ def test_load_processes_and_the_simple_form_cluster_bench_uses():
         wait_first_200(free_port(), 0.2)
     with pytest.raises(ValueError, match="must be positive"):
         run_load_processes(port, 0, 1, 0.0, 1.0)
+
+
+# -- starting and stopping a server --------------------------------------------------------------------
+STUBBORN = (
+    "import signal, subprocess, sys, time\n"
+    "child = subprocess.Popen([sys.executable, '-c', "
+    "'import signal, time\\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\\nprint(1, flush=True)\\ntime.sleep(60)'],"
+    " stdout=subprocess.PIPE)\n"
+    "child.stdout.readline()\n"
+    "print('ready', flush=True)\n"
+    "time.sleep(60)\n"
+)
+
+
+def test_a_stopped_server_leaves_no_process_even_one_that_ignores_sigterm(tmp_path):
+    from benchmarks.servers import Running, spawn
+
+    log = tmp_path / "server.log"
+    with open(log, "wb") as out:
+        leader = spawn([sys.executable, "-c", STUBBORN], dict(os.environ), tmp_path, out)
+    server = Running("stubborn", 0, log, [leader])
+    deadline = time.monotonic() + 30
+    while b"ready" not in log.read_bytes():
+        assert time.monotonic() < deadline and leader.poll() is None, server.log_tail()
+        time.sleep(0.05)
+    everyone = server.server_pids()
+    assert len(everyone) == 2 and server.alive()
+    assert server.cpu_seconds() > 0 and server.pss_bytes() > 0
+    server.stop(timeout=2)
+    assert not server.alive() and server.server_pids() == []
+    for pid in everyone:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
