@@ -4,7 +4,7 @@ user would pick instead, on the same Django view, in one invocation on this mach
 Usage (from the repository root)::
 
     pip install -e '.[bench]'                  # every contender
-    python -m benchmarks compare               # both parts, ~6 minutes on 2 cores
+    python -m benchmarks compare               # both parts, ~8-10 minutes on 2 cores
     python -m benchmarks compare --parts http  # only part 1 (the budgets on requests/s and memory)
     python -m benchmarks compare --quick       # short smoke run; not a measurement
 
