@@ -17,6 +17,7 @@ from typing import Any
 
 from benchmarks.messages import split_id
 from benchmarks.procs import ChildSpec, run_children
+from benchmarks.stats import percentile
 
 __all__ = [
     "BACKEND_MODULES",
@@ -64,12 +65,6 @@ def _doubles(raw: bytes) -> list[float]:
     values = array("d")
     values.frombytes(raw)
     return list(values)
-
-
-def _percentile(sorted_values: list[float], q: float) -> float:
-    """The ``q`` quantile (0..1) by nearest rank; ``sorted_values`` must be sorted and non-empty."""
-    index = min(len(sorted_values) - 1, max(0, round(q * len(sorted_values)) - 1))
-    return sorted_values[index]
 
 
 def pairs(
@@ -221,9 +216,9 @@ def _latency_summary(raw: bytes) -> dict[str, Any]:
         raise RuntimeError("the round-trip client completed no trip after its warm-up")
     return {
         "trips": len(us),
-        "p50_us": _percentile(us, 0.50),
-        "p90_us": _percentile(us, 0.90),
-        "p99_us": _percentile(us, 0.99),
+        "p50_us": percentile(us, 50),
+        "p90_us": percentile(us, 90),
+        "p99_us": percentile(us, 99),
         "max_us": us[-1],
         "mean_us": statistics.fmean(us),
     }

@@ -3,9 +3,9 @@ InMemoryChannelLayer, on the shapes of the layer benchmark.
 
 Run from the repository root::
 
-    python -m benchmarks.channels4_bench            # about 1-2 minutes
-    python -m benchmarks.channels4_bench --quick    # smoke run, not a measurement
-    python -m benchmarks.layer_bench --channels4    # after the ASGI 1 table, in the same JSON
+    python -m benchmarks channels4            # about 1-2 minutes
+    python -m benchmarks channels4 --quick    # smoke run, not a measurement
+    python -m benchmarks layer --channels4    # after the ASGI 1 table, in the same JSON
 
 Every layer runs the same roles (``benchmarks.redis_cases``: nothing but the Channels 4 API -
 ``await send/receive/new_channel/group_add/group_send``) in the same spawned processes
@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
-import json
 import os
 import sys
 import time
@@ -33,8 +31,9 @@ from typing import Any, Callable
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import cases, report  # noqa: E402
+from benchmarks import budgets, cases, report, stats  # noqa: E402
 from benchmarks.cases import Durations  # noqa: E402
+from benchmarks.record import RESULTS_DIR, Record  # noqa: E402
 from benchmarks.redis_server import RedisServer  # noqa: E402
 
 __all__ = ["BACKENDS", "run_all", "build_table", "main"]
@@ -53,10 +52,6 @@ ORDERED = ("ipc", "redis")
 CAPACITY = 20_000
 IPC_SIZES = {"message_memory": 128 * 2**20, "channels": 4096, "groups": 4096,
              "group_members": 65536, "max_message_size": 2**20}
-# What the budgets of issue 8 ask of asgi_ipc.channels against channels_redis core.
-THROUGHPUT_FACTOR = 30
-LATENCY_SHARE = 10
-GROUP_SHARE = 10
 
 Case = Callable[[str, dict[str, Any]], dict[str, Any]]
 ROLES = "redis"  # cases.BACKEND_MODULES key of the Channels 4 API roles
@@ -165,18 +160,20 @@ def _verdict(ok: Callable[[], bool], *needed: Any) -> str:
     return "PASS" if ok() else "FAIL"
 
 
-def build_table(results: dict[str, Any]) -> str:
-    """The results as a Markdown table: one column per layer, asgi_ipc/redis, budget, verdict."""
+def build_table(results: dict[str, Any], checked: list[dict[str, Any]] | None = None) -> str:
+    """The results as a Markdown table: one column per layer, asgi_ipc/redis, budget, verdict.
+    The budget checks (``benchmarks.budgets.check`` entries) are appended to ``checked`` if given."""
+    checked = [] if checked is None else checked
     rows: list[tuple[str, str, str, str, str, Callable[[Any, Any], str]]] = []
     # (label, case, metric key, unit, fmt, budget judge(ours, redis) -> (budget, verdict))
 
-    def higher(factor: int):
-        return lambda ours, redis: (f">= {factor}x redis",
-                                    _verdict(lambda: ours >= factor * redis, ours, redis))
+    def judged(budget_id: str, measured: Any, note: str) -> tuple[str, str]:
+        checked.append(budgets.check(budget_id, measured, note=note))
+        return budgets.get(budget_id).text, checked[-1]["verdict"]
 
-    def lower(share: int):
-        return lambda ours, redis: (f"<= 1/{share} redis",
-                                    _verdict(lambda: ours * share <= redis, ours, redis))
+    def against_redis(budget_id: str, note: str):
+        """The ``channels4.*`` budget of benchmarks/budgets.py on ours / redis."""
+        return lambda ours, redis: judged(budget_id, stats.ratio(ours, redis), note)
 
     def no_dup(case: str):
         def judge(ours, redis):
@@ -186,20 +183,19 @@ def build_table(results: dict[str, Any]) -> str:
         return judge
 
     none = lambda ours, redis: ("", "n.a.")  # noqa: E731
-    idle = lambda ours, redis: (f"<= {report.IDLE_CPU_BUDGET_MS_PER_S:g} ms/s",  # noqa: E731
-                                _verdict(lambda: ours <= report.IDLE_CPU_BUDGET_MS_PER_S, ours))
+    idle = lambda ours, redis: judged("layer.idle_cpu", ours, "asgi_ipc.channels, await receive")  # noqa: E731
     rows = [
         ("single process send+receive", "pairs", "pairs", "pairs/s", "rate", none),
-        ("cross-process 1 -> 1", "cross_1to1", "rate", "msgs/s", "rate", higher(THROUGHPUT_FACTOR)),
+        ("cross-process 1 -> 1", "cross_1to1", "rate", "msgs/s", "rate", against_redis("channels4.throughput", "1 -> 1")),
         ("  1 -> 1 duplicates / lost", "cross_1to1", "dup_lost", "msgs", "text", no_dup("cross_1to1")),
-        ("cross-process 2 -> 2", "cross_2to2", "rate", "msgs/s", "rate", higher(THROUGHPUT_FACTOR)),
+        ("cross-process 2 -> 2", "cross_2to2", "rate", "msgs/s", "rate", against_redis("channels4.throughput", "2 -> 2")),
         ("  2 -> 2 duplicates / lost", "cross_2to2", "dup_lost", "msgs", "text", no_dup("cross_2to2")),
-        ("round trip p50", "rtt", "p50_us", "us", "us", lower(LATENCY_SHARE)),
+        ("round trip p50", "rtt", "p50_us", "us", "us", against_redis("channels4.rtt", "round trip p50")),
         ("round trip p99", "rtt", "p99_us", "us", "us", none),
         ("group_send 100: send", "group_100", "send_ms", "ms", "ms", none),
         ("group_send 100: all delivered", "group_100", "delivered_ms", "ms", "ms", none),
         ("  100: dup / lost", "group_100", "dup_lost", "msgs", "text", no_dup("group_100")),
-        ("group_send 1,000: send", "group_1000", "send_ms", "ms", "ms", lower(GROUP_SHARE)),
+        ("group_send 1,000: send", "group_1000", "send_ms", "ms", "ms", against_redis("channels4.group", "group_send 1,000: send")),
         ("group_send 1,000: all delivered", "group_1000", "delivered_ms", "ms", "ms", none),
         ("  1,000: dup / lost", "group_1000", "dup_lost", "msgs", "text", no_dup("group_1000")),
         ("idle blocked receiver", "idle_async", "cpu_ms_per_s", "CPU ms/s", "cpu", idle),
@@ -222,13 +218,12 @@ def build_table(results: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the Channels 4 comparison; exit 0 if every case ran, 1 if one failed."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.channels4_bench",
+    parser = argparse.ArgumentParser(prog="python -m benchmarks channels4",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short smoke run, not a measurement")
     parser.add_argument("--backends", default=",".join(k for k, _ in BACKENDS),
                         help="comma-separated subset of: ipc, redis, pubsub, memory")
-    parser.add_argument("--results-dir", type=Path,
-                        default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the JSON goes")
     args = parser.parse_args(argv)
     chosen = tuple(b.strip() for b in args.backends.split(",") if b.strip())
     unknown = sorted(set(chosen) - {k for k, _ in BACKENDS})
@@ -239,19 +234,14 @@ def main(argv: list[str] | None = None) -> int:
     def log(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
-    load = [round(x, 2) for x in os.getloadavg()]
-    log(f"Channels 4 layers, load average {load}")
-    started = datetime.datetime.now(datetime.timezone.utc)
+    record = Record("channels4", argv if argv is not None else sys.argv[1:], args.quick)
+    log(record.headline())
     results = run_all(durations, log, chosen)
-    table = build_table(results)
+    checked: list[dict[str, Any]] = []
+    table = build_table(results, checked)
     print(table)
-    args.results_dir.mkdir(parents=True, exist_ok=True)
-    path = args.results_dir / f"channels4-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
-    path.write_text(json.dumps({"started": started.isoformat(timespec="seconds"),
-                                "quick": args.quick, "load_average": load,
-                                "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-                                "durations": durations.__dict__, "results": results,
-                                "table": table}, indent=2, default=str) + "\n", encoding="utf-8")
+    path = record.write({"cases": results, "table": table},
+                        {"backends": list(chosen), "durations": durations.__dict__}, checked, args.results_dir)
     log(f"wrote {path}")
     failed = [f"{c}/{b}" for c, per in results.items() for b, m in per.items() if "error" in m]
     if failed:

@@ -2,14 +2,15 @@
 
 Run from the repository root::
 
-    python benchmarks/interface_bench.py            # 5 s per case
-    python benchmarks/interface_bench.py --seconds 2 --connections 16
+    python -m benchmarks interface                  # 5 s per case
+    python -m benchmarks interface --quick          # smoke run: 1 s per case, 200 members
+    python -m benchmarks interface --seconds 2 --connections 16
 
 Processes: the interface (``python -m procman.interface``, socket passed with ``--fd``, access log
 off), one echo consumer that uses the layer directly (answers ``http.request`` with a 5-byte body,
 accepts every ``websocket.connect``, echoes every ``websocket.receive``), and one load client
-process (keep-alive GETs, or 64-byte WebSocket text messages, one outstanding per connection, over
-raw sockets in one selector loop). Everything shares this machine's cores, so the table also shows
+process (keep-alive GETs through the one load generator, ``benchmarks/http_load.py``, or 64-byte
+WebSocket text messages, one outstanding per connection, over raw sockets in one selector loop). Everything shares this machine's cores, so the table also shows
 the interface's and the consumer's CPU share: when both are well below 100 %, the machine (other
 processes, scheduling latency) limits the numbers, not the interface. Each measuring loop is bounded
 by ``--seconds`` after a 0.5 s warm-up.
@@ -19,7 +20,9 @@ process sends one ``send_group`` every ``--interval`` s for ``--seconds``. It re
 latency (stamp in the frame to arrival; p50/p99), frames lost, and the interface's CPU per
 delivered frame over the broadcasting time.
 
-Prints a table and writes ``benchmarks/results/interface-<UTC time>.json``.
+Prints a table with the ``interface.*`` budgets of ``benchmarks/budgets.py`` (the broadcast ones
+only for their shape: 1,000 members, every 50 ms) and writes
+``benchmarks/results/interface-<UTC time>.json`` (``benchmarks/record.py``).
 """
 
 from __future__ import annotations
@@ -37,6 +40,14 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+if __package__ in (None, ""):  # run as a file (the role processes are): make ``benchmarks`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import budgets, stats  # noqa: E402
+from benchmarks.cpu_time import process_cpu_seconds  # noqa: E402
+from benchmarks.http_load import run_load  # noqa: E402
+from benchmarks.record import Record  # noqa: E402
 
 LAYER_SIZES = {"message_memory": 64 * 2**20, "channels": 1024, "groups": 64, "group_members": 4096}
 #: The group the broadcast case's WebSockets join (the consumer adds a socket opened on /group).
@@ -84,51 +95,14 @@ def role_consumer(prefix: str) -> None:
 
 
 def role_http_client(port: int, connections: int, seconds: float) -> None:
-    """Keep-alive GETs on ``connections`` sockets, one outstanding request each."""
-    request = b"GET /bench HTTP/1.1\r\nHost: bench\r\n\r\n"
-    selector = selectors.DefaultSelector()
-    state: dict[socket.socket, list] = {}
-    for _ in range(connections):
-        sock = socket.create_connection(("127.0.0.1", port))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.setblocking(False)
-        selector.register(sock, selectors.EVENT_READ)
-        state[sock] = [b"", time.perf_counter()]
-        sock.sendall(request)
-    # The first response tells the fixed response size (identical responses from the consumer).
-    size = None
-    warmup_end = time.perf_counter() + 0.5
-    end = warmup_end + seconds
-    count = 0
-    latencies: list[float] = []
-    while True:
-        now = time.perf_counter()
-        if now >= end:
-            break
-        for key, _ in selector.select(timeout=max(0.0, end - now)):
-            sock = key.fileobj
-            data = sock.recv(65536)
-            if not data:
-                raise SystemExit("server closed a keep-alive connection")
-            buffer = state[sock][0] + data
-            if size is None:
-                head, sep, _ = buffer.partition(b"\r\n\r\n")
-                if not sep:
-                    state[sock][0] = buffer
-                    continue
-                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-                size = len(head) + 4 + length
-            while len(buffer) >= size:
-                buffer = buffer[size:]
-                done = time.perf_counter()
-                if done >= warmup_end:
-                    count += 1
-                    latencies.append(done - state[sock][1])
-                state[sock][1] = done
-                sock.sendall(request)
-            state[sock][0] = buffer
-    latencies.sort()
-    print(json.dumps(_summary(count, seconds, latencies)))
+    """Keep-alive GETs on ``connections`` sockets, one outstanding request each, after a 0.5 s
+    warm-up (the one load generator, ``benchmarks.http_load.run_load``)."""
+    result = run_load(port, connections, time.monotonic(), 0.5, seconds, path="/bench")
+    if result["failures"] or result["bad_status"]:
+        raise SystemExit(f"HTTP load failed: {result['failures']} failures {result['errors']}, "
+                         f"{result['bad_status']} non-200 answers")
+    latencies = [ms / 1000 for ms in result["latencies_ms"]]
+    print(json.dumps(_summary(result["ok"], seconds, latencies)))
 
 
 def role_ws_client(port: int, connections: int, seconds: float) -> None:
@@ -294,14 +268,14 @@ def _broadcast_case(
         ready = client.stdout.readline()
         if ready.strip() != "ready":
             raise SystemExit(f"the broadcast client did not connect its sockets: {ready!r}")
-        cpu_before = _cpu_seconds(interface.pid)
+        cpu_before = process_cpu_seconds(interface.pid)
         sender = _child(
             "--role", "broadcaster", "--prefix", prefix, "--seconds", str(seconds),
             "--interval", str(interval), env=env, stdout=subprocess.PIPE, text=True,
         )
         sent_out, _ = sender.communicate(timeout=seconds + 60)
         out, _ = client.communicate(timeout=seconds + 60)
-        cpu = _cpu_seconds(interface.pid) - cpu_before
+        cpu = process_cpu_seconds(interface.pid) - cpu_before
     finally:
         _stop(client)
     if client.returncode != 0 or sender.returncode != 0:
@@ -318,20 +292,14 @@ def _broadcast_case(
     return row
 
 
-def _summary(count: int, seconds: float, latencies: list[float]) -> dict[str, float]:
-    def pct(p: float) -> float:
-        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 if latencies else 0.0
-
-    return {"per_second": count / seconds, "count": count, "p50_ms": pct(0.5), "p99_ms": pct(0.99)}
+def _summary(count: int, seconds: float, latencies: list[float]) -> dict[str, float | None]:
+    """Rate and p50/p99 in ms of ``latencies`` (seconds)."""
+    ms = [s * 1000 for s in latencies]
+    return {"per_second": count / seconds, "count": count, "p50_ms": stats.percentile(ms, 50),
+            "p99_ms": stats.percentile(ms, 99)}
 
 
 # -- the parent: start everything, run the clients, report -------------------------------------------
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process has used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _wait_ready(port: int, timeout: float = 60.0) -> None:
@@ -399,7 +367,7 @@ def run(
                 ("http_keepalive", "http-client", connections),
                 ("websocket_echo", "ws-client", ws_connections),
             ):
-                cpu_before = (_cpu_seconds(interface.pid), _cpu_seconds(consumer.pid))
+                cpu_before = (process_cpu_seconds(interface.pid), process_cpu_seconds(consumer.pid))
                 wall_before = time.perf_counter()
                 client = _child(
                     "--role", role, "--port", str(port), "--connections", str(count),
@@ -412,8 +380,8 @@ def run(
                 row = {**json.loads(out), "connections": count}
                 # CPU shares over the whole client run (connect + warm-up + measuring time):
                 # how busy the interface and the consumer were, and so which one limits.
-                row["interface_cpu_share"] = (_cpu_seconds(interface.pid) - cpu_before[0]) / wall
-                row["consumer_cpu_share"] = (_cpu_seconds(consumer.pid) - cpu_before[1]) / wall
+                row["interface_cpu_share"] = (process_cpu_seconds(interface.pid) - cpu_before[0]) / wall
+                row["consumer_cpu_share"] = (process_cpu_seconds(consumer.pid) - cpu_before[1]) / wall
                 # What one fully busy interface core would do at this cost per message (the CPU
                 # share also covers connecting and warm-up, so this is a slight underestimate).
                 share = row["interface_cpu_share"]
@@ -431,18 +399,36 @@ def run(
     return results
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="measuring time per case")
+def budget_checks(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``interface.*`` budgets for ``results`` (the broadcast ones only for their shape)."""
+    http = results.get("http_keepalive", {})
+    per_cpu_s = http.get("per_interface_cpu_second")
+    checks = [budgets.check("interface.cpu_per_request", 1e6 / per_cpu_s if per_cpu_s else None,
+                            note=f"{http.get('connections', '-')} keep-alive connections")]
+    row = results.get("websocket_broadcast")
+    if row:
+        shape = row["connections"] == 1000 and abs(row["interval_s"] - 0.05) < 1e-9
+        note = f"{row['connections']} members, every {row['interval_s'] * 1000:g} ms" + (
+            "" if shape else " (not the budget's shape: 1,000 members every 50 ms; no verdict)")
+        checks.append(budgets.check("interface.cpu_per_frame", row["interface_cpu_us_per_frame"] if shape else None,
+                                    note=note))
+        checks.append(budgets.check("interface.broadcast_p99", row["p99_ms"] if shape else None, row["lost"] == 0,
+                                    note=f"{note}; {row['lost']} lost"))
+    return checks
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the interface benchmark (or, with the hidden ``--role``, one of its processes)."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks interface", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, help="measuring time per case (default 5; --quick 1)")
     parser.add_argument("--connections", type=int, default=8, help="HTTP keep-alive connections")
     parser.add_argument("--ws-connections", type=int, default=8, help="WebSocket connections")
     parser.add_argument(
-        "--members", type=int, default=1000, help="WebSockets in the broadcast group (0: no broadcast case)"
+        "--members", type=int, help="WebSockets in the broadcast group (0: no broadcast case; default 1000; --quick 200)"
     )
     parser.add_argument("--interval", type=float, default=0.05, help="seconds between broadcasts")
-    parser.add_argument(
-        "--output", type=Path, help="JSON file to write (default benchmarks/results/interface-<time>.json)"
-    )
+    parser.add_argument("--quick", action="store_true", help="short run: a smoke test, not a measurement")
+    parser.add_argument("--no-json", action="store_true", help="do not write the JSON file")
     roles = {
         "consumer": lambda: role_consumer(args.prefix),
         "http-client": lambda: role_http_client(args.port, args.connections, args.seconds),
@@ -453,25 +439,20 @@ def main() -> int:
     parser.add_argument("--role", choices=tuple(roles), help=argparse.SUPPRESS)
     parser.add_argument("--prefix", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.seconds is None:
+        args.seconds = 1.0 if args.quick else 5.0
+    if args.members is None:
+        args.members = 200 if args.quick else 1000
     if args.role:
         roles[args.role]()
         return 0
-    load_before = os.getloadavg()[0]
+    if args.seconds <= 0 or args.connections < 1 or args.ws_connections < 1 or args.members < 0 or args.interval <= 0:
+        parser.error("--seconds, --connections, --ws-connections and --interval must be positive, --members >= 0")
+    record = Record("interface", argv if argv is not None else sys.argv[1:], args.quick)
+    print(record.headline(), flush=True)
     results = run(args.seconds, args.connections, args.ws_connections, args.members, args.interval)
-    report = {
-        "load_average_1min_before": load_before,
-        "benchmark": "interface",
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "cpus": os.cpu_count(),
-        "seconds": args.seconds,
-        "python": sys.version.split()[0],
-        "results": results,
-    }
-    print(
-        f"one interface process + one echo consumer + one client process, {os.cpu_count()} CPUs, "
-        f"1-min load average {load_before:.2f} before the run (other work on the machine skews it)"
-    )
+    print("one interface process + one echo consumer + one client process (other work on the machine skews it)")
     print(
         f"{'case':<16} {'conns':>5} {'per second':>12} {'p50 ms':>8} {'p99 ms':>8} "
         f"{'ifc CPU':>8} {'app CPU':>8} {'per ifc CPU-s':>14}"
@@ -482,7 +463,7 @@ def main() -> int:
             continue
         print(
             f"{labels[name]:<16} {row['connections']:>5} {row['per_second']:>12,.0f} "
-            f"{row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} "
+            f"{row['p50_ms'] or 0:>8.2f} {row['p99_ms'] or 0:>8.2f} "
             f"{row['interface_cpu_share']:>8.0%} {row['consumer_cpu_share']:>8.0%} "
             f"{row['per_interface_cpu_second']:>14,.0f}"
         )
@@ -490,14 +471,16 @@ def main() -> int:
     if row:
         print(
             f"WS broadcast: {row['broadcasts']} broadcasts every {row['interval_s'] * 1000:.0f} ms to "
-            f"{row['connections']} members: p50 {row['p50_ms']:.1f} ms, p99 {row['p99_ms']:.1f} ms, "
+            f"{row['connections']} members: p50 {row['p50_ms'] or 0:.1f} ms, p99 {row['p99_ms'] or 0:.1f} ms, "
             f"{row['lost']} frames lost, {row['interface_cpu_us_per_frame']:.1f} us interface CPU "
             "per delivered frame"
         )
-    path = args.output or RESULTS / f"interface-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"written to {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
+    checks = budget_checks(results)
+    print("\n".join(f"budget {c['id']} ({c['budget']}): {c['measured'] if c['measured'] is None else round(c['measured'], 1)}"
+                    f" {c['unit']} -> {c['verdict']} {c['note']}" for c in checks))
+    if not args.no_json:
+        settings = {k: v for k, v in vars(args).items() if k not in ("role", "prefix", "port")}
+        print(f"JSON: {record.write(results, settings, checks)}")
     return 0
 
 

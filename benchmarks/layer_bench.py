@@ -2,17 +2,17 @@
 
 Run from the repository root::
 
-    python -m benchmarks.layer_bench            # full run, about 2-3 minutes
-    python -m benchmarks.layer_bench --quick    # smoke run, about 30 s
-    python -m benchmarks.layer_bench --backends redis,floor   # without our layer
-    python -m benchmarks.layer_bench --quick --backends ours,asgi_redis,redis   # + asgi_ipc.redis
-    python -m benchmarks.layer_bench --channels4  # then the Channels 4 layers (channels4_bench)
+    python -m benchmarks layer            # full run, about 2-3 minutes
+    python -m benchmarks layer --quick    # smoke run, about 30 s
+    python -m benchmarks layer --backends redis,floor   # without our layer
+    python -m benchmarks layer --quick --backends ours,asgi_redis,redis   # + asgi_ipc.redis
+    python -m benchmarks layer --channels4  # then the Channels 4 layers (channels4_bench)
 
 It starts a throwaway ``redis-server`` on a free loopback port (no persistence), creates one
 ``asgi_ipc`` segment under a unique prefix, runs every case of ``benchmarks/README.md`` for each
 backend in spawned processes, prints a Markdown table (ours, channels_redis, msgpack floor,
-ours/redis, the docs/design.md section 4 budget and PASS/FAIL), and writes everything, with the git
-revision and library versions, to ``benchmarks/results/layer-<UTC timestamp>.json``. The server and
+ours/redis, the ``layer.*`` budget of ``benchmarks/budgets.py`` and PASS/FAIL), and writes
+everything to ``benchmarks/results/layer-<UTC timestamp>.json`` (``benchmarks/record.py``). The server and
 the segment are always removed, also on errors and Ctrl-C. Exit status: 0 if every case ran (budgets
 may still FAIL), 1 if a case failed, 2 for bad arguments.
 """
@@ -22,12 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime
-import importlib.metadata
-import json
 import os
-import platform
-import subprocess
 import sys
 import time
 import uuid
@@ -39,6 +34,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 
 from benchmarks import cases, report  # noqa: E402
 from benchmarks.cases import Durations  # noqa: E402
+from benchmarks.record import RESULTS_DIR, Record  # noqa: E402
 from benchmarks.redis_server import RedisServer, redis_server_version  # noqa: E402
 
 __all__ = ["main"]
@@ -48,7 +44,6 @@ ALL_BACKENDS = ("ours", "redis", "floor")
 # Run only when asked for: ``asgi_redis`` is our ASGI 1 Redis layer (asgi_ipc.redis), reported in a
 # second table beside ours and channels_redis.
 OPTIONAL_BACKENDS = ("asgi_redis",)
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 # Both layers get the same limits: room for 10,000 queued 1 KB messages plus traffic; the size
 # cases' channels are capped so 512 KB messages cannot fill memory (producers back off when full).
@@ -240,71 +235,9 @@ def best_attempt(case_id: str, attempts: list[dict[str, Any]]) -> dict[str, Any]
     return best
 
 
-def _version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def _git_revision() -> str | None:
-    root = Path(__file__).resolve().parent.parent
-    try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if rev.returncode != 0:
-        return None
-    return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
-def environment(backends: tuple[str, ...]) -> dict[str, Any]:
-    """Where and with what the numbers were taken."""
-    env: dict[str, Any] = {
-        "git_revision": _git_revision(),
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "cpu": _cpu_model(),
-        "cpus": os.cpu_count(),
-        # other work on the machine skews every number: the 1/5/15-minute load when the run began
-        "load_average": [round(x, 2) for x in os.getloadavg()],
-        "versions": {
-            d: _version(d) for d in ("asgi_ipc", "channels_redis", "channels", "redis", "msgpack", "posix_ipc")
-        },
-    }
-    if "redis" in backends:
-        env["redis_server"] = redis_server_version()
-    if "ours" in backends:
-        env["asgi_ipc_fast_path"] = _fast_path_state()
-    return env
-
-
-def _fast_path_state() -> str:
-    """Whether our layer runs its optional C fast path (it falls back to pure Python)."""
-    if os.environ.get("ASGI_IPC_PURE") == "1":
-        return "off (ASGI_IPC_PURE=1)"
-    try:
-        importlib.import_module("asgi_ipc._fastpath")
-    except ImportError:
-        return "not built"
-    return "on"
-
-
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.layer_bench",
+        prog="python -m benchmarks layer",
         description="Benchmark asgi_ipc against channels_redis and the msgpack floor.",
     )
     parser.add_argument("--quick", action="store_true", help="short smoke run (~30 s), not a measurement")
@@ -362,11 +295,10 @@ def main(argv: list[str] | None = None) -> int:
     def log(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
-    env = environment(args.backends)
-    started = datetime.datetime.now(datetime.timezone.utc)
-    log(f"benchmark at {env['git_revision']}, Python {env['python']}, {env['cpus']} CPUs ({env['cpu']}), "
-        f"load average {env['load_average']}, asgi_ipc fast path: {env.get('asgi_ipc_fast_path', 'n.a.')}")
-    t0 = time.monotonic()
+    record = Record("layer", argv if argv is not None else sys.argv[1:], args.quick)
+    if "redis" in args.backends or "asgi_redis" in args.backends:
+        record.machine["redis_server"] = redis_server_version()
+    log(record.headline())
     results = run_all(args.backends, durations, log, args.repeat)
     rows = report.build_rows(results)
     table = report.format_table(rows)
@@ -375,29 +307,18 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(_side_by_side(results, ("ours", "asgi_redis", "redis")))
     channels4: dict[str, Any] = {}
+    checks = report.budget_entries(rows)
     if args.channels4:
         from benchmarks import channels4_bench
 
         channels4 = channels4_bench.run_all(durations, log)
         print()
-        print(channels4_bench.build_table(channels4))
-    out = {
-        "started": started.isoformat(timespec="seconds"),
-        "seconds": round(time.monotonic() - t0, 1),
-        "quick": args.quick,
-        "repeat": args.repeat,
-        "backends": list(args.backends),
-        "durations": durations.__dict__,
-        "environment": env,
-        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-        "results": results,
-        "table": [row.__dict__ for row in rows],
-        "channels4": channels4,
-    }
-    args.results_dir.mkdir(parents=True, exist_ok=True)
-    path = args.results_dir / f"layer-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
-    path.write_text(json.dumps(out, indent=2, default=str) + "\n", encoding="utf-8")
-    log(f"wrote {path} ({out['seconds']} s)")
+        print(channels4_bench.build_table(channels4, checks))
+    settings = {"repeat": args.repeat, "backends": list(args.backends), "durations": durations.__dict__,
+                "channels4": args.channels4}
+    out = {"cases": results, "table": [row.__dict__ for row in rows], "channels4": channels4}
+    path = record.write(out, settings, checks, args.results_dir)
+    log(f"wrote {path}")
     failed = [
         f"{c}/{b}" for c, per in results.items() for b, m in per.items() if "error" in m or m.get("failed_attempts")
     ] + [f"channels4 {c}/{b}" for c, per in channels4.items() for b, m in per.items() if "error" in m]

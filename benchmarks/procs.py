@@ -24,7 +24,8 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["IDLE_SETTLE", "CaseFailed", "ChildSpec", "RoleContext", "run_children"]
+__all__ = ["IDLE_SETTLE", "CaseFailed", "ChildSpec", "RoleContext", "collect_results", "run_children",
+           "stop_processes"]
 
 _SETUP_TIMEOUT = 60.0
 
@@ -112,8 +113,9 @@ def _child_main(
         reports.put(("error", spec.name, traceback.format_exc()))
 
 
-def _stop(processes: list[Any], grace: float) -> None:
-    """Join the started children for up to ``grace`` s each, then terminate, then kill."""
+def stop_processes(processes: list[Any], grace: float) -> None:
+    """Join the started ``multiprocessing`` children for up to ``grace`` s each, then terminate,
+    then kill what is left (each step bounded), so none outlives its caller."""
     processes = [p for p in processes if p.pid is not None]
     for proc in processes:
         proc.join(timeout=grace)
@@ -160,7 +162,7 @@ def run_children(
     finally:
         start.set()  # never leave a child waiting for a start that will not come
         # children that reported are exiting by themselves; after a failure, stop the rest now
-        _stop(processes, grace=5.0 if finished else 0.5)
+        stop_processes(processes, grace=5.0 if finished else 0.5)
         for q in (reports, peers):
             q.close()
             q.cancel_join_thread()
@@ -188,4 +190,20 @@ def _collect(
         if what == kind:
             pending.discard(name)
             got[name] = value
+    return got
+
+
+def collect_results(processes: list[Any], results: Any, timeout: float) -> list[Any]:
+    """One item per process from the queue ``results`` within ``timeout`` s in all.
+
+    Raises ``queue.Empty`` naming how many answered if they do not; the caller stops the
+    processes (:func:`stop_processes`)."""
+    got: list[Any] = []
+    deadline = time.monotonic() + timeout
+    for _ in processes:
+        try:
+            got.append(results.get(timeout=max(0.1, deadline - time.monotonic())))
+        except queue.Empty:
+            raise queue.Empty(f"only {len(got)} of {len(processes)} processes reported within {timeout:.0f} s") \
+                from None
     return got

@@ -2,7 +2,7 @@
 
 Usage (from the repository root)::
 
-    python benchmarks/worker_bench.py [--seconds 3] [--concurrency 1,16] [--threads 1] [--in-process-only]
+    python -m benchmarks worker [--quick] [--seconds 3] [--concurrency 1,16] [--threads 1] [--in-process-only]
 
 Rows, all for the same "hello" view behind Django's default ``startproject`` middleware:
 
@@ -25,26 +25,29 @@ other work shares the machine. "CPU x WSGI" is the median over rounds of the row
 the WSGIHandler batch's run just before it.
 
 Every loop is bounded by ``--seconds``; the worker is stopped and the segment removed at the end,
-also on errors. Prints a Markdown table and writes ``benchmarks/results/worker-<UTC>.json``.
+also on errors. Prints a Markdown table with the ``worker.dispatch_x_wsgi`` budget
+(``benchmarks/budgets.py``) and writes ``benchmarks/results/worker-<UTC>.json``
+(``benchmarks/record.py``).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import platform
 import signal
-import statistics
 import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
+if __package__ in (None, ""):  # run as a file (the child processes are): make ``benchmarks`` importable
+    sys.path.insert(0, str(REPO))
+
+from benchmarks import budgets, stats  # noqa: E402
+from benchmarks.record import Record  # noqa: E402
 LAYER_SIZES = {"message_memory": 16 << 20, "channels": 512, "groups": 64, "group_members": 256}
 
 # --- the benchmarked project (used by the child processes) ------------------------------------
@@ -255,11 +258,11 @@ def run_in_process(kinds: list[str], seconds: float) -> None:
         rounds = len(cpu[kind])
         result[kind] = {
             "requests": rounds * BATCH, "seconds": wall[kind], "rounds": rounds,
-            "cpu_ms_per_request": 1000 * statistics.median(cpu[kind]) / BATCH,
+            "cpu_ms_per_request": 1000 * stats.median(cpu[kind]) / BATCH,
         }
         if "wsgi" in cpu:
-            result[kind]["x_wsgi_cpu"] = statistics.median(
-                mine / floor for mine, floor in zip(cpu[kind], cpu["wsgi"])
+            result[kind]["x_wsgi_cpu"] = stats.median(
+                [mine / floor for mine, floor in zip(cpu[kind], cpu["wsgi"])]
             )
     print(json.dumps(result))
 
@@ -302,13 +305,13 @@ def through_layer(layer: Any, concurrency: int, seconds: float) -> dict[str, Any
         channel, message = layer.receive([prefix], block=True)
         if channel is not None and not message.get("more_content", False):
             sent_at.pop(channel, None)
-    latencies.sort()
+    ms = [1000 * latency for latency in latencies]
     return {
         "requests": len(latencies),
         "seconds": elapsed,
         "requests_per_second": len(latencies) / elapsed,
-        "p50_ms": 1000 * latencies[len(latencies) // 2] if latencies else None,
-        "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)] if latencies else None,
+        "p50_ms": stats.percentile(ms, 50),
+        "p99_ms": stats.percentile(ms, 99),
         "errors": errors,
     }
 
@@ -323,17 +326,12 @@ def child_json(args: list[str], timeout: float) -> dict[str, Any]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def git_revision() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                              timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per row")
+def main(argv: list[str] | None = None) -> int:
+    """Run the worker benchmark (or, with a hidden option, one of its child processes)."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks worker", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, help="measuring time per row (default 3; --quick 0.5)")
+    parser.add_argument("--quick", action="store_true", help="short run: a smoke test, not a measurement")
+    parser.add_argument("--no-json", action="store_true", help="do not write the JSON file")
     parser.add_argument("--concurrency", default="1,16", help="requests in flight, comma-separated")
     parser.add_argument("--threads", type=int, default=1, help="runworker --threads")
     parser.add_argument("--serve", metavar="PREFIX", help=argparse.SUPPRESS)
@@ -342,7 +340,9 @@ def main() -> int:
         help="only the in-process rows (no runworker process, no concurrency levels)",
     )
     parser.add_argument("--in-process", metavar="KINDS", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.seconds is None:
+        args.seconds = 0.5 if args.quick else 3.0
     if args.serve:
         serve(args.serve, args.threads)
         return 0
@@ -360,6 +360,8 @@ def main() -> int:
     if args.seconds <= 0 or any(c < 1 for c in levels):
         parser.error("--seconds and every --concurrency must be positive")
 
+    record = Record("worker", argv if argv is not None else sys.argv[1:], args.quick)
+    print(record.headline(), flush=True)
     rows: list[dict[str, Any]] = []
     measured = child_json(["--in-process", ",".join(IN_PROCESS_LABELS), "--seconds", str(args.seconds)],
                           args.seconds + 60)
@@ -368,7 +370,7 @@ def main() -> int:
         rows.append({"row": label, "requests_per_second": data["requests"] / data["seconds"], **data})
     if not args.in_process_only:
         rows += through_runworker(levels, args.threads, args.seconds)
-    report(rows, args)
+    report(rows, args, record)
     return 0
 
 
@@ -411,8 +413,8 @@ def through_runworker(levels: list[int], threads: int, seconds: float) -> list[d
     return rows
 
 
-def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
-    """Print the Markdown table and write the JSON result."""
+def report(rows: list[dict[str, Any]], args: argparse.Namespace, record: Record) -> None:
+    """Print the Markdown table and the budget, and write the JSON result."""
     print("| row | requests/s | p50 ms | p99 ms | CPU ms/request | requests/s per busy core | CPU x WSGI |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for row in rows:
@@ -422,20 +424,16 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
         ratio = f"{row['x_wsgi_cpu']:.2f}" if "x_wsgi_cpu" in row else "-"
         print(f"| {row['row']} | {row['requests_per_second']:,.0f} | {p50} | {p99} | {cpu:.3f} "
               f"| {1000 / cpu:,.0f} | {ratio} |")
-    print(f"\nload average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; CPU ms/request is the "
+    dispatch = next((r for r in rows if r["row"] == IN_PROCESS_LABELS["dispatch"]), {})
+    check = budgets.check("worker.dispatch_x_wsgi", dispatch.get("x_wsgi_cpu"),
+                          note="median over rounds of the dispatch batch's CPU over the WSGIHandler batch's")
+    measured = "-" if check["measured"] is None else f"{check['measured']:.2f}x"
+    print(f"\nbudget {check['id']} ({check['budget']}): {measured} -> {check['verdict']}")
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; CPU ms/request is the "
           "worker's (or in-process) CPU time per request, steadier than requests/s on a busy machine")
-
-    import django
-
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"worker-{stamp}.json"
-    out.write_text(json.dumps({
-        "benchmark": "worker_bench", "git_revision": git_revision(), "python": platform.python_version(),
-        "django": django.get_version(), "cpus": os.cpu_count(), "loadavg": os.getloadavg(),
-        "seconds": args.seconds, "threads": args.threads, "rows": rows,
-    }, indent=2))
-    print(f"\nwrote {out.relative_to(REPO)}")
+    if not args.no_json:
+        settings = {k: v for k, v in vars(args).items() if k not in ("serve", "in_process")}
+        print(f"\nJSON: {record.write({'rows': rows}, settings, [check])}")
 
 
 if __name__ == "__main__":

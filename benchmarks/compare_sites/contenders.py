@@ -1,48 +1,66 @@
 """Start, check and stop each contender of the whole-site comparison.
 
 Every contender serves ``cmpsite`` (this directory) on a free loopback port, writes its output
-(access logs included: all three log every request by default, and ours cannot turn it off through
+(access logs included where the server logs by default; ours cannot turn it off through
 ``procman run``) to a file in the run's temporary directory, and is stopped with SIGTERM, then
-SIGKILL after a bounded wait; any process it left behind is killed too.
+SIGKILL after a bounded wait; any process it left behind is killed too. Its CPU and PSS are those
+of its whole process tree (``benchmarks.cpu_time``).
 
 - ``ours``: ``procman run`` with 1 interface process and 2 workers on the asgi_ipc layer;
+- ``c4ipc``: ours in ASGI 3 mode: the Channels 4 application (``cmpsite.asgi_channels``) under
+  ``procman run --asgi`` (2 in-process Daphne servers on one socket) with
+  ``asgi_ipc.channels.IPCChannelLayer``;
+- ``gunicorn-w2``, ``gunicorn-w4``: ``gunicorn -w 2`` / ``-w 4`` (sync workers) running Django's
+  ``get_wsgi_application()``;
+- ``granian-w2``: ``granian --interface wsgi --workers 2`` (Rust front end), same WSGI application;
 - ``uvicorn``: ``uvicorn --workers 2`` running ``django.core.asgi.get_asgi_application()``;
 - ``daphne``: 2 ``daphne --fd N`` processes accepting on one socket this module binds (Daphne has no
   ``--workers``; sharing an inherited socket is how it runs several processes on one port);
-- ``channels``: the same 2 Daphne processes running the Channels 4 application
-  (``cmpsite.asgi_channels``) with channels_redis against a given Redis port;
-- ``c4ipc``: that same Channels 4 application under ``procman run --asgi`` (ASGI 3 mode: 2
-  in-process Daphne servers on one socket) with ``asgi_ipc.channels.IPCChannelLayer``;
+- ``channels``: the same 2 Daphne processes running the Channels 4 application with channels_redis
+  against a given Redis port;
 - ``uvicorn-channels``: that same application under ``uvicorn --workers 2`` with channels_redis.
 """
 
 from __future__ import annotations
 
-import http.client
 import importlib.util
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
+from benchmarks.http_load import free_port, http_ok
+from benchmarks.servers import Running, spawn
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 
 # contender -> the Python packages it needs (module names)
-NEEDS = {"ours": ["procman", "django_glue", "asgi_ipc"], "uvicorn": ["uvicorn"], "daphne": ["daphne"],
+NEEDS = {"ours": ["procman", "django_glue", "asgi_ipc"],
+         "gunicorn-w2": ["gunicorn"], "gunicorn-w4": ["gunicorn"], "granian-w2": ["granian"],
+         "uvicorn": ["uvicorn"], "daphne": ["daphne"],
          "channels": ["daphne", "channels", "channels_redis"],
          "c4ipc": ["procman", "asgi_ipc", "daphne", "channels"],
          "uvicorn-channels": ["uvicorn", "channels", "channels_redis"]}
 #: contenders that talk to Redis (they need ``redis_port``)
 NEEDS_REDIS = ("channels", "uvicorn-channels")
-INSTALL_HINT = 'pip install "daphne>=4,<5" "uvicorn[standard]" "channels>=4,<5" "channels-redis>=4,<5"'
+INSTALL_HINT = "pip install -e '.[bench]'"
+#: what each contender runs (the legend under the tables)
+SHAPES = {
+    "ours": "procman run: 1 interface + 2 workers, asgi_ipc layer (Channels 1 app, django_glue)",
+    "c4ipc": "ours in ASGI 3 mode: Channels 4 app under procman run --asgi (2 in-process Daphne servers), "
+             "asgi_ipc.channels.IPCChannelLayer",
+    "gunicorn-w2": "gunicorn -w 2 (sync workers), Django WSGI",
+    "gunicorn-w4": "gunicorn -w 4 (sync workers), Django WSGI",
+    "granian-w2": "granian --interface wsgi --workers 2, Django WSGI",
+    "uvicorn": "uvicorn --workers 2, Django ASGI",
+    "daphne": "2 x daphne --fd (one socket), Django ASGI",
+    "channels": "Channels 4 app under 2 x daphne --fd, channels_redis (RedisChannelLayer)",
+    "uvicorn-channels": "the same Channels 4 app under uvicorn --workers 2, channels_redis",
+}
 
 
 class ContenderError(RuntimeError):
@@ -52,103 +70,6 @@ class ContenderError(RuntimeError):
 def missing_packages(name: str) -> list[str]:
     """The packages ``name`` needs that are not importable here (empty when it can run)."""
     return [module for module in NEEDS[name] if importlib.util.find_spec(module) is None]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def http_ok(port: int, timeout: float = 2.0) -> bool:
-    try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-        try:
-            conn.request("GET", "/")
-            response = conn.getresponse()
-            return response.status == 200 and response.read() == b"hello"
-        finally:
-            conn.close()
-    except (OSError, http.client.HTTPException):
-        return False
-
-
-@dataclass
-class Running:
-    """A started contender: its processes (each the leader of its own session), port and log."""
-
-    name: str
-    port: int
-    log_path: Path
-    procs: list[subprocess.Popen] = field(default_factory=list)
-    prefix: str | None = None  # ours: the layer prefix (its segment must be gone after stop)
-
-    def alive(self) -> bool:
-        return all(proc.poll() is None for proc in self.procs)
-
-    def log_tail(self, lines: int = 15) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def server_pids(self) -> list[int]:
-        """Every process of the contender (leaders and their descendants) right now."""
-        pids = []
-        for proc in self.procs:
-            try:
-                leader = psutil.Process(proc.pid)
-                pids.append(leader.pid)
-                pids.extend(child.pid for child in leader.children(recursive=True))
-            except psutil.NoSuchProcess:
-                pass
-        return pids
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU seconds used so far by every process of the contender (the exited
-        ones are not counted, so sample while it runs)."""
-        total = 0.0
-        for pid in self.server_pids():
-            try:
-                times = psutil.Process(pid).cpu_times()
-            except psutil.NoSuchProcess:
-                continue
-            total += times.user + times.system
-        return total
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM every leader, wait at most ``timeout``, SIGKILL what is left (descendants too)."""
-        everyone = self.server_pids()
-        for proc in self.procs:
-            if proc.poll() is None:
-                try:
-                    proc.send_signal(signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        deadline = time.monotonic() + timeout
-        for proc in self.procs:
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait(10)
-        # descendants the leaders did not take with them (bounded: 5 s, then SIGKILL)
-        leftovers = []
-        for pid in everyone:
-            try:
-                leftovers.append(psutil.Process(pid))
-            except psutil.NoSuchProcess:
-                pass
-        _, alive = psutil.wait_procs(leftovers, timeout=5)
-        for proc in alive:
-            try:
-                proc.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(alive, timeout=5)
 
 
 def _env(stack: str, tmp: Path, extra: dict[str, str]) -> dict[str, str]:
@@ -161,8 +82,7 @@ def _env(stack: str, tmp: Path, extra: dict[str, str]) -> dict[str, str]:
 
 
 def _popen(argv: list[str], env: dict[str, str], log, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen(argv, env=env, cwd=HERE, stdin=subprocess.DEVNULL, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True, **kwargs)
+    return spawn(argv, env, HERE, log, **kwargs)
 
 
 def start(name: str, tmp: Path, *, workers: int = 2, interfaces: int = 1, redis_port: int | None = None,
@@ -192,6 +112,14 @@ def start(name: str, tmp: Path, *, workers: int = 2, interfaces: int = 1, redis_
                 [sys.executable, "-m", "procman", "run", "--settings", "cmpsite.settings",
                  "--asgi", "cmpsite.asgi_channels:application", "--bind", f"127.0.0.1:{port}",
                  "--interfaces", str(workers), "--no-color"], env, log))
+        elif name in ("gunicorn-w2", "gunicorn-w4"):
+            running.procs.append(_popen(
+                [sys.executable, "-m", "gunicorn", "cmpsite.wsgi:application", "--bind", f"127.0.0.1:{port}",
+                 "--workers", name.rsplit("-w", 1)[1], "--worker-class", "sync"], _env("plain", tmp, {}), log))
+        elif name == "granian-w2":
+            running.procs.append(_popen(
+                [sys.executable, "-m", "granian", "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
+                 "--workers", "2", "cmpsite.wsgi:application"], _env("plain", tmp, {}), log))
         elif name in ("uvicorn", "uvicorn-channels"):
             if name == "uvicorn-channels" and redis_port is None:
                 raise ValueError("the uvicorn-channels contender needs redis_port")
@@ -220,7 +148,7 @@ def start(name: str, tmp: Path, *, workers: int = 2, interfaces: int = 1, redis_
             finally:
                 listener.close()  # the daphne processes hold their own copies
         deadline = time.monotonic() + ready_timeout
-        while not http_ok(port):
+        while not http_ok(port, body=b"hello"):
             if not running.alive():
                 raise ContenderError(f"{name} exited before answering:\n{running.log_tail()}")
             if time.monotonic() > deadline:
@@ -237,17 +165,3 @@ def start(name: str, tmp: Path, *, workers: int = 2, interfaces: int = 1, redis_
         raise
     finally:
         log.close()
-
-
-def versions() -> dict[str, str]:
-    """Versions of the packages the contenders run on (absent ones are left out)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {}
-    for dist in ("django", "daphne", "uvicorn", "uvloop", "httptools", "channels", "channels-redis",
-                 "twisted", "autobahn", "websockets", "asgi_ipc"):
-        try:
-            found[dist] = version(dist)
-        except PackageNotFoundError:
-            pass
-    return found

@@ -10,8 +10,8 @@ group. The latency of a delivery is the member's ``time.monotonic()`` on receipt
 the frame (CLOCK_MONOTONIC is system-wide on Linux, so the two processes' clocks agree). After the
 last broadcast and a pause, it sends the end marker ``E``.
 
-``summarize`` turns the members' reports into counts and percentiles; ``percentile`` and
-``parse_frame`` are pure and tested alone. All clients use no compression and no keep-alive pings,
+``summarize`` turns the members' reports into counts and percentiles (``benchmarks.stats``);
+``parse_frame`` is pure and tested alone. All clients use no compression and no keep-alive pings,
 so every contender gets the same plain text frames.
 """
 
@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import resource
 import time
+
+from benchmarks.stats import percentile
 
 END = "E"
 
@@ -33,17 +35,6 @@ def parse_frame(text: str) -> tuple[int, float] | None:
     if len(parts) != 3 or parts[0] != "B":
         raise ValueError(f"not a broadcast frame: {text[:60]!r}")
     return int(parts[1]), float(parts[2])
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """The ``q``-th percentile (0-100, nearest rank) of ``values``; None when empty."""
-    if not 0 <= q <= 100:
-        raise ValueError(f"percentile {q} is outside 0..100")
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, int(-(-q * len(ordered) // 100)))  # ceil(q/100 * n), at least 1
-    return ordered[min(rank, len(ordered)) - 1]
 
 
 def raise_fd_limit(wanted: int) -> int:

@@ -3,7 +3,7 @@
 - messages have the sizes and ids the cases count with;
 - the throwaway redis-server starts, answers and is always cleaned up;
 - the process runner reports results, child failures and hangs;
-- the table's budget verdicts follow docs/design.md section 4;
+- the table's budget verdicts follow benchmarks/budgets.py;
 - the cases run end to end against the real ``asgi_ipc`` layer on a tiny budget, and count every
   message (these double as a check that the layer neither loses nor duplicates under the harness).
 """
@@ -132,6 +132,7 @@ def test_budget_verdicts_follow_the_design_ratios() -> None:
         "cross_2to2": {"ours": {"rate": 39_000.0, "duplicates": 1, "lost": 0, "sent": 10},
                        "redis": {"rate": 900.0, "duplicates": 5, "lost": 0}},
         "rtt": {"ours": {"p50_us": 60.0, "p99_us": 100.0}, "redis": {"p50_us": 1000.0, "p99_us": 2000.0}},
+        "floor_rtt": {"floor": {"p50_us": 30.0, "p99_us": 50.0}},
         "queued": {"ours": {"depth_10": {"rate": 100.0}, "depth_10000": {"rate": 95.0}}},
         "idle_sync": {"ours": {"cpu_ms_per_s": 0.1}},
         "idle_async": {"ours": {"error": "CaseFailed: boom"}},
@@ -142,7 +143,8 @@ def test_budget_verdicts_follow_the_design_ratios() -> None:
     assert _row(rows, "cross-process 2 -> 2").verdict == "FAIL"  # does not scale above 1 -> 1
     assert _row(rows, "  2 -> 2 duplicates / lost").verdict == "FAIL"
     assert _row(rows, "  2 -> 2 duplicates / lost").redis == "5 / 0"
-    assert _row(rows, "round trip p50").verdict == "FAIL"  # 60 > 1000 / 20
+    assert _row(rows, "round trip p50").verdict == "FAIL"  # 60 > 1.5 x the floor's 30
+    assert _row(rows, "round trip p50").measured == 2.0
     assert _row(rows, "round trip p99").verdict == "PASS"  # 100 <= 2000 / 10
     assert _row(rows, "  10,000 queued vs 10").verdict == "PASS"
     assert _row(rows, "512 KB messages, 1 -> 1", "MB/s").verdict == "FAIL"
@@ -152,6 +154,9 @@ def test_budget_verdicts_follow_the_design_ratios() -> None:
     table = report.format_table(rows)
     assert len(table.splitlines()) == len(rows) + 2
     assert "| cross-process 1 -> 1" in table and "40x" in table
+    entries = {e["id"]: e for e in report.budget_entries(rows)}
+    assert entries["layer.rtt_p50"]["verdict"] == "FAIL" and entries["layer.rtt_p99"]["verdict"] == "PASS"
+    assert entries["layer.cross_1to1"]["measured"] == 40.0 and entries["layer.cross_1to1"]["budget"] == ">= 40x channels_redis"
 
 
 def test_best_attempt_keeps_the_fastest_but_counts_every_duplicate() -> None:
@@ -177,7 +182,7 @@ def test_bad_arguments_exit_with_a_usage_error(capsys: pytest.CaptureFixture[str
 
 
 # -- the cases, end to end on our layer ---------------------------------------------------------------
-TINY = cases.Durations(pairs=0.1, cross=0.2, rtt=0.2, group=0.2, size=0.1, queued=0.1, idle=0.2)
+TINY = cases.Durations(pairs=0.1, cross=0.2, rtt=0.5, group=0.2, size=0.1, queued=0.1, idle=0.2)
 
 
 @pytest.fixture
@@ -218,3 +223,20 @@ def test_large_messages_and_idle_receiver_cases_complete(ours_config: dict) -> N
     assert big["delivered"] == big["sent"] > 0
     idle = cases.idle_cpu("ours", ours_config, TINY, "sync", "idle")
     assert idle["wall_s"] > 0 and idle["cpu_s"] >= 0
+
+
+def test_channels4_table_checks_its_budgets_from_the_budgets_table() -> None:
+    from benchmarks import channels4_bench
+
+    results = {
+        "cross_1to1": {"ipc": {"rate": 3000.0, "duplicates": 0, "lost": 0},
+                       "redis": {"rate": 100.0, "duplicates": 0, "lost": 0}},
+        "rtt": {"ipc": {"p50_us": 200.0, "p99_us": 300.0}, "redis": {"p50_us": 1000.0, "p99_us": 2000.0}},
+    }
+    checked: list[dict] = []
+    table = channels4_bench.build_table(results, checked)
+    verdicts = {(c["id"], c["note"]): c["verdict"] for c in checked}
+    assert verdicts[("channels4.throughput", "1 -> 1")] == "PASS"  # exactly 30x
+    assert verdicts[("channels4.throughput", "2 -> 2")] == "n.a."
+    assert verdicts[("channels4.rtt", "round trip p50")] == "FAIL"  # 1/5, budget 1/10
+    assert ">= 30x channels_redis" in table

@@ -23,6 +23,6 @@ def test_channels4_verdict_needs_a_lower_p99_than_every_redis_contender_and_no_l
 
 
 def test_every_broadcast_contender_has_a_legend_and_package_needs():
-    assert set(site_compare.WS_CONTENDERS) <= set(site_compare.WS_SHAPES) <= set(contenders.NEEDS)
+    assert set(site_compare.WS_CONTENDERS) <= set(contenders.SHAPES) <= set(contenders.NEEDS)
     assert set(contenders.NEEDS_REDIS) <= set(contenders.NEEDS)
     assert "channels_redis" in contenders.NEEDS["uvicorn-channels"] and "daphne" in contenders.NEEDS["c4ipc"]

@@ -2,8 +2,8 @@
 
 - the keep-alive client delimits responses (Content-Length, chunked, split reads, back-to-back
   responses) and refuses what it cannot delimit;
-- broadcast frames parse, percentiles are nearest-rank, losses and duplicates are counted;
-- the verdicts follow docs/design.md section 4;
+- broadcast frames parse, losses and duplicates are counted;
+- the verdicts and budget rows follow benchmarks/budgets.py;
 - a contender whose package is missing is reported, and bad arguments are refused.
 """
 
@@ -15,7 +15,7 @@ import pytest
 
 from benchmarks import site_compare
 from benchmarks.compare_sites import contenders, ws_load
-from benchmarks.compare_sites.http_load import ResponseError, parse_responses, request_bytes
+from benchmarks.http_load import ResponseError, parse_responses, parse_responses_detail, request_bytes
 
 CL = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 5\r\n\r\nhello"
 CHUNKED = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
@@ -49,10 +49,21 @@ def test_bodyless_statuses_and_undelimited_bodies():
         parse_responses(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
 
 
+def test_connection_close_is_reported_per_response():
+    close = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello"
+    old = b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+    old_kept = b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 5\r\n\r\nhello"
+    buf = CL + close + old + old_kept
+    assert parse_responses_detail(buf) == ([(200, False), (200, True), (200, True), (200, False)], len(buf))
+
+
 def test_request_is_keep_alive_http11_with_host():
     request = request_bytes(8123)
     assert request.startswith(b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8123\r\n")
     assert request.endswith(b"\r\n\r\n") and b"close" not in request.lower()
+    assert request_bytes(8123, "/bench").startswith(b"GET /bench HTTP/1.1\r\n")
+    with pytest.raises(ValueError, match="absolute path"):
+        request_bytes(8123, "bench x")
 
 
 def test_broadcast_frames():
@@ -61,17 +72,6 @@ def test_broadcast_frames():
     for bad in ("hello", "B 1", "X 1 2.0", "B x 2.0"):
         with pytest.raises(ValueError):
             ws_load.parse_frame(bad)
-
-
-def test_percentile_is_nearest_rank():
-    values = [float(v) for v in range(1, 101)]
-    assert ws_load.percentile(values, 50) == 50.0
-    assert ws_load.percentile(values, 99) == 99.0
-    assert ws_load.percentile(values, 100) == 100.0
-    assert ws_load.percentile([3.0], 99) == 3.0
-    assert ws_load.percentile([], 50) is None
-    with pytest.raises(ValueError):
-        ws_load.percentile(values, 101)
 
 
 def test_summary_counts_losses_and_leaves_warmup_out_of_latencies():
@@ -100,20 +100,44 @@ def test_fd_limit_is_raised_within_the_hard_limit():
 
 def _http(rps, failures=0):
     return {"requests_per_s": rps, "p50_ms": 1.0, "p99_ms": 2.0, "failures": failures, "non_200": 0,
-            "server_cpu_cores": 1.5, "load_generator_cpu_cores": 0.1}
+            "server_cpu_cores": 1.5, "server_cpu_us_per_request": 300.0, "pss_idle_mib": 60.0,
+            "idle_processes": 3, "load_generator_cpu_cores": 0.1}
 
 
-def test_http_verdict_needs_more_than_every_baseline_and_no_failure():
-    _, verdict = site_compare.http_table({"ours": _http(300.0), "uvicorn": _http(200.0), "daphne": _http(100.0)}, {})
-    assert verdict.startswith("PASS")
-    _, verdict = site_compare.http_table({"ours": _http(150.0), "uvicorn": _http(200.0), "daphne": _http(100.0)}, {})
-    assert verdict.startswith("FAIL")
-    _, verdict = site_compare.http_table({"ours": _http(300.0, failures=1), "daphne": _http(100.0)}, {})
-    assert verdict.startswith("FAIL")
-    lines, verdict = site_compare.http_table({"ours": _http(300.0)}, {"uvicorn": "x", "daphne": "y"})
-    assert verdict.startswith("n.a.") and any("skipped: x" in line for line in lines)
-    lines, verdict = site_compare.http_table({"uvicorn": _http(200.0)}, {}, {"ours": "ContenderError: no answer"})
-    assert verdict.startswith("n.a.") and any("FAILED: ContenderError" in line for line in lines)
+def _verdicts(checks):
+    return {c["id"]: c["verdict"] for c in checks}
+
+
+def test_budget_rows_are_ratios_of_this_run():
+    best = {"ours": _http(2000.0), "gunicorn-w4": _http(1000.0), "granian-w2": _http(3000.0),
+            "uvicorn": _http(500.0), "daphne": _http(800.0)}
+    pss = {"ours": 72.0, "gunicorn-w2": 60.0}
+    checks = site_compare.budget_checks(best, pss, None)
+    assert _verdicts(checks) == {"compare.rps_vs_gunicorn_w4": "PASS",  # exactly 2x
+                                 "compare.rps_vs_granian_w2": "FAIL",  # 0.67x < 0.7x
+                                 "compare.pss_vs_gunicorn_w2": "PASS",  # exactly 1.2x
+                                 "compare.rps_vs_asgi_servers": "PASS"}
+    by_id = {c["id"]: c for c in checks}
+    assert by_id["compare.rps_vs_granian_w2"]["measured"] == pytest.approx(2 / 3)
+    assert "daphne" in by_id["compare.rps_vs_asgi_servers"]["note"]  # the better of the two ASGI servers
+    table = "\n".join(site_compare.budget_table(checks))
+    assert "| `compare.pss_vs_gunicorn_w2` | <= 1.2x gunicorn -w 2 | 1.20x | PASS |" in table
+
+
+def test_budget_rows_fail_on_failed_requests_and_are_na_without_a_baseline():
+    checks = site_compare.budget_checks({"ours": _http(5000.0, failures=1), "gunicorn-w4": _http(1000.0)}, {}, None)
+    verdicts = _verdicts(checks)
+    assert verdicts["compare.rps_vs_gunicorn_w4"] == "FAIL"  # fast, but a request failed
+    assert verdicts["compare.rps_vs_granian_w2"] == "n.a."
+    assert verdicts["compare.pss_vs_gunicorn_w2"] == "n.a."
+
+
+def test_http_table_shows_skipped_and_failed_contenders():
+    lines = site_compare.http_table({"ours": _http(300.0)}, {"uvicorn": "x", "daphne": "y"},
+                                    {"granian-w2": "ContenderError: no answer"}, {"ours": 70.5})
+    assert any("skipped: x" in line for line in lines)
+    assert any("FAILED: ContenderError" in line for line in lines)
+    assert any(line.startswith("| ours | 300 |") and "| 70.5 |" in line for line in lines)
 
 
 def _ws(p99, lost=0):
@@ -124,7 +148,7 @@ def _ws(p99, lost=0):
 
 def test_ws_verdict_compares_p99_and_reports_losses():
     _, verdict = site_compare.ws_table({"ours": _ws(5.0), "channels": _ws(9.0, lost=4)}, {})
-    assert verdict.startswith("PASS") and "Channels 4 of 30" in verdict
+    assert verdict.startswith("PASS") and "Channels 9.0 ms, lost 4 of 30" in verdict
     _, verdict = site_compare.ws_table({"ours": _ws(9.0), "channels": _ws(5.0)}, {})
     assert verdict.startswith("FAIL")
     _, verdict = site_compare.ws_table({"ours": _ws(5.0)}, {"channels": "not installed"})
@@ -140,12 +164,19 @@ def test_missing_packages_and_unknown_contender(monkeypatch):
     monkeypatch.setattr(contenders.importlib.util, "find_spec",
                         lambda name: object() if name in installed else None)
     assert contenders.missing_packages("channels") == ["daphne"]
+    assert contenders.missing_packages("granian-w2") == ["granian"]
     assert contenders.missing_packages("ours") == []
     with pytest.raises(ValueError, match="unknown contender"):
         contenders.start("gunicorn", None)  # type: ignore[arg-type]
 
 
+def test_every_contender_has_a_legend():
+    assert set(site_compare.HTTP_CONTENDERS) | set(site_compare.WS_CONTENDERS) == set(contenders.NEEDS) \
+        == set(contenders.SHAPES)
+
+
 @pytest.mark.parametrize("argv", [["--parts", "tcp"], ["--contenders", "ours,gunicorn"], ["--rounds", "0"],
+                                  ["--seconds", "0"], ["--quick", "--connections", "0"],
                                   ["--ws-intervals", "fast"], ["--ws-intervals", "0"]])
 def test_bad_arguments_are_refused(argv, capsys):
     with pytest.raises(SystemExit) as exc:

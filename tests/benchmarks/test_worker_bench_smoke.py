@@ -17,8 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_in_process_cases_answer_and_report_a_ratio() -> None:
     child = subprocess.Popen(
-        [sys.executable, str(REPO / "benchmarks" / "worker_bench.py"),
-         "--in-process", "wsgi,asgi,dispatch", "--seconds", "0.2"],
+        [sys.executable, "-m", "benchmarks.worker_bench", "--in-process", "wsgi,asgi,dispatch", "--seconds", "0.2"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env=dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")),
     )
