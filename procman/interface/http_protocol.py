@@ -37,14 +37,14 @@ from procman.interface.http_events import (
     ClientError,
     EndOfBody,
     RequestHead,
-    make_parser,
 )
+from procman.interface.http_parsers import make_parser
 from procman.interface.http_response import response_head
 from procman.interface.request_messages import address_pair, base_message
 from procman.interface.write_now import write_now
 
 if TYPE_CHECKING:
-    from procman.interface.server import InterfaceServer
+    from procman.interface.context import ServerContext
     from procman.interface.ws_protocol import WebSocketConnection
 
 __all__ = ["HTTPConnection"]
@@ -60,7 +60,7 @@ class HTTPConnection(Protocol):
     handshake that chose ``h2`` by ALPN, to an :class:`HTTP2Connection`.
     """
 
-    def __init__(self, server: InterfaceServer) -> None:
+    def __init__(self, server: ServerContext) -> None:
         self.server = server
         options = server.options
         self.parser = make_parser(server.http_parser, server.head_limits)
