@@ -207,8 +207,9 @@ class WebSocketConnection(WebSocketServerProtocol):
                     self.path,
                     limit,
                 )
-                self._overflowed = True
+                # The 400 goes out first: once overflowed, sendData writes nothing more.
                 self.reject(400, "Too much data before the handshake was accepted")
+                self._overflowed = True
                 return
         super().dataReceived(data)
 

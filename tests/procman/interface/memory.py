@@ -9,6 +9,7 @@ runs the server's periodic timeout checks), and replies reach the connections wh
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 from twisted.internet.address import IPv4Address
@@ -16,9 +17,20 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
+from procman.interface.access_log import AccessLog
 from procman.interface.options import ServerOptions
 from procman.interface.server import InterfaceServer
 from tests.procman.interface.conftest import Application, HTTPReader
+
+
+class _Transport(StringTransport):
+    """A string transport that, like Twisted's TCP and TLS transports, accepts
+    ``unregisterProducer()`` with no producer registered (Autobahn's ``dropConnection`` always
+    calls it; :class:`StringTransport` would raise and the close would never happen)."""
+
+    def unregisterProducer(self) -> None:
+        if self.producer is not None:
+            super().unregisterProducer()
 
 
 class MemorySite:
@@ -29,7 +41,10 @@ class MemorySite:
         self.layer = layer
         self.app = Application(layer)
         self.clock = MemoryReactorClock()
-        self.server = InterfaceServer(layer, ServerOptions(**options), reactor=self.clock)
+        #: The access log's lines (``access_log.getvalue()``).
+        self.access_log = io.StringIO()
+        self.server = InterfaceServer(layer, ServerOptions(**options), reactor=self.clock,
+                                      access_log=AccessLog(self.access_log))
         self.server.start_checks()
         self._ports = 40000
 
@@ -38,7 +53,7 @@ class MemorySite:
         self._ports += 1
         peer = IPv4Address("TCP", "127.0.0.1", self._ports)
         protocol = self.server.factory.buildProtocol(peer)
-        transport = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 8000), peerAddress=peer)
+        transport = _Transport(hostAddress=IPv4Address("TCP", "127.0.0.1", 8000), peerAddress=peer)
         protocol.makeConnection(transport)
         return MemoryClient(protocol, transport)
 
