@@ -144,7 +144,7 @@ class HTTPExchange:
         self.body.clear()
 
     def _send_request(self, body: bytes, body_channel: str | None) -> bool:
-        message = dict(self.message)
+        message = self.message  # sent once: completed in place, no copy
         message["body"] = body
         if body_channel is not None:
             message["body_channel"] = body_channel
