@@ -122,8 +122,6 @@ class WebSocketConnection(WebSocketServerProtocol):
     """
 
     head: RequestHead
-    #: Replies may come from a group fan-out: the reply loop takes the rest that are waiting.
-    group_member = True
     reply_channel: str | None = None
     path: str = ""
     order: int = 0
