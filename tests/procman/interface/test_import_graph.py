@@ -73,3 +73,27 @@ def test_imported_names_resolves_every_form(tmp_path: Path) -> None:
     assert names["top.pkg.sub"] == {"top.pkg.low": 1}
     graph = import_graph(package, "top.pkg")
     assert graph["top.pkg.sub"] == {"top.pkg.low": 1} and graph["top.pkg.low"] == {"top.pkg.sub": 4}
+
+
+def _members(protocol: type) -> set[str]:
+    """The attributes and methods a typing ``Protocol`` class declares."""
+    declared = set(getattr(protocol, "__annotations__", {}))
+    declared |= {name for name, value in vars(protocol).items() if callable(value) and not name.startswith("_")}
+    return declared
+
+
+def test_the_server_and_the_connections_offer_what_context_declares(layer) -> None:
+    from twisted.internet.testing import MemoryReactorClock
+
+    from procman.interface.context import ExchangeConnection, ServerContext
+    from procman.interface.http2_protocol import HTTP2Connection, _Stream
+    from procman.interface.http_protocol import HTTPConnection
+    from procman.interface.server import InterfaceServer
+
+    server = InterfaceServer(layer, reactor=MemoryReactorClock())
+    assert {"options", "send", "register", "websocket_factory"} <= _members(ServerContext)
+    assert [name for name in sorted(_members(ServerContext)) if not hasattr(server, name)] == []
+    assert {"write", "error_response", "client"} <= _members(ExchangeConnection)
+    for offered in (HTTPConnection(server), _Stream(HTTP2Connection(server, None), 1)):
+        missing = [name for name in sorted(_members(ExchangeConnection)) if not hasattr(offered, name)]
+        assert missing == [], f"{type(offered).__name__} lacks {missing}"
