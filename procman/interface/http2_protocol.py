@@ -55,7 +55,7 @@ from procman.interface.http_policy import request_head
 from procman.interface.request_messages import base_message
 
 if TYPE_CHECKING:
-    from procman.interface.server import InterfaceServer
+    from procman.interface.context import ServerContext
 
 __all__ = ["HTTP2Connection", "HTTP2Exchange", "http2_request_head"]
 
@@ -196,7 +196,7 @@ class HTTP2Connection(Protocol):
     :param server: the interface server. :param client: the peer's ``[host, port]`` (for logs).
     """
 
-    def __init__(self, server: InterfaceServer, client: list[Any] | None) -> None:
+    def __init__(self, server: ServerContext, client: list[Any] | None) -> None:
         self.server = server
         self.client = client
         options = server.options

@@ -3,7 +3,7 @@ the error that carries the status to answer.
 
 Theory of operation
 -------------------
-An adapter (``http_httptools.py``, ``http_h11.py``; chosen by :func:`make_parser`) is fed the bytes
+An adapter (``http_httptools.py``, ``http_h11.py``; chosen by ``http_parsers.make_parser``) is fed the bytes
 a client sends and hands back events, one at a time, from ``next_event()``::
 
     RequestHead -> BodyData* -> EndOfBody -> PAUSED ... start_next() -> RequestHead -> ...
@@ -22,23 +22,17 @@ rules deciding those statuses live in ``http_policy.py``, once, for every adapte
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, Union
-
-if TYPE_CHECKING:
-    from procman.interface.http_policy import HeadLimits
+from typing import Protocol, Union
 
 __all__ = [
     "BodyData",
     "ClientError",
     "EndOfBody",
     "Event",
-    "HTTP_PARSERS",
     "NEED_DATA",
     "PAUSED",
     "RequestHead",
     "RequestParser",
-    "make_parser",
-    "resolve_parser_name",
 ]
 
 
@@ -143,36 +137,3 @@ class RequestParser(Protocol):
 
     def take_buffer(self) -> bytes:
         """Remove and return the bytes after the current head (a WebSocket upgrade's frames)."""
-
-
-#: The ``--http`` choices; ``auto`` is httptools when it imports, else h11.
-HTTP_PARSERS = ("auto", "httptools", "h11")
-
-
-def resolve_parser_name(name: str) -> str:
-    """``httptools`` or ``h11`` for a ``--http`` choice; ValueError for an unknown or missing one."""
-    if name not in HTTP_PARSERS:
-        raise ValueError(f"http must be one of {', '.join(HTTP_PARSERS)}, got {name!r}")
-    if name == "auto":
-        try:
-            import httptools  # noqa: F401, PLC0415
-        except ImportError:
-            return "h11"
-        return "httptools"
-    try:
-        __import__(name)
-    except ImportError as exc:
-        raise ValueError(f"--http {name}: the {name} package is not installed ({exc})") from exc
-    return name
-
-
-def make_parser(name: str, limits: HeadLimits) -> RequestParser:
-    """A fresh parser adapter for one connection (``name`` as returned by
-    :func:`resolve_parser_name`)."""
-    if name == "httptools":
-        from procman.interface.http_httptools import HttptoolsParser  # noqa: PLC0415
-
-        return HttptoolsParser(limits)
-    from procman.interface.http_h11 import H11Parser  # noqa: PLC0415
-
-    return H11Parser(limits)

@@ -29,7 +29,7 @@ from procman.interface.http_events import RequestHead
 from procman.interface.http_response import HOP_BY_HOP, LAST_CHUNK, chunk, response_head
 
 if TYPE_CHECKING:
-    from procman.interface.http_protocol import HTTPConnection
+    from procman.interface.context import ExchangeConnection
 
 __all__ = ["HTTPExchange", "http_date"]
 
@@ -65,11 +65,11 @@ def _as_header_bytes(value: Any, what: str) -> bytes:
 class HTTPExchange:
     """One request and its response; registered under its own reply channel.
 
-    Created by :class:`HTTPConnection` when a request head arrives; :meth:`deliver` receives the
+    Created by an HTTP/1.x connection (or an HTTP/2 stream) when a request head arrives; :meth:`deliver` receives the
     application's Response / Response Chunk messages.
     """
 
-    def __init__(self, connection: HTTPConnection, head: RequestHead, message: dict[str, Any]):
+    def __init__(self, connection: ExchangeConnection, head: RequestHead, message: dict[str, Any]):
         self.connection = connection
         self.server = connection.server
         self.head = head
@@ -144,7 +144,7 @@ class HTTPExchange:
         self.body.clear()
 
     def _send_request(self, body: bytes, body_channel: str | None) -> bool:
-        message = dict(self.message)
+        message = self.message  # sent once: completed in place, no copy
         message["body"] = body
         if body_channel is not None:
             message["body_channel"] = body_channel

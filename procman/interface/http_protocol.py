@@ -37,14 +37,14 @@ from procman.interface.http_events import (
     ClientError,
     EndOfBody,
     RequestHead,
-    make_parser,
 )
+from procman.interface.http_parsers import make_parser
 from procman.interface.http_response import response_head
 from procman.interface.request_messages import address_pair, base_message
 from procman.interface.write_now import write_now
 
 if TYPE_CHECKING:
-    from procman.interface.server import InterfaceServer
+    from procman.interface.context import ServerContext
     from procman.interface.ws_protocol import WebSocketConnection
 
 __all__ = ["HTTPConnection"]
@@ -60,7 +60,7 @@ class HTTPConnection(Protocol):
     handshake that chose ``h2`` by ALPN, to an :class:`HTTP2Connection`.
     """
 
-    def __init__(self, server: InterfaceServer) -> None:
+    def __init__(self, server: ServerContext) -> None:
         self.server = server
         options = server.options
         self.parser = make_parser(server.http_parser, server.head_limits)
@@ -80,12 +80,20 @@ class HTTPConnection(Protocol):
         self._close_when_flushed = False
         self._producer_registered = False
         self._buffer_limit = options.max_head_size + options.body_chunk_size
+        self._peer: Any = None
+        self._host: Any = None
+        self._secure = False
 
     # -- Twisted callbacks -------------------------------------------------------------------------------
 
     def connectionMade(self) -> None:
         self.connected = True
-        self.client = address_pair(self.transport.getPeer())
+        # Asked once: Twisted builds a new address object per call, and the interface check
+        # is not free either; neither changes while the connection lives.
+        self._peer = self.transport.getPeer()
+        self._host = self.transport.getHost()
+        self._secure = ISSLTransport.providedBy(self.transport)
+        self.client = address_pair(self._peer)
         self.transport.registerProducer(self, True)
         self._producer_registered = True
         self.server.connection_opened(self)
@@ -166,29 +174,31 @@ class HTTPConnection(Protocol):
         if head.upgrade_websocket:
             self._upgrade(head)
             return
-        self.idle_since = self.server.clock.seconds()
-        if self.server.shutting_down:
+        server = self.server
+        options = server.options
+        self.idle_since = server.clock.seconds()
+        if server.shutting_down:
             self.error_response(503, "Server shutting down.")
             return
-        limit = self.server.options.max_request_body
+        limit = options.max_request_body
         if limit and head.content_length is not None and head.content_length > limit:
             # Refuse before reading a byte of it (the client may be waiting for 100 Continue).
             self.error_response(413, f"Request body exceeds {limit} bytes.", head=head)
             return
         message = base_message(
             head,
-            reply_channel=self.server.new_reply_channel(),
-            peer=self.transport.getPeer(),
-            host=self.transport.getHost(),
-            secure=ISSLTransport.providedBy(self.transport),
+            reply_channel=server.new_reply_channel(),
+            peer=self._peer,
+            host=self._host,
+            secure=self._secure,
             websocket=False,
-            root_path=self.server.options.root_path,
-            proxy_headers=self.server.options.proxy_headers,
-            forwarded_allow_ips=self.server.options.forwarded_allow_ips,
+            root_path=options.root_path,
+            proxy_headers=options.proxy_headers,
+            forwarded_allow_ips=options.forwarded_allow_ips,
         )
         message["method"] = head.method
         message["http_version"] = head.http_version
-        if self.server.options.proxy_headers and message["client"] is not None:
+        if options.proxy_headers and message["client"] is not None:
             self.client = message["client"]
         self.exchange = HTTPExchange(self, head, message)
         if head.expect_continue and head.has_body and head.http_version == "1.1":

@@ -24,16 +24,21 @@ def reason_phrase(status: int) -> bytes:
         return b"Unknown"
 
 
+#: ``(http_version, status)`` -> status line, made on first use (a few dozen at most: status is
+#: an int from 200 to 599, checked before it gets here).
+_STATUS_LINES: dict[tuple[str, int], bytes] = {}
+
+
 def response_head(status: int, headers: list[tuple[bytes, bytes]], http_version: str) -> bytes:
     """Serialise a status line and header block (ending with the blank line).
 
     ``headers`` must already be validated bytes pairs; nothing is added here.
     """
-    version = b"HTTP/1.1" if http_version == "1.1" else b"HTTP/1.0"
-    parts = [b"%s %d %s\r\n" % (version, status, reason_phrase(status))]
-    parts += [b"%s: %s\r\n" % (name, value) for name, value in headers]
-    parts.append(b"\r\n")
-    return b"".join(parts)
+    line = _STATUS_LINES.get((http_version, status))
+    if line is None:
+        version = b"HTTP/1.1" if http_version == "1.1" else b"HTTP/1.0"
+        line = _STATUS_LINES[(http_version, status)] = b"%s %d %s\r\n" % (version, status, reason_phrase(status))
+    return line + b"".join([b"%s: %s\r\n" % pair for pair in headers]) + b"\r\n"
 
 
 def chunk(data: bytes) -> bytes:

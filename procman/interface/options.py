@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from procman.interface.http_events import HTTP_PARSERS, resolve_parser_name
+from procman.interface.http_parsers import HTTP_PARSERS, resolve_parser_name
 
 __all__ = [
     "OptionSpec",

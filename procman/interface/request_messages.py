@@ -26,12 +26,13 @@ def split_target(target: bytes) -> tuple[str, bytes]:
     do not decode as UTF-8 become U+FFFD (as Daphne and Django's WSGI handler tolerate them) rather
     than failing the request; raw non-ASCII bytes never reach here (the parser answers 400).
     """
-    lowered = target[:8].lower()
-    if lowered.startswith(b"http://") or lowered.startswith(b"https://"):
+    if target[:1] != b"/" and target[:8].lower().startswith((b"http://", b"https://")):
         after_scheme = target.index(b"//") + 2
         slash = target.find(b"/", after_scheme)
         target = target[slash:] if slash >= 0 else b"/"
     raw_path, _, query = target.partition(b"?")
+    if b"%" not in raw_path:  # nothing to decode (and the bytes are ASCII, see above)
+        return raw_path.decode("ascii"), query
     path = unquote_to_bytes(raw_path).decode("utf-8", errors="replace")
     return path, query
 

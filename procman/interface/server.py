@@ -38,7 +38,7 @@ from zope.interface import implementer
 
 from procman.interface.access_log import AccessLog
 from procman.interface.exitcodes import EXIT_FAST, EXIT_LAYER_LOST, EXIT_OK
-from procman.interface.http_events import resolve_parser_name
+from procman.interface.http_parsers import resolve_parser_name
 from procman.interface.http_policy import HeadLimits
 from procman.interface.http_protocol import HTTPConnection
 from procman.interface.options import ServerOptions
@@ -292,43 +292,41 @@ class InterfaceServer:
             return False
         channel, message = result
         if channel is not None:
-            endpoint = self.replies.get(channel)
             self._dispatch(channel, message)
-            if getattr(endpoint, "group_member", False):
-                return self._drain()
+            self.dispatch_waiting()
         return self._receiving
 
-    def _drain(self) -> bool:
-        """Dispatch replies that are already waiting with plain non-blocking receives.
+    def dispatch_waiting(self, limit: int = _DRAIN_BATCH) -> int:
+        """Dispatch the replies already waiting for this process, with non-blocking receives;
+        return how many were taken.
 
-        A group broadcast reaches this process as one reply per member, all at once; taking them
-        here costs no Deferred and no timeout timer per reply, as ``receive_twisted`` would. Only
-        called after a reply to an endpoint with a true ``group_member`` attribute (a WebSocket):
-        an HTTP reply never comes from a fan-out, and a receive that finds nothing is waste. At
-        most :data:`_DRAIN_BATCH` per wake-up, then the loop goes back through
-        ``receive_twisted``. A layer offering ``receive_fanout`` (see :meth:`_take_waiting`)
-        hands one fan-out as one decoded message with every local receiver. Returns whether the
-        loop goes on.
+        Called by the reply loop after every reply ``receive_twisted`` hands it: replies that
+        arrived together (a busy process answers many connections per wake-up; a group broadcast
+        reaches this process as one reply per member) cost no Deferred and no timeout timer each,
+        as ``receive_twisted`` would. At most ``limit`` per call, so the loop goes back through
+        the reactor. A layer offering ``receive_fanout`` (see :meth:`_take_waiting`) hands one
+        fan-out as one decoded message with every local receiver. A lost layer stops the process
+        (:meth:`layer_lost`). Tests drive a server on an in-memory reactor with this.
         """
         channels = [self.process_channel]
         take = self._take_waiting
         dispatch = self._dispatch
-        for _ in range(_DRAIN_BATCH):
-            if not self._receiving:
-                return False
+        taken = 0
+        while taken < limit and self.exit_code is None:
             try:
                 names, message = take(channels)
             except self._segment_lost as exc:
                 self.layer_lost(exc)
-                return False
+                break
             except Exception:  # noqa: BLE001 - receive_twisted will report a lasting fault
                 logger.exception("non-blocking receive failed")
                 break
             if names is None:
                 break
+            taken += 1
             for name in names:
                 dispatch(name, message)
-        return self._receiving
+        return taken
 
     def _take_waiting(self, channels: list[str]) -> tuple[list[str] | None, Any]:
         """One waiting reply as ``([channel, ...], message)``, or ``(None, None)``.
@@ -471,7 +469,15 @@ class InterfaceServer:
         """Begin reading replies and checking timeouts (call once the reactor runs or before)."""
         self._receiving = True
         self.reactor.callLater(0, self._pump)
-        self._check_call = self.clock.callLater(self.options.check_interval, self._check)
+        self.start_checks()
+
+    def start_checks(self) -> None:
+        """Run the periodic timeout checks (every ``check_interval`` seconds on :attr:`clock`).
+
+        :meth:`start` does this; a test driving the server on an in-memory clock calls it alone
+        and hands replies over with :meth:`dispatch_waiting`."""
+        if self._check_call is None or not self._check_call.active():
+            self._check_call = self.clock.callLater(self.options.check_interval, self._check)
 
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT graceful, second SIGINT and SIGQUIT fast, SIGHUP re-reads TLS files

@@ -56,7 +56,7 @@ from procman.interface.write_now import write_now
 from procman.interface.ws_frames import FrameCache, send_prepared
 
 if TYPE_CHECKING:
-    from procman.interface.server import InterfaceServer
+    from procman.interface.context import ServerContext
 
 __all__ = ["WebSocketConnection", "build_websocket_factory", "valid_close_code"]
 
@@ -70,7 +70,7 @@ def valid_close_code(code: int) -> bool:
     return code in (1000, 1001, 1002, 1003) or 1007 <= code <= 1014 or 3000 <= code <= 4999
 
 
-def build_websocket_factory(server: InterfaceServer) -> WebSocketServerFactory:
+def build_websocket_factory(server: ServerContext) -> WebSocketServerFactory:
     """The Autobahn factory holding the options every connection of ``server`` shares.
 
     Autobahn's own handshake timeout is off: the handshake bytes are already complete when they
@@ -122,8 +122,6 @@ class WebSocketConnection(WebSocketServerProtocol):
     """
 
     head: RequestHead
-    #: Replies may come from a group fan-out: the reply loop takes the rest that are waiting.
-    group_member = True
     reply_channel: str | None = None
     path: str = ""
     order: int = 0
@@ -144,7 +142,7 @@ class WebSocketConnection(WebSocketServerProtocol):
     _watch: _OutputWatch | None = None
 
     @property
-    def server(self) -> InterfaceServer:
+    def server(self) -> ServerContext:
         return self.factory.interface_server
 
     # -- Autobahn callbacks ------------------------------------------------------------------------
@@ -207,8 +205,9 @@ class WebSocketConnection(WebSocketServerProtocol):
                     self.path,
                     limit,
                 )
-                self._overflowed = True
+                # The 400 goes out first: once overflowed, sendData writes nothing more.
                 self.reject(400, "Too much data before the handshake was accepted")
+                self._overflowed = True
                 return
         super().dataReceived(data)
 

@@ -48,63 +48,6 @@ def test_request_message_has_every_field(layer, app, start_interface):
     sock.close()
 
 
-def test_keep_alive_reuses_the_connection_with_fresh_reply_channels(layer, app, start_interface):
-    interface = start_interface(layer)
-    conn = _client(interface)
-    channels = set()
-    ports = set()
-    for index in range(3):
-        conn.request("GET", f"/n/{index}")
-        request = app.request()
-        channels.add(request["reply_channel"])
-        ports.add(request["client"][1])
-        app.respond(request, content=str(index).encode())
-        response = conn.getresponse()
-        assert response.read() == str(index).encode()
-    assert len(channels) == 3
-    assert len(ports) == 1  # one TCP connection served all three
-    conn.close()
-
-
-def test_http_10_closes_unless_keep_alive_is_asked_for(layer, app, start_interface):
-    interface = start_interface(layer)
-    sock = interface.connect()
-    sock.sendall(b"GET /old HTTP/1.0\r\n\r\n")
-    request = app.request()
-    assert request["http_version"] == "1.0"
-    app.respond(request, content=b"bye")
-    status, headers, body = read_http_response(sock)
-    assert (status, body) == (200, b"bye")
-    assert_closed(sock)
-
-    sock = interface.connect()
-    reader = HTTPReader(sock)
-    for path in (b"/a", b"/b"):
-        sock.sendall(b"GET " + path + b" HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
-        request = app.request()
-        app.respond(request, content=path)
-        status, headers, body = reader.response()
-        assert body == path
-        assert headers[b"connection"] == b"keep-alive"
-    sock.close()
-
-
-def test_pipelined_requests_are_answered_in_order(layer, app, start_interface):
-    interface = start_interface(layer)
-    sock = interface.connect()
-    sock.sendall(b"".join(b"GET /p%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(3)))
-    reader = HTTPReader(sock)
-    for index in range(3):
-        # The next request reaches the application only after the previous response is done,
-        # so responses can never be reordered on the connection.
-        request = app.request()
-        assert request["path"] == f"/p{index}"
-        app.receive_nothing("http.request")
-        app.respond(request, content=b"r%d" % index)
-        assert reader.response()[2] == b"r%d" % index
-    sock.close()
-
-
 def test_small_body_is_inline(layer, app, start_interface):
     interface = start_interface(layer)
     conn = _client(interface)
@@ -159,17 +102,6 @@ def test_large_chunked_body_streams_through_a_full_body_channel(make_layer, star
     app.respond(request, content=b"got it")
     thread.join(timeout=30)
     assert results == {"status": 200, "body": b"got it"}
-
-
-def test_content_length_body_over_the_limit_gets_413_without_reaching_the_app(layer, app, start_interface):
-    interface = start_interface(layer, "--max-request-body", "1K")
-    sock = interface.connect()
-    sock.sendall(b"POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" + b"a" * 5000)
-    status, headers, body = read_http_response(sock)
-    assert status == 413
-    assert headers[b"connection"] == b"close"
-    assert_closed(sock)
-    app.receive_nothing("http.request")
 
 
 def test_chunked_body_over_the_limit_gets_413_and_closes_the_body_channel(make_layer, start_interface):
@@ -304,18 +236,6 @@ def test_http_disconnect_only_when_the_client_leaves_early(layer, app, start_int
     app.receive_nothing("http.disconnect")
 
 
-def test_full_request_channel_answers_503_with_retry_after(make_layer, start_interface):
-    layer = make_layer(channel_capacity={"http.request": 1})
-    layer.send("http.request", {"filler": True})
-    interface = start_interface(layer)
-    sock = interface.connect()
-    sock.sendall(b"GET /busy HTTP/1.1\r\nHost: x\r\n\r\n")
-    status, headers, body = read_http_response(sock)
-    assert status == 503
-    assert headers[b"retry-after"].isdigit()
-    assert_closed(sock)
-
-
 def test_http_timeout_gives_503_and_a_stalled_stream_cannot_stop_the_checks(layer, app, start_interface):
     interface = start_interface(layer, "--http-timeout", "1")
     # A streaming response that stalls past the timeout (this killed Daphne 1.x's checker)...
@@ -430,14 +350,3 @@ def test_curl_upload_with_expect_100_continue(layer, app, start_interface, tmp_p
             curl.kill()
             curl.wait()
     assert out == b"curl ok", err
-
-
-def test_client_that_never_finishes_its_head_is_timed_out(layer, app, start_interface):
-    interface = start_interface(layer, "--keep-alive-timeout", "0.5")
-    sock = interface.connect()
-    sock.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n")  # no blank line, ever
-    status, _, _ = read_http_response(sock, timeout=15)
-    assert status == 408
-    assert_closed(sock)
-    idle = interface.connect()
-    assert_closed(idle, timeout=15)

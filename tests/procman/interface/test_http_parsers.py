@@ -13,9 +13,8 @@ from procman.interface.http_events import (
     ClientError,
     EndOfBody,
     RequestHead,
-    make_parser,
-    resolve_parser_name,
 )
+from procman.interface.http_parsers import make_parser, resolve_parser_name
 from procman.interface.http_policy import HeadLimits
 
 PARSERS = ["httptools", "h11"]
@@ -173,7 +172,7 @@ def test_without_httptools_auto_falls_back_to_h11_and_httptools_says_it_is_missi
 
     code = (
         "import sys; sys.modules['httptools'] = None\n"
-        "from procman.interface.http_events import resolve_parser_name\n"
+        "from procman.interface.http_parsers import resolve_parser_name\n"
         "print(resolve_parser_name('auto'))\n"
         "try:\n    resolve_parser_name('httptools')\nexcept ValueError as exc:\n    print(exc)\n"
     )

@@ -93,25 +93,6 @@ def test_connect_message_frames_order_and_single_disconnect(layer, app, start_in
         assert log.count(action) == 1, log
 
 
-@pytest.mark.parametrize(
-    "reply",
-    [{"accept": False}, {"close": True}, {"close": 4000}, {"accept": False, "text": "ignored"}],
-    ids=["accept-false", "close-true", "close-code", "reject-with-data"],
-)
-def test_rejections_during_the_handshake_answer_403(layer, app, start_interface, pool, reply):
-    interface = start_interface(layer)
-    future = open_ws(pool, interface)
-    _, message = app.receive("websocket.connect")
-    app.send(message["reply_channel"], reply)
-    with pytest.raises(InvalidStatus) as info:
-        future.result(timeout=20)
-    assert info.value.response.status_code == 403
-    _, disconnect = app.receive("websocket.disconnect")
-    assert disconnect["reply_channel"] == message["reply_channel"]
-    assert disconnect["order"] == 1 and disconnect["code"] == 1006
-    interface.wait_for_log('"WSREJECT /ws"', source="access")
-
-
 def test_data_during_the_handshake_accepts_implicitly(layer, app, start_interface, pool):
     interface = start_interface(layer)
     future = open_ws(pool, interface)
@@ -120,18 +101,6 @@ def test_data_during_the_handshake_accepts_implicitly(layer, app, start_interfac
     ws = future.result(timeout=20)
     assert ws.recv(timeout=10) == "welcome"
     ws.close()
-
-
-def test_data_and_close_during_the_handshake_accept_send_then_close(layer, app, start_interface, pool):
-    interface = start_interface(layer)
-    future = open_ws(pool, interface)
-    _, message = app.receive("websocket.connect")
-    app.send(message["reply_channel"], {"bytes": b"last words", "close": 4001})
-    ws = future.result(timeout=20)
-    assert ws.recv(timeout=10) == b"last words"
-    assert close_code(ws) == 4001
-    _, disconnect = app.receive("websocket.disconnect")
-    assert disconnect["code"] == 4001 and disconnect["order"] == 1
 
 
 def test_open_socket_replies(layer, app, start_interface, pool):
@@ -187,16 +156,6 @@ def test_full_connect_channel_answers_503_without_a_disconnect(make_layer, start
     interface.signal(signal.SIGTERM)
     assert interface.wait() == 0
     app.receive_nothing("websocket.disconnect")
-
-
-def test_unanswered_connect_is_rejected_after_the_connect_timeout(layer, app, start_interface, pool):
-    interface = start_interface(layer, "--websocket-connect-timeout", "0.5")
-    future = open_ws(pool, interface)
-    app.receive("websocket.connect")
-    with pytest.raises(InvalidStatus) as info:
-        future.result(timeout=20)
-    assert info.value.response.status_code == 403
-    assert app.receive("websocket.disconnect")[1]["code"] == 1006
 
 
 def test_negative_connect_timeout_means_never(layer, app, start_interface, pool):
