@@ -23,8 +23,11 @@
  * layer.CHECK_INTERVAL and Attachment.stalled). A waiter whose doorbell is gone is reported
  * back as (wid, pid, cid); Python frees its slot and wakes another waiter of that channel.
  *
- * Layout constants below must match layout.py; the Python side passes LAYOUT_VERSION and the
- * region offsets at construction and refuses to use a mismatching build.
+ * Every segment offset and constant comes from _layout.h, which setup.py generates from
+ * layout.py at build time; the names below only map this file's short names onto it. The
+ * module exports the LAYOUT_HASH it was built with, and the Python side refuses to use a build
+ * whose hash differs from layout.py's (a stale build after a layout change); it also passes
+ * LAYOUT_VERSION and the region offsets at construction.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -41,34 +44,54 @@
 #include <time.h>
 #include <unistd.h>
 
-#define FP_LAYOUT_VERSION 1
-#define UNIT 256
-#define CH_SIZE 256
-#define CH_USED 0
-#define CH_NAMELEN 2
-#define CH_HEAD 8
-#define CH_TAIL 12
-#define CH_DEPTH 16
-#define CH_RATE_SEC 20
-#define CH_SENT 24
-#define CH_RATE_CUR 32
-#define CH_RATE_PREV 36
-#define CH_RECEIVED 40
-#define CH_WAITERS 80
-#define CH_NAME 112
-#define MSG_SIZE 32
-#define M_NEXT 16
-#define NAME_MAX_LEN 100
-#define H_LOCKSTATE 192
-#define H_FREE 512
-#define H_ANY 768
-#define BM_FREE 0x40
-#define BM_USED 0x80
-#define W_WAITING 1
-#define W_NOTIFIED 2
-#define WAIT_ANY 0xFFFFFFFFu
-#define WAIT_CHANNELS 64
-#define WAITER_HDR 20
+#include "_layout.h" /* generated from layout.py by setup.py: pip install -e . */
+
+#define FP_LAYOUT_VERSION LAYOUT_VERSION
+#define UNIT LAYOUT_UNIT
+#define CH_SIZE LAYOUT_CHANNEL_SIZE
+#define CH_USED LAYOUT_CHANNEL_USED
+#define CH_NAMELEN LAYOUT_CHANNEL_NAME_LEN
+#define CH_HEAD LAYOUT_CHANNEL_HEAD
+#define CH_TAIL LAYOUT_CHANNEL_TAIL
+#define CH_DEPTH LAYOUT_CHANNEL_DEPTH
+#define CH_RATE_SEC LAYOUT_CHANNEL_RATE_SECOND
+#define CH_SENT LAYOUT_CHANNEL_SENT
+#define CH_RATE_CUR LAYOUT_CHANNEL_SENT_THIS_SECOND
+#define CH_RATE_PREV LAYOUT_CHANNEL_SENT_LAST_SECOND
+#define CH_RECEIVED LAYOUT_CHANNEL_RECEIVED
+#define CH_WAITERS LAYOUT_CHANNEL_WAITERS
+#define CH_WAITERS_SIZE LAYOUT_CHANNEL_WAITERS_SIZE
+#define CH_NAME LAYOUT_CHANNEL_NAME
+#define MSG_SIZE LAYOUT_MESSAGE_SIZE
+#define M_DEADLINE LAYOUT_MESSAGE_DEADLINE
+#define M_SENT_AT LAYOUT_MESSAGE_SENT_AT
+#define M_NEXT LAYOUT_MESSAGE_NEXT
+#define M_PAYLOAD_LEN LAYOUT_MESSAGE_PAYLOAD_LEN
+#define M_EXTRA_LEN LAYOUT_MESSAGE_EXTRA_LEN
+#define M_NAME_LEN LAYOUT_MESSAGE_NAME_LEN
+#define M_KIND LAYOUT_MESSAGE_KIND
+#define M_PAD LAYOUT_MESSAGE_PAD
+#define NAME_MAX_LEN LAYOUT_NAME_MAX
+#define H_LOCKSTATE LAYOUT_HEADER_LOCK_HOLDER
+#define H_FREE LAYOUT_HEADER_FREE_HEADS
+#define H_ANY LAYOUT_HEADER_ANY_WAITERS
+#define INDEX_ENTRY_SIZE LAYOUT_INDEX_ENTRY_SIZE
+#define IX_HASH LAYOUT_INDEX_ENTRY_HASH
+#define IX_REF LAYOUT_INDEX_ENTRY_REF
+#define FREE_NEXT LAYOUT_FREE_BLOCK_NEXT
+#define BM_FREE LAYOUT_BM_FREE
+#define BM_USED LAYOUT_BM_USED
+#define BM_TAG LAYOUT_BM_TAG
+#define BM_ORDER LAYOUT_BM_ORDER
+#define W_WAITING LAYOUT_W_WAITING
+#define W_NOTIFIED LAYOUT_W_NOTIFIED
+#define WAIT_ANY LAYOUT_WAIT_ANY
+#define WAIT_CHANNELS LAYOUT_WAIT_CHANNELS
+#define W_STATE LAYOUT_WAITER_STATE
+#define W_PID LAYOUT_WAITER_PID
+#define W_NONCE LAYOUT_WAITER_NONCE
+#define W_COUNT LAYOUT_WAITER_COUNT
+#define WAITER_HDR LAYOUT_WAITER_CHANNELS
 
 #define R_SLOW (-1)
 #define R_OWNERDEAD (-2)
@@ -616,6 +639,7 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
         return NULL;
     }
     PyModule_AddIntConstant(m, "LAYOUT_VERSION", FP_LAYOUT_VERSION);
+    PyModule_AddStringConstant(m, "LAYOUT_HASH", LAYOUT_HASH);
     PyModule_AddIntConstant(m, "SLOW", R_SLOW);
     PyModule_AddIntConstant(m, "OWNERDEAD", R_OWNERDEAD);
     PyModule_AddIntConstant(m, "TIMEOUT", R_TIMEOUT);
