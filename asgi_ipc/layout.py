@@ -493,7 +493,8 @@ def c_header() -> str:
     """The text of ``asgi_ipc/_layout.h``: every record, field and constant as a ``#define``.
 
     A record's size is ``LAYOUT_<RECORD>_SIZE``, a field's offset ``LAYOUT_<RECORD>_<FIELD>``
-    and its size in bytes ``LAYOUT_<RECORD>_<FIELD>_SIZE``; constants are ``LAYOUT_<NAME>``.
+    and its size in bytes ``LAYOUT_<RECORD>_<FIELD>_SIZE`` (a repeated field's item:
+    ``..._ITEM_SIZE``); constants are ``LAYOUT_<NAME>``.
     """
     lines = [
         "/* asgi_ipc/_layout.h: generated from asgi_ipc/layout.py by setup.py (build_ext).",
@@ -515,6 +516,8 @@ def c_header() -> str:
             lines.append(f"#define {prefix}_{field.name.upper()} {field.offset} "
                          f"/* {field.fmt}: {field.doc} */")
             lines.append(f"#define {prefix}_{field.name.upper()}_SIZE {field.size}")
+            if field.item_size != field.size:
+                lines.append(f"#define {prefix}_{field.name.upper()}_ITEM_SIZE {field.item_size}")
     lines += ["", "#endif", ""]
     return "\n".join(lines)
 
