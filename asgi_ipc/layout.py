@@ -145,6 +145,11 @@ class Field:
         return self.size if self.fmt.endswith(("s", "x")) else struct.calcsize("<" + self.fmt[-1])
 
     @property
+    def values(self) -> int:
+        """How many values ``struct`` unpacks for the field (0 for padding)."""
+        return len(struct.unpack("<" + self.fmt, bytes(self.size)))
+
+    @property
     def align(self) -> int:
         """The field's natural alignment: the size of one item (1 for byte strings)."""
         return 1 if self.fmt.endswith(("s", "x")) else self.item_size
@@ -194,6 +199,16 @@ class Record:
             fmt += field.fmt
             cursor = field.end
         return struct.Struct(fmt)
+
+    def position(self, name: str) -> int:
+        """Index of field ``name``'s value in what ``run`` over all the fields unpacks (padding
+        yields no value, a repeated field one per item)."""
+        index = 0
+        for field in sorted(self.fields, key=lambda f: f.offset):
+            if field.name == name:
+                return index
+            index += field.values
+        raise KeyError(f"record {self.name} has no field {name!r}")
 
     def decode(self, buf: Any, at: int = 0) -> dict[str, Any]:
         """Every field of the record at byte ``at`` of ``buf``, by name (repeated items as

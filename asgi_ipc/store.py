@@ -76,11 +76,10 @@ _COUNTER_AT = {name: HEADER.at("counters") + HEADER["counters"].item_size * i
 _CURSOR_AT = HEADER.at("sweep_cursor")
 _CH_FREE_AT = HEADER.at("channel_free")  # head of the free channel-record list
 _M_NEXT = MESSAGE.at("next")
-_MSG_NAMELEN = MESSAGE.fields.index(MESSAGE["name_len"])  # positions in an unpacked MSG
-_MSG_EXTRALEN = MESSAGE.fields.index(MESSAGE["extra_len"])
-_MSG_PAYLOADLEN = MESSAGE.fields.index(MESSAGE["payload_len"])
-_MSG_NEXT = MESSAGE.fields.index(MESSAGE["next"])
-_MSG_SENT_AT = MESSAGE.fields.index(MESSAGE["sent_at"])
+# positions in an unpacked MSG (the hot paths unpack it whole, in MESSAGE's field order)
+_MSG_SENT_AT, _MSG_NEXT, _MSG_PAYLOADLEN, _MSG_EXTRALEN, _MSG_NAMELEN = (
+    MESSAGE.position(name) for name in ("sent_at", "next", "payload_len", "extra_len", "name_len"))
+_WAITER_WORD = CHANNEL_RECORD["waiters"].item_size  # bytes of one word of the bitmap
 _MSG_unpack = MSG.unpack_from
 _MSG_pack = MSG.pack_into
 
@@ -492,7 +491,7 @@ class Store:
         return self.buf[at:at + _WAITERS_SIZE] != _NO_WAITERS
 
     def set_waiter_bit(self, cid: int, wid: int, on: bool) -> None:
-        at = self.record_offset(cid) + CH_O_WAITERS + 8 * (wid >> 6)
+        at = self.record_offset(cid) + CH_O_WAITERS + _WAITER_WORD * (wid >> 6)
         word = _U64.unpack_from(self.buf, at)[0]
         bit = 1 << (wid & 63)
         _U64.pack_into(self.buf, at, (word | bit) if on else (word & ~bit))

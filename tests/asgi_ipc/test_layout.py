@@ -105,6 +105,22 @@ def test_run_pads_gaps_and_refuses_fields_out_of_order():
         CHANNEL_RECORD.at("nope")
 
 
+def test_position_is_where_a_field_lands_in_an_unpacked_run():
+    """The hot paths unpack a message header whole and index the tuple by ``position``."""
+    packed = bytearray(MESSAGE.size)
+    L.MSG.pack_into(packed, 0, 1.5, 2.5, 3, 4, 5, 6, 7)
+    values, decoded = L.MSG.unpack_from(packed), MESSAGE.decode(packed)
+    for field in MESSAGE.fields:
+        if field.values:
+            assert values[MESSAGE.position(field.name)] == decoded[field.name], field.name
+    whole = CHANNEL_RECORD.run(*(f.name for f in CHANNEL_RECORD.fields))
+    record = bytearray(CHANNEL_RECORD.size)
+    record[CHANNEL_RECORD.at("name"):CHANNEL_RECORD.at("name") + 4] = b"abcd"
+    assert whole.unpack_from(record)[CHANNEL_RECORD.position("name")].startswith(b"abcd")
+    with pytest.raises(KeyError):
+        MESSAGE.position("nope")
+
+
 def test_check_names_every_kind_of_broken_table():
     bad_group = Record("group", 32, "", (
         ("used", 1, "B", ""),                # relied on to be at 0
