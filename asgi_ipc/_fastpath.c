@@ -278,7 +278,8 @@ static long take_block(FastPath *s, int want) {
     while (order > want) {
         order--;
         uint32_t buddy = unit + (1u << order);
-        wr32(s, s->arena_at + (Py_ssize_t)buddy * UNIT + FREE_NEXT, rd32(s, H_FREE + H_FREE_ITEM * order));
+        wr32(s, s->arena_at + (Py_ssize_t)buddy * UNIT + FREE_NEXT,
+             rd32(s, H_FREE + H_FREE_ITEM * order));
         s->base[s->map_at + buddy] = (char)(BM_FREE | order);
         wr32(s, H_FREE + H_FREE_ITEM * order, buddy + 1);
     }
@@ -287,7 +288,8 @@ static long take_block(FastPath *s, int want) {
 }
 
 static void free_block(FastPath *s, uint32_t unit, int order) {
-    wr32(s, s->arena_at + (Py_ssize_t)unit * UNIT + FREE_NEXT, rd32(s, H_FREE + H_FREE_ITEM * order));
+    wr32(s, s->arena_at + (Py_ssize_t)unit * UNIT + FREE_NEXT,
+         rd32(s, H_FREE + H_FREE_ITEM * order));
     s->base[s->map_at + unit] = (char)(BM_FREE | order);
     wr32(s, H_FREE + H_FREE_ITEM * order, unit + 1);
 }
