@@ -23,8 +23,11 @@
  * layer.CHECK_INTERVAL and Attachment.stalled). A waiter whose doorbell is gone is reported
  * back as (wid, pid, cid); Python frees its slot and wakes another waiter of that channel.
  *
- * Layout constants below must match layout.py; the Python side passes LAYOUT_VERSION and the
- * region offsets at construction and refuses to use a mismatching build.
+ * Every segment offset and constant comes from _layout.h, which setup.py generates from
+ * layout.py at build time; the names below only map this file's short names onto it. The
+ * module exports the LAYOUT_HASH it was built with, and the Python side refuses to use a build
+ * whose hash differs from layout.py's (a stale build after a layout change); it also passes
+ * LAYOUT_VERSION and the region offsets at construction.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -41,34 +44,79 @@
 #include <time.h>
 #include <unistd.h>
 
-#define FP_LAYOUT_VERSION 1
-#define UNIT 256
-#define CH_SIZE 256
-#define CH_USED 0
-#define CH_NAMELEN 2
-#define CH_HEAD 8
-#define CH_TAIL 12
-#define CH_DEPTH 16
-#define CH_RATE_SEC 20
-#define CH_SENT 24
-#define CH_RATE_CUR 32
-#define CH_RATE_PREV 36
-#define CH_RECEIVED 40
-#define CH_WAITERS 80
-#define CH_NAME 112
-#define MSG_SIZE 32
-#define M_NEXT 16
-#define NAME_MAX_LEN 100
-#define H_LOCKSTATE 192
-#define H_FREE 512
-#define H_ANY 768
-#define BM_FREE 0x40
-#define BM_USED 0x80
-#define W_WAITING 1
-#define W_NOTIFIED 2
-#define WAIT_ANY 0xFFFFFFFFu
-#define WAIT_CHANNELS 64
-#define WAITER_HDR 20
+#include "_layout.h" /* generated from layout.py by setup.py: pip install -e . */
+
+#define FP_LAYOUT_VERSION LAYOUT_VERSION
+#define UNIT LAYOUT_UNIT
+#define CH_SIZE LAYOUT_CHANNEL_SIZE
+#define CH_USED LAYOUT_CHANNEL_USED
+#define CH_NAMELEN LAYOUT_CHANNEL_NAME_LEN
+#define CH_HEAD LAYOUT_CHANNEL_HEAD
+#define CH_TAIL LAYOUT_CHANNEL_TAIL
+#define CH_DEPTH LAYOUT_CHANNEL_DEPTH
+#define CH_RATE_SEC LAYOUT_CHANNEL_RATE_SECOND
+#define CH_SENT LAYOUT_CHANNEL_SENT
+#define CH_RATE_CUR LAYOUT_CHANNEL_SENT_THIS_SECOND
+#define CH_RATE_PREV LAYOUT_CHANNEL_SENT_LAST_SECOND
+#define CH_RECEIVED LAYOUT_CHANNEL_RECEIVED
+#define CH_WAITERS LAYOUT_CHANNEL_WAITERS
+#define CH_WAITERS_SIZE LAYOUT_CHANNEL_WAITERS_SIZE
+#define CH_NAME LAYOUT_CHANNEL_NAME
+#define MSG_SIZE LAYOUT_MESSAGE_SIZE
+#define M_DEADLINE LAYOUT_MESSAGE_DEADLINE
+#define M_SENT_AT LAYOUT_MESSAGE_SENT_AT
+#define M_NEXT LAYOUT_MESSAGE_NEXT
+#define M_PAYLOAD_LEN LAYOUT_MESSAGE_PAYLOAD_LEN
+#define M_EXTRA_LEN LAYOUT_MESSAGE_EXTRA_LEN
+#define M_NAME_LEN LAYOUT_MESSAGE_NAME_LEN
+#define M_KIND LAYOUT_MESSAGE_KIND
+#define M_PAD LAYOUT_MESSAGE_PAD
+#define NAME_MAX_LEN LAYOUT_NAME_MAX
+#define H_LOCKSTATE LAYOUT_HEADER_LOCK_HOLDER
+#define H_FREE LAYOUT_HEADER_FREE_HEADS
+#define H_FREE_ITEM LAYOUT_HEADER_FREE_HEADS_ITEM_SIZE
+#define H_ANY LAYOUT_HEADER_ANY_WAITERS
+#define H_ANY_SIZE LAYOUT_HEADER_ANY_WAITERS_SIZE
+#define MUTEX_SIZE LAYOUT_HEADER_MUTEX_SIZE
+#define BITMAP_WORDS (LAYOUT_CHANNEL_WAITERS_SIZE / LAYOUT_CHANNEL_WAITERS_ITEM_SIZE)
+#define INDEX_ENTRY_SIZE LAYOUT_INDEX_ENTRY_SIZE
+#define IX_HASH LAYOUT_INDEX_ENTRY_HASH
+#define IX_REF LAYOUT_INDEX_ENTRY_REF
+#define FREE_NEXT LAYOUT_FREE_BLOCK_NEXT
+#define BM_FREE LAYOUT_BM_FREE
+#define BM_USED LAYOUT_BM_USED
+#define BM_TAG LAYOUT_BM_TAG
+#define BM_ORDER LAYOUT_BM_ORDER
+#define W_WAITING LAYOUT_W_WAITING
+#define W_NOTIFIED LAYOUT_W_NOTIFIED
+#define WAIT_ANY LAYOUT_WAIT_ANY
+#define WAIT_CHANNELS LAYOUT_WAIT_CHANNELS
+#define W_STATE LAYOUT_WAITER_STATE
+#define W_PID LAYOUT_WAITER_PID
+#define W_NONCE LAYOUT_WAITER_NONCE
+#define W_COUNT LAYOUT_WAITER_COUNT
+#define WAITER_HDR LAYOUT_WAITER_CHANNELS
+#define W_ID_SIZE LAYOUT_WAITER_CHANNELS_ITEM_SIZE
+
+/* The widths this file reads and writes fields with: a layout change that alters one stops the
+ * build here instead of corrupting segments. */
+#define FP_U32(f) (LAYOUT_##f##_SIZE == 4)
+#define FP_U64(f) (LAYOUT_##f##_SIZE == 8)
+_Static_assert(FP_U32(CHANNEL_HEAD) && FP_U32(CHANNEL_TAIL) && FP_U32(CHANNEL_DEPTH) &&
+               FP_U32(CHANNEL_RATE_SECOND) && FP_U32(CHANNEL_SENT_THIS_SECOND) &&
+               FP_U32(CHANNEL_SENT_LAST_SECOND) && FP_U64(CHANNEL_SENT) &&
+               FP_U64(CHANNEL_RECEIVED) && LAYOUT_CHANNEL_WAITERS_ITEM_SIZE == 8 &&
+               LAYOUT_CHANNEL_USED_SIZE == 1 && LAYOUT_CHANNEL_NAME_LEN_SIZE == 1,
+               "channel record widths differ from what _fastpath.c reads");
+_Static_assert(FP_U64(MESSAGE_DEADLINE) && FP_U64(MESSAGE_SENT_AT) && FP_U32(MESSAGE_NEXT) &&
+               FP_U32(MESSAGE_PAYLOAD_LEN) && FP_U32(MESSAGE_EXTRA_LEN) &&
+               LAYOUT_MESSAGE_NAME_LEN_SIZE == 2 && LAYOUT_MESSAGE_KIND_SIZE == 1,
+               "message header widths differ from what _fastpath.c reads");
+_Static_assert(FP_U32(WAITER_STATE) && FP_U32(WAITER_PID) && FP_U32(WAITER_NONCE) &&
+               FP_U32(WAITER_COUNT) && W_ID_SIZE == 4 && FP_U32(INDEX_ENTRY_HASH) &&
+               FP_U32(INDEX_ENTRY_REF) && FP_U32(FREE_BLOCK_NEXT) && H_FREE_ITEM == 4 &&
+               FP_U32(HEADER_LOCK_HOLDER) && LAYOUT_HEADER_ANY_WAITERS_ITEM_SIZE == 8,
+               "waiter, index, free-list or header widths differ from what _fastpath.c reads");
 
 #define R_SLOW (-1)
 #define R_OWNERDEAD (-2)
@@ -186,8 +234,8 @@ static long lookup(FastPath *s, const char *key, Py_ssize_t n) {
     uint32_t mask = s->index_slots - 1;
     uint32_t slot = h & mask;
     for (uint32_t i = 0; i <= mask; i++) {
-        Py_ssize_t e = s->index_at + (Py_ssize_t)slot * 8;
-        uint32_t eh = rd32(s, e), ref = rd32(s, e + 4);
+        Py_ssize_t e = s->index_at + (Py_ssize_t)slot * INDEX_ENTRY_SIZE;
+        uint32_t eh = rd32(s, e + IX_HASH), ref = rd32(s, e + IX_REF);
         if (ref == 0) return -1;
         if (eh == h) {
             uint32_t cid = ref - 1;
@@ -217,36 +265,39 @@ static long take_block(FastPath *s, int want) {
     int order = want;
     uint32_t head = 0;
     for (; order <= (int)s->max_order; order++) {
-        head = rd32(s, H_FREE + 4 * order);
+        head = rd32(s, H_FREE + H_FREE_ITEM * order);
         if (head) break;
     }
     if (!head) return -1;
     uint32_t unit = head - 1;
     if (unit >= s->units || (unsigned char)s->base[s->map_at + unit] != (BM_FREE | order))
         return -1;
-    uint32_t next = rd32(s, s->arena_at + (Py_ssize_t)unit * UNIT);
+    uint32_t next = rd32(s, s->arena_at + (Py_ssize_t)unit * UNIT + FREE_NEXT);
     if (next > s->units) return -1;
-    wr32(s, H_FREE + 4 * order, next);
+    wr32(s, H_FREE + H_FREE_ITEM * order, next);
     while (order > want) {
         order--;
         uint32_t buddy = unit + (1u << order);
-        wr32(s, s->arena_at + (Py_ssize_t)buddy * UNIT, rd32(s, H_FREE + 4 * order));
+        wr32(s, s->arena_at + (Py_ssize_t)buddy * UNIT + FREE_NEXT,
+             rd32(s, H_FREE + H_FREE_ITEM * order));
         s->base[s->map_at + buddy] = (char)(BM_FREE | order);
-        wr32(s, H_FREE + 4 * order, buddy + 1);
+        wr32(s, H_FREE + H_FREE_ITEM * order, buddy + 1);
     }
     s->base[s->map_at + unit] = (char)(BM_USED | want);
     return (long)unit;
 }
 
 static void free_block(FastPath *s, uint32_t unit, int order) {
-    wr32(s, s->arena_at + (Py_ssize_t)unit * UNIT, rd32(s, H_FREE + 4 * order));
+    wr32(s, s->arena_at + (Py_ssize_t)unit * UNIT + FREE_NEXT,
+         rd32(s, H_FREE + H_FREE_ITEM * order));
     s->base[s->map_at + unit] = (char)(BM_FREE | order);
-    wr32(s, H_FREE + 4 * order, unit + 1);
+    wr32(s, H_FREE + H_FREE_ITEM * order, unit + 1);
 }
 
 static int any_waiting(FastPath *s, Py_ssize_t at) {
-    static const char zero[32] = {0};
-    return memcmp(s->base + at + CH_WAITERS, zero, 32) != 0 || memcmp(s->base + H_ANY, zero, 32) != 0;
+    static const char zero[CH_WAITERS_SIZE > H_ANY_SIZE ? CH_WAITERS_SIZE : H_ANY_SIZE] = {0};
+    return memcmp(s->base + at + CH_WAITERS, zero, CH_WAITERS_SIZE) != 0 ||
+           memcmp(s->base + H_ANY, zero, H_ANY_SIZE) != 0;
 }
 
 static void set_bit(FastPath *s, Py_ssize_t word_at, uint32_t wid, int on) {
@@ -259,7 +310,7 @@ static void set_bit(FastPath *s, Py_ssize_t word_at, uint32_t wid, int on) {
  * Returns 1 and fills wid/pid/nonce, 0 if nobody waits, -1 on a bad reference. */
 static int pick(FastPath *s, uint32_t cid, uint32_t *wid_out, uint32_t *pid_out, uint32_t *nonce_out) {
     Py_ssize_t at = s->channels_at + (Py_ssize_t)cid * CH_SIZE;
-    for (int w = 0; w < 4; w++) {
+    for (int w = 0; w < BITMAP_WORDS; w++) {
         uint64_t mine = rd64(s, at + CH_WAITERS + 8 * w);
         uint64_t word = mine | rd64(s, H_ANY + 8 * w);
         while (word) {
@@ -268,21 +319,21 @@ static int pick(FastPath *s, uint32_t cid, uint32_t *wid_out, uint32_t *pid_out,
             uint32_t wid = (uint32_t)(w * 64 + bit);
             if (wid >= s->waiters) return -1;
             Py_ssize_t wat = s->waiters_at + (Py_ssize_t)wid * s->waiter_size;
-            uint32_t state = rd32(s, wat), pid = rd32(s, wat + 4), nonce = rd32(s, wat + 8);
-            uint32_t count = rd32(s, wat + 12);
+            uint32_t state = rd32(s, wat + W_STATE), pid = rd32(s, wat + W_PID);
+            uint32_t nonce = rd32(s, wat + W_NONCE), count = rd32(s, wat + W_COUNT);
             if (state == W_WAITING) {
                 if (count == WAIT_ANY) {
                     set_bit(s, H_ANY, wid, 0);
                 } else {
                     if (count > WAIT_CHANNELS) return -1;
                     for (uint32_t i = 0; i < count; i++) {
-                        uint32_t other = rd32(s, wat + WAITER_HDR + 4 * i);
+                        uint32_t other = rd32(s, wat + WAITER_HDR + W_ID_SIZE * i);
                         if (other >= s->channels) return -1;
                         set_bit(s, s->channels_at + (Py_ssize_t)other * CH_SIZE + CH_WAITERS, wid, 0);
                     }
                 }
-                wr32(s, wat, W_NOTIFIED);
-                wr32(s, wat + 12, 0);
+                wr32(s, wat + W_STATE, W_NOTIFIED);
+                wr32(s, wat + W_COUNT, 0);
                 *wid_out = wid;
                 *pid_out = pid;
                 *nonce_out = nonce;
@@ -368,7 +419,7 @@ static int FastPath_init(FastPath *self, PyObject *args, PyObject *Py_UNUSED(kwd
     self->size = self->view.len;
     if (self->index_slots == 0 || (self->index_slots & (self->index_slots - 1)) ||
         self->arena_at + (Py_ssize_t)self->units * UNIT > self->size ||
-        (Py_ssize_t)mutex_offset + 64 > self->size) {
+        (Py_ssize_t)mutex_offset + MUTEX_SIZE > self->size) {
         PyErr_SetString(PyExc_ValueError, "_fastpath: layout does not fit the buffer");
         return -1;
     }
@@ -435,22 +486,22 @@ static PyObject *FastPath_send(FastPath *s, PyObject *args) {
     uint32_t head = rd32(s, at + CH_HEAD), tail = rd32(s, at + CH_TAIL), depth = rd32(s, at + CH_DEPTH);
     if (depth >= capacity) goto slow;
     if (tail && (tail > s->units || !head ||
-                 ((unsigned char)s->base[s->map_at + tail - 1] & 0xC0) != BM_USED))
+                 ((unsigned char)s->base[s->map_at + tail - 1] & BM_TAG) != BM_USED))
         goto slow;
     int want = order_for(MSG_SIZE + nlen + elen + plen);
     if (want > (int)s->max_order) goto slow;
     long unit = take_block(s, want);
     if (unit < 0) goto slow;
     Py_ssize_t off = s->arena_at + (Py_ssize_t)unit * UNIT;
-    wrf(s, off, deadline);
-    wrf(s, off + 8, now);
+    wrf(s, off + M_DEADLINE, deadline);
+    wrf(s, off + M_SENT_AT, now);
     wr32(s, off + M_NEXT, 0);
-    wr32(s, off + 20, (uint32_t)plen);
-    wr32(s, off + 24, (uint32_t)elen);
+    wr32(s, off + M_PAYLOAD_LEN, (uint32_t)plen);
+    wr32(s, off + M_EXTRA_LEN, (uint32_t)elen);
     uint16_t n16 = (uint16_t)nlen;
-    memcpy(s->base + off + 28, &n16, 2);
-    s->base[off + 30] = (char)kind;
-    s->base[off + 31] = 0;
+    memcpy(s->base + off + M_NAME_LEN, &n16, sizeof n16);
+    s->base[off + M_KIND] = (char)kind;
+    s->base[off + M_PAD] = 0;
     memcpy(s->base + off + MSG_SIZE, name, (size_t)nlen);
     memcpy(s->base + off + MSG_SIZE + nlen, extra, (size_t)elen);
     memcpy(s->base + off + MSG_SIZE + nlen + elen, payload, (size_t)plen);
@@ -521,14 +572,15 @@ static PyObject *FastPath_receive(FastPath *s, PyObject *args) {
         uint32_t unit = head - 1;
         if (unit >= s->units) goto slow;
         unsigned char tag = (unsigned char)s->base[s->map_at + unit];
-        if ((tag & 0xC0) != BM_USED || (tag & 0x3F) > s->max_order) goto slow;
-        int order = tag & 0x3F;
+        if ((tag & BM_TAG) != BM_USED || (tag & BM_ORDER) > s->max_order) goto slow;
+        int order = tag & BM_ORDER;
         Py_ssize_t off = s->arena_at + (Py_ssize_t)unit * UNIT;
-        double deadline = rdf(s, off);
-        uint32_t next = rd32(s, off + M_NEXT), plen = rd32(s, off + 20), elen = rd32(s, off + 24);
+        double deadline = rdf(s, off + M_DEADLINE);
+        uint32_t next = rd32(s, off + M_NEXT), plen = rd32(s, off + M_PAYLOAD_LEN);
+        uint32_t elen = rd32(s, off + M_EXTRA_LEN);
         uint16_t nlen;
-        memcpy(&nlen, s->base + off + 28, 2);
-        unsigned char kind = (unsigned char)s->base[off + 30];
+        memcpy(&nlen, s->base + off + M_NAME_LEN, sizeof nlen);
+        unsigned char kind = (unsigned char)s->base[off + M_KIND];
         if (nlen > NAME_MAX_LEN || (uint64_t)MSG_SIZE + nlen + elen + plen > ((uint64_t)UNIT << order) ||
             next > s->units)
             goto slow;
@@ -616,6 +668,7 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
         return NULL;
     }
     PyModule_AddIntConstant(m, "LAYOUT_VERSION", FP_LAYOUT_VERSION);
+    PyModule_AddStringConstant(m, "LAYOUT_HASH", LAYOUT_HASH);
     PyModule_AddIntConstant(m, "SLOW", R_SLOW);
     PyModule_AddIntConstant(m, "OWNERDEAD", R_OWNERDEAD);
     PyModule_AddIntConstant(m, "TIMEOUT", R_TIMEOUT);

@@ -28,6 +28,7 @@ from .layout import (
     WAITER_SIZE,
 )
 from .lock import RobustMutex, init_mutex
+from .native import fastpath
 from .recovery import rebuild
 from .segment import Segment, is_alive
 from .store import Store
@@ -36,16 +37,13 @@ from .waiters import Waiters
 __all__ = ["Attachment", "SLOW", "OWNERDEAD", "TIMEOUT"]
 
 def _make_fastpath(segment: Segment, lock_timeout: float):
-    """The C fast path for this mapping, or None (not built, or ``ASGI_IPC_PURE=1``)."""
-    if os.environ.get("ASGI_IPC_PURE") == "1":
-        return None
-    try:
-        from . import _fastpath
-    except ImportError:
+    """The C fast path for this mapping, or None (see ``native.fastpath`` for when)."""
+    module, _why = fastpath()
+    if module is None:
         return None
     layout = segment.layout
     sizes = layout.sizes
-    return _fastpath.FastPath(
+    return module.FastPath(
         segment.mm, LAYOUT_VERSION, H_MUTEX_AT, lock_timeout, sizes.channels,
         layout.channel_index_slots, sizes.unit_count, sizes.max_order, sizes.waiters, WAITER_SIZE,
         os.getpid(), layout.channels_at, layout.channel_index_at, layout.arena_at,

@@ -29,6 +29,7 @@ import posix_ipc
 from . import segment as _segment
 from .errors import SegmentError, SegmentMissing
 from .layout import Layout, Sizes
+from .native import fastpath
 from .segment import SHM_DIR, SegmentInfo, inspect, list_segments
 
 __all__ = [
@@ -63,16 +64,11 @@ class FastPathStatus:
 def fastpath_status() -> FastPathStatus:
     """Is ``asgi_ipc._fastpath`` built and allowed here? (``ASGI_IPC_PURE=1`` forbids it.)
 
-    The same two conditions :mod:`asgi_ipc.attachment` applies when it maps a segment.
+    The rule :mod:`asgi_ipc.attachment` applies when it maps a segment (``native.fastpath``):
+    built, not disabled with ``ASGI_IPC_PURE=1``, and built for this segment layout.
     """
-    if os.environ.get("ASGI_IPC_PURE") == "1":
-        return FastPathStatus(False, "disabled by ASGI_IPC_PURE=1 (pure-Python reference implementation)")
-    try:
-        from . import _fastpath  # noqa: F401
-    except ImportError as exc:
-        return FastPathStatus(False, f"the C extension is not built ({exc}); install a C compiler "
-                              "and reinstall asgi_ipc (pip install --force-reinstall --no-deps .)")
-    return FastPathStatus(True, "C fast path active")
+    module, why = fastpath()
+    return FastPathStatus(module is not None, why)
 
 
 # ===== /dev/shm ==================================================================================

@@ -19,22 +19,33 @@ import struct
 
 from .errors import SegmentCorrupt, TableFull
 from .index import HashIndex, name_hash
-from .layout import H_ALLOC, H_ALLOC_AT  # free-list heads live in the header
-from .layout import GROUP_NAME_AT, GROUP_SIZE, MEMBER_NAME_AT, MEMBER_SIZE, NAME_MAX, Layout
+from .layout import GROUP_RECORD, HEADER, MEMBER_RECORD, NAME_MAX, Layout
 
 __all__ = ["Groups"]
 
 _U32 = struct.Struct("<I")
 _F64 = struct.Struct("<d")
-# group record offsets: used 0, name_len 1, hash 4, count 8, head 12, tail 16, next free 20
-_G_COUNT, _G_HEAD, _G_TAIL, _G_FREE = 8, 12, 16, 20
-# member record offsets: used 0, name_len 1, group 4, gprev 8, gnext 12, cprev 16, cnext 20,
-# added 24
-_M_GROUP, _M_GPREV, _M_GNEXT, _M_CPREV, _M_CNEXT, _M_ADDED = 4, 8, 12, 16, 20, 24
+GROUP_SIZE, MEMBER_SIZE = GROUP_RECORD.size, MEMBER_RECORD.size
+# offsets within a group record
+_G_NAMELEN, _G_HASH = GROUP_RECORD.at("name_len"), GROUP_RECORD.at("hash")
+_G_COUNT, _G_HEAD, _G_TAIL = GROUP_RECORD.at("count"), GROUP_RECORD.at("head"), GROUP_RECORD.at("tail")
+_G_FREE, GROUP_NAME_AT = GROUP_RECORD.at("next_free"), GROUP_RECORD.at("name")
+# offsets within a member record
+_M_NAMELEN, _M_GROUP, _M_ADDED = MEMBER_RECORD.at("name_len"), MEMBER_RECORD.at("group"), \
+    MEMBER_RECORD.at("added")
+_M_GPREV, _M_GNEXT = MEMBER_RECORD.at("group_prev"), MEMBER_RECORD.at("group_next")
+_M_CPREV, _M_CNEXT = MEMBER_RECORD.at("channel_prev"), MEMBER_RECORD.at("channel_next")
+MEMBER_NAME_AT = MEMBER_RECORD.at("name")
+# heads of the free lists, in the header
+_GROUP_FREE_AT, _MEMBER_FREE_AT = HEADER.at("group_free"), HEADER.at("member_free")
 
 
 class Groups:
-    """Group and membership operations on one segment buffer."""
+    """Group and membership operations on one segment buffer.
+
+    ``buf[at]`` is a record's ``used`` byte, and group and member records keep a name's length
+    at the same offset (``layout.check`` holds the tables to both at import).
+    """
 
     def __init__(self, buf, layout: Layout) -> None:
         self.buf = buf
@@ -64,14 +75,17 @@ class Groups:
         _U32.pack_into(self.buf, at, value)
 
     def _name(self, at: int, name_at: int) -> bytes:
-        n = self.buf[at + 1]
+        """The name of the group or member record at ``at`` (both keep its length at the same
+        offset, checked at import below)."""
+        n = self.buf[at + _G_NAMELEN]
         if n > NAME_MAX:
             raise SegmentCorrupt(f"record at {at} has a {n}-byte name")
         return bytes(self.buf[at + name_at:at + name_at + n])
 
-    def _alloc(self, slot: int, what: str, limit: int, offset_of, free_at: int) -> int:
-        fields = list(H_ALLOC.unpack_from(self.buf, H_ALLOC_AT))
-        head = fields[slot]
+    def _alloc(self, head_at: int, what: str, limit: int, offset_of, free_at: int) -> int:
+        """Take the first record of the free list whose head is at ``head_at`` (in the header);
+        ``free_at`` is the offset of the link to the next free record within a record."""
+        head = self._get(head_at)
         if not head:
             raise TableFull(f"all {limit} {what} records are in use; raise the layer's "
                             f"'{'groups' if what == 'group' else 'group_members'}' size")
@@ -79,15 +93,12 @@ class Groups:
         at = offset_of(rid)
         if self.buf[at]:
             raise SegmentCorrupt(f"{what} free list holds record {rid}, which is in use")
-        fields[slot] = self._get(at + free_at)
-        H_ALLOC.pack_into(self.buf, H_ALLOC_AT, *fields)
+        self._put(head_at, self._get(at + free_at))
         return rid
 
-    def _free(self, slot: int, rid: int, at: int, free_at: int) -> None:
-        fields = list(H_ALLOC.unpack_from(self.buf, H_ALLOC_AT))
-        self._put(at + free_at, fields[slot])
-        fields[slot] = rid + 1
-        H_ALLOC.pack_into(self.buf, H_ALLOC_AT, *fields)
+    def _free(self, head_at: int, rid: int, at: int, free_at: int) -> None:
+        self._put(at + free_at, self._get(head_at))
+        self._put(head_at, rid + 1)
 
     # -- lookups ---------------------------------------------------------------------------------
     def find_group(self, name: bytes) -> int:
@@ -96,7 +107,7 @@ class Groups:
 
         def same(gid: int) -> bool:
             at = self._g(gid)
-            return self.buf[at] == 1 and self.buf[at + 1] == n and \
+            return self.buf[at] == 1 and self.buf[at + _G_NAMELEN] == n and \
                 self.buf[at + GROUP_NAME_AT:at + GROUP_NAME_AT + n] == name
 
         return self.group_index.lookup(name_hash(name), same)
@@ -106,7 +117,7 @@ class Groups:
 
         def same(mid: int) -> bool:
             at = self._m(mid)
-            return self.buf[at] == 1 and self.buf[at + 1] == n and \
+            return self.buf[at] == 1 and self.buf[at + _M_NAMELEN] == n and \
                 self.buf[at + MEMBER_NAME_AT:at + MEMBER_NAME_AT + n] == channel
 
         return self.member_index.lookup(name_hash(channel), same)
@@ -132,11 +143,11 @@ class Groups:
                     return
         else:
             gid = self._create_group(group)
-        mid = self._alloc(3, "group member", self.member_count, self._m_unchecked, _M_GNEXT)
+        mid = self._alloc(_MEMBER_FREE_AT, "group member", self.member_count, self._m_unchecked, _M_GNEXT)
         buf = self.buf
         at = self._m(mid)
         buf[at:at + MEMBER_SIZE] = bytes(MEMBER_SIZE)
-        buf[at + 1] = len(channel)
+        buf[at + _M_NAMELEN] = len(channel)
         self._put(at + _M_GROUP, gid)
         _F64.pack_into(buf, at + _M_ADDED, now)
         buf[at + MEMBER_NAME_AT:at + MEMBER_NAME_AT + len(channel)] = channel
@@ -167,13 +178,13 @@ class Groups:
         return self.layout.groups_at + gid * GROUP_SIZE
 
     def _create_group(self, group: bytes) -> int:
-        gid = self._alloc(2, "group", self.group_count, self._g_unchecked, _G_FREE)
+        gid = self._alloc(_GROUP_FREE_AT, "group", self.group_count, self._g_unchecked, _G_FREE)
         at = self._g(gid)
         buf = self.buf
         buf[at:at + GROUP_SIZE] = bytes(GROUP_SIZE)
         h = name_hash(group)
-        buf[at + 1] = len(group)
-        _U32.pack_into(buf, at + 4, h)
+        buf[at + _G_NAMELEN] = len(group)
+        _U32.pack_into(buf, at + _G_HASH, h)
         buf[at + GROUP_NAME_AT:at + GROUP_NAME_AT + len(group)] = group
         buf[at] = 1  # commit
         self.group_index.insert(h, gid)
@@ -219,16 +230,16 @@ class Groups:
                 self.member_index.insert(h, cnext - 1)
         if cnext:
             self._put(self._m(cnext - 1) + _M_CPREV, cprev)
-        self._free(3, mid, at, _M_GNEXT)
+        self._free(_MEMBER_FREE_AT, mid, at, _M_GNEXT)
         if count <= 1:
             self._release_group(gid)
 
     def _release_group(self, gid: int) -> None:
         at = self._g(gid)
-        h = _U32.unpack_from(self.buf, at + 4)[0]
+        h = _U32.unpack_from(self.buf, at + _G_HASH)[0]
         self.buf[at] = 0  # commit
         self.group_index.remove(h, gid)
-        self._free(2, gid, at, _G_FREE)
+        self._free(_GROUP_FREE_AT, gid, at, _G_FREE)
 
     def members(self, group: bytes, now: float, group_expiry: float) -> list[bytes]:
         """Names of the current members of ``group``, dropping memberships past expiry."""
@@ -249,7 +260,7 @@ class Groups:
             if added_of(buf, at + _M_ADDED)[0] + group_expiry <= now:
                 stale.append(mid)
             else:
-                n = buf[at + 1]
+                n = buf[at + _M_NAMELEN]
                 if n > NAME_MAX:
                     raise SegmentCorrupt(f"record at {at} has a {n}-byte name")
                 names.append(bytes(buf[at + MEMBER_NAME_AT:at + MEMBER_NAME_AT + n]))
@@ -292,10 +303,9 @@ class Groups:
 
     def reset_free_lists(self) -> None:
         """Chain every unused group and member record into the free lists."""
-        fields = list(H_ALLOC.unpack_from(self.buf, H_ALLOC_AT))
-        fields[2] = self._chain_free(self.group_count, self._g_unchecked, _G_FREE)
-        fields[3] = self._chain_free(self.member_count, self._m_unchecked, _M_GNEXT)
-        H_ALLOC.pack_into(self.buf, H_ALLOC_AT, *fields)
+        self._put(_GROUP_FREE_AT, self._chain_free(self.group_count, self._g_unchecked, _G_FREE))
+        self._put(_MEMBER_FREE_AT,
+                  self._chain_free(self.member_count, self._m_unchecked, _M_GNEXT))
 
     def _chain_free(self, count: int, offset_of, free_at: int) -> int:
         head = 0

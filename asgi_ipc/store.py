@@ -29,6 +29,9 @@ from .arena import Arena
 from .errors import ArenaFull, ChannelFull, SegmentCorrupt, TableFull
 from .index import HashIndex, name_hash
 from .layout import (
+    BM_ORDER,
+    BM_TAG,
+    BM_USED,
     CH_NAME_AT,
     CH_O_DEPTH,
     CH_O_EXPIRED,
@@ -43,13 +46,14 @@ from .layout import (
     CH_O_TAIL,
     CH_O_USED,
     CH_O_WAITERS,
+    CHANNEL_RECORD,
     CHANNEL_SIZE,
     COUNTERS,
-    H_ALLOC_AT,
-    H_COUNTERS_AT,
+    HEADER,
     KIND_PLAIN,
     KIND_PROCESS,
     KIND_SINGLE,
+    MESSAGE,
     MSG,
     NAME_MAX,
     UNIT,
@@ -60,16 +64,22 @@ __all__ = ["Store", "Popped", "channel_kind", "now"]
 
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
-_HTD = struct.Struct("<III")  # head, tail, depth
-_TD = struct.Struct("<II")  # tail, depth
-_SENT = struct.Struct("<IQII")  # rate second, sent, sent this second, sent last second
-_FULL = struct.Struct("<QII")  # full, full this second, full last second (at CH_O_FULL)
-_COUNTER_AT = {name: H_COUNTERS_AT + 8 * i for i, name in enumerate(COUNTERS)}
-_CURSOR_AT = H_ALLOC_AT + 20  # sweep cursor (see layout.H_ALLOC)
-_CH_FREE_AT = H_ALLOC_AT + 4  # head of the free channel-record list
-_ZERO32 = bytes(32)
-_M_NEXT = 16  # offset of ``next`` in a message header
-_BM_USED = 0x80
+_HTD = CHANNEL_RECORD.run("head", "tail", "depth")  # at CH_O_HEAD
+_TD = CHANNEL_RECORD.run("tail", "depth")  # at CH_O_TAIL
+_SENT = CHANNEL_RECORD.run("rate_second", "sent", "sent_this_second", "sent_last_second")
+_FULL = CHANNEL_RECORD.run("full", "full_this_second", "full_last_second")  # at CH_O_FULL
+_WAITERS = CHANNEL_RECORD.run("waiters")  # at CH_O_WAITERS: one bit per waiter slot
+_WAITERS_SIZE = _WAITERS.size
+_NO_WAITERS = bytes(_WAITERS_SIZE)
+_COUNTER_AT = {name: HEADER.at("counters") + HEADER["counters"].item_size * i
+               for i, name in enumerate(COUNTERS)}
+_CURSOR_AT = HEADER.at("sweep_cursor")
+_CH_FREE_AT = HEADER.at("channel_free")  # head of the free channel-record list
+_M_NEXT = MESSAGE.at("next")
+# positions in an unpacked MSG (the hot paths unpack it whole, in MESSAGE's field order)
+_MSG_SENT_AT, _MSG_NEXT, _MSG_PAYLOADLEN, _MSG_EXTRALEN, _MSG_NAMELEN = (
+    MESSAGE.position(name) for name in ("sent_at", "next", "payload_len", "extra_len", "name_len"))
+_WAITER_WORD = CHANNEL_RECORD["waiters"].item_size  # bytes of one word of the bitmap
 _MSG_unpack = MSG.unpack_from
 _MSG_pack = MSG.pack_into
 
@@ -225,7 +235,7 @@ class Store:
 
     def _idle(self, at: int) -> bool:
         return (_U32.unpack_from(self.buf, at + CH_O_HEAD)[0] == 0
-                and self.buf[at + CH_O_WAITERS:at + CH_O_WAITERS + 32] == _ZERO32)
+                and self.buf[at + CH_O_WAITERS:at + CH_O_WAITERS + _WAITERS_SIZE] == _NO_WAITERS)
 
     def release_if_idle(self, cid: int) -> None:
         """Release an ephemeral (``?``/``!``) channel record that is empty and unwatched."""
@@ -278,7 +288,7 @@ class Store:
         buf = self.buf
         at = self._channels_at + cid * CHANNEL_SIZE
         head, tail, depth = _HTD.unpack_from(buf, at + CH_O_HEAD)
-        if tail and (tail > self._units or buf[self._map_at + tail - 1] & 0xC0 != _BM_USED
+        if tail and (tail > self._units or buf[self._map_at + tail - 1] & BM_TAG != BM_USED
                      or not head):
             raise SegmentCorrupt(f"channel record {cid} has a bad tail reference {tail}")
         if depth >= capacity:
@@ -327,14 +337,15 @@ class Store:
         if not 0 <= unit < self._units:
             raise SegmentCorrupt(f"message reference to unit {unit} of {self._units}")
         tag = self.buf[self._map_at + unit]
-        if tag & 0xC0 != _BM_USED:
+        if tag & BM_TAG != BM_USED:
             raise SegmentCorrupt(f"unit {unit} does not start an allocated block (map {tag:#x})")
         off = self._arena_at + unit * UNIT
         header = _MSG_unpack(self.buf, off)
-        if MSG.size + header[5] + header[4] + header[3] > UNIT << (tag & 0x3F) or \
-                header[5] > NAME_MAX:
+        nlen = header[_MSG_NAMELEN]
+        if MSG.size + nlen + header[_MSG_EXTRALEN] + header[_MSG_PAYLOADLEN] > \
+                UNIT << (tag & BM_ORDER) or nlen > NAME_MAX:
             raise SegmentCorrupt(f"message at unit {unit} overruns its "
-                                 f"{UNIT << (tag & 0x3F)}-byte block")
+                                 f"{UNIT << (tag & BM_ORDER)}-byte block")
         return off, header
 
     def pop(self, cid: int, now: float) -> Popped | None:
@@ -372,7 +383,8 @@ class Store:
             if not head:
                 break
             _off, header = self._message(head)
-            _HTD.pack_into(buf, at + CH_O_HEAD, header[2], 0 if not header[2] else
+            nxt = header[_MSG_NEXT]
+            _HTD.pack_into(buf, at + CH_O_HEAD, nxt, 0 if not nxt else
                            _U32.unpack_from(buf, at + CH_O_TAIL)[0],
                            max(0, _U32.unpack_from(buf, at + CH_O_DEPTH)[0] - 1))
             self.arena.free(head - 1)
@@ -458,7 +470,7 @@ class Store:
         max_age = 0.0
         if head:
             _off, header = self._message(head)
-            max_age = max(0.0, now - header[1])
+            max_age = max(0.0, now - header[_MSG_SENT_AT])
         return {
             "messages_count": sent,
             "messages_count_per_second": self._per_second(now, sec, s_cur, s_prev),
@@ -472,14 +484,14 @@ class Store:
 
     # -- waiter bitmaps ------------------------------------------------------------------------
     def waiters_of(self, cid: int) -> tuple[int, int, int, int]:
-        return struct.unpack_from("<4Q", self.buf, self.record_offset(cid) + CH_O_WAITERS)
+        return _WAITERS.unpack_from(self.buf, self.record_offset(cid) + CH_O_WAITERS)
 
     def has_waiter_bits(self, cid: int) -> bool:
         at = self._channels_at + cid * CHANNEL_SIZE + CH_O_WAITERS
-        return self.buf[at:at + 32] != _ZERO32
+        return self.buf[at:at + _WAITERS_SIZE] != _NO_WAITERS
 
     def set_waiter_bit(self, cid: int, wid: int, on: bool) -> None:
-        at = self.record_offset(cid) + CH_O_WAITERS + 8 * (wid >> 6)
+        at = self.record_offset(cid) + CH_O_WAITERS + _WAITER_WORD * (wid >> 6)
         word = _U64.unpack_from(self.buf, at)[0]
         bit = 1 << (wid & 63)
         _U64.pack_into(self.buf, at, (word | bit) if on else (word & ~bit))

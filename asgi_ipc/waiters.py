@@ -25,11 +25,12 @@ from typing import Iterable
 
 from .errors import SegmentCorrupt, TableFull
 from .layout import (
-    H_ALLOC,
-    H_ALLOC_AT,
+    H_ANY_AT,
+    HEADER,
     WAIT_ANY,
     WAIT_CHANNELS,
     WAITER,
+    WAITER_RECORD,
     W_FREE,
     W_NOTIFIED,
     W_WAITING,
@@ -39,11 +40,12 @@ from .store import Store
 
 __all__ = ["Waiters", "H_ANY_AT"]
 
-H_ANY_AT = 768  # 4 x u64 bitmap of slots registered as "any" (in the header)
-_ANY = struct.Struct("<4Q")
+_ANY = HEADER.run("any_waiters")  # bitmap of slots registered as "any", at H_ANY_AT
+_ANY_WORDS = len(_ANY.unpack(bytes(_ANY.size)))
+_NO_ANY = bytes(_ANY.size)
 _U32 = struct.Struct("<I")
-_ZERO32 = bytes(32)
-_IDS_AT = WAITER.size
+_FREE_AT = HEADER.at("waiter_free")  # head of the free slots (slot + 1)
+_IDS_AT = WAITER_RECORD.at("channels")  # WAITER covers the fields before it
 
 
 class Waiters:
@@ -66,11 +68,10 @@ class Waiters:
 
     def alloc(self, pid: int, nonce: int, is_alive=None) -> int:
         """Take a free slot for ``pid``; reclaim dead processes' slots if none is free."""
-        fields = list(H_ALLOC.unpack_from(self.buf, H_ALLOC_AT))
-        if not fields[4] and is_alive is not None:
+        head = _U32.unpack_from(self.buf, _FREE_AT)[0]
+        if not head and is_alive is not None:
             self.reclaim_dead(is_alive)
-            fields = list(H_ALLOC.unpack_from(self.buf, H_ALLOC_AT))
-        head = fields[4]
+            head = _U32.unpack_from(self.buf, _FREE_AT)[0]
         if not head:
             raise TableFull(f"all {self.count} waiter slots are in use: too many threads or "
                             "processes blocked on this layer at once")
@@ -79,8 +80,7 @@ class Waiters:
         state, _pid, _nonce, _count, nxt = WAITER.unpack_from(self.buf, at)
         if state != W_FREE:
             raise SegmentCorrupt(f"waiter free list holds slot {wid}, which is in use")
-        fields[4] = nxt
-        H_ALLOC.pack_into(self.buf, H_ALLOC_AT, *fields)
+        _U32.pack_into(self.buf, _FREE_AT, nxt)
         WAITER.pack_into(self.buf, at, W_NOTIFIED, pid, nonce, 0, 0)
         return wid
 
@@ -122,10 +122,8 @@ class Waiters:
         """Unregister and return slot ``wid`` to the free list."""
         self.unregister(wid)
         at = self._w(wid)
-        fields = list(H_ALLOC.unpack_from(self.buf, H_ALLOC_AT))
-        WAITER.pack_into(self.buf, at, W_FREE, 0, 0, 0, fields[4])
-        fields[4] = wid + 1
-        H_ALLOC.pack_into(self.buf, H_ALLOC_AT, *fields)
+        WAITER.pack_into(self.buf, at, W_FREE, 0, 0, 0, _U32.unpack_from(self.buf, _FREE_AT)[0])
+        _U32.pack_into(self.buf, _FREE_AT, wid + 1)
 
     def _set_any(self, wid: int, on: bool) -> None:
         words = list(_ANY.unpack_from(self.buf, H_ANY_AT))
@@ -141,7 +139,7 @@ class Waiters:
         """
         words = self.store.waiters_of(cid)
         anyw = _ANY.unpack_from(self.buf, H_ANY_AT)
-        for w in range(4):
+        for w in range(_ANY_WORDS):
             word = words[w] | anyw[w]
             while word:
                 low = word & -word
@@ -158,7 +156,7 @@ class Waiters:
 
     def has_waiters(self, cid: int) -> bool:
         """Whether any slot may be waiting on channel ``cid`` (cheap; may be stale)."""
-        return self.store.has_waiter_bits(cid) or self.buf[H_ANY_AT:H_ANY_AT + 32] != _ZERO32
+        return self.store.has_waiter_bits(cid) or self.buf[H_ANY_AT:H_ANY_AT + _ANY.size] != _NO_ANY
 
     def reclaim_dead(self, is_alive) -> int:
         """Free every slot whose process is gone; return how many."""
@@ -179,6 +177,4 @@ class Waiters:
             if state == W_FREE:
                 WAITER.pack_into(self.buf, at, W_FREE, 0, 0, 0, head)
                 head = wid + 1
-        fields = list(H_ALLOC.unpack_from(self.buf, H_ALLOC_AT))
-        fields[4] = head
-        H_ALLOC.pack_into(self.buf, H_ALLOC_AT, *fields)
+        _U32.pack_into(self.buf, _FREE_AT, head)

@@ -9,6 +9,7 @@ import uuid
 import pytest
 
 from asgi_ipc import IPCChannelLayer
+from asgi_ipc.layout import fastpath_problem
 from asgi_ipc.segment import SHM_DIR
 
 
@@ -19,11 +20,12 @@ def prefix() -> str:
 
 
 def _fastpath_built() -> bool:
+    """Whether the C fast path is built, and for this segment layout (else layers run pure)."""
     try:
-        import asgi_ipc._fastpath  # noqa: F401
+        import asgi_ipc._fastpath as module
     except ImportError:
         return False
-    return True
+    return fastpath_problem(module) is None
 
 
 @pytest.fixture(params=["c", "pure"])
@@ -35,7 +37,7 @@ def impl(request, monkeypatch) -> str:
         return "redis"
     if request.param == "c":
         if not _fastpath_built():
-            pytest.skip("the C fast path is not built")
+            pytest.skip("the C fast path is not built, or built for another layout (pip install -e .)")
         monkeypatch.delenv("ASGI_IPC_PURE", raising=False)
     else:
         monkeypatch.setenv("ASGI_IPC_PURE", "1")
