@@ -294,13 +294,17 @@ def preload(settings_module: str, alias: str) -> None:
     from django.urls import get_resolver
     from django.utils.module_loading import import_string
 
+    import django_glue.default_consumers  # noqa: F401 - what every worker imports after the fork
+    import django_glue.handler  # noqa: F401
+    import django_glue.worker  # noqa: F401
     from django_glue.asgi import layer_settings
 
-    from . import boot, worker  # noqa: F401 - imported for the workers
+    from . import boot, worker  # noqa: F401
 
-    routing = layer_settings(alias).get("ROUTING")
-    if isinstance(routing, str):
-        import_string(routing)
+    entry = layer_settings(alias)
+    import_string(entry["BACKEND"])
+    if isinstance(entry.get("ROUTING"), str):
+        import_string(entry["ROUTING"])
     get_resolver().url_patterns  # noqa: B018 - imports ROOT_URLCONF and the views it names
     connections.close_all()
     gc.collect()
