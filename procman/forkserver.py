@@ -185,6 +185,12 @@ class ForkServer:
             return None
         return ForkedProcess(int(answer["pid"]), out_r)
 
+    def describe(self) -> dict[str, Any]:
+        """What ``procman status`` shows of the fork server: its pid (None when none runs) and generation."""
+        alive = self.process is not None and self.process.poll() is None
+        return {"pid": self.process.pid if alive else None, "generation": self.generation if alive else None,
+                "preload_failed_generation": self._failed_generation if self._failed_generation >= 0 else None}
+
     def close(self) -> None:
         """Tell the zygote to exit (its socket closes) and reap it (SIGKILL after the timeout)."""
         if self.sock is not None:

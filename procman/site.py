@@ -290,6 +290,7 @@ def run_site(config: RunConfig, directory: Path, log: LogStream, banner: str = "
                          "listen": [listener.url for listener in listeners], "fastpath": _fastpath()},
                 **_statistics_of(layer, channels),
                 **(cluster_link.read_status(project.prefix) if config.cluster else {}),
+                **({"fork_server": forkserver.describe()} if forkserver is not None else {}),
             },
         )
         try:

@@ -3,6 +3,7 @@ supervisor, real zygote, real workers, real HTTP. See :mod:`procman.forkserver`.
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
@@ -21,8 +22,8 @@ from .procs import HELLOSITE, Site, http_get, processes_by_role, unique_prefix, 
 def site(tmp_path):
     sites: list[Site] = []
 
-    def start(*args: str, cwd=HELLOSITE) -> Site:
-        s = Site(["run", "--bind", "127.0.0.1:0", *args], cwd, unique_prefix("fs"), tmp_path / "ctl")
+    def start(*args: str, cwd=HELLOSITE, env=None) -> Site:
+        s = Site(["run", "--bind", "127.0.0.1:0", *args], cwd, unique_prefix("fs"), tmp_path / "ctl", env)
         sites.append(s)
         return s
 
@@ -131,6 +132,27 @@ def test_zygote_killed_is_replaced_without_losing_the_site(site):
     assert new_zygote.pid != zygote.pid
     for _ in range(10):
         assert http_get(url)[0] == 200
+
+
+def test_status_names_the_zygote(site):
+    s = site("--workers", "1")
+    s.wait_ready()
+    (zygote,) = zygotes(s)
+    result = s.cli("status", "--json", "--name", s.prefix)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["fork_server"] == {"pid": zygote.pid, "generation": 1,
+                                                        "preload_failed_generation": None}
+
+
+def test_a_project_the_zygote_cannot_preload_fails_to_boot_as_without_it(site):
+    s = site("--workers", "2", env={"HELLOSITE_ROUTING": "hellosite.no_such_routing.channel_routing"})
+    assert s.wait(90) == exitcodes.BOOT_ERROR
+    assert "fork server could not preload hellosite.settings (ModuleNotFoundError)" in s.output
+    # Then the workers, started with Popen, fail as they always did: one traceback, one summary.
+    assert "failed to boot: ImproperlyConfigured: cannot import routing" in s.output
+    assert s.output.count("ModuleNotFoundError: No module named 'hellosite.no_such_routing'") == 1, s.output
+    assert "restarting in" not in s.output
+    assert not s.segment_exists()
 
 
 def test_no_preload_starts_workers_as_their_own_interpreters(site):
