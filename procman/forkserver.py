@@ -309,6 +309,10 @@ def preload(settings_module: str, alias: str) -> None:
 
     entry = layer_settings(alias)
     import_string(entry["BACKEND"])
+    try:  # the layer's C fast path, loaded at attach time when it is built
+        import asgi_ipc._fastpath  # noqa: F401
+    except ImportError:
+        pass
     if isinstance(entry.get("ROUTING"), str):
         import_string(entry["ROUTING"])
     get_resolver().url_patterns  # noqa: B018 - imports ROOT_URLCONF and the views it names
