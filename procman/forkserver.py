@@ -36,8 +36,8 @@ Theory of operation:
   workers are not its children and live on.
 - The supervisor waits for a new zygote's preload (bounded by ``--timeout``) inside the spawn of
   the generation's first worker; the children already running are unaffected (their pipes
-  buffer), and a zygote that does not answer in time is killed and that worker started with
-  ``Popen``.
+  buffer), and a zygote that does not answer in time is killed and that generation's workers
+  are started with ``Popen``.
 - Failure to preload is not an error of its own: the supervisor logs it once and starts that
   generation's workers with ``Popen``, which fail to boot with the usual message and exit code
   (:data:`~procman.exitcodes.BOOT_ERROR`) if the project really cannot load. Where ``prctl`` or
@@ -251,7 +251,7 @@ class ForkServer:
         try:
             hello = self._receive()
         except (OSError, ValueError) as exc:
-            hello = {"ready": False, "error": f"no answer ({type(exc).__name__}: {exc})"}
+            hello = {"ready": False, "error": f"{type(exc).__name__}: no answer within {self.timeout:g} s ({exc})"}
         if not hello.get("ready"):
             # Only the kind of error: a worker that cannot boot either shows the whole of it next.
             kind = str(hello.get("error", "")).partition(":")[0]
