@@ -79,6 +79,10 @@ class Arbiter:
         site fails the dead worker's unfinished requests: :mod:`procman.inflight`).
     """
 
+    #: Forks the workers from a preloaded zygote (a :class:`procman.forkserver.ForkServer`, set
+    #: by :func:`procman.site.run_site`); None: every child is started with ``Popen``.
+    forkserver: Any = None
+
     def __init__(
         self,
         roles: list[Role],
@@ -221,8 +225,11 @@ class Arbiter:
             }
         )
         argv = [arg.replace("{index}", str(index)) for arg in role.argv]
+        # A worker is forked from the preloaded zygote when the site has one (procman.forkserver);
+        # anything else, or a zygote that cannot serve this generation, is started with Popen.
+        forked = None if self.forkserver is None else self.forkserver.spawn(argv, env, beat_w, self.generation)
         try:
-            process = subprocess.Popen(
+            process = forked or subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,

@@ -77,6 +77,11 @@ def _add_run_flags(parser: argparse.ArgumentParser, interface: bool = True) -> N
     group.add_argument("--graceful-timeout", type=float, metavar="SECONDS",
                        help="how long a graceful stop may take before SIGKILL (default 30)")
     _add_delay_flag(group)
+    group.add_argument("--preload", dest="preload", action="store_const", const=True,
+                       help="fork the Django workers from one process that imported the project "
+                            "(they share its memory; the default; a reload starts a new one)")
+    group.add_argument("--no-preload", dest="preload", action="store_const", const=False,
+                       help="start every Django worker as its own interpreter (the last of the two wins)")
     _add_cluster_flags(parser)
     _add_asgi3_flags(parser)
     colour = parser.add_mutually_exclusive_group()

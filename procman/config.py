@@ -68,6 +68,7 @@ class RunConfig:
     graceful_timeout: float = 30.0
     colour: bool | None = None
     delay: bool = False  # also run the delay server (manage.py rundelay) as the "delay" role
+    preload: bool = True  # fork workers from a zygote that imported the project (procman.forkserver)
     interface: dict[str, Any] = field(default_factory=dict)  # interface option dest -> value
     cluster: str | None = None  # Redis URL of the cluster link (procman.cluster_link), None: one machine
     cluster_shared: list[str] = field(default_factory=list)  # channel globs shared across machines
@@ -157,6 +158,7 @@ _CONVERTERS = {
     "graceful_timeout": _as_seconds,
     "colour": _as_bool,
     "delay": _as_bool,
+    "preload": _as_bool,
     "cluster": lambda v, k: _as_redis_url(v, k),
     "cluster_shared": lambda v, k: _as_shared_globs(v, k),
     "cluster_name": lambda v, k: _as_cluster_name(v, k),

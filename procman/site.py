@@ -26,7 +26,7 @@ from .logstream import LogStream
 from .project import Project, ProjectError, find_settings_module, load_project
 from .sockets import BindError, Listener, adopt_systemd, bind, close_all
 
-__all__ = ["SiteError", "run_site", "build_roles", "delay_role", "STANDARD_CHANNELS"]
+__all__ = ["SiteError", "run_site", "build_roles", "child_env", "delay_role", "STANDARD_CHANNELS"]
 
 #: Channels every site has, shown in ``status`` even before traffic.
 STANDARD_CHANNELS = ("http.request", "websocket.connect", "websocket.receive", "websocket.disconnect")
@@ -42,13 +42,19 @@ class SiteError(Exception):
         self.exit_code = exit_code
 
 
-def build_roles(config: RunConfig, project: Project, listeners: list[Listener]) -> list[Role]:
-    """The interface and worker roles for ``config`` (pure: no process is started)."""
+def child_env(config: RunConfig, project: Project) -> dict[str, str]:
+    """The environment every child of the site gets on top of the supervisor's (settings, path, cluster)."""
     env = project.child_env()
     try:
         env.update(cluster_link.site_env(config))
     except ValueError as exc:
         raise SiteError(str(exc)) from None
+    return env
+
+
+def build_roles(config: RunConfig, project: Project, listeners: list[Listener]) -> list[Role]:
+    """The interface and worker roles for ``config`` (pure: no process is started)."""
+    env = child_env(config, project)
     python = sys.executable
     fds = tuple(listener.fileno() for listener in listeners)
     interface_argv = [python, "-m", "procman.boot", "interface", "--settings", project.settings_module]
@@ -214,6 +220,7 @@ def run_site(config: RunConfig, directory: Path, log: LogStream, banner: str = "
         raise SiteError(str(exc)) from None
     layer = None
     control_server = None
+    forkserver = None
     try:
         if project.asgi_application is None:
             layer = _create_layer(project, log)
@@ -283,6 +290,7 @@ def run_site(config: RunConfig, directory: Path, log: LogStream, banner: str = "
                          "listen": [listener.url for listener in listeners], "fastpath": _fastpath()},
                 **_statistics_of(layer, channels),
                 **(cluster_link.read_status(project.prefix) if config.cluster else {}),
+                **({"fork_server": forkserver.describe()} if forkserver is not None else {}),
             },
         )
         try:
@@ -290,11 +298,18 @@ def run_site(config: RunConfig, directory: Path, log: LogStream, banner: str = "
         except control.ControlError as exc:
             raise SiteError(str(exc)) from None
         arbiter.watch_fd(control_server, control_server.serve_one)
+        if config.preload and project.asgi_application is None:
+            from .forkserver import ForkServer
+
+            forkserver = arbiter.forkserver = ForkServer(project.settings_module, project.alias,
+                                                         child_env(config, project), log.info, timeout=config.timeout)
         log.info(f"site {project.prefix!r} ({project.settings_module}); control socket {control_server.path}")
         code = arbiter.run()
         systemd.notify("STOPPING=1")
         return code
     finally:
+        if forkserver is not None:
+            forkserver.close()
         if control_server is not None:
             control_server.close()
         close_all(listeners)

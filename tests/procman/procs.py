@@ -151,6 +151,16 @@ class Site(Supervised):
         return subprocess.run([python(), "-m", "procman", *args], env=env, capture_output=True, text=True,
                               timeout=timeout, cwd=REPO)
 
+    def roles_from_status(self) -> dict[int, str]:
+        """``{pid: role}`` of the children the supervisor lists in ``status`` (empty if it does not answer)."""
+        from procman import control
+
+        try:
+            answer = control.request(self.control_dir / f"{self.prefix}.sock", "status", timeout=10)
+        except control.ControlError:
+            return {}
+        return {entry["pid"]: entry["role"] for entry in answer.get("processes", [])}
+
     def segment_exists(self) -> bool:
         return os.path.exists(f"/dev/shm/asgi_ipc.{self.prefix}")
 
@@ -160,13 +170,24 @@ class Site(Supervised):
 
 
 def processes_by_role(s: Supervised) -> dict[str, list[psutil.Process]]:
-    """The supervisor's live children grouped by their ``PROCMAN_ROLE`` (``worker``, ``daphne``...)."""
+    """The supervisor's live children grouped by their ``PROCMAN_ROLE`` (``worker``, ``daphne``...).
+
+    A worker forked by the fork server (``--preload``) started with the zygote's environment, so its
+    role comes from the supervisor's ``status``; the zygote itself, which has no role, is left out.
+    """
     found: dict[str, list[psutil.Process]] = {}
+    by_pid: dict[int, str] | None = None
     for proc in s.descendants():
         try:
             role = proc.environ().get("PROCMAN_ROLE")
         except psutil.Error:
             continue
+        if role is None and isinstance(s, Site):
+            if by_pid is None:
+                by_pid = s.roles_from_status()
+            role = by_pid.get(proc.pid)
+            if role is None:
+                continue
         found.setdefault(role, []).append(proc)
     return found
 

@@ -29,7 +29,7 @@ import pytest
 
 from procman import exitcodes
 
-from .procs import HELLOSITE, Site, unique_prefix
+from .procs import HELLOSITE, Site, processes_by_role, unique_prefix
 
 SEED = int(os.environ.get("CHAOS_SEED", "14"))
 LOAD_SECONDS = 10.0
@@ -41,13 +41,7 @@ websockets_sync = pytest.importorskip("websockets.sync.client")
 
 
 def by_role(s: Site) -> dict[str, list[psutil.Process]]:
-    found: dict[str, list[psutil.Process]] = {}
-    for proc in s.descendants():
-        try:
-            found.setdefault(proc.environ().get("PROCMAN_ROLE", ""), []).append(proc)
-        except psutil.Error:
-            pass
-    return found
+    return processes_by_role(s)
 
 
 class Figures:

@@ -11,7 +11,7 @@ import pytest
 from asgi_ipc import IPCChannelLayer
 from procman.inflight import channel_for
 
-from .procs import HELLOSITE, Site, http_get, unique_prefix, wait_for
+from .procs import HELLOSITE, Site, http_get, processes_by_role, unique_prefix, wait_for
 
 
 @pytest.fixture
@@ -39,14 +39,7 @@ def in_consumer(proc: psutil.Process) -> bool:
 
 
 def workers(s: Site) -> list[psutil.Process]:
-    out = []
-    for proc in s.descendants():
-        try:
-            if proc.environ().get("PROCMAN_ROLE") == "worker":
-                out.append(proc)
-        except psutil.Error:
-            pass
-    return out
+    return processes_by_role(s).get("worker", [])
 
 
 def test_worker_killed_mid_request_answers_502_at_once(site):
