@@ -227,7 +227,7 @@ class Arbiter:
         argv = [arg.replace("{index}", str(index)) for arg in role.argv]
         # A worker is forked from the preloaded zygote when the site has one (procman.forkserver);
         # anything else, or a zygote that cannot serve this generation, is started with Popen.
-        forked = None if self.forkserver is None else self.forkserver.spawn(argv, env, beat_w, self.generation)
+        forked = None if self.forkserver is None else self.forkserver.spawn(argv, env, beat_w, self.policy.generation)
         try:
             process = forked or subprocess.Popen(
                 argv,
