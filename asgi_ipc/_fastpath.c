@@ -5,13 +5,14 @@
  * -------------------
  * The pure-Python modules (store, arena, index, waiters) are the reference implementation of
  * the segment layout and of every operation. This module repeats only the two hot critical
- * sections - "append a message to an existing channel" and "take the head message of one of
- * these channels" - with the same commit order (data first, then one aligned link write), so
+ * sections of critical.py - "append a message to an existing channel and pick a waiter" and
+ * "take the head message of one of these channels, or register as their waiter" - with the
+ * same commit order (data first, then one aligned link write; a waiter slot's state last), so
  * crash safety rests on the same argument as the Python code (see recovery.py).
  *
  * Whenever anything is unusual - the channel record does not exist yet, the queue is at
- * capacity, the head message has expired, no free block of the right size exists, a fan-out
- * bookkeeping step is needed, or any reference fails its bounds check - the function releases
+ * capacity, the head message has expired, no free block of the right size or free waiter slot
+ * exists, a waiter lists more channels than a slot holds, or any reference fails its bounds check - the function releases
  * the lock WITHOUT having changed anything and returns SLOW; the caller then performs the whole
  * operation in Python, which knows how to create records, expire, coalesce and report
  * corruption. The lock itself is the segment's robust mutex; EOWNERDEAD and timeouts are handed
@@ -69,6 +70,23 @@
 #define WAIT_ANY 0xFFFFFFFFu
 #define WAIT_CHANNELS 64
 #define WAITER_HDR 20
+
+/* layerhot: new offsets (guarded: a generated layout header may define them too) */
+#ifndef CH_KIND
+#define CH_KIND 1 /* u8: KIND_PLAIN, KIND_SINGLE or KIND_PROCESS */
+#endif
+#ifndef CH_OWNER
+#define CH_OWNER 72 /* u32: the pid reading a prefix! channel */
+#endif
+#ifndef KIND_PROCESS
+#define KIND_PROCESS 2
+#endif
+#ifndef H_WAITER_FREE
+#define H_WAITER_FREE (640 + 16) /* H_ALLOC's waiter free head (slot + 1) */
+#endif
+#ifndef W_FREE
+#define W_FREE 0
+#endif
 
 #define R_SLOW (-1)
 #define R_OWNERDEAD (-2)
@@ -481,23 +499,65 @@ slow:
     return PyLong_FromLong(R_SLOW);
 }
 
-/* receive(keys: tuple[bytes], start, now) ->
- *   None | (name, payload, extra, kind, dead: list[(wid, pid, cid)]) | int code */
-static PyObject *FastPath_receive(FastPath *s, PyObject *args) {
+/* The waiter slot wid as its owner (pid, nonce) left it: allocated to it, listing a sane number
+ * of existing channels. Returns the slot's offset, or -1 (the caller goes SLOW). */
+static Py_ssize_t own_slot(FastPath *s, long wid, uint32_t pid, uint32_t nonce) {
+    if (wid < 0 || (uint32_t)wid >= s->waiters) return -1;
+    Py_ssize_t wat = s->waiters_at + (Py_ssize_t)wid * s->waiter_size;
+    if (rd32(s, wat) == W_FREE || rd32(s, wat + 4) != pid || rd32(s, wat + 8) != nonce) return -1;
+    uint32_t count = rd32(s, wat + 12);
+    if (count == WAIT_ANY) return wat;
+    if (count > WAIT_CHANNELS) return -1;
+    for (uint32_t i = 0; i < count; i++)
+        if (rd32(s, wat + WAITER_HDR + 4 * i) >= s->channels) return -1;
+    return wat;
+}
+
+/* waiters.unregister on a slot own_slot accepted: clear its bits, leave it NOTIFIED. */
+static void unregister_slot(FastPath *s, uint32_t wid, Py_ssize_t wat) {
+    uint32_t count = rd32(s, wat + 12);
+    if (count == WAIT_ANY) {
+        set_bit(s, H_ANY, wid, 0);
+    } else {
+        for (uint32_t i = 0; i < count; i++) {
+            uint32_t cid = rd32(s, wat + WAITER_HDR + 4 * i);
+            set_bit(s, s->channels_at + (Py_ssize_t)cid * CH_SIZE + CH_WAITERS, wid, 0);
+        }
+    }
+    wr32(s, wat, W_NOTIFIED);
+    wr32(s, wat + 12, 0);
+    wr32(s, wat + 16, 0);
+}
+
+/* take(keys: tuple[bytes], start, now[, wid, pid, nonce]) ->
+ *   (name, payload, extra, kind, gone: [(wid, pid, cid)]) - an entry was taken (and the
+ *       waiter slot, if given, unregistered), rung waiters whose doorbell is gone in gone
+ *   | None - every queue is empty (without a waiter)
+ *   | wid >= 0 - every queue is empty and the waiter (pid, nonce) is registered on all of them
+ *       in slot wid (allocated from the free list if wid was -1), in the same lock hold
+ *   | code < 0 - SLOW (nothing changed: do it all in Python), OWNERDEAD, TIMEOUT, LOCKERR
+ * Same section as critical.Sections._take_python. */
+static PyObject *FastPath_take(FastPath *s, PyObject *args) {
     PyObject *keys;
     Py_ssize_t start;
     double now;
+    long wid = -1;
+    unsigned int pid = 0, nonce = 0;
     if (!s->has_view) {
         PyErr_SetString(PyExc_ValueError, "_fastpath released");
         return NULL;
     }
-    if (!PyArg_ParseTuple(args, "O!nd", &PyTuple_Type, &keys, &start, &now)) return NULL;
+    Py_ssize_t nargs = PyTuple_GET_SIZE(args);
+    if (!PyArg_ParseTuple(args, "O!nd|lII", &PyTuple_Type, &keys, &start, &now, &wid, &pid, &nonce))
+        return NULL;
+    int waiting = nargs > 3;
     if (s->ring_fd < 0) {
         PyErr_SetString(PyExc_ValueError, "_fastpath: ringer not bound");
         return NULL;
     }
     Py_ssize_t n = PyTuple_GET_SIZE(keys);
-    if (n == 0 || n > 256) return PyLong_FromLong(R_SLOW);
+    if (n == 0 || n > 256 || start < 0) return PyLong_FromLong(R_SLOW);
+    if (waiting && n > WAIT_CHANNELS) return PyLong_FromLong(R_SLOW); /* registers as "any" */
     const char *kptr[256];
     Py_ssize_t klen[256];
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -511,10 +571,18 @@ static PyObject *FastPath_receive(FastPath *s, PyObject *args) {
     }
     int rc = fp_lock(s);
     if (rc) return PyLong_FromLong(rc);
+    Py_ssize_t wat = -1;
+    if (waiting && wid >= 0 && (wat = own_slot(s, wid, pid, nonce)) < 0) goto slow;
+    uint32_t cids[WAIT_CHANNELS];
+    int missing = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         Py_ssize_t j = (start + i) % n;
         long cid = lookup(s, kptr[j], klen[j]);
-        if (cid < 0) continue;
+        if (cid < 0) {
+            missing = 1;
+            continue;
+        }
+        if (i < WAIT_CHANNELS) cids[i] = (uint32_t)cid;
         Py_ssize_t at = s->channels_at + (Py_ssize_t)cid * CH_SIZE;
         uint32_t head = rd32(s, at + CH_HEAD);
         if (!head) continue;
@@ -550,6 +618,7 @@ static PyObject *FastPath_receive(FastPath *s, PyObject *args) {
         wr32(s, at + CH_DEPTH, depth ? depth - 1 : 0);
         free_block(s, unit, order);
         wr64(s, at + CH_RECEIVED, rd64(s, at + CH_RECEIVED) + 1);
+        if (wat >= 0) unregister_slot(s, (uint32_t)wid, wat);
         /* pass the wake on to receivers asleep on any of these channels with messages left */
         Picks picks = {0};
         for (Py_ssize_t k = 0; k < n; k++) {
@@ -569,8 +638,39 @@ static PyObject *FastPath_receive(FastPath *s, PyObject *args) {
         }
         return Py_BuildValue("(NNNiN)", name, payload, extra, (int)kind, dead_out);
     }
+    if (!waiting) {
+        fp_unlock(s);
+        Py_RETURN_NONE;
+    }
+    if (missing) goto slow; /* a queue record to create: Python does that */
+    if (wat < 0) { /* waiters.alloc: the head of the free list */
+        uint32_t head = rd32(s, H_WAITER_FREE);
+        if (!head || head > s->waiters) goto slow; /* none free: Python reclaims dead slots */
+        wid = (long)head - 1;
+        wat = s->waiters_at + (Py_ssize_t)wid * s->waiter_size;
+        uint32_t next = rd32(s, wat + 16);
+        if (rd32(s, wat) != W_FREE || next > s->waiters) goto slow;
+        wr32(s, H_WAITER_FREE, next);
+        wr32(s, wat + 4, pid);
+        wr32(s, wat + 8, nonce);
+        wr32(s, wat + 12, 0);
+        wr32(s, wat + 16, 0);
+        wr32(s, wat, W_NOTIFIED);
+    } else {
+        unregister_slot(s, (uint32_t)wid, wat);
+    }
+    /* waiters.register: the channel list and bits first, the slot's state last */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        wr32(s, wat + WAITER_HDR + 4 * i, cids[i]);
+        Py_ssize_t at = s->channels_at + (Py_ssize_t)cids[i] * CH_SIZE;
+        set_bit(s, at + CH_WAITERS, (uint32_t)wid, 1);
+        if ((unsigned char)s->base[at + CH_KIND] == KIND_PROCESS && rd32(s, at + CH_OWNER) != pid)
+            wr32(s, at + CH_OWNER, pid); /* store.set_owner: who reads this prefix! queue */
+    }
+    wr32(s, wat + 12, (uint32_t)n);
+    wr32(s, wat, W_WAITING);
     fp_unlock(s);
-    Py_RETURN_NONE;
+    return PyLong_FromLong(wid);
 slow:
     fp_unlock(s);
     return PyLong_FromLong(R_SLOW);
@@ -579,8 +679,9 @@ slow:
 static PyMethodDef FastPath_methods[] = {
     {"send", (PyCFunction)FastPath_send, METH_VARARGS,
      "send(key, name, payload, deadline, now, capacity[, extra, kind]) -> None | [(wid, pid, cid)] dead | code"},
-    {"receive", (PyCFunction)FastPath_receive, METH_VARARGS,
-     "receive(keys, start, now) -> None | (name, payload, extra, kind, [(wid, pid, cid)] dead) | code"},
+    {"take", (PyCFunction)FastPath_take, METH_VARARGS,
+     "take(keys, start, now[, wid, pid, nonce]) -> (name, payload, extra, kind, [(wid, pid, cid)] dead)"
+     " | None | registered wid | code"},
     {"bind_ringer", (PyCFunction)FastPath_bind_ringer, METH_VARARGS,
      "bind_ringer(fd, address_prefix): the socket rings are sent from, and the doorbell address prefix."},
     {"release", (PyCFunction)FastPath_release, METH_NOARGS, "Release the buffer."},

@@ -42,11 +42,10 @@ class EventReceiver:
 
     def __init__(self, layer) -> None:
         self.layer = layer
-        self.att = layer._a()
-        self.bell = Doorbell(self.att.segment.name)
-        self.wid = -1
+        self.att = layer.attachment
+        self.bell = Doorbell(self.att.segment.name)  # bell.wid: the waiter slot, -1 for none
         self.pending: list[_Request] = []
-        self.interrupts = layer._interrupts
+        self.interrupts = layer.interrupts
         self.check_timer = None
 
     def rung(self) -> bool:
@@ -54,9 +53,9 @@ class EventReceiver:
 
         A ``wake()`` since the last ring ends every pending request with ``(None, None)``."""
         genuine = self.bell.drain()
-        self.layer._count_foreign(self.att, self.bell)
-        if self.layer._interrupts != self.interrupts:
-            self.interrupts = self.layer._interrupts
+        self.layer.count_foreign(self.bell)
+        if self.layer.interrupts != self.interrupts:
+            self.interrupts = self.layer.interrupts
             ended, self.pending = self.pending, []
             self._release_slot()
             for request in ended:
@@ -77,7 +76,7 @@ class EventReceiver:
 
     def _check(self) -> None:
         self.check_timer = None
-        if self.pending and self.att.stalled(self.wid):
+        if self.pending and self.att.stalled(self.bell.wid):
             self._serve()
         self._arm_check()
 
@@ -91,7 +90,7 @@ class EventReceiver:
         while self.pending:
             # in order, without duplicates: linear, as one pump per channel may be pending
             keys = list(dict.fromkeys(key for request in self.pending for key in request.keys))
-            got, self.wid = self.layer._take(keys, (self.bell, self.wid))
+            got = self.layer.take(keys, self.bell)
             if got is None:
                 break
             key = non_local_name(got[0])
@@ -105,10 +104,7 @@ class EventReceiver:
         return served
 
     def _release_slot(self) -> None:
-        if self.wid >= 0:
-            with self.att.lock:
-                self.att.waiters.free(self.wid)
-            self.wid = -1
+        self.layer.release_waiter(self.bell)
 
     def close(self) -> None:
         if self.check_timer is not None:
@@ -293,12 +289,12 @@ class AsyncioReceiver(EventReceiver):
 
 def twisted_receiver(layer) -> TwistedReceiver:
     """The layer's receiver for the global Twisted reactor (made on first use)."""
-    layer._a()  # re-attach first if we are in a forked child
-    receiver = layer._event_receivers.get("twisted")
+    receivers = layer.loop_receivers()
+    receiver = receivers.get("twisted")
     if receiver is None:
         from twisted.internet import reactor
 
-        receiver = layer._event_receivers["twisted"] = TwistedReceiver(layer, reactor)
+        receiver = receivers["twisted"] = TwistedReceiver(layer, reactor)
     return receiver
 
 
@@ -306,18 +302,18 @@ def asyncio_receiver(layer) -> AsyncioReceiver:
     """The layer's receiver for the running asyncio loop (one per loop)."""
     import asyncio
 
-    layer._a()
+    receivers = layer.loop_receivers()
     loop = asyncio.get_running_loop()
     key = f"asyncio-{id(loop)}"
-    receiver = layer._event_receivers.get(key)
+    receiver = receivers.get(key)
     if receiver is None or receiver.loop is not loop or loop.is_closed():
         if receiver is not None:
             receiver.close()
         # Receivers of loops closed since then (async_to_sync may run every call on a new
         # loop) would keep a socket and maybe a waiter slot each: close them now.
-        for other_key, other in list(layer._event_receivers.items()):
+        for other_key, other in list(receivers.items()):
             if other_key.startswith("asyncio-") and other.loop.is_closed():
                 other.close()
-                del layer._event_receivers[other_key]
-        receiver = layer._event_receivers[key] = AsyncioReceiver(layer, loop)
+                del receivers[other_key]
+        receiver = receivers[key] = AsyncioReceiver(layer, loop)
     return receiver
