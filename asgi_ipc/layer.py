@@ -57,6 +57,11 @@ from .store import Popped, now
 __all__ = ["IPCChannelLayer"]
 
 
+#: This process's id, kept current across ``fork`` (every layer call checks that its
+#: attachment belongs to the calling process; ``os.getpid()`` is a system call each time).
+_PID = [os.getpid()]
+os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
+
 #: Longest a blocked receiver sleeps without looking at its slot, the lock and its queues: the
 #: bound on how long a process killed at the worst instruction can delay a live one.
 CHECK_INTERVAL = 1.0
@@ -160,7 +165,7 @@ class IPCChannelLayer:
     # -- attachment ------------------------------------------------------------------------------
     def _a(self) -> Attachment:
         att = self._att
-        if att is not None and att.pid == os.getpid():
+        if att is not None and att.pid == _PID[0]:
             return att
         with self._attach_lock:
             if self._closed:
@@ -176,11 +181,13 @@ class IPCChannelLayer:
 
     def _sections(self) -> Sections:
         """The critical sections on this process's attachment (re-attaching after a fork)."""
-        att = self._a()
         crit = self._crit
-        if crit.att is not att:
-            crit = self._crit = Sections(att, self._forget_dead)
-        return crit
+        if crit.att is self._att and crit.att.pid == _PID[0]:
+            return crit
+        att = self._a()
+        if self._crit.att is not att:
+            self._crit = Sections(att, self._forget_dead)
+        return self._crit
 
     @property
     def owner(self) -> bool:
