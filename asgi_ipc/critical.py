@@ -62,6 +62,7 @@ class Sections:
         when rung; it should reclaim what they left if they are really dead."""
         self.att = att
         self.on_dead = on_dead
+        self._rotation = 0  # where the next take starts among its keys (fairness)
 
     # -- append ----------------------------------------------------------------------------
     def append(self, key: bytes, name: bytes, payload: bytes, deadline: float, t: float,
@@ -97,10 +98,10 @@ class Sections:
             self.ring([(*pick, cid)])
 
     # -- take --------------------------------------------------------------------------------
-    def take(self, keys: tuple[bytes, ...], start: int, t: float,
-             bell: Bell | None = None) -> Popped | None:
-        """Pop the oldest unexpired entry of the first non-empty queue of ``keys``, trying them
-        from index ``start`` on (the caller rotates it: fairness), or return None.
+    def take(self, keys: tuple[bytes, ...], t: float, bell: Bell | None = None) -> tuple | None:
+        """Pop the oldest unexpired entry of the first non-empty queue of ``keys`` and return
+        it as a tuple whose first four items are ``Popped``'s fields, or return None. Each take
+        starts one key further on than the last, so a busy queue cannot starve the others.
 
         With a ``bell``, its waiter slot (``bell.wid``; one is allocated if it is -1 and
         written back) is, in the same lock hold, registered on every queue of ``keys`` when
@@ -109,16 +110,18 @@ class Sections:
         """
         att = self.att
         fast = att.fast
+        n = len(keys)
+        start = self._rotation % n if n > 1 else 0
+        self._rotation += 1
         if fast is not None:
             if bell is None:
                 result = fast.take(keys, start, t)
             else:
                 result = fast.take(keys, start, t, bell.wid, bell.pid, bell.nonce)
-            if type(result) is tuple:
-                name, payload, extra, kind, gone = result
-                if gone:
-                    self.ring((), gone)
-                return Popped(name, payload, extra, kind)
+            if type(result) is tuple:  # (name, payload, extra, kind, gone)
+                if result[4]:
+                    self.ring((), result[4])
+                return result
             if result is None:
                 return None
             if result >= 0:
@@ -129,6 +132,7 @@ class Sections:
 
     def _take_python(self, keys: tuple[bytes, ...], start: int, t: float,
                      bell: Bell | None) -> Popped | None:
+        """``take`` on the pure modules, under the lock (everything the C path declines)."""
         att = self.att
         store, waiters = att.store, att.waiters
         n = len(keys)

@@ -52,7 +52,7 @@ from .names import (
 from .recovery import check
 from .segment import is_alive, validate_prefix
 from .serialise import pack_within, unpack
-from .store import Popped, now
+from .store import now
 
 __all__ = ["IPCChannelLayer"]
 
@@ -151,7 +151,6 @@ class IPCChannelLayer:
         self.max_message_size = self.sizes.max_message_size
         self._closed = False
         self._valid_names: dict[str, str] = {}
-        self._rotation = 0
         # Messages already taken from the segment for this process: a group fan-out to
         # several local channels of one ``prefix!`` arrives as one entry and is expanded here.
         self._local: dict[str, collections.deque] = {}
@@ -272,16 +271,16 @@ class IPCChannelLayer:
         ``block=True`` waits (without polling) until a message arrives or ``receive_timeout``
         passes. Channels are tried in a rotating order so a busy one cannot starve the others.
         """
-        keys = self._receive_keys(channels)
+        keys, keys_b = self._receive_keys(channels)
         if not block:
-            got = self.take(keys)
+            got = self._take(keys, keys_b, None)
             return got if got is not None else (None, None)
         att = self._a()
         bell = att.doorbell()
         deadline = now() + self.receive_timeout
         interrupts = self._interrupts
         while True:
-            got = self.take(keys, bell)
+            got = self._take(keys, keys_b, bell)
             if got is not None:
                 return got
             remaining = deadline - now()
@@ -304,19 +303,20 @@ class IPCChannelLayer:
         all of them (callers must treat it as read-only). Any other entry comes back as a list
         of one channel. Per channel, messages come in send order, as with ``receive``.
         """
-        keys = self._receive_keys(channels)
+        keys, keys_b = self._receive_keys(channels)
         if self._local:
             got = self._take_local_run(keys)
             if got is not None:
                 return got
-        popped = self._take_popped(keys, None)
+        popped = self._sections().take(keys_b, now())
         if popped is None:
             return None, None
-        name = popped.name.decode("ascii")
-        message = unpack(popped.payload)
-        if popped.kind == MSG_FANOUT:
+        name, payload, extra, kind = popped[:4]
+        name = name.decode("ascii")
+        message = unpack(payload)
+        if kind == MSG_FANOUT:
             return [name + local.decode("ascii")
-                    for local in msgpack.unpackb(popped.extra, raw=True)], message
+                    for local in msgpack.unpackb(extra, raw=True)], message
         return [name], message
 
     def count_foreign(self, bell) -> None:
@@ -360,20 +360,22 @@ class IPCChannelLayer:
         """This process's attachment to the segment (made anew in a forked child)."""
         return self._a()
 
-    def _receive_keys(self, channels: list[str]) -> list[str]:
-        """Validated queue keys for a receive's channel list (cached per distinct list)."""
+    def _receive_keys(self, channels: list[str]) -> tuple[list[str], tuple[bytes, ...]]:
+        """Validated queue keys for a receive's channel list, as text and as bytes (cached per
+        distinct list)."""
         try:
             cache_key = tuple(channels)
-            keys = self._recv_cache.get(cache_key)
+            found = self._recv_cache.get(cache_key)
         except TypeError:  # unhashable entries: let validation say what is wrong
-            cache_key, keys = None, None
-        if keys is None:
+            cache_key, found = None, None
+        if found is None:
             keys = [non_local_name(n) for n in validate_receive_channels(channels)]
+            found = keys, tuple(key.encode("ascii") for key in keys)
             if cache_key is not None and isinstance(channels, (list, tuple)):
                 if len(self._recv_cache) > 1000:
                     self._recv_cache.clear()
-                self._recv_cache[cache_key] = keys
-        return keys
+                self._recv_cache[cache_key] = found
+        return found
 
     def take(self, keys: list[str], bell: Bell | None = None) -> tuple[str, dict] | None:
         """Take one message for the queue ``keys`` (``prefix!`` keys stand for all their local
@@ -384,34 +386,37 @@ class IPCChannelLayer:
         section, so the next send to any of them rings it (``critical.Sections.take``); taking a
         message unregisters it. Release the slot with ``release_waiter``.
         """
+        return self._take(keys, self._key_bytes(keys), bell)
+
+    def _take(self, keys: list[str], keys_b: tuple[bytes, ...],
+              bell: Bell | None) -> tuple[str, dict] | None:
         if self._local:
             got = self._take_local(keys)
             if got is not None:
                 return got
-        popped = self._take_popped(keys, bell)
+        crit = self._crit
+        if crit.att is not self._att or crit.att.pid != _PID[0]:
+            crit = self._sections()
+        popped = crit.take(keys_b, now(), bell)
         return None if popped is None else self._deliver(popped)
-
-    def _take_popped(self, keys: list[str], bell: Bell | None) -> Popped | None:
-        crit = self._sections()
-        n = len(keys)
-        start = self._rotation % n if n > 1 else 0
-        self._rotation += 1
-        return crit.take(self._key_bytes(keys), start, now(), bell)
 
     def release_waiter(self, bell: Bell) -> None:
         """Give back the waiter slot ``take`` registered for ``bell`` (``bell.wid`` -> -1)."""
         self._sections().release(bell)
 
-    def _deliver(self, popped: Popped) -> tuple[str, dict]:
-        name = popped.name.decode("ascii")
-        if popped.kind == MSG_FANOUT:
-            locals_ = [local.decode("ascii") for local in msgpack.unpackb(popped.extra, raw=True)]
+    def _deliver(self, popped: tuple) -> tuple[str, dict]:
+        """``(channel, message)`` of a taken entry (``Popped``'s fields first); the other
+        local channels of a fan-out entry are queued in this process for later receives."""
+        name, payload, extra, kind = popped[:4]
+        name = name.decode("ascii")
+        if kind == MSG_FANOUT:
+            locals_ = [local.decode("ascii") for local in msgpack.unpackb(extra, raw=True)]
             if len(locals_) > 1:
                 with self._local_lock:
                     queue = self._local.setdefault(name, collections.deque())
-                    queue.extend((name + local, popped.payload) for local in locals_[1:])
+                    queue.extend((name + local, payload) for local in locals_[1:])
             name = name + locals_[0]
-        return name, unpack(popped.payload)
+        return name, unpack(payload)
 
     def _key_bytes(self, keys: list[str]) -> tuple[bytes, ...]:
         cache = self._key_cache
@@ -678,11 +683,11 @@ class IPCChannelLayer:
         """A Deferred firing ``(channel, message)``, or ``(None, None)`` after
         ``receive_timeout``; the wait is driven by the reactor watching a doorbell fd."""
         from .reactor_receive import twisted_receiver
-        return twisted_receiver(self).receive(self._receive_keys(channels))
+        return twisted_receiver(self).receive(self._receive_keys(channels)[0])
 
     async def receive_async(self, channels: list[str]) -> tuple[str | None, dict | None]:
         """Await ``(channel, message)`` on the running asyncio loop (``(None, None)`` after
         ``receive_timeout``). Cancelling the await never loses a message."""
         from .reactor_receive import asyncio_receiver
-        return await asyncio_receiver(self).receive(self._receive_keys(channels))
+        return await asyncio_receiver(self).receive(self._receive_keys(channels)[0])
 
