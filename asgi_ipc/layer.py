@@ -1,10 +1,11 @@
 """``IPCChannelLayer``: the ASGI 1 channel layer on one shared-memory segment.
 
 The layer is a thin shell: names are validated and messages serialised *outside* the lock;
-inside it, ``store``/``groups``/``waiters`` do O(message) work on the segment and pick a waiting
-receiver; after it, that receiver's doorbell is rung. The source follows the spec's order: core
-API, groups, flush, statistics, process deaths, then the blocking/Twisted/asyncio receive
-machinery.
+inside it, the two critical sections of ``critical.py`` ("append and pick a waiter", "take, or
+register as waiter"; in C when they can) and ``store``/``groups``/``waiters`` do O(message) work
+on the segment and pick a waiting receiver; after it, that receiver's doorbell is rung. The
+source follows the spec's order: core API, groups, flush, statistics, process deaths, then the
+blocking/Twisted/asyncio receive machinery.
 
 Crash-safe wake-ups
 -------------------
