@@ -28,6 +28,7 @@ from typing import Any
 
 from .doorbell import Doorbell
 from .errors import SegmentError
+from .layout import W_WAITING
 from .layer import CHECK_INTERVAL
 from .names import non_local_name
 
@@ -163,7 +164,12 @@ class EventReceiver:
                     served.append((request, got))
                     break
         if not pending:
-            self._release_slot()
+            # A take from the segment left the slot allocated but unregistered, ready for the
+            # next request; only a slot still registered (a message came from this process's
+            # local queue) is given back, so no sender spends a wake-up on an idle receiver.
+            wid = bell.wid
+            if wid >= 0 and self.att.waiter_state(wid) == W_WAITING:
+                self._release_slot()
         return served
 
     def _serve(self) -> None:
@@ -209,9 +215,12 @@ class TwistedReceiver(EventReceiver):
     """``receive_twisted``: the doorbell is an ``IReadDescriptor`` on the reactor."""
 
     def __init__(self, layer, reactor) -> None:
+        from twisted.internet.defer import Deferred  # not at import time: Twisted is optional
+
         super().__init__(layer)
         self.reactor = reactor
         self.reading = False
+        self._deferred = Deferred
 
     # IReadDescriptor
     def fileno(self) -> int:
@@ -245,10 +254,8 @@ class TwistedReceiver(EventReceiver):
         return not request.waiter.called
 
     def receive(self, keys: list[str]):
-        from twisted.internet.defer import Deferred
-
         request = _Request(keys, None, self.reactor.seconds() + self.layer.receive_timeout)
-        request.waiter = Deferred(canceller=lambda d: self._drop(request))
+        request.waiter = self._deferred(canceller=lambda d: self._drop(request))
         self.pending.append(request)
         self._serve()
         return request.waiter

@@ -13,6 +13,7 @@ import select
 import pytest
 from twisted.internet.task import Clock
 
+from asgi_ipc.layout import W_WAITING
 from asgi_ipc.reactor_receive import TwistedReceiver
 
 
@@ -114,3 +115,20 @@ def test_a_timed_out_or_cancelled_last_request_gives_its_slot_back(receiver, imp
     assert receiver.bell.wid >= 0
     d.cancel()
     assert receiver.bell.wid == -1
+
+
+def test_a_served_receiver_keeps_its_slot_unregistered(receiver, impl):
+    """The slot is reused by the next request (no free and allocate per reply), yet a send
+    while nothing is pending rings nobody here: the wake-up goes to a receiver that waits."""
+    layer = receiver.layer
+    waiting = _results([receiver.receive(["k!"])])
+    wid = receiver.bell.wid
+    layer.send("k!a", {"n": 1})
+    assert select.select([receiver.bell.sock], [], [], 5)[0]
+    receiver.doRead()
+    assert waiting == [("k!a", {"n": 1})]
+    assert receiver.bell.wid == wid
+    assert layer.attachment.waiters.slot(wid)[0] != W_WAITING
+    layer.send("k!b", {"n": 2})
+    assert select.select([receiver.bell.sock], [], [], 0)[0] == []
+    assert _results([receiver.receive(["k!"])]) == [("k!b", {"n": 2})]
