@@ -160,7 +160,7 @@ class IPCChannelLayer:
         self._loop_receivers: dict[str, Any] = {}
         self._interrupts = 0  # bumped by wake(): blocked receives return (None, None)
         self._key_cache: dict[tuple[str, ...], tuple[bytes, ...]] = {}
-        self._recv_cache: dict[tuple, list[str]] = {}
+        self._recv_cache: dict[tuple, tuple[list[str], tuple[bytes, ...]]] = {}
 
     # -- attachment ------------------------------------------------------------------------------
     def _a(self) -> Attachment:
@@ -395,10 +395,7 @@ class IPCChannelLayer:
             got = self._take_local(keys)
             if got is not None:
                 return got
-        crit = self._crit
-        if crit.att is not self._att or crit.att.pid != _PID[0]:
-            crit = self._sections()
-        popped = crit.take(keys_b, now(), bell)
+        popped = self._sections().take(keys_b, now(), bell)
         return None if popped is None else self._deliver(popped)
 
     def release_waiter(self, bell: Bell) -> None:
