@@ -5,13 +5,14 @@
  * -------------------
  * The pure-Python modules (store, arena, index, waiters) are the reference implementation of
  * the segment layout and of every operation. This module repeats only the two hot critical
- * sections - "append a message to an existing channel" and "take the head message of one of
- * these channels" - with the same commit order (data first, then one aligned link write), so
+ * sections of critical.py - "append a message to an existing channel and pick a waiter" and
+ * "take the head message of one of these channels, or register as their waiter" - with the
+ * same commit order (data first, then one aligned link write; a waiter slot's state last), so
  * crash safety rests on the same argument as the Python code (see recovery.py).
  *
  * Whenever anything is unusual - the channel record does not exist yet, the queue is at
- * capacity, the head message has expired, no free block of the right size exists, a fan-out
- * bookkeeping step is needed, or any reference fails its bounds check - the function releases
+ * capacity, the head message has expired, no free block of the right size or free waiter slot
+ * exists, a waiter lists more channels than a slot holds, or any reference fails its bounds check - the function releases
  * the lock WITHOUT having changed anything and returns SLOW; the caller then performs the whole
  * operation in Python, which knows how to create records, expire, coalesce and report
  * corruption. The lock itself is the segment's robust mutex; EOWNERDEAD and timeouts are handed
@@ -117,6 +118,17 @@ _Static_assert(FP_U32(WAITER_STATE) && FP_U32(WAITER_PID) && FP_U32(WAITER_NONCE
                FP_U32(INDEX_ENTRY_REF) && FP_U32(FREE_BLOCK_NEXT) && H_FREE_ITEM == 4 &&
                FP_U32(HEADER_LOCK_HOLDER) && LAYOUT_HEADER_ANY_WAITERS_ITEM_SIZE == 8,
                "waiter, index, free-list or header widths differ from what _fastpath.c reads");
+
+#define CH_KIND LAYOUT_CHANNEL_KIND
+#define CH_OWNER LAYOUT_CHANNEL_OWNER
+#define KIND_PROCESS LAYOUT_KIND_PROCESS
+#define H_WAITER_FREE LAYOUT_HEADER_WAITER_FREE
+#define W_FREE LAYOUT_W_FREE
+#define W_NEXT_FREE LAYOUT_WAITER_NEXT_FREE
+#define CH_WAITERS_ITEM LAYOUT_CHANNEL_WAITERS_ITEM_SIZE
+_Static_assert(FP_U32(CHANNEL_OWNER) && LAYOUT_CHANNEL_KIND_SIZE == 1 && FP_U32(HEADER_WAITER_FREE) &&
+               FP_U32(WAITER_NEXT_FREE) && CH_WAITERS_ITEM == 8,
+               "take() reads these fields with rd32/a byte: rebuild the C code for the new widths");
 
 #define R_SLOW (-1)
 #define R_OWNERDEAD (-2)
@@ -301,9 +313,9 @@ static int any_waiting(FastPath *s, Py_ssize_t at) {
 }
 
 static void set_bit(FastPath *s, Py_ssize_t word_at, uint32_t wid, int on) {
-    uint64_t w = rd64(s, word_at + 8 * (wid >> 6));
+    uint64_t w = rd64(s, word_at + CH_WAITERS_ITEM * (wid >> 6));
     uint64_t bit = (uint64_t)1 << (wid & 63);
-    wr64(s, word_at + 8 * (wid >> 6), on ? (w | bit) : (w & ~bit));
+    wr64(s, word_at + CH_WAITERS_ITEM * (wid >> 6), on ? (w | bit) : (w & ~bit));
 }
 
 /* waiters.pick: choose one WAITING slot of channel cid, unregister it, mark it notified.
@@ -532,23 +544,65 @@ slow:
     return PyLong_FromLong(R_SLOW);
 }
 
-/* receive(keys: tuple[bytes], start, now) ->
- *   None | (name, payload, extra, kind, dead: list[(wid, pid, cid)]) | int code */
-static PyObject *FastPath_receive(FastPath *s, PyObject *args) {
+/* The waiter slot wid as its owner (pid, nonce) left it: allocated to it, listing a sane number
+ * of existing channels. Returns the slot's offset, or -1 (the caller goes SLOW). */
+static Py_ssize_t own_slot(FastPath *s, long wid, uint32_t pid, uint32_t nonce) {
+    if (wid < 0 || (uint32_t)wid >= s->waiters) return -1;
+    Py_ssize_t wat = s->waiters_at + (Py_ssize_t)wid * s->waiter_size;
+    if (rd32(s, wat) == W_FREE || rd32(s, wat + W_PID) != pid || rd32(s, wat + W_NONCE) != nonce) return -1;
+    uint32_t count = rd32(s, wat + W_COUNT);
+    if (count == WAIT_ANY) return wat;
+    if (count > WAIT_CHANNELS) return -1;
+    for (uint32_t i = 0; i < count; i++)
+        if (rd32(s, wat + WAITER_HDR + 4 * i) >= s->channels) return -1;
+    return wat;
+}
+
+/* waiters.unregister on a slot own_slot accepted: clear its bits, leave it NOTIFIED. */
+static void unregister_slot(FastPath *s, uint32_t wid, Py_ssize_t wat) {
+    uint32_t count = rd32(s, wat + W_COUNT);
+    if (count == WAIT_ANY) {
+        set_bit(s, H_ANY, wid, 0);
+    } else {
+        for (uint32_t i = 0; i < count; i++) {
+            uint32_t cid = rd32(s, wat + WAITER_HDR + 4 * i);
+            set_bit(s, s->channels_at + (Py_ssize_t)cid * CH_SIZE + CH_WAITERS, wid, 0);
+        }
+    }
+    wr32(s, wat, W_NOTIFIED);
+    wr32(s, wat + W_COUNT, 0);
+    wr32(s, wat + W_NEXT_FREE, 0);
+}
+
+/* take(keys: tuple[bytes], start, now[, wid, pid, nonce]) ->
+ *   (name, payload, extra, kind, gone: [(wid, pid, cid)]) - an entry was taken (and the
+ *       waiter slot, if given, unregistered), rung waiters whose doorbell is gone in gone
+ *   | None - every queue is empty (without a waiter)
+ *   | wid >= 0 - every queue is empty and the waiter (pid, nonce) is registered on all of them
+ *       in slot wid (allocated from the free list if wid was -1), in the same lock hold
+ *   | code < 0 - SLOW (nothing changed: do it all in Python), OWNERDEAD, TIMEOUT, LOCKERR
+ * Same section as critical.Sections._take_python. */
+static PyObject *FastPath_take(FastPath *s, PyObject *args) {
     PyObject *keys;
     Py_ssize_t start;
     double now;
+    long wid = -1;
+    unsigned int pid = 0, nonce = 0;
     if (!s->has_view) {
         PyErr_SetString(PyExc_ValueError, "_fastpath released");
         return NULL;
     }
-    if (!PyArg_ParseTuple(args, "O!nd", &PyTuple_Type, &keys, &start, &now)) return NULL;
+    Py_ssize_t nargs = PyTuple_GET_SIZE(args);
+    if (!PyArg_ParseTuple(args, "O!nd|lII", &PyTuple_Type, &keys, &start, &now, &wid, &pid, &nonce))
+        return NULL;
+    int waiting = nargs > 3;
     if (s->ring_fd < 0) {
         PyErr_SetString(PyExc_ValueError, "_fastpath: ringer not bound");
         return NULL;
     }
     Py_ssize_t n = PyTuple_GET_SIZE(keys);
-    if (n == 0 || n > 256) return PyLong_FromLong(R_SLOW);
+    if (n == 0 || n > 256 || start < 0) return PyLong_FromLong(R_SLOW);
+    if (waiting && n > WAIT_CHANNELS) return PyLong_FromLong(R_SLOW); /* registers as "any" */
     const char *kptr[256];
     Py_ssize_t klen[256];
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -562,10 +616,18 @@ static PyObject *FastPath_receive(FastPath *s, PyObject *args) {
     }
     int rc = fp_lock(s);
     if (rc) return PyLong_FromLong(rc);
+    Py_ssize_t wat = -1;
+    if (waiting && wid >= 0 && (wat = own_slot(s, wid, pid, nonce)) < 0) goto slow;
+    uint32_t cids[WAIT_CHANNELS];
+    int missing = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         Py_ssize_t j = (start + i) % n;
         long cid = lookup(s, kptr[j], klen[j]);
-        if (cid < 0) continue;
+        if (cid < 0) {
+            missing = 1;
+            continue;
+        }
+        if (i < WAIT_CHANNELS) cids[i] = (uint32_t)cid;
         Py_ssize_t at = s->channels_at + (Py_ssize_t)cid * CH_SIZE;
         uint32_t head = rd32(s, at + CH_HEAD);
         if (!head) continue;
@@ -602,6 +664,7 @@ static PyObject *FastPath_receive(FastPath *s, PyObject *args) {
         wr32(s, at + CH_DEPTH, depth ? depth - 1 : 0);
         free_block(s, unit, order);
         wr64(s, at + CH_RECEIVED, rd64(s, at + CH_RECEIVED) + 1);
+        if (wat >= 0) unregister_slot(s, (uint32_t)wid, wat);
         /* pass the wake on to receivers asleep on any of these channels with messages left */
         Picks picks = {0};
         for (Py_ssize_t k = 0; k < n; k++) {
@@ -621,8 +684,39 @@ static PyObject *FastPath_receive(FastPath *s, PyObject *args) {
         }
         return Py_BuildValue("(NNNiN)", name, payload, extra, (int)kind, dead_out);
     }
+    if (!waiting) {
+        fp_unlock(s);
+        Py_RETURN_NONE;
+    }
+    if (missing) goto slow; /* a queue record to create: Python does that */
+    if (wat < 0) { /* waiters.alloc: the head of the free list */
+        uint32_t head = rd32(s, H_WAITER_FREE);
+        if (!head || head > s->waiters) goto slow; /* none free: Python reclaims dead slots */
+        wid = (long)head - 1;
+        wat = s->waiters_at + (Py_ssize_t)wid * s->waiter_size;
+        uint32_t next = rd32(s, wat + W_NEXT_FREE);
+        if (rd32(s, wat) != W_FREE || next > s->waiters) goto slow;
+        wr32(s, H_WAITER_FREE, next);
+        wr32(s, wat + W_PID, pid);
+        wr32(s, wat + W_NONCE, nonce);
+        wr32(s, wat + W_COUNT, 0);
+        wr32(s, wat + W_NEXT_FREE, 0);
+        wr32(s, wat, W_NOTIFIED);
+    } else {
+        unregister_slot(s, (uint32_t)wid, wat);
+    }
+    /* waiters.register: the channel list and bits first, the slot's state last */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        wr32(s, wat + WAITER_HDR + W_ID_SIZE * i, cids[i]);
+        Py_ssize_t at = s->channels_at + (Py_ssize_t)cids[i] * CH_SIZE;
+        set_bit(s, at + CH_WAITERS, (uint32_t)wid, 1);
+        if ((unsigned char)s->base[at + CH_KIND] == KIND_PROCESS && rd32(s, at + CH_OWNER) != pid)
+            wr32(s, at + CH_OWNER, pid); /* store.set_owner: who reads this prefix! queue */
+    }
+    wr32(s, wat + W_COUNT, (uint32_t)n);
+    wr32(s, wat, W_WAITING);
     fp_unlock(s);
-    Py_RETURN_NONE;
+    return PyLong_FromLong(wid);
 slow:
     fp_unlock(s);
     return PyLong_FromLong(R_SLOW);
@@ -631,8 +725,9 @@ slow:
 static PyMethodDef FastPath_methods[] = {
     {"send", (PyCFunction)FastPath_send, METH_VARARGS,
      "send(key, name, payload, deadline, now, capacity[, extra, kind]) -> None | [(wid, pid, cid)] dead | code"},
-    {"receive", (PyCFunction)FastPath_receive, METH_VARARGS,
-     "receive(keys, start, now) -> None | (name, payload, extra, kind, [(wid, pid, cid)] dead) | code"},
+    {"take", (PyCFunction)FastPath_take, METH_VARARGS,
+     "take(keys, start, now[, wid, pid, nonce]) -> (name, payload, extra, kind, [(wid, pid, cid)] dead)"
+     " | None | registered wid | code"},
     {"bind_ringer", (PyCFunction)FastPath_bind_ringer, METH_VARARGS,
      "bind_ringer(fd, address_prefix): the socket rings are sent from, and the doorbell address prefix."},
     {"release", (PyCFunction)FastPath_release, METH_NOARGS, "Release the buffer."},

@@ -1,10 +1,11 @@
 """``IPCChannelLayer``: the ASGI 1 channel layer on one shared-memory segment.
 
 The layer is a thin shell: names are validated and messages serialised *outside* the lock;
-inside it, ``store``/``groups``/``waiters`` do O(message) work on the segment and pick a waiting
-receiver; after it, that receiver's doorbell is rung. The source follows the spec's order: core
-API, groups, flush, statistics, process deaths, then the blocking/Twisted/asyncio receive
-machinery.
+inside it, the two critical sections of ``critical.py`` ("append and pick a waiter", "take, or
+register as waiter"; in C when they can) and ``store``/``groups``/``waiters`` do O(message) work
+on the segment and pick a waiting receiver; after it, that receiver's doorbell is rung. The
+source follows the spec's order: core API, groups, flush, statistics, process deaths, then the
+blocking/Twisted/asyncio receive machinery.
 
 Crash-safe wake-ups
 -------------------
@@ -31,7 +32,8 @@ from typing import Any, Mapping
 
 import msgpack
 
-from .attachment import OWNERDEAD, SLOW, TIMEOUT, Attachment
+from .attachment import Attachment
+from .critical import Bell, Sections
 from .errors import (
     ArenaFull,
     ChannelFull,
@@ -39,7 +41,7 @@ from .errors import (
     SegmentError,
     SegmentLost,
 )
-from .layout import MSG_FANOUT, W_FREE, W_WAITING, Sizes
+from .layout import MSG_FANOUT, W_FREE, Sizes
 from .names import (
     CapacityRules,
     new_channel_names,
@@ -51,10 +53,15 @@ from .names import (
 from .recovery import check
 from .segment import is_alive, validate_prefix
 from .serialise import pack_within, unpack
-from .store import Popped, now
+from .store import now
 
 __all__ = ["IPCChannelLayer"]
 
+
+#: This process's id, kept current across ``fork`` (every layer call checks that its
+#: attachment belongs to the calling process; ``os.getpid()`` is a system call each time).
+_PID = [os.getpid()]
+os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
 
 #: Longest a blocked receiver sleeps without looking at its slot, the lock and its queues: the
 #: bound on how long a process killed at the worst instruction can delay a live one.
@@ -139,25 +146,26 @@ class IPCChannelLayer:
         self._create = create
         self._attach_lock = threading.Lock()
         self._att: Attachment | None = Attachment(self, create)
+        self._crit = Sections(self._att, self._forget_dead)
         self._owner = self._att.segment.owner
         self.sizes = self._att.segment.sizes
         self.max_message_size = self.sizes.max_message_size
         self._closed = False
         self._valid_names: dict[str, str] = {}
-        self._rotation = 0
         # Messages already taken from the segment for this process: a group fan-out to
         # several local channels of one ``prefix!`` arrives as one entry and is expanded here.
         self._local: dict[str, collections.deque] = {}
         self._local_lock = threading.Lock()
-        self._event_receivers: dict[str, Any] = {}
+        # The event-loop receivers of this process, by loop (see ``loop_receivers``).
+        self._loop_receivers: dict[str, Any] = {}
         self._interrupts = 0  # bumped by wake(): blocked receives return (None, None)
         self._key_cache: dict[tuple[str, ...], tuple[bytes, ...]] = {}
-        self._recv_cache: dict[tuple, list[str]] = {}
+        self._recv_cache: dict[tuple, tuple[list[str], tuple[bytes, ...]]] = {}
 
     # -- attachment ------------------------------------------------------------------------------
     def _a(self) -> Attachment:
         att = self._att
-        if att is not None and att.pid == os.getpid():
+        if att is not None and att.pid == _PID[0]:
             return att
         with self._attach_lock:
             if self._closed:
@@ -165,10 +173,21 @@ class IPCChannelLayer:
             if self._att is None or self._att.pid != os.getpid():
                 # A forked child: never reuse the parent's sockets; attach anew, never as owner.
                 self._att = Attachment(self, create=False)
+                self._crit = Sections(self._att, self._forget_dead)
                 self._owner = False
                 self._local = {}
-                self._event_receivers = {}
+                self._loop_receivers = {}
             return self._att
+
+    def _sections(self) -> Sections:
+        """The critical sections on this process's attachment (re-attaching after a fork)."""
+        crit = self._crit
+        if crit.att is self._att and crit.att.pid == _PID[0]:
+            return crit
+        att = self._a()
+        if self._crit.att is not att:
+            self._crit = Sections(att, self._forget_dead)
+        return self._crit
 
     @property
     def owner(self) -> bool:
@@ -182,7 +201,7 @@ class IPCChannelLayer:
                 return
             self._closed = True
             att, self._att = self._att, None
-        for receiver in list(self._event_receivers.values()):
+        for receiver in list(self._loop_receivers.values()):
             receiver.close()
         if att is not None and att.pid == os.getpid():
             att.close(unlink=self._owner)
@@ -225,8 +244,9 @@ class IPCChannelLayer:
         channel = self._channel(channel)
         payload = self._payload(message, f"message to {channel!r}")
         t = now()
-        self._queue(self._a(), non_local_name(channel).encode("ascii"), channel.encode("ascii"),
-                    payload, t + self.expiry, t)
+        key = non_local_name(channel)
+        self._sections().append(key.encode("ascii"), channel.encode("ascii"), payload,
+                                t + self.expiry, t, self.get_capacity(key))
 
     def _payload(self, message: dict, what: str) -> bytes:
         """Serialise ``message``; raise ``MessageTooLarge`` (counted) above the limit."""
@@ -235,74 +255,6 @@ class IPCChannelLayer:
         except MessageTooLarge:
             self._count("too_large")
             raise
-
-    def _queue(self, att: Attachment, key: bytes, name: bytes, payload: bytes,
-               deadline: float, t: float, extra: bytes = b"", kind: int = 0) -> None:
-        """Append one entry to the queue ``key`` and wake a receiver waiting on it.
-
-        The C fast path does the common case; anything it declines (new channel, full queue,
-        expired head, no free block) is done here in Python under the lock. Raises
-        ``ChannelFull`` (or ``ArenaFull``/``TableFull``).
-        """
-        capacity = self.get_capacity(key.decode("ascii"))
-        if att.fast is not None:
-            result = att.fast.send(key, name, payload, deadline, t, capacity, extra, kind)
-            if result is None or type(result) is list:
-                att.fast_sends += 1
-                if att.fast_sends % 32 == 0:  # the sweep, amortised over fast sends
-                    with att.lock:
-                        att.store.sweep_step(t, budget=64)
-                if result:
-                    self._ring(att, [], result)
-                return
-            self._fast_failed(att, result)
-        store = att.store
-        pick = None
-        with att.lock:
-            cid = store.find_or_create(key)
-            store.enqueue(cid, name, payload, deadline, t, capacity, extra=extra, kind=kind)
-            store.sweep_step(t)
-            if att.waiters.has_waiters(cid):
-                pick = att.waiters.pick(cid)
-        if pick is not None:
-            self._ring(att, [(*pick, cid)])
-
-    def _fast_failed(self, att: Attachment, code: int) -> None:
-        """Handle a non-success code of the C fast path (the Python path follows)."""
-        if code == OWNERDEAD:  # we hold the lock of a dead holder: repair, then go on
-            att.lock.adopt_owner_dead()
-        elif code == TIMEOUT:
-            att.lock.raise_timeout()
-        elif code != SLOW:
-            raise SegmentError(f"cannot take the segment lock (code {code})")
-
-    def _ring(self, att: Attachment, picks: list[tuple[int, int, int, int]],
-              gone: list[tuple[int, int, int]] = ()) -> None:
-        """Ring picked waiters ``(wid, pid, nonce, cid)`` - call with the lock released.
-
-        A waiter whose doorbell is gone (``gone``: ``(wid, pid, cid)``, also as found by the C
-        path) has its slot freed and another waiter of its channel is picked and rung; what its
-        dead process left is then reclaimed."""
-        dead: list[int] = []
-        gone = list(gone)
-        for _ in range(att.waiters.count + 1):
-            gone += [(wid, pid, cid) for wid, pid, nonce, cid in picks
-                     if not att.ringer.ring(pid, nonce)]
-            if not gone:
-                break
-            picks = []
-            with att.lock:
-                for wid, pid, cid in gone:
-                    state, slot_pid = att.waiters.slot(wid)[:2]
-                    if state != W_FREE and slot_pid == pid:
-                        att.waiters.free(wid)
-                    pick = att.waiters.pick(cid)
-                    if pick is not None:
-                        picks.append((*pick, cid))
-            dead += [pid for _wid, pid, _cid in gone]
-            gone = []
-        if dead:
-            self._forget_dead(dead)
 
     def _forget_dead(self, pids: list[int]) -> None:
         for pid in set(pids):
@@ -320,34 +272,59 @@ class IPCChannelLayer:
         ``block=True`` waits (without polling) until a message arrives or ``receive_timeout``
         passes. Channels are tried in a rotating order so a busy one cannot starve the others.
         """
-        keys = self._receive_keys(channels)
+        keys, keys_b = self._receive_keys(channels)
         if not block:
-            got, _ = self._take(keys, None)
+            got = self._take(keys, keys_b, None)
             return got if got is not None else (None, None)
         att = self._a()
         bell = att.doorbell()
         deadline = now() + self.receive_timeout
         interrupts = self._interrupts
         while True:
-            got, bell.wid = self._take(keys, (bell, bell.wid))
+            got = self._take(keys, keys_b, bell)
             if got is not None:
                 return got
             remaining = deadline - now()
             if remaining <= 0 or self._interrupts != interrupts:
-                with att.lock:
-                    att.waiters.unregister(bell.wid)
+                self._sections().unregister(bell)
                 return None, None
             while not bell.wait(min(remaining, CHECK_INTERVAL)):
                 remaining = deadline - now()
                 if remaining <= 0 or att.stalled(bell.wid):
                     break
-            self._count_foreign(att, bell)
+            self.count_foreign(bell)
             att.segment.check_linked()
 
-    def _count_foreign(self, att: Attachment, bell) -> None:
+    def receive_fanout(self, channels: list[str]) -> tuple[list[str] | None, dict | None]:
+        """Take one waiting entry for ``channels`` whole, without blocking: ``([channel, ...],
+        message)``, or ``(None, None)`` if none is waiting.
+
+        A group message sent to several local channels of one ``prefix!`` is one entry: it comes
+        back as every one of those channels with the message decoded ONCE, the same dict for
+        all of them (callers must treat it as read-only). Any other entry comes back as a list
+        of one channel. Per channel, messages come in send order, as with ``receive``.
+        """
+        keys, keys_b = self._receive_keys(channels)
+        if self._local:
+            got = self._take_local_run(keys)
+            if got is not None:
+                return got
+        popped = self._sections().take(keys_b, now())
+        if popped is None:
+            return None, None
+        name, payload, extra, kind = popped[:4]
+        name = name.decode("ascii")
+        message = unpack(payload)
+        if kind == MSG_FANOUT:
+            return [name + local.decode("ascii")
+                    for local in msgpack.unpackb(extra, raw=True)], message
+        return [name], message
+
+    def count_foreign(self, bell) -> None:
         """Add the rings from other users that ``bell`` swallowed to the statistics."""
         if bell.foreign:
             n, bell.foreign = bell.foreign, 0
+            att = self._a()
             with att.lock:
                 att.store.bump("foreign_rings", n)
 
@@ -362,108 +339,82 @@ class IPCChannelLayer:
         if att is None or att.pid != os.getpid():
             return
         bells = list(att.bells)
-        for receiver in list(self._event_receivers.values()):
+        for receiver in list(self._loop_receivers.values()):
             bells.append(receiver.bell)
         for bell in bells:
             bell.ring_self()
 
-    def _receive_keys(self, channels: list[str]) -> list[str]:
-        """Validated queue keys for a receive's channel list (cached per distinct list)."""
+    @property
+    def interrupts(self) -> int:
+        """How many times ``wake`` was called: a receiver that sees it change ends its waits."""
+        return self._interrupts
+
+    def loop_receivers(self) -> dict[str, Any]:
+        """This process's event-loop receivers by loop, for ``reactor_receive`` to make and
+        keep (a forked child starts with none); ``wake`` rings their doorbells (each has a
+        ``bell``) and ``close`` closes them (each has ``close()``)."""
+        self._a()
+        return self._loop_receivers
+
+    @property
+    def attachment(self) -> Attachment:
+        """This process's attachment to the segment (made anew in a forked child)."""
+        return self._a()
+
+    def _receive_keys(self, channels: list[str]) -> tuple[list[str], tuple[bytes, ...]]:
+        """Validated queue keys for a receive's channel list, as text and as bytes (cached per
+        distinct list)."""
         try:
             cache_key = tuple(channels)
-            keys = self._recv_cache.get(cache_key)
+            found = self._recv_cache.get(cache_key)
         except TypeError:  # unhashable entries: let validation say what is wrong
-            cache_key, keys = None, None
-        if keys is None:
+            cache_key, found = None, None
+        if found is None:
             keys = [non_local_name(n) for n in validate_receive_channels(channels)]
+            found = keys, tuple(key.encode("ascii") for key in keys)
             if cache_key is not None and isinstance(channels, (list, tuple)):
                 if len(self._recv_cache) > 1000:
                     self._recv_cache.clear()
-                self._recv_cache[cache_key] = keys
-        return keys
+                self._recv_cache[cache_key] = found
+        return found
 
-    def _take(self, keys: list[str], waiting) -> tuple[tuple[str, dict] | None, int]:
-        """Pop one message for ``keys``; if none and ``waiting=(bell, wid)``, register the
-        waiter in the same critical section (so no send can slip between check and sleep).
+    def take(self, keys: list[str], bell: Bell | None = None) -> tuple[str, dict] | None:
+        """Take one message for the queue ``keys`` (``prefix!`` keys stand for all their local
+        channels), or return None; never blocks. The event-loop receivers' entry point.
 
-        Returns the message (or None) and the waiter slot in use (-1 if none)."""
-        wid = waiting[1] if waiting is not None else -1
+        With a doorbell ``bell`` (``pid``, ``nonce`` and a waiter slot ``wid``, -1 for none
+        yet), finding nothing registers its slot as waiting on ``keys`` in the same critical
+        section, so the next send to any of them rings it (``critical.Sections.take``); taking a
+        message unregisters it. Release the slot with ``release_waiter``.
+        """
+        return self._take(keys, self._key_bytes(keys), bell)
+
+    def _take(self, keys: list[str], keys_b: tuple[bytes, ...],
+              bell: Bell | None) -> tuple[str, dict] | None:
         if self._local:
             got = self._take_local(keys)
             if got is not None:
-                return got, wid
-        att = self._a()
-        store = att.store
-        n = len(keys)
-        start = self._rotation % n if n > 1 else 0
-        self._rotation += 1
-        popped: Popped | None = None
-        picks = []
-        t = now()
-        if att.fast is not None and (wid < 0 or att.waiter_state(wid) != W_WAITING):
-            result = att.fast.receive(self._key_bytes(keys), start, t)
-            if type(result) is tuple:
-                name, payload, extra, kind, gone = result
-                if gone:
-                    self._ring(att, [], gone)
-                return self._deliver(Popped(name, payload, extra, kind)), wid
-            if result is None:
-                if waiting is None:
-                    return None, wid
-            else:
-                self._fast_failed(att, result)
-        att.lock.acquire()
-        try:
-            cids = []
-            for i in range(n):
-                key = keys[(start + i) % n]
-                cid = store.find(key.encode("ascii"))
-                if cid < 0:
-                    if waiting is None:
-                        continue
-                    cid = store.find_or_create(key.encode("ascii"))
-                cids.append(cid)
-                popped = store.pop(cid, t)
-                if popped is not None:
-                    # Pass the wake on: another receiver asleep on one of these channels
-                    # while messages are left there must not sleep through them.
-                    for other_key in keys:
-                        other = store.find(other_key.encode("ascii"))
-                        if other >= 0 and store.depth(other) and store.has_waiter_bits(other):
-                            pick = att.waiters.pick(other)
-                            if pick is not None:
-                                picks.append((*pick, other))
-                    break
-            else:
-                if waiting is not None:
-                    bell = waiting[0]
-                    if wid < 0:
-                        wid = att.waiters.alloc(bell.pid, bell.nonce, is_alive)
-                    else:
-                        att.waiters.unregister(wid)
-                    att.waiters.register(wid, cids)
-                    for cid in cids:  # who reads a ``prefix!`` channel, for forget_process
-                        store.set_owner(cid, bell.pid)
-            if popped is not None and wid >= 0:
-                att.waiters.unregister(wid)
-        finally:
-            att.lock.release()
-        if picks:
-            self._ring(att, picks)
-        if popped is None:
-            return None, wid
-        return self._deliver(popped), wid
+                return got
+        popped = self._sections().take(keys_b, now(), bell)
+        return None if popped is None else self._deliver(popped)
 
-    def _deliver(self, popped: Popped) -> tuple[str, dict]:
-        name = popped.name.decode("ascii")
-        if popped.kind == MSG_FANOUT:
-            locals_ = [local.decode("ascii") for local in msgpack.unpackb(popped.extra, raw=True)]
+    def release_waiter(self, bell: Bell) -> None:
+        """Give back the waiter slot ``take`` registered for ``bell`` (``bell.wid`` -> -1)."""
+        self._sections().release(bell)
+
+    def _deliver(self, popped: tuple) -> tuple[str, dict]:
+        """``(channel, message)`` of a taken entry (``Popped``'s fields first); the other
+        local channels of a fan-out entry are queued in this process for later receives."""
+        name, payload, extra, kind = popped[:4]
+        name = name.decode("ascii")
+        if kind == MSG_FANOUT:
+            locals_ = [local.decode("ascii") for local in msgpack.unpackb(extra, raw=True)]
             if len(locals_) > 1:
                 with self._local_lock:
                     queue = self._local.setdefault(name, collections.deque())
-                    queue.extend((name + local, popped.payload) for local in locals_[1:])
+                    queue.extend((name + local, payload) for local in locals_[1:])
             name = name + locals_[0]
-        return name, unpack(popped.payload)
+        return name, unpack(payload)
 
     def _key_bytes(self, keys: list[str]) -> tuple[bytes, ...]:
         cache = self._key_cache
@@ -485,6 +436,24 @@ class IPCChannelLayer:
                     if not queue:
                         del self._local[key]
                     return full, unpack(payload)
+        return None
+
+    def _take_local_run(self, keys: list[str]) -> tuple[list[str], dict] | None:
+        """The rest of one expanded fan-out for ``keys``: every leading entry of the first
+        non-empty local queue that shares its payload (one entry's copies share one bytes
+        object; equal payloads of two entries, which only tiny cached ones can share, are equal
+        messages anyway), decoded once."""
+        with self._local_lock:
+            for key in keys:
+                queue = self._local.get(key)
+                if queue:
+                    full, payload = queue.popleft()
+                    names = [full]
+                    while queue and queue[0][1] is payload:
+                        names.append(queue.popleft()[0])
+                    if not queue:
+                        del self._local[key]
+                    return names, unpack(payload)
         return None
 
     def new_channel(self, pattern: str) -> str:
@@ -553,6 +522,7 @@ class IPCChannelLayer:
             else:
                 entries[name] = []
         delivered = dropped = 0
+        crit = self._sections()
         for key, locals_ in entries.items():
             if len(locals_) > 1:
                 name, extra, kind = key, msgpack.packb(locals_), MSG_FANOUT
@@ -560,7 +530,8 @@ class IPCChannelLayer:
                 name, extra, kind = key + (locals_[0] if locals_ else b""), b"", 0
             count = max(1, len(locals_))
             try:
-                self._queue(att, key, name, payload, deadline, t, extra, kind)
+                crit.append(key, name, payload, deadline, t, self.get_capacity(key.decode("ascii")),
+                            extra, kind)
                 delivered += count
             except ChannelFull:  # group sends skip full members (ArenaFull included)
                 dropped += count
@@ -702,7 +673,7 @@ class IPCChannelLayer:
             if report["messages"]:
                 store.bump("reclaimed_messages", report["messages"])
         if picks:
-            self._ring(att, picks)
+            self._sections().ring(picks)
         return report
 
     # ===== twisted and asyncio extensions ========================================================
@@ -710,11 +681,11 @@ class IPCChannelLayer:
         """A Deferred firing ``(channel, message)``, or ``(None, None)`` after
         ``receive_timeout``; the wait is driven by the reactor watching a doorbell fd."""
         from .reactor_receive import twisted_receiver
-        return twisted_receiver(self).receive(self._receive_keys(channels))
+        return twisted_receiver(self).receive(self._receive_keys(channels)[0])
 
     async def receive_async(self, channels: list[str]) -> tuple[str | None, dict | None]:
         """Await ``(channel, message)`` on the running asyncio loop (``(None, None)`` after
         ``receive_timeout``). Cancelling the await never loses a message."""
         from .reactor_receive import asyncio_receiver
-        return await asyncio_receiver(self).receive(self._receive_keys(channels))
+        return await asyncio_receiver(self).receive(self._receive_keys(channels)[0])
 

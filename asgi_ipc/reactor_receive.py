@@ -11,7 +11,13 @@ between. The loop watches the doorbell's fd; a ring runs ``serve`` again. A mess
 taken from shared memory for a request that is still pending, which makes cancellation safe.
 While requests are pending, a check every ``CHECK_INTERVAL`` serves again if the waiter slot was
 notified or the lock looks taken (a sender may have died before its ring: see layer.py), and
-a ring from ``layer.wake()`` ends every pending request with ``(None, None)``.
+a ring from ``layer.wake()`` ends every pending request with ``(None, None)``. A request not
+served within ``receive_timeout`` ends with ``(None, None)``; one timer, for the earliest
+deadline, serves all of them.
+
+The receiver drives the layer only through its public interface: ``layer.take`` (the critical
+section "take, or register as waiter", see ``critical.py``), ``layer.release_waiter``,
+``layer.count_foreign``, ``layer.interrupts``, ``layer.attachment`` and ``layer.loop_receivers``.
 
 ``TwistedReceiver`` and ``AsyncioReceiver`` are thin shells wiring the core to each loop.
 """
@@ -22,6 +28,7 @@ from typing import Any
 
 from .doorbell import Doorbell
 from .errors import SegmentError
+from .layout import W_WAITING
 from .layer import CHECK_INTERVAL
 from .names import non_local_name
 
@@ -29,34 +36,41 @@ __all__ = ["EventReceiver", "twisted_receiver", "asyncio_receiver"]
 
 
 class _Request:
-    __slots__ = ("keys", "waiter", "timer")
+    __slots__ = ("keys", "waiter", "deadline")
 
-    def __init__(self, keys: list[str], waiter: Any) -> None:
+    def __init__(self, keys: list[str], waiter: Any, deadline: float) -> None:
         self.keys = keys
         self.waiter = waiter  # Deferred or Future
-        self.timer = None
+        self.deadline = deadline  # on the loop's clock
 
 
 class EventReceiver:
-    """The loop-independent core: pending requests served through one doorbell."""
+    """The loop-independent core: pending requests served through one doorbell.
+
+    Timeouts cost no timer per request: one timer is armed for the earliest deadline among
+    the pending requests, and when it fires it ends those that are due and re-arms for the
+    next, so a request served before its deadline (the usual case) costs no timer operation.
+    """
 
     def __init__(self, layer) -> None:
         self.layer = layer
-        self.att = layer._a()
-        self.bell = Doorbell(self.att.segment.name)
-        self.wid = -1
+        self.att = layer.attachment
+        self.bell = Doorbell(self.att.segment.name)  # bell.wid: the waiter slot, -1 for none
         self.pending: list[_Request] = []
-        self.interrupts = layer._interrupts
+        self.interrupts = layer.interrupts
         self.check_timer = None
+        self.timeout_timer = None
+        self.timeout_at = 0.0
 
     def rung(self) -> bool:
         """The doorbell is readable: drain it; return whether to serve (a genuine ring).
 
         A ``wake()`` since the last ring ends every pending request with ``(None, None)``."""
         genuine = self.bell.drain()
-        self.layer._count_foreign(self.att, self.bell)
-        if self.layer._interrupts != self.interrupts:
-            self.interrupts = self.layer._interrupts
+        if self.bell.foreign:
+            self.layer.count_foreign(self.bell)
+        if self.layer.interrupts != self.interrupts:
+            self.interrupts = self.layer.interrupts
             ended, self.pending = self.pending, []
             self._release_slot()
             for request in ended:
@@ -64,56 +78,132 @@ class EventReceiver:
             return False
         return genuine > 0
 
-    def _end(self, request: _Request, result) -> None:  # overridden by shells
+    # -- overridden by the shells --------------------------------------------------------------
+    def _end(self, request: _Request, result) -> None:
+        """Complete ``request`` with ``result`` unless it is already done."""
         raise NotImplementedError
 
-    def _call_later(self, delay: float, call):  # overridden by shells
+    def _fail(self, request: _Request, exc: BaseException) -> None:
+        """Fail ``request`` with ``exc`` unless it is already done."""
         raise NotImplementedError
 
-    def _arm_check(self) -> None:
-        """Keep one lock/slot check scheduled while requests are pending."""
-        if self.pending and self.check_timer is None:
+    def _call_later(self, delay: float, call):
+        raise NotImplementedError
+
+    def _now(self) -> float:
+        raise NotImplementedError
+
+    def _is_live(self, request: _Request) -> bool:
+        return True
+
+    def _update_reader(self) -> None:
+        raise NotImplementedError
+
+    # -- timers --------------------------------------------------------------------------------
+    def _arm(self) -> None:
+        """Keep the lock/slot check and the earliest deadline's timer scheduled while requests
+        are pending (called after every change of ``pending``)."""
+        if not self.pending:
+            return
+        if self.check_timer is None:
             self.check_timer = self._call_later(CHECK_INTERVAL, self._check)
+        if self.timeout_timer is None:
+            self.timeout_at = min(request.deadline for request in self.pending)
+            self.timeout_timer = self._call_later(
+                max(0.0, self.timeout_at - self._now()), self._timeouts)
+        elif self.pending[-1].deadline < self.timeout_at:  # a shorter receive_timeout since
+            self.timeout_timer.cancel()
+            self.timeout_timer = None
+            self._arm()
 
     def _check(self) -> None:
         self.check_timer = None
-        if self.pending and self.att.stalled(self.wid):
+        if self.pending and self.att.stalled(self.bell.wid):
             self._serve()
-        self._arm_check()
+        self._arm()
 
-    def _is_live(self, request: _Request) -> bool:  # overridden by shells
-        return True
+    def _timeouts(self) -> None:
+        """End the requests whose deadline has come with ``(None, None)`` (or ``SegmentLost``
+        if the segment is gone), then re-arm for the next deadline."""
+        self.timeout_timer = None
+        now = self._now()
+        due = [request for request in self.pending if request.deadline <= now]
+        if due:
+            self.pending = [request for request in self.pending if request.deadline > now]
+            self._forget()
+            try:
+                self.att.segment.check_linked()
+            except SegmentError as exc:
+                for request in due:
+                    self._fail(request, exc)
+            else:
+                for request in due:
+                    self._end(request, (None, None))
+        self._arm()
 
+    # -- serving -------------------------------------------------------------------------------
     def serve(self) -> list[tuple[_Request, tuple[str, dict]]]:
         """Take messages for pending requests; register for the rest. Return what was served."""
         served = []
-        self.pending = [r for r in self.pending if self._is_live(r)]
-        while self.pending:
-            # in order, without duplicates: linear, as one pump per channel may be pending
-            keys = list(dict.fromkeys(key for request in self.pending for key in request.keys))
-            got, self.wid = self.layer._take(keys, (self.bell, self.wid))
+        pending = self.pending
+        if len(pending) > 1 or (pending and not self._is_live(pending[0])):
+            pending = self.pending = [r for r in pending if self._is_live(r)]
+        take, bell = self.layer.take, self.bell
+        while pending:
+            if len(pending) == 1:
+                keys = pending[0].keys
+            else:  # in order, without duplicates: linear, as one pump per channel may wait
+                keys = list(dict.fromkeys(key for request in pending for key in request.keys))
+            got = take(keys, bell)
             if got is None:
                 break
             key = non_local_name(got[0])
-            for request in self.pending:
+            for request in pending:
                 if key in request.keys:
-                    self.pending.remove(request)
+                    pending.remove(request)
                     served.append((request, got))
                     break
-        if not self.pending:
-            self._release_slot()
+        if not pending:
+            # A take from the segment left the slot allocated but unregistered, ready for the
+            # next request; only a slot still registered (a message came from this process's
+            # local queue) is given back, so no sender spends a wake-up on an idle receiver.
+            wid = bell.wid
+            if wid >= 0 and self.att.waiter_state(wid) == W_WAITING:
+                self._release_slot()
         return served
 
+    def _serve(self) -> None:
+        """``serve`` and complete what it served; a lost or corrupt segment fails every
+        pending request."""
+        try:
+            served = self.serve()
+        except Exception as exc:  # every waiter must hear of it
+            failed, self.pending = self.pending, []
+            self._update_reader()
+            for request in failed:
+                self._fail(request, exc)
+            return
+        self._update_reader()
+        end = self._end
+        for request, result in served:
+            end(request, result)
+
     def _release_slot(self) -> None:
-        if self.wid >= 0:
-            with self.att.lock:
-                self.att.waiters.free(self.wid)
-            self.wid = -1
+        self.layer.release_waiter(self.bell)
+
+    def _forget(self) -> None:
+        """After requests left unserved (timed out, cancelled): with none left, give the waiter
+        slot back at once - a sender would otherwise pick it and its wake-up be spent here,
+        while another receiver of the channel sleeps on until its next check."""
+        if not self.pending:
+            self._release_slot()
+        self._update_reader()
 
     def close(self) -> None:
-        if self.check_timer is not None:
-            self.check_timer.cancel()
-            self.check_timer = None
+        for timer in (self.check_timer, self.timeout_timer):
+            if timer is not None:
+                timer.cancel()
+        self.check_timer = self.timeout_timer = None
         try:
             self._release_slot()
         except (SegmentError, ValueError, TypeError):
@@ -125,9 +215,12 @@ class TwistedReceiver(EventReceiver):
     """``receive_twisted``: the doorbell is an ``IReadDescriptor`` on the reactor."""
 
     def __init__(self, layer, reactor) -> None:
+        from twisted.internet.defer import Deferred  # not at import time: Twisted is optional
+
         super().__init__(layer)
         self.reactor = reactor
         self.reading = False
+        self._deferred = Deferred
 
     # IReadDescriptor
     def fileno(self) -> int:
@@ -144,62 +237,33 @@ class TwistedReceiver(EventReceiver):
             self._serve()
 
     def _end(self, request: _Request, result) -> None:
-        if request.timer is not None and request.timer.active():
-            request.timer.cancel()
         if not request.waiter.called:
             request.waiter.callback(result)
 
+    def _fail(self, request: _Request, exc: BaseException) -> None:
+        if not request.waiter.called:
+            request.waiter.errback(exc)
+
     def _call_later(self, delay: float, call):
         return self.reactor.callLater(delay, call)
+
+    def _now(self) -> float:
+        return self.reactor.seconds()
 
     def _is_live(self, request: _Request) -> bool:
         return not request.waiter.called
 
     def receive(self, keys: list[str]):
-        from twisted.internet.defer import Deferred
-
-        request = _Request(keys, None)
-        request.waiter = Deferred(canceller=lambda d: self._drop(request))
+        request = _Request(keys, None, self.reactor.seconds() + self.layer.receive_timeout)
+        request.waiter = self._deferred(canceller=lambda d: self._drop(request))
         self.pending.append(request)
-        request.timer = self.reactor.callLater(self.layer.receive_timeout, self._timeout, request)
         self._serve()
         return request.waiter
 
     def _drop(self, request: _Request) -> None:
         if request in self.pending:
             self.pending.remove(request)
-        if request.timer is not None and request.timer.active():
-            request.timer.cancel()
-        self._update_reader()
-
-    def _timeout(self, request: _Request) -> None:
-        request.timer = None
-        if request in self.pending:
-            self.pending.remove(request)
-            self._update_reader()
-            try:
-                self.att.segment.check_linked()
-            except SegmentError as exc:
-                request.waiter.errback(exc)
-                return
-            request.waiter.callback((None, None))
-
-    def _serve(self) -> None:
-        try:
-            served = self.serve()
-        except Exception as exc:  # a lost or corrupt segment: every waiter must hear of it
-            failed, self.pending = self.pending, []
-            self._update_reader()
-            for request in failed:
-                if request.timer is not None and request.timer.active():
-                    request.timer.cancel()
-                request.waiter.errback(exc)
-            return
-        self._update_reader()
-        for request, result in served:
-            if request.timer is not None and request.timer.active():
-                request.timer.cancel()
-            request.waiter.callback(result)
+            self._forget()
 
     def _update_reader(self) -> None:
         # The reader stays registered once added: without pending requests the waiter slot is
@@ -207,7 +271,7 @@ class TwistedReceiver(EventReceiver):
         if self.pending and not self.reading:
             self.reactor.addReader(self)
             self.reading = True
-        self._arm_check()
+        self._arm()
 
     def close(self) -> None:
         if self.reading:
@@ -229,17 +293,15 @@ class AsyncioReceiver(EventReceiver):
 
     async def receive(self, keys: list[str]):
         future = self.loop.create_future()
-        request = _Request(keys, future)
+        request = _Request(keys, future, self.loop.time() + self.layer.receive_timeout)
         self.pending.append(request)
-        request.timer = self.loop.call_later(self.layer.receive_timeout, self._timeout, request)
         try:
             self._serve()
             return await future
         finally:
-            request.timer.cancel()
             if request in self.pending:  # cancelled: nothing was taken for it
                 self.pending.remove(request)
-                self._update_reader()
+                self._forget()
 
     def _on_ring(self) -> None:
         if self.rung():
@@ -249,40 +311,22 @@ class AsyncioReceiver(EventReceiver):
         if not request.waiter.done():
             request.waiter.set_result(result)
 
+    def _fail(self, request: _Request, exc: BaseException) -> None:
+        if not request.waiter.done():
+            request.waiter.set_exception(exc)
+
     def _call_later(self, delay: float, call):
         return self.loop.call_later(delay, call)
 
-    def _timeout(self, request: _Request) -> None:
-        if request in self.pending and not request.waiter.done():
-            self.pending.remove(request)
-            self._update_reader()
-            try:
-                self.att.segment.check_linked()
-            except SegmentError as exc:
-                request.waiter.set_exception(exc)
-                return
-            request.waiter.set_result((None, None))
-
-    def _serve(self) -> None:
-        try:
-            served = self.serve()
-        except Exception as exc:
-            failed, self.pending = self.pending, []
-            self._update_reader()
-            for request in failed:
-                if not request.waiter.done():
-                    request.waiter.set_exception(exc)
-            return
-        self._update_reader()
-        for request, result in served:
-            request.waiter.set_result(result)
+    def _now(self) -> float:
+        return self.loop.time()
 
     def _update_reader(self) -> None:
         # Stays registered once added (see TwistedReceiver._update_reader).
         if self.pending and not self.reading:
             self.loop.add_reader(self.bell.fileno(), self._on_ring)
             self.reading = True
-        self._arm_check()
+        self._arm()
 
     def close(self) -> None:
         if self.reading and not self.loop.is_closed():
@@ -293,12 +337,12 @@ class AsyncioReceiver(EventReceiver):
 
 def twisted_receiver(layer) -> TwistedReceiver:
     """The layer's receiver for the global Twisted reactor (made on first use)."""
-    layer._a()  # re-attach first if we are in a forked child
-    receiver = layer._event_receivers.get("twisted")
+    receivers = layer.loop_receivers()
+    receiver = receivers.get("twisted")
     if receiver is None:
         from twisted.internet import reactor
 
-        receiver = layer._event_receivers["twisted"] = TwistedReceiver(layer, reactor)
+        receiver = receivers["twisted"] = TwistedReceiver(layer, reactor)
     return receiver
 
 
@@ -306,18 +350,18 @@ def asyncio_receiver(layer) -> AsyncioReceiver:
     """The layer's receiver for the running asyncio loop (one per loop)."""
     import asyncio
 
-    layer._a()
+    receivers = layer.loop_receivers()
     loop = asyncio.get_running_loop()
     key = f"asyncio-{id(loop)}"
-    receiver = layer._event_receivers.get(key)
+    receiver = receivers.get(key)
     if receiver is None or receiver.loop is not loop or loop.is_closed():
         if receiver is not None:
             receiver.close()
         # Receivers of loops closed since then (async_to_sync may run every call on a new
         # loop) would keep a socket and maybe a waiter slot each: close them now.
-        for other_key, other in list(layer._event_receivers.items()):
+        for other_key, other in list(receivers.items()):
             if other_key.startswith("asyncio-") and other.loop.is_closed():
                 other.close()
-                del layer._event_receivers[other_key]
-        receiver = layer._event_receivers[key] = AsyncioReceiver(layer, loop)
+                del receivers[other_key]
+        receiver = receivers[key] = AsyncioReceiver(layer, loop)
     return receiver

@@ -42,17 +42,16 @@ def rung(bell: Doorbell) -> bool:
 def wakes(layer, bell: Doorbell, keys: list[str]) -> bool:
     """Whether the receiver sleeping on ``bell`` gets a waiting message: it was rung, or its
     next check finds it must look again; either way its take then returns the message."""
-    if not (rung(bell) or layer._a().stalled(bell.wid)):
+    if not (rung(bell) or layer.attachment.stalled(bell.wid)):
         return False
-    got, bell.wid = layer._take(keys, (bell, bell.wid))
-    return got is not None
+    return layer.take(keys, bell) is not None
 
 
 def waiting_bell(layer, keys: list[str]) -> Doorbell:
     """A doorbell of this process registered as waiting on ``keys`` (as a blocked receive is)."""
-    bell = Doorbell(layer._a().segment.name)
-    got, bell.wid = layer._take(keys, (bell, -1))
-    assert got is None
+    bell = Doorbell(layer.attachment.segment.name)
+    assert layer.take(keys, bell) is None
+    assert bell.wid >= 0
     return bell
 
 
