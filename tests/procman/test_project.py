@@ -14,9 +14,11 @@ from procman.project import ProjectError, load_project
 
 @pytest.fixture
 def project_dir(tmp_path, monkeypatch):
+    """A directory on ``sys.path``; the settings modules imported from it are forgotten after."""
     monkeypatch.syspath_prepend(str(tmp_path))
     yield tmp_path
-    for name in [m for m in sys.modules if m.startswith("c1p_")]:
+    for name in [m for m, module in list(sys.modules.items())
+                 if str(tmp_path) in str(getattr(module, "__file__", None) or "")]:
         del sys.modules[name]
 
 
