@@ -12,7 +12,7 @@ public interface is what a host needs:
 - ``after_turn(worker)`` - called after every turn of the loop, a message handled or a receive
   that timed out (procman beats its heartbeat and retires the worker after ``--max-requests``
   there); it may call :meth:`Worker.request_stop`;
-- :attr:`Worker.handled`, :attr:`Worker.in_job`, :attr:`Worker.termed` - read-only state.
+- :attr:`Worker.handled`, :attr:`Worker.in_job`, :attr:`Worker.termed` - its state, for the host to read.
 
 :class:`WorkerGroup` is what ``runworker`` runs: N worker threads, signal handling in the main
 thread. Graceful stop (SIGTERM, or the first SIGINT): every worker finishes the consumer it is
