@@ -14,9 +14,8 @@ from typing import Any
 __version__ = "0.1.0"
 __all__ = ["DEFAULT_CHANNEL_LAYER", "channel_layers", "Channel", "Group", "route", "route_class", "include"]
 
-DEFAULT_CHANNEL_LAYER = "default"
-
 _LAZY = {
+    "DEFAULT_CHANNEL_LAYER": ".asgi",  # asgi_ipc.layer_settings.DEFAULT_ALIAS, the one definition
     "channel_layers": ".asgi",
     "Channel": ".channel",
     "Group": ".channel",

@@ -11,12 +11,13 @@ Settings shape (one entry per alias; ``"default"`` is used unless told otherwise
         },
     }
 
-Every malformed entry raises :class:`~django_glue.exceptions.InvalidChannelLayerError` (an
+The rules for an entry live in :mod:`asgi_ipc.layer_settings` (shared with ``procman`` and the
+interface server); here ``ROUTING`` is required, since Django processes run consumers. Every
+malformed entry raises :class:`~django_glue.exceptions.InvalidChannelLayerError` (an
 ``ImproperlyConfigured``) naming the alias, the key and what is expected.
 """
 from __future__ import annotations
 
-import inspect
 import os
 import threading
 import uuid
@@ -24,9 +25,9 @@ import weakref
 from typing import Any
 
 from django.conf import settings
-from django.utils.module_loading import import_string
 
-from asgi_ipc.cluster import backend_for as cluster_backend_for
+from asgi_ipc.layer_settings import DEFAULT_ALIAS as DEFAULT_CHANNEL_LAYER
+from asgi_ipc.layer_settings import LayerSettingsError, LayerSpec, read_layer
 
 from .exceptions import InvalidChannelLayerError
 from .routing import Router
@@ -37,77 +38,60 @@ __all__ = [
     "ChannelLayerManager",
     "channel_layers",
     "get_channel_layer",
+    "layer_spec",
+    "attached_layer",
     "layer_settings",
     "build_layer",
     "backend_parameters",
     "unique_test_prefix",
 ]
 
-DEFAULT_CHANNEL_LAYER = "default"
-_KNOWN_KEYS = {"BACKEND", "CONFIG", "ROUTING", "TEST_CONFIG"}
+
+def layer_spec(alias: str) -> LayerSpec:
+    """The validated ``settings.CHANNEL_LAYERS[alias]``, ``ROUTING`` required.
+
+    :raises InvalidChannelLayerError: the entry is missing or malformed (the message says how).
+    """
+    try:
+        return read_layer(getattr(settings, "CHANNEL_LAYERS", None), alias, routing=True)
+    except LayerSettingsError as exc:
+        raise InvalidChannelLayerError(str(exc)) from None
 
 
 def layer_settings(alias: str) -> dict[str, Any]:
-    """Return the validated ``CHANNEL_LAYERS[alias]`` entry (raises InvalidChannelLayerError)."""
-    layers = getattr(settings, "CHANNEL_LAYERS", None)
-    if layers is None:
-        raise InvalidChannelLayerError(
-            "settings.CHANNEL_LAYERS is not set; add e.g. CHANNEL_LAYERS = {'default': "
-            "{'BACKEND': 'asgi_ipc.IPCChannelLayer', 'ROUTING': 'myproject.routing.channel_routing'}}"
-        )
-    if not isinstance(layers, dict):
-        raise InvalidChannelLayerError(
-            f"settings.CHANNEL_LAYERS must be a dict of alias -> config, not {type(layers).__name__}"
-        )
-    if alias not in layers:
-        known = ", ".join(repr(a) for a in layers) or "none"
-        raise InvalidChannelLayerError(
-            f"no channel layer alias {alias!r} in settings.CHANNEL_LAYERS (defined: {known})"
-        )
-    entry = layers[alias]
-    where = f"CHANNEL_LAYERS[{alias!r}]"
-    if not isinstance(entry, dict):
-        raise InvalidChannelLayerError(f"{where} must be a dict, not {type(entry).__name__}")
-    unknown = set(entry) - _KNOWN_KEYS
-    if unknown:
-        raise InvalidChannelLayerError(
-            f"{where} has unknown key(s) {sorted(unknown)}; allowed: {sorted(_KNOWN_KEYS)}"
-        )
-    if not isinstance(entry.get("BACKEND"), str) or not entry["BACKEND"]:
-        raise InvalidChannelLayerError(
-            f"{where}['BACKEND'] must be the dotted path of a layer class, "
-            "e.g. 'asgi_ipc.IPCChannelLayer'"
-        )
-    if "ROUTING" not in entry:
-        raise InvalidChannelLayerError(
-            f"{where}['ROUTING'] is required: the dotted path of your routing list "
-            "(e.g. 'myproject.routing.channel_routing') or the list itself"
-        )
-    for key in ("CONFIG", "TEST_CONFIG"):
-        if key in entry and not isinstance(entry[key], dict):
-            raise InvalidChannelLayerError(
-                f"{where}[{key!r}] must be a dict of layer constructor arguments, "
-                f"not {type(entry[key]).__name__}"
-            )
-    return entry
+    """The validated ``CHANNEL_LAYERS[alias]`` entry as written (raises InvalidChannelLayerError)."""
+    layer_spec(alias)
+    return settings.CHANNEL_LAYERS[alias]
 
 
 def build_layer(alias: str, config: dict[str, Any]) -> Any:
-    """Instantiate ``CHANNEL_LAYERS[alias]['BACKEND'](**config)`` with clear errors."""
-    path = layer_settings(alias)["BACKEND"]
+    """Instantiate ``CHANNEL_LAYERS[alias]['BACKEND'](**config)`` with clear errors.
+
+    :raises InvalidChannelLayerError: the entry is malformed, its backend does not import or
+        refuses ``config``. The layer's own errors (e.g. ``SegmentMissing``) propagate.
+    """
+    spec = layer_spec(alias)
     try:
-        backend = import_string(path)
-        backend = cluster_backend_for(backend)  # the cluster link's outboxes under `procman run --cluster`
-    except ImportError as exc:
-        raise InvalidChannelLayerError(
-            f"CHANNEL_LAYERS[{alias!r}]['BACKEND'] = {path!r} cannot be imported: {exc}"
-        ) from exc
+        return spec.build(config)
+    except LayerSettingsError as exc:
+        raise InvalidChannelLayerError(str(exc)) from None
+
+
+def attached_layer(alias: str, *, supervised: bool = False) -> ChannelLayerWrapper:
+    """The layer of ``alias`` attached, never created, wrapped with its routing (for workers).
+
+    See :meth:`asgi_ipc.layer_settings.LayerSpec.attach_config`: ``create=False`` unless
+    ``CONFIG`` says otherwise, and even then when ``supervised`` (the supervisor owns the segment).
+
+    :raises InvalidChannelLayerError: the entry is malformed, its backend does not import or
+        refuses ``CONFIG``. The layer's own errors (e.g. ``SegmentMissing``) propagate.
+    """
+    spec = layer_spec(alias)
     try:
-        return backend(**config)
-    except TypeError as exc:
-        raise InvalidChannelLayerError(
-            f"CHANNEL_LAYERS[{alias!r}]: {path} rejected its CONFIG {sorted(config)}: {exc}"
-        ) from exc
+        layer = spec.build(spec.attach_config(supervised=supervised))
+    except LayerSettingsError as exc:
+        raise InvalidChannelLayerError(str(exc)) from None
+    return ChannelLayerWrapper(layer, alias, spec.routing)
 
 
 def unique_test_prefix() -> str:
@@ -116,13 +100,14 @@ def unique_test_prefix() -> str:
 
 
 def backend_parameters(alias: str) -> set[str]:
-    """The keyword arguments the alias's BACKEND accepts (empty if it takes ``**kwargs`` only)."""
-    path = layer_settings(alias)["BACKEND"]
+    """The keyword arguments the alias's BACKEND accepts (empty if it takes ``**kwargs`` only).
+
+    :raises InvalidChannelLayerError: the entry is malformed or its backend does not import.
+    """
     try:
-        backend = import_string(path)
-        return set(inspect.signature(backend).parameters)
-    except (ImportError, TypeError, ValueError):
-        return set()
+        return layer_spec(alias).parameters()
+    except LayerSettingsError as exc:
+        raise InvalidChannelLayerError(str(exc)) from None
 
 
 class ChannelLayerWrapper:
@@ -163,8 +148,7 @@ class ChannelLayerManager:
 
     def make_backend(self, alias: str) -> ChannelLayerWrapper:
         """Build a new wrapper for ``alias`` from its ``CONFIG``."""
-        entry = layer_settings(alias)
-        return self._wrap(alias, build_layer(alias, dict(entry.get("CONFIG", {}))))
+        return self._wrap(alias, build_layer(alias, layer_spec(alias).config))
 
     def make_test_backend(self, alias: str, **overrides: Any) -> ChannelLayerWrapper:
         """Build a test layer from ``TEST_CONFIG`` (falling back to ``CONFIG``) plus ``overrides``.
@@ -175,9 +159,8 @@ class ChannelLayerManager:
         - and is closed (removing its segment) when the wrapper is garbage-collected or the
         process exits, if not before.
         """
-        entry = layer_settings(alias)
-        test_config = entry.get("TEST_CONFIG")
-        config = dict(test_config if test_config is not None else entry.get("CONFIG", {}))
+        spec = layer_spec(alias)
+        config = dict(spec.test_config if spec.test_config is not None else spec.config)
         params = backend_parameters(alias)
         if "prefix" in params:
             config["prefix"] = unique_test_prefix()
@@ -191,7 +174,7 @@ class ChannelLayerManager:
         return wrapper
 
     def _wrap(self, alias: str, layer: Any) -> ChannelLayerWrapper:
-        return ChannelLayerWrapper(layer, alias, layer_settings(alias)["ROUTING"])
+        return ChannelLayerWrapper(layer, alias, layer_spec(alias).routing)
 
     def __getitem__(self, alias: str) -> ChannelLayerWrapper:
         try:

@@ -1,13 +1,26 @@
 """The worker loop: receive a routed message, run its consumer, flush its sends; and a thread group.
 
-:class:`Worker` is one loop (usable on its own, without signal handling). :class:`WorkerGroup` is
-what ``runworker`` runs: N worker threads, signal handling in the main thread.
+:class:`Worker` is the one loop every Django worker runs - ``runworker``'s threads, ``runserver``'s
+and procman's supervised workers (:mod:`procman.worker`). It handles no signals itself; its
+public interface is what a host needs:
 
-Graceful stop (SIGTERM, or the first SIGINT): every worker finishes the consumer it is running,
-then returns when its blocking receive next returns (at most the layer's ``receive_timeout``); the
-process exits 0 once all have returned (or after ``graceful_timeout``). No message is lost: a
-worker that took one before noticing the stop still consumes it. A second signal exits at once. A worker thread that dies (for instance the
-layer's segment was removed) stops the whole group with exit code 1 so a supervisor restarts it.
+- :meth:`Worker.request_stop` - stop after the current message; signal-safe, and it wakes the
+  layer so an idle worker's blocked receive returns at once instead of at its timeout;
+- ``around_message(channel, content, handle)`` - wraps the handling of each message (procman
+  records the request in flight there, so the supervisor answers it with a 502 if this process
+  dies);
+- ``after_turn(worker)`` - called after every turn of the loop, a message handled or a receive
+  that timed out (procman beats its heartbeat and retires the worker after ``--max-requests``
+  there); it may call :meth:`Worker.request_stop`;
+- :attr:`Worker.handled`, :attr:`Worker.in_job`, :attr:`Worker.termed` - its state, for the host to read.
+
+:class:`WorkerGroup` is what ``runworker`` runs: N worker threads, signal handling in the main
+thread. Graceful stop (SIGTERM, or the first SIGINT): every worker finishes the consumer it is
+running and returns (an idle one at once: the layer is woken); the process exits 0 once all have
+returned (or after ``graceful_timeout``). No message is lost: a worker that took one before
+noticing the stop still consumes it. A second signal exits at once. A worker thread that dies
+(for instance the layer's segment was removed) stops the whole group so a supervisor restarts
+it. Its exit statuses come from :mod:`django_glue.exitcodes`.
 """
 from __future__ import annotations
 
@@ -20,12 +33,16 @@ import time
 from typing import Any, Callable, Iterable
 
 from .exceptions import ChannelSocketException, ConsumeLater, DenyConnection
+from .exitcodes import EXIT_FAILURE, EXIT_OK
 from .message import Message
 from .signals import consumer_finished, consumer_started, worker_process_ready, worker_ready
 
-__all__ = ["Worker", "WorkerGroup", "filter_channels"]
+__all__ = ["Worker", "WorkerGroup", "filter_channels", "wake_layer"]
 
 logger = logging.getLogger("django_glue.worker")
+
+#: ``around_message(channel, content, handle)``: wraps the handling of one message.
+AroundMessage = Callable[[str, dict[str, Any], Callable[[str, dict[str, Any]], None]], None]
 
 
 def filter_channels(
@@ -59,14 +76,23 @@ class Worker:
         message_retries: int = 10,
         only_channels: Iterable[str] | None = None,
         exclude_channels: Iterable[str] | None = None,
+        *,
+        around_message: AroundMessage | None = None,
+        after_turn: Callable[["Worker"], None] | None = None,
     ) -> None:
         self.channel_layer = channel_layer
         self.callback = callback
         self.message_retries = message_retries
         self.only_channels = list(only_channels or [])
         self.exclude_channels = list(exclude_channels or [])
+        self.around_message = around_message
+        self.after_turn = after_turn
+        #: Set once a stop was requested; the loop returns at its next turn.
         self.termed = False
+        #: True while a message is being handled.
         self.in_job = False
+        #: Messages handled so far (routed or not).
+        self.handled = 0
 
     def channels(self) -> list[str]:
         """The channel names this worker listens on (routing minus the filters)."""
@@ -80,24 +106,51 @@ class Worker:
         """Send ``worker_ready`` (called once before :meth:`run`)."""
         worker_ready.send(sender=self)
 
-    def run(self) -> None:
-        """Loop until :attr:`termed` is set; each blocking receive is bounded by the layer."""
+    def request_stop(self, wake: bool = True) -> None:
+        """Stop after the current message (an idle worker: now). Safe in a signal handler.
+
+        :param wake: also end the layer's blocked receives in this process (:func:`wake_layer`);
+            a group waking many workers passes False to each and wakes the layer once.
+        """
+        self.termed = True
+        if wake:
+            wake_layer(self.channel_layer)
+
+    def listening_channels(self) -> list[str]:
+        """:meth:`channels`, refusing an empty list (call it before reporting ready).
+
+        :raises ValueError: no channel to listen on (empty routing, or the filters removed all).
+        """
         channels = self.channels()
         if not channels:
             raise ValueError(
-                "no channels to listen on: the routing is empty or --only-channels/"
-                "--exclude-channels removed every channel"
+                "no channels left to listen on: the routing is empty or --only-channels/"
+                f"--exclude-channels (only={self.only_channels}, exclude={self.exclude_channels}) "
+                "removed every routed channel"
             )
+        return channels
+
+    def run(self) -> None:
+        """Loop until :meth:`request_stop`; each blocking receive is bounded by the layer.
+
+        :raises ValueError: no channel to listen on (:meth:`listening_channels`).
+        """
+        channels = self.listening_channels()
         logger.info("Listening on channels %s", ", ".join(channels))
         while not self.termed:
             channel, content = self.channel_layer.receive(channels, block=True)
-            if channel is None:
-                continue
-            self.in_job = True
-            try:
-                self.handle(channel, content)
-            finally:
-                self.in_job = False
+            if channel is not None:
+                self.in_job = True
+                try:
+                    if self.around_message is None:
+                        self.handle(channel, content)
+                    else:
+                        self.around_message(channel, content, self.handle)
+                finally:
+                    self.in_job = False
+                self.handled += 1
+            if self.after_turn is not None:
+                self.after_turn(self)
 
     def handle(self, channel: str, content: dict[str, Any]) -> None:
         """Route and consume one message; consumer errors are logged, never raised."""
@@ -187,6 +240,14 @@ def _name(consumer: Any) -> str:
     return getattr(consumer, "__qualname__", None) or type(consumer).__name__
 
 
+def wake_layer(channel_layer: Any) -> None:
+    """End the blocked receives of ``channel_layer`` in this process now, if the layer can
+    (``wake``; a :class:`~.asgi.ChannelLayerWrapper` hands it on). Signal-safe."""
+    wake = getattr(channel_layer, "wake", None)
+    if wake is not None:
+        wake()
+
+
 class WorkerGroup:
     """N :class:`Worker` threads; the main thread handles SIGTERM/SIGINT and waits for them."""
 
@@ -211,23 +272,17 @@ class WorkerGroup:
         self.signals_seen += 1
         if self.signals_seen > 1:
             logger.warning("Second stop signal: exiting without waiting for consumers")
-            os._exit(1)
+            os._exit(EXIT_FAILURE)
         logger.info("Stop signal received: finishing current messages, then exiting")
         self.request_stop()
 
     def request_stop(self) -> None:
-        """Ask every worker to stop after its current message."""
+        """Ask every worker to stop after its current message; idle ones return at once."""
         for worker in self.workers:
-            worker.termed = True
+            worker.request_stop(wake=False)
         self.stop_requested.set()
-        self._wake_receivers()
-
-    def _wake_receivers(self) -> None:
-        """End the threads' blocked receives now instead of at their timeout (signal-safe)."""
-        layer = self.workers[0].channel_layer if self.workers else None
-        wake = getattr(layer, "wake", None)  # the wrapper hands it on to the layer
-        if wake is not None:
-            wake()
+        if self.workers:
+            wake_layer(self.workers[0].channel_layer)  # one wake ends every thread's receive
 
     def _thread_main(self, worker: Worker) -> None:
         try:
@@ -240,7 +295,8 @@ class WorkerGroup:
             self.stop_requested.set()
 
     def run(self) -> int:
-        """Run until stopped; returns the process exit status (0 graceful, 1 a worker died)."""
+        """Run until stopped; returns the process exit status (:data:`EXIT_OK`, or
+        :data:`EXIT_FAILURE` when a worker thread died)."""
         threads = []
         for index, worker in enumerate(self.workers):
             worker.ready()
@@ -259,4 +315,4 @@ class WorkerGroup:
         self.all_stopped = not busy
         if busy:
             logger.warning("Graceful timeout: %s still running, exiting anyway", ", ".join(busy))
-        return 1 if self.failed else 0
+        return EXIT_FAILURE if self.failed else EXIT_OK

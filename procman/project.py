@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from asgi_ipc.layer_settings import DEFAULT_ALIAS, LayerSettingsError, read_layer
+
 __all__ = ["ProjectError", "Project", "find_settings_module", "load_project"]
 
 _MANAGE_PY_SETTINGS = re.compile(r"""DJANGO_SETTINGS_MODULE['"]\s*,\s*['"]([\w.]+)['"]""")
@@ -101,13 +103,14 @@ def find_settings_module(explicit: str | None, directory: Path) -> str:
     )
 
 
-def load_project(settings_module: str, directory: Path, alias: str = "default", asgi: str | None = None) -> Project:
+def load_project(settings_module: str, directory: Path, alias: str = DEFAULT_ALIAS, asgi: str | None = None) -> Project:
     """Import the settings module and validate ``CHANNEL_LAYERS[alias]`` for procman.
 
     :param asgi: ``module:attribute`` of an ASGI 3 application (``--asgi``); with it, or with
         ``ASGI_APPLICATION`` in the settings, the project is an ASGI 3 one (see the module doc).
     :raises ProjectError: the settings do not import (the message carries the traceback), or the
-        layer entry is missing, malformed or not an ``asgi_ipc`` layer (Channels 1 mode), or the
+        layer entry is missing, malformed (:func:`asgi_ipc.layer_settings.read_layer`) or not a
+        shared-memory layer (Channels 1 mode), or the
         application path is malformed (ASGI 3 mode).
     """
     if str(directory) not in sys.path:
@@ -123,26 +126,20 @@ def load_project(settings_module: str, directory: Path, alias: str = "default", 
             "Fix the error above, or pass the right --settings."
         ) from None
     layers = getattr(module, "CHANNEL_LAYERS", None)
-    where = f"{settings_module}.CHANNEL_LAYERS"
     application = asgi or getattr(module, "ASGI_APPLICATION", None)
     if application:
         from .asgi3 import asgi3_project
 
         return asgi3_project(settings_module, directory, alias, application, layers, from_flag=bool(asgi))
-    if not isinstance(layers, dict) or alias not in layers:
-        raise ProjectError(
-            f"{where} has no {alias!r} entry; add e.g. CHANNEL_LAYERS = {{{alias!r}: {{'BACKEND': "
-            f"'asgi_ipc.IPCChannelLayer', 'CONFIG': {{'prefix': 'mysite'}}, "
-            f"'ROUTING': 'mysite.routing.channel_routing'}}}}"
-        )
-    entry = layers[alias]
-    if not isinstance(entry, dict) or not isinstance(entry.get("BACKEND"), str):
-        raise ProjectError(f"{where}[{alias!r}] must be a dict with a 'BACKEND' dotted path")
-    config = entry.get("CONFIG", {})
-    if not isinstance(config, dict):
-        raise ProjectError(f"{where}[{alias!r}]['CONFIG'] must be a dict of layer arguments")
-    backend = _import_backend(entry["BACKEND"], where, alias)
-    return Project(settings_module, directory, alias, backend, dict(config))
+    # The supervisor creates the segment, so the backend must be the shared-memory layer; ROUTING
+    # is the workers' to require (they report a missing one when they boot, and `procman doctor`
+    # says so before a run).
+    try:
+        spec = read_layer(layers, alias, where=f"{settings_module}.CHANNEL_LAYERS")
+        backend = spec.backend_class(shared_memory=True)
+    except LayerSettingsError as exc:
+        raise ProjectError(str(exc)) from None
+    return Project(settings_module, directory, alias, backend, spec.config)
 
 
 def _user_traceback(exc: BaseException) -> str:
@@ -154,19 +151,3 @@ def _user_traceback(exc: BaseException) -> str:
     ]
     lines = traceback.format_list(frames) + traceback.format_exception_only(exc)
     return ("Traceback (most recent call last):\n" + "".join(lines)).rstrip()
-
-
-def _import_backend(path: str, where: str, alias: str) -> type:
-    module_name, _, name = path.rpartition(".")
-    try:
-        backend = getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise ProjectError(f"{where}[{alias!r}]['BACKEND'] = {path!r} cannot be imported: {exc}") from None
-    from asgi_ipc import IPCChannelLayer
-
-    if not (isinstance(backend, type) and issubclass(backend, IPCChannelLayer)):
-        raise ProjectError(
-            f"{where}[{alias!r}]['BACKEND'] is {path!r}; procman runs sites on the shared-memory "
-            "layer, 'asgi_ipc.IPCChannelLayer' (other layers need their own servers)"
-        )
-    return backend

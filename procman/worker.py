@@ -1,13 +1,16 @@
-"""A Django worker under supervision: django_glue's consumer dispatch plus heartbeats and recycling.
+"""A Django worker under supervision: django_glue's worker loop plus heartbeats and recycling.
 
-Each loop turn blocks in the layer's ``receive`` (bounded by the layer's internal timeout), hands a
-message to :meth:`django_glue.worker.Worker.handle` (routing, consumer, buffered sends) and beats.
-Beats come from this loop, so a consumer stuck for longer than ``--timeout`` stops them and the
-supervisor aborts and replaces the process.
+The loop is :meth:`django_glue.worker.Worker.run` (the one ``runworker`` runs); this module adds
+what supervision needs through its hooks (:class:`Supervision`). Each turn blocks in the layer's
+``receive`` (bounded by the layer's internal timeout), handles a message if one came (routing,
+consumer, buffered sends) and then beats. Beats come from this loop, so a consumer stuck for
+longer than ``--timeout`` stops them and the supervisor aborts and replaces the process; a beat
+nobody reads (the supervisor is gone) ends the process with status 1.
 
-Stopping: SIGTERM / SIGINT set ``termed`` and wake the layer (an idle worker's blocked receive
-returns at once); the consumer running now finishes and the loop exits at its next turn
-(messages still queued stay in the layer for the other or the new workers).
+Stopping: SIGTERM / SIGINT call :meth:`~django_glue.worker.Worker.request_stop`, which wakes the
+layer (an idle worker's blocked receive returns at once); the consumer running now finishes and
+the loop exits at its next turn (messages still queued stay in the layer for the other or the new
+workers).
 
 Each HTTP request is recorded while its consumer runs (:mod:`procman.inflight`), so if this
 process dies the supervisor answers that request with a 502 at once.
@@ -25,16 +28,19 @@ import signal
 import sys
 from typing import Any, Callable
 
+from asgi_ipc.layer_settings import DEFAULT_ALIAS
+
 from .heartbeat import HeartbeatSender
 from .inflight import InflightLog
 
-__all__ = ["worker_entry", "parse_args"]
+__all__ = ["Supervision", "worker_entry", "parse_args"]
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The worker's command line (the supervisor builds it; see :func:`procman.site.build_roles`)."""
     parser = argparse.ArgumentParser(prog="python -m procman.boot worker")
     parser.add_argument("--settings", required=True, help="Django settings module")
-    parser.add_argument("--alias", default="default", help="CHANNEL_LAYERS alias")
+    parser.add_argument("--alias", default=DEFAULT_ALIAS, help="CHANNEL_LAYERS alias")
     parser.add_argument("--only-channels", action="append", default=[], metavar="GLOB")
     parser.add_argument("--exclude-channels", action="append", default=[], metavar="GLOB")
     parser.add_argument("--max-requests", type=int, default=0)
@@ -53,15 +59,13 @@ def worker_entry(argv: list[str]) -> Callable[[HeartbeatSender], int]:
         django.setup(set_prefix=False)
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stdout)
         from django.conf import settings
-        from django_glue.asgi import ChannelLayerWrapper, build_layer, channel_layers, layer_settings
+        from django_glue.asgi import attached_layer, channel_layers
         from django_glue.worker import Worker
 
-        # Attach only (create=False): the supervisor owns the segment. A worker must never create
-        # one of its own if the site's segment is gone - it would leak and split the site in two.
-        entry = layer_settings(args.alias)
-        layer = ChannelLayerWrapper(
-            build_layer(args.alias, {**entry.get("CONFIG", {}), "create": False}), args.alias, entry["ROUTING"]
-        )
+        # Attach only, even if CONFIG says create: the supervisor owns the segment. A worker must
+        # never create one of its own if the site's segment is gone - it would leak and split the
+        # site in two.
+        layer = attached_layer(args.alias, supervised=True)
         channel_layers.set(args.alias, layer)
         http_consumer = None
         if settings.DEBUG and "django.contrib.staticfiles" in settings.INSTALLED_APPS:
@@ -69,57 +73,67 @@ def worker_entry(argv: list[str]) -> Callable[[HeartbeatSender], int]:
 
             http_consumer = StaticFilesConsumer()
         layer.router.check_default(http_consumer=http_consumer)
-        worker = Worker(layer, only_channels=args.only_channels, exclude_channels=args.exclude_channels)
-        channels = worker.channels()
-        if not channels:
-            raise ValueError(
-                "this worker has no channel to listen on: --only-channels/--exclude-channels "
-                f"(only={args.only_channels}, exclude={args.exclude_channels}) removed every routed channel"
-            )
         limit = 0
         if args.max_requests > 0:
             limit = args.max_requests + random.randint(0, max(0, args.max_requests_jitter))
-        return _serve(worker, layer, channels, beats, limit)
+        supervision = Supervision(beats, limit)
+        worker = Worker(
+            layer, only_channels=args.only_channels, exclude_channels=args.exclude_channels,
+            around_message=InflightLog(layer).run, after_turn=supervision.after_turn,
+        )
+        return supervision.serve(worker)
 
     return entry
 
 
-def _serve(worker: Any, layer: Any, channels: list[str], beats: HeartbeatSender, limit: int) -> int:
-    def stop(signum: int, _frame: Any) -> None:
-        worker.termed = True
-        _wake(layer)
+class Supervision:
+    """What a supervised worker adds to :class:`django_glue.worker.Worker`'s loop: signals,
+    readiness, heartbeats, ``--max-requests`` retirement and the exit status.
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    inflight = InflightLog(layer)
-    worker.ready()
-    print(f"listening on {', '.join(channels)}", flush=True)
-    beats.ready()
-    served = 0
-    retiring = False
-    while not worker.termed:
-        channel, content = layer.receive(channels, block=True)
-        if channel is not None:
-            worker.in_job = True
-            try:
-                inflight.run(channel, content, worker.handle)
-            finally:
-                worker.in_job = False
-            served += 1
-            if limit and served >= limit and not retiring:
-                retiring = True
-                if not beats.supervised:
-                    print(f"handled {served} messages (--max-requests): exiting", flush=True)
-                    return 0
-                beats.retire(f"handled {served} messages, --max-requests")
-        if not beats.beat(served):
+    :param beats: the heartbeat pipe to the supervisor (a no-op when not supervised).
+    :param limit: retire after this many messages (0: never).
+    """
+
+    def __init__(self, beats: HeartbeatSender, limit: int) -> None:
+        self.beats = beats
+        self.limit = limit
+        self.retiring = False
+        #: The process exit status: 0 stopped or retired, 1 the supervisor is gone.
+        self.status = 0
+
+    def serve(self, worker: Any) -> int:
+        """Install the stop signals, report ready, run ``worker``'s loop; returns :attr:`status`.
+
+        :raises ValueError: ``worker`` has no channel to listen on (before reporting ready, so the
+            supervisor sees a boot failure, not a crash to restart).
+        """
+        channels = worker.listening_channels()
+
+        def stop(signum: int, _frame: Any) -> None:
+            worker.request_stop()  # wakes the layer: an idle worker returns at once
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        from django_glue.signals import worker_process_ready
+
+        worker.ready()
+        worker_process_ready.send(sender=self)
+        print(f"listening on {', '.join(channels)}", flush=True)
+        self.beats.ready()
+        worker.run()
+        return self.status
+
+    def after_turn(self, worker: Any) -> None:
+        """After each turn of the loop: retire past the limit, then beat (a stop if nobody listens)."""
+        served = worker.handled
+        if self.limit and served >= self.limit and not self.retiring:
+            self.retiring = True
+            if not self.beats.supervised:
+                print(f"handled {served} messages (--max-requests): exiting", flush=True)
+                worker.request_stop(wake=False)
+                return
+            self.beats.retire(f"handled {served} messages, --max-requests")
+        if not self.beats.beat(served):
             print("supervisor gone: exiting", flush=True)
-            return 1
-    return 0
-
-
-def _wake(layer: Any) -> None:
-    """End the layer's blocked receive now (from the stop signal's handler), if it can."""
-    wake = getattr(layer, "wake", None)  # the wrapper hands it on to the layer
-    if wake is not None:
-        wake()
+            self.status = 1
+            worker.request_stop(wake=False)

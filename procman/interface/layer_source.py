@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any
 
-from asgi_ipc.cluster import backend_for as cluster_backend_for
+from asgi_ipc.layer_settings import DEFAULT_ALIAS, LayerSettingsError, read_layer
 
 __all__ = ["LayerSourceError", "layer_from_reference", "layer_from_settings"]
 
@@ -48,11 +48,13 @@ def layer_from_reference(reference: str) -> Any:
     return target
 
 
-def layer_from_settings(settings_module: str, alias: str = "default") -> Any:
+def layer_from_settings(settings_module: str, alias: str = DEFAULT_ALIAS) -> Any:
     """Build ``CHANNEL_LAYERS[alias]`` of a Django settings module (``BACKEND`` + ``CONFIG``).
 
     Only the settings are read; Django apps are not set up (this process runs no Django code).
-    The layer is attached, never created, unless ``CONFIG`` says ``create``.
+    The entry is judged by :func:`asgi_ipc.layer_settings.read_layer` (``ROUTING`` is not needed
+    here) and the layer is attached, never created, unless ``CONFIG`` says ``create``
+    (:meth:`~asgi_ipc.layer_settings.LayerSpec.attach_config`).
     """
     os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
     if "" not in sys.path and os.getcwd() not in sys.path:
@@ -63,35 +65,20 @@ def layer_from_settings(settings_module: str, alias: str = "default") -> Any:
         layers = getattr(settings, "CHANNEL_LAYERS", None)
     except ImportError as exc:
         raise LayerSourceError(f"cannot load settings {settings_module!r}: {exc}") from exc
-    if not isinstance(layers, dict) or alias not in layers:
-        raise LayerSourceError(
-            f"settings {settings_module!r} define no CHANNEL_LAYERS[{alias!r}]; add one with "
-            "'BACKEND' (e.g. 'asgi_ipc.IPCChannelLayer') and 'CONFIG'"
-        )
-    entry = layers[alias]
-    backend = entry.get("BACKEND") if isinstance(entry, dict) else None
-    if not isinstance(backend, str) or "." not in backend:
-        raise LayerSourceError(
-            f"CHANNEL_LAYERS[{alias!r}]['BACKEND'] must be a dotted path like "
-            f"'asgi_ipc.IPCChannelLayer', got {backend!r}"
-        )
-    module_name, _, class_name = backend.rpartition(".")
     try:
-        layer_class = getattr(importlib.import_module(module_name), class_name)
-        layer_class = cluster_backend_for(layer_class)  # under `procman run --cluster`
-    except (ImportError, AttributeError) as exc:
-        raise LayerSourceError(f"cannot import layer backend {backend!r}: {exc}") from exc
-    config = dict(entry.get("CONFIG", {}) or {})
-    # An interface process only ever attaches: the site's supervisor (or whichever process
-    # CONFIG names with create=True) owns the segment. Creating one here - e.g. when restarted
-    # after the segment vanished - would split the site across two segments, and the creator
-    # would remove it under everyone else when it stopped.
-    config.setdefault("create", False)
+        spec = read_layer(layers, alias, where=f"{settings_module}.CHANNEL_LAYERS")
+        # An interface process attaches: the site's supervisor (or whichever process CONFIG names
+        # with create=True) owns the segment. Creating one here - e.g. when restarted after the
+        # segment vanished - would split the site across two segments, and the creator would
+        # remove it under everyone else when it stopped.
+        config = spec.attach_config()
+    except LayerSettingsError as exc:
+        raise LayerSourceError(str(exc)) from None
     try:
-        return layer_class(**config)
-    except TypeError as exc:
-        raise LayerSourceError(f"bad CONFIG for {backend!r}: {exc}") from exc
+        return spec.build(config)
+    except LayerSettingsError as exc:
+        raise LayerSourceError(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - e.g. no segment to attach to
         raise LayerSourceError(
-            f"building {backend!r} from CHANNEL_LAYERS[{alias!r}] failed: {type(exc).__name__}: {exc}"
+            f"building {spec.backend!r} from {spec.where} failed: {type(exc).__name__}: {exc}"
         ) from exc

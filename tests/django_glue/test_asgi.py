@@ -16,7 +16,7 @@ ROUTING = "tests.django_glue.project.routing.channel_routing"
     [
         (None, "CHANNEL_LAYERS is not set"),
         ([], "must be a dict of alias"),
-        ({"other": {}}, "no channel layer alias 'default'"),
+        ({"other": {}}, r"has no 'default' entry \(defined: 'other'\)"),
         ({"default": "asgi_ipc"}, r"CHANNEL_LAYERS\['default'\] must be a dict"),
         ({"default": {"ROUTING": ROUTING}}, "BACKEND'] must be the dotted path"),
         ({"default": {"BACKEND": "asgi_ipc.IPCChannelLayer"}}, "ROUTING'] is required"),

@@ -151,7 +151,7 @@ def test_rundelay_explains_what_is_missing(site: SiteProcesses, ipc_layer: Any, 
     assert result.returncode != 0 and "migrate django_glue_delay" in result.stderr
     # Unknown layer alias:
     result = manage(ipc_layer.prefix, site.db, "rundelay", "--layer", "nope")
-    assert result.returncode != 0 and "no channel layer alias 'nope'" in result.stderr
+    assert result.returncode != 0 and "CHANNEL_LAYERS has no 'nope' entry (defined: 'default'" in result.stderr
     # No site running (no segment for the prefix):
     result = manage(ipc_layer.prefix + "gone", site.db, "rundelay", "--wait-for-layer", "0")
     assert result.returncode != 0 and "channel layer 'default' does not exist" in result.stderr

@@ -5,6 +5,8 @@ import subprocess
 import sys
 
 
+from django_glue import exitcodes
+
 from .conftest import REPO, process_env, wait_for
 
 ROUTING = "tests.django_glue.project.routing.process_routing"
@@ -58,8 +60,8 @@ def test_no_channels_left_is_a_clear_error(ipc_layer, db_file):
         [sys.executable, "-m", "django", "runworker", "--only-channels", "nothing.*"],
         cwd=REPO, env=process_env(ipc_layer.prefix, ROUTING, db_file), capture_output=True, timeout=60,
     )
-    assert result.returncode != 0
-    assert b"no channels left to listen on" in result.stderr
+    assert result.returncode == exitcodes.EXIT_CONFIG
+    assert b"no channels left to listen on" in result.stderr and b"only=['nothing.*']" in result.stderr
 
 
 def test_bad_layer_alias_is_a_clear_error(ipc_layer, db_file):
@@ -67,8 +69,19 @@ def test_bad_layer_alias_is_a_clear_error(ipc_layer, db_file):
         [sys.executable, "-m", "django", "runworker", "--layer", "missing"],
         cwd=REPO, env=process_env(ipc_layer.prefix, ROUTING, db_file), capture_output=True, timeout=60,
     )
-    assert result.returncode != 0
-    assert b"'missing' is not in settings.CHANNEL_LAYERS" in result.stderr
+    assert result.returncode == exitcodes.EXIT_CONFIG
+    assert b"CHANNEL_LAYERS has no 'missing' entry (defined: 'default', 'other'" in result.stderr
+
+
+def test_bad_arguments_exit_with_the_usage_code(ipc_layer, db_file):
+    for args, message in [(["--threads", "0"], b"--threads must be at least 1, got 0"),
+                          (["--threads", "many"], b"invalid int value: 'many'")]:
+        result = subprocess.run(
+            [sys.executable, "-m", "django", "runworker", *args],
+            cwd=REPO, env=process_env(ipc_layer.prefix, ROUTING, db_file), capture_output=True, timeout=60,
+        )
+        assert result.returncode == exitcodes.EXIT_USAGE, result.stderr
+        assert message in result.stderr
 
 
 def test_sigterm_finishes_the_running_consumer_then_exits_0(processes, ipc_layer):
@@ -113,7 +126,7 @@ def test_worker_exits_nonzero_when_the_segment_is_removed(processes, ipc_layer):
     ipc_layer.send("background", {"n": 0, "reply_channel": "t.reply"})
     receive(ipc_layer, "t.reply")
     ipc_layer.unlink()
-    assert worker.wait(15) != 0
+    assert worker.wait(15) == exitcodes.EXIT_FAILURE
 
 
 def test_verbosity_2_logs_each_message(processes, ipc_layer):
@@ -130,7 +143,7 @@ def test_missing_segment_is_a_clear_error_and_nothing_is_created(db_file):
         cwd=REPO, env={**process_env(prefix, ROUTING, db_file), "DG_TEST_DEFAULT_CREATE": "1"},
         capture_output=True, timeout=60,
     )
-    assert result.returncode != 0
+    assert result.returncode == exitcodes.EXIT_NO_LAYER
     assert b"Waiting up to 0.5s for the channel layer 'default' to be created" in result.stderr
     assert b"the segment of channel layer 'default' does not exist" in result.stderr
     assert b"after waiting 0.5s" in result.stderr

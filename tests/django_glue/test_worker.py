@@ -2,11 +2,11 @@
 import logging
 import threading
 
-from django_glue.asgi import channel_layers
+from django_glue.asgi import ChannelLayerWrapper, channel_layers
 from django_glue.exceptions import ConsumeLater, DenyConnection, WebsocketCloseException
 from django_glue.routing import route
 from django_glue.signals import consumer_finished, consumer_started, worker_ready
-from django_glue.test import ChannelTestCase, apply_routes
+from django_glue.test import ChannelTestCase, apply_routes, isolated_layer
 from django_glue.worker import Worker, WorkerGroup, filter_channels
 
 
@@ -159,3 +159,72 @@ class WorkerTests(ChannelTestCase):
         worker = Worker(self.layer, only_channels=["nothing.*"])
         with self.assertRaises(ValueError):
             worker.run()
+
+
+def _run_in_thread(worker):
+    errors = []
+
+    def target():
+        try:
+            worker.run()
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread, errors
+
+
+class WorkerHookTests(ChannelTestCase):
+    """The loop's public interface for its hosts (procman's supervised worker uses it)."""
+
+    def setUp(self):
+        calls.clear()
+
+    @apply_routes([route("work", record)])
+    def test_around_message_wraps_each_message_and_after_turn_follows_each_turn(self):
+        layer = channel_layers["default"]
+        wrapped, turns = [], []
+
+        def around(channel, content, handle):
+            wrapped.append(("before", channel, content["i"], worker.in_job))
+            handle(channel, content)
+            wrapped.append(("after", len(calls)))
+
+        def after_turn(w):
+            turns.append((w.handled, w.in_job))
+            if w.handled == 2:
+                w.request_stop(wake=False)
+
+        worker = Worker(layer, around_message=around, after_turn=after_turn)
+        for i in range(3):
+            layer.send("work", {"i": i})
+        thread, errors = _run_in_thread(worker)
+        thread.join(20)
+        self.assertFalse(thread.is_alive())
+        self.assertEqual(errors, [])
+        self.assertEqual(wrapped, [("before", "work", 0, True), ("after", 1), ("before", "work", 1, True), ("after", 2)])
+        self.assertEqual(turns[-1], (2, False))
+        self.assertEqual([handled for handled, _ in turns if handled], [1, 2])
+        self.assertEqual(layer.receive(["work"], block=False)[1], {"i": 2})  # left for another worker
+
+    def test_request_stop_wakes_an_idle_worker_before_its_receive_times_out(self):
+        isolated = isolated_layer("default", receive_timeout=60.0)  # closed when collected: keep it
+        raw = isolated.channel_layer
+        worker = Worker(ChannelLayerWrapper(raw, "default", [route("work", record)]))
+        thread, errors = _run_in_thread(worker)
+        try:
+            raw.send("work", {"i": 0})
+            for _ in range(400):  # bounded: the worker is in its loop once it handled this message
+                if worker.handled:
+                    break
+                thread.join(0.05)
+            self.assertEqual(worker.handled, 1)
+            worker.request_stop()
+            thread.join(20)  # a third of the receive timeout: only the wake ends it this soon
+            self.assertFalse(thread.is_alive())
+            self.assertEqual(errors, [])
+        finally:
+            worker.request_stop()
+            thread.join(60)
+            raw.close()

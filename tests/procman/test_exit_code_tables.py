@@ -9,6 +9,7 @@ from types import ModuleType
 import pytest
 
 import asgi_ipc.cli
+import django_glue.exitcodes
 import procman.exitcodes
 import procman.interface.exitcodes
 
@@ -44,7 +45,9 @@ def _documented_codes(doc: str, heading: str, table_intro: str | None) -> set[in
     (procman.interface.exitcodes, procman.interface.exitcodes.__all__, "interface.md",
      "## Lifecycle, signals and exit codes", None),
     (asgi_ipc.cli, ["EXIT_OK", "EXIT_RUNTIME", "EXIT_USAGE"], "asgi-ipc-cli.md", "## Exit codes and errors", None),
-], ids=["procman", "procman interface", "asgi-ipc"])
+    (django_glue.exitcodes, django_glue.exitcodes.__all__, "django_glue.md", "## 2. Run it",
+     "`manage.py runworker` exit codes"),
+], ids=["procman", "procman interface", "asgi-ipc", "runworker"])
 def test_the_doc_lists_exactly_the_codes_of_the_module(module, names, doc, heading, intro):
     assert _documented_codes(doc, heading, intro) == _codes(module, names)
 

@@ -6,7 +6,7 @@ Listens on every routed channel (filtered with ``--only-channels``/``--exclude-c
 with ``--threads`` worker threads. SIGTERM (or Ctrl-C) lets each thread finish its current
 consumer and exits 0; a second signal exits immediately. Consumer exceptions are logged with their
 traceback and the worker carries on. Static files are served when ``DEBUG`` is on and
-``django.contrib.staticfiles`` is installed.
+``django.contrib.staticfiles`` is installed. The exit statuses are :mod:`django_glue.exitcodes`.
 """
 from __future__ import annotations
 
@@ -21,20 +21,17 @@ from django.core.management.base import BaseCommand, CommandError
 
 from asgi_ipc import SegmentMissing
 
-from ...asgi import (
-    DEFAULT_CHANNEL_LAYER,
-    ChannelLayerWrapper,
-    backend_parameters,
-    build_layer,
-    channel_layers,
-    layer_settings,
-)
+from ...asgi import DEFAULT_CHANNEL_LAYER, ChannelLayerWrapper, attached_layer, channel_layers
+from ...exitcodes import EXIT_CONFIG, EXIT_NO_LAYER, EXIT_USAGE
 from ...log import setup_logger
 from ...worker import WorkerGroup
 
 
 class LayerNotCreated(CommandError):
     """The layer's shared-memory segment does not exist (yet)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, returncode=EXIT_NO_LAYER)
 
 
 class Command(BaseCommand):
@@ -68,13 +65,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         self.configure_logging(options["verbosity"])
         if options["threads"] < 1:
-            raise CommandError(f"--threads must be at least 1, got {options['threads']}")
+            raise CommandError(f"--threads must be at least 1, got {options['threads']}", returncode=EXIT_USAGE)
         alias = options["layer"]
-        if alias not in channel_layers:
-            raise CommandError(
-                f"channel layer {alias!r} is not in settings.CHANNEL_LAYERS "
-                f"(defined: {', '.join(channel_layers.configs) or 'none'})"
-            )
         wrapper = self.attach_when_ready(alias, options["wait_for_layer"])
         wrapper.router.check_default(http_consumer=self.http_consumer())
         callback = self.log_message if options["verbosity"] > 1 else None
@@ -86,12 +78,12 @@ class Command(BaseCommand):
             only_channels=options["only_channels"],
             exclude_channels=options["exclude_channels"],
         )
-        channels = group.workers[0].channels()
-        if not channels:
+        try:
+            channels = group.workers[0].listening_channels()
+        except ValueError as exc:
             raise CommandError(
-                "no channels left to listen on after --only-channels/--exclude-channels "
-                f"(routed: {', '.join(sorted(wrapper.router.channels))})"
-            )
+                f"{exc} (routed: {', '.join(sorted(wrapper.router.channels)) or 'none'})", returncode=EXIT_CONFIG
+            ) from None
         self.logger.info(
             "Running %d worker thread(s) on layer %r (%s) for channels: %s",
             options["threads"], alias, type(wrapper.channel_layer).__name__, ", ".join(channels),
@@ -117,7 +109,7 @@ class Command(BaseCommand):
             except LayerNotCreated as exc:
                 if time.monotonic() >= deadline:
                     waited = f" after waiting {wait:g}s" if wait > 0 else ""
-                    raise CommandError(f"{exc}{waited}") from exc
+                    raise LayerNotCreated(f"{exc}{waited}") from exc
                 if not announced:
                     self.logger.warning(
                         "Waiting up to %gs for the channel layer %r to be created (%s); start the "
@@ -135,17 +127,13 @@ class Command(BaseCommand):
         segment is an error telling to start the site first.
         """
         try:
-            entry = layer_settings(alias)
-            config = dict(entry.get("CONFIG", {}))
-            if "create" in backend_parameters(alias):
-                config.setdefault("create", False)
-            wrapper = ChannelLayerWrapper(build_layer(alias, config), alias, entry["ROUTING"])
+            wrapper = attached_layer(alias)
         except ImproperlyConfigured as exc:
-            raise CommandError(str(exc)) from exc
+            raise CommandError(str(exc), returncode=EXIT_CONFIG) from exc
         except SegmentMissing as exc:
             raise LayerNotCreated(f"the segment of channel layer {alias!r} does not exist: {exc}") from exc
         except Exception as exc:  # the layer's other errors
-            raise CommandError(f"cannot attach to channel layer {alias!r}: {exc}") from exc
+            raise CommandError(f"cannot attach to channel layer {alias!r}: {exc}", returncode=EXIT_CONFIG) from exc
         channel_layers.set(alias, wrapper)
         return wrapper
 
