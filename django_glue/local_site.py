@@ -23,7 +23,7 @@ from django.conf import settings
 from django.db import connections
 
 from .interface_layer import ALIAS_ENV, PREFIX_ENV
-from .worker import Worker
+from .worker import Worker, wake_layer
 
 __all__ = ["LocalSite"]
 
@@ -158,7 +158,9 @@ class LocalSite:
         if self.socket is not None:
             self.socket.close()
         for worker in self.workers:
-            worker.termed = True
+            worker.request_stop(wake=False)
+        if self.workers:
+            wake_layer(self.workers[0].channel_layer)  # one wake ends every thread's blocked receive
         timeout = float(getattr(self.wrapper.channel_layer, "receive_timeout", 5.0) or 5.0) + 5.0
         for thread in self.threads:
             thread.join(timeout)

@@ -25,7 +25,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from asgi_ipc.layer_settings import LayerSettingsError, read_layer
+
 from .project import Project, ProjectError
+
 
 if TYPE_CHECKING:
     from .arbiter import Role
@@ -100,21 +103,12 @@ def asgi3_project(settings_module: str, directory: Path, alias: str, application
     application = normalise_application(application, where)
     if layers is None or (isinstance(layers, dict) and alias not in layers):
         return Project(settings_module, directory, alias, None, {}, application, "")
-    entry = layers.get(alias) if isinstance(layers, dict) else None
-    if not isinstance(entry, dict) or not isinstance(entry.get("BACKEND"), str):
-        raise ProjectError(f"{settings_module}.CHANNEL_LAYERS[{alias!r}] must be a dict with a 'BACKEND' dotted path")
-    config = entry.get("CONFIG", {})
-    if not isinstance(config, dict):
-        raise ProjectError(f"{settings_module}.CHANNEL_LAYERS[{alias!r}]['CONFIG'] must be a dict")
-    backend = None
-    if uses_shared_memory(entry["BACKEND"]):
-        module_name, _, name = entry["BACKEND"].rpartition(".")
-        try:
-            backend = getattr(importlib.import_module(module_name), name)
-        except (ImportError, AttributeError, ValueError) as exc:
-            raise ProjectError(f"{settings_module}.CHANNEL_LAYERS[{alias!r}]['BACKEND'] = {entry['BACKEND']!r} "
-                               f"cannot be imported: {exc}") from None
-    return Project(settings_module, directory, alias, backend, dict(config), application, entry["BACKEND"])
+    try:
+        spec = read_layer(layers, alias, where=f"{settings_module}.CHANNEL_LAYERS")
+        backend = spec.backend_class() if uses_shared_memory(spec.backend) else None
+    except LayerSettingsError as exc:
+        raise ProjectError(str(exc)) from None
+    return Project(settings_module, directory, alias, backend, dict(spec.config), application, spec.backend)
 
 
 class SharedLayer:

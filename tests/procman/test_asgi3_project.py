@@ -68,7 +68,7 @@ def test_bad_application_paths_say_what_to_write(bad):
 def test_malformed_layer_entry_is_refused(project_dir):
     module = settings_module(project_dir, "a3p_bad", "ASGI_APPLICATION = 'x.asgi.application'\n"
                              "CHANNEL_LAYERS = {'default': {'CONFIG': {}}}\n")
-    with pytest.raises(ProjectError, match="must be a dict with a 'BACKEND' dotted path"):
+    with pytest.raises(ProjectError, match=r"CHANNEL_LAYERS\['default'\]\['BACKEND'\] must be the dotted path of a layer class"):
         load_project(module, project_dir)
 
 
