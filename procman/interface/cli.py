@@ -21,6 +21,7 @@ from procman.interface.layer_source import (
     layer_from_settings,
 )
 from procman.interface.options import ServerOptions, add_arguments, options_from_namespace, parse_size
+from procman.interface.tls_free import endpoint_kind, needs_tls, refuse_tls_imports
 
 if TYPE_CHECKING:
     from procman.interface.server import InterfaceServer
@@ -134,7 +135,7 @@ def endpoint_strings(args: argparse.Namespace, backlog: int = 2048) -> list[str]
 
 
 def _with_backlog(description: str, backlog: int) -> str:
-    kind = description.split(":", 1)[0].lower()
+    kind = endpoint_kind(description)
     if kind in ("tcp", "tcp6", "ssl", "unix") and "backlog=" not in description:
         return f"{description}:backlog={backlog}"
     return description
@@ -217,6 +218,8 @@ def _serve(
     log: Any,
     on_serving: Callable[[InterfaceServer], None] | None,
 ) -> int:
+    if not needs_tls(options.certfile, endpoints):
+        refuse_tls_imports()  # before the reactor: Twisted then leaves OpenSSL out (~5 MiB)
     from twisted.internet import reactor  # noqa: PLC0415
 
     from procman.interface.server import InterfaceServer, LayerNotSupported  # noqa: PLC0415
