@@ -1,5 +1,6 @@
 """An interface process loads what its configuration uses, nothing more (issue 16: memory).
 
+It never loads Autobahn's Twisted package (WAMP, ``cryptography``): ``ws_twisted`` is its glue.
 Without TLS it imports neither pyOpenSSL (nor ``service_identity``) nor our ``tls`` module, and
 without TLS there is no HTTP/2 (ALPN chooses it), so neither ``h2`` nor ``http2_protocol``. With
 ``--certfile`` both are there from the start. The process is the real one (``cli.main``) serving a
@@ -25,6 +26,9 @@ from tests.procman.interface.test_tls import certificate  # noqa: F401 - the fix
 
 #: Loaded only for TLS (pyOpenSSL's top packages and our TLS module).
 TLS_ONLY = (*TLS_MODULES, "procman.interface.tls")
+#: Autobahn's Twisted package (WAMP, ``cryptography``, ``twisted.application``): never loaded, the
+#: interface has its own glue (``ws_twisted``).
+NEVER = ("autobahn.twisted", "cryptography", "twisted.application", "django.db", "django.apps")
 #: Loaded only for HTTP/2.
 HTTP2_ONLY = ("h2", "hpack", "procman.interface.http2_protocol")
 
@@ -74,7 +78,7 @@ def test_plain_http_loads_no_tls_and_no_http2(tmp_path: Path, prefix: str, layer
             "procman.interface.ws_protocol"} <= loaded
     assert not loaded & set(TLS_ONLY), sorted(loaded & set(TLS_ONLY))
     assert not loaded & set(HTTP2_ONLY), sorted(loaded & set(HTTP2_ONLY))
-    assert "django" not in loaded
+    assert not loaded & set(NEVER), sorted(loaded & set(NEVER))
 
 
 @needs_openssl_cli
@@ -86,6 +90,7 @@ def test_certfile_loads_tls_and_http2_at_start(
         tmp_path, prefix, layer, "--certfile", str(cert), "--keyfile", str(key)
     )
     assert set(TLS_ONLY) | set(HTTP2_ONLY) <= loaded, sorted(set(TLS_ONLY) | set(HTTP2_ONLY) - loaded)
+    assert "autobahn.twisted" not in loaded
 
 
 @needs_openssl_cli
