@@ -15,11 +15,6 @@ import sys
 from typing import TYPE_CHECKING, Any, Callable
 
 from procman.interface.exitcodes import EXIT_CONFIG
-from procman.interface.layer_source import (
-    LayerSourceError,
-    layer_from_reference,
-    layer_from_settings,
-)
 from procman.interface.options import ServerOptions, add_arguments, options_from_namespace, parse_size
 from procman.interface.tls_free import endpoint_kind, needs_tls, refuse_tls_imports
 
@@ -194,6 +189,13 @@ def main(argv: list[str] | None = None, on_serving: Callable[[InterfaceServer], 
         parser.error(str(exc))
     _configure_logging(args.verbosity)
     log = logging.getLogger("procman.interface")
+    # Here, not at the top: the supervisor imports this module for build_parser() only.
+    from procman.interface.layer_source import (  # noqa: PLC0415
+        LayerSourceError,
+        layer_from_reference,
+        layer_from_settings,
+    )
+
     try:
         layer = layer_from_reference(args.layer) if args.layer else layer_from_settings(args.settings)
     except LayerSourceError as exc:
