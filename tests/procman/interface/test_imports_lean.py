@@ -118,21 +118,24 @@ def test_needs_tls(certfile: str | None, endpoints: list[str], expected: bool) -
     assert needs_tls(certfile, endpoints) is expected
 
 
+def assert_runs_clean(code: str) -> None:
+    """Run ``code`` in a fresh interpreter (nothing imported yet); it must exit 0."""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
 def test_refuse_tls_imports_leaves_an_imported_openssl_alone() -> None:
-    code = (
-        "import sys\n"
+    assert_runs_clean(
         "from procman.interface.tls_free import refuse_tls_imports\n"
         "import OpenSSL\n"
         "assert refuse_tls_imports() is False\n"
         "from OpenSSL import SSL\n"
         "from twisted.internet import ssl\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
 
 
 def test_refused_tls_imports_fail_as_if_not_installed() -> None:
-    code = (
+    assert_runs_clean(
         "from procman.interface.tls_free import refuse_tls_imports\n"
         "assert refuse_tls_imports() is True\n"
         "try:\n"
@@ -144,5 +147,3 @@ def test_refused_tls_imports_fail_as_if_not_installed() -> None:
         "from twisted.internet import reactor, endpoints\n"
         "assert endpoints.TLSMemoryBIOFactory is None\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
