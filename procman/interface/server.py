@@ -42,7 +42,7 @@ from procman.interface.http_parsers import resolve_parser_name
 from procman.interface.http_policy import HeadLimits
 from procman.interface.http_protocol import HTTPConnection
 from procman.interface.options import ServerOptions
-from procman.interface.tls_free import endpoint_kind
+from procman.interface.lean_imports import endpoint_kind
 from procman.interface.ws_protocol import build_websocket_factory
 
 if TYPE_CHECKING:

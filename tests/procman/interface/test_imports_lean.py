@@ -1,8 +1,8 @@
 """An interface process loads what its configuration uses, nothing more (issue 16: memory).
 
-It never loads Autobahn's Twisted package (WAMP, ``cryptography``): ``ws_twisted`` is its glue.
-Without TLS it imports neither pyOpenSSL (nor ``service_identity``) nor our ``tls`` module, and
-without TLS there is no HTTP/2 (ALPN chooses it), so neither ``h2`` nor ``http2_protocol``. With
+It never loads Autobahn's Twisted package (WAMP, ``cryptography``): ``ws_twisted`` is its glue;
+nor Autobahn's WAMP-only ``cbor2`` and ``click``. Without TLS it imports neither pyOpenSSL (nor
+``service_identity``) nor our ``tls`` module, and without TLS there is no HTTP/2 (ALPN chooses it), so neither ``h2`` nor ``http2_protocol``. With
 ``--certfile`` both are there from the start. The process is the real one (``cli.main``) serving a
 real layer; a tiny wrapper script records its ``sys.modules`` once it listens, then stops it with
 SIGTERM like a supervisor would.
@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from procman.interface.tls_free import TLS_MODULES, needs_tls
+from procman.interface.lean_imports import AUTOBAHN_EXTRAS, TLS_MODULES, needs_tls
 from tests.procman.interface.conftest import write_layer_module
 from tests.procman.interface.test_tls import certificate  # noqa: F401 - the fixture
 
@@ -28,7 +28,8 @@ from tests.procman.interface.test_tls import certificate  # noqa: F401 - the fix
 TLS_ONLY = (*TLS_MODULES, "procman.interface.tls")
 #: Autobahn's Twisted package (WAMP, ``cryptography``, ``twisted.application``): never loaded, the
 #: interface has its own glue (``ws_twisted``).
-NEVER = ("autobahn.twisted", "cryptography", "twisted.application", "django.db", "django.apps")
+NEVER = ("autobahn.twisted", "cryptography", "twisted.application", "django.db", "django.apps",
+         *AUTOBAHN_EXTRAS)
 #: Loaded only for HTTP/2.
 HTTP2_ONLY = ("h2", "hpack", "procman.interface.http2_protocol")
 
@@ -124,20 +125,21 @@ def assert_runs_clean(code: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_refuse_tls_imports_leaves_an_imported_openssl_alone() -> None:
+def test_refuse_imports_leaves_an_imported_package_alone() -> None:
     assert_runs_clean(
-        "from procman.interface.tls_free import refuse_tls_imports\n"
+        "from procman.interface.lean_imports import TLS_MODULES, refuse_imports\n"
         "import OpenSSL\n"
-        "assert refuse_tls_imports() is False\n"
+        "assert refuse_imports(TLS_MODULES) is False\n"
         "from OpenSSL import SSL\n"
         "from twisted.internet import ssl\n"
     )
 
 
-def test_refused_tls_imports_fail_as_if_not_installed() -> None:
+def test_refused_imports_fail_as_if_not_installed() -> None:
     assert_runs_clean(
-        "from procman.interface.tls_free import refuse_tls_imports\n"
-        "assert refuse_tls_imports() is True\n"
+        "from procman.interface.lean_imports import AUTOBAHN_EXTRAS, TLS_MODULES, refuse_imports\n"
+        "assert refuse_imports(TLS_MODULES) is True\n"
+        "assert refuse_imports(AUTOBAHN_EXTRAS) is True\n"
         "try:\n"
         "    import OpenSSL\n"
         "except ImportError:\n"
@@ -146,4 +148,7 @@ def test_refused_tls_imports_fail_as_if_not_installed() -> None:
         "    raise SystemExit('OpenSSL was imported')\n"
         "from twisted.internet import reactor, endpoints\n"
         "assert endpoints.TLSMemoryBIOFactory is None\n"
+        "from procman.interface.ws_twisted import WebSocketServerFactory\n"
+        "from autobahn.util import hl\n"
+        "assert hl('plain') == 'plain'  # no click: uncoloured\n"
     )
