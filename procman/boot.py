@@ -16,10 +16,13 @@ from __future__ import annotations
 import faulthandler
 import sys
 import traceback
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from . import exitcodes
 from .heartbeat import HeartbeatSender, exit_with_parent
+
+if TYPE_CHECKING:
+    from procman.interface.server import InterfaceServer
 
 __all__ = ["supervised_main", "main"]
 
@@ -63,12 +66,13 @@ def supervised_main(entry: Callable[[HeartbeatSender], int]) -> int:
 
 def _interface(argv: list[str]) -> Callable[[HeartbeatSender], int]:
     def entry(beats: HeartbeatSender) -> int:
-        from twisted.internet import reactor, task
-
+        # Twisted's reactor is imported by the interface's own start-up, which first decides
+        # whether it may need TLS (without, it keeps pyOpenSSL out: importing it here would not).
         from procman.interface.cli import main as interface_main
-        from procman.interface.server import InterfaceServer
 
         def start_beating(server: InterfaceServer) -> None:
+            from twisted.internet import reactor, task
+
             # Runs inside the reactor once the server listens: the reactor turning is our liveness
             # signal (a blocked reactor stops beating and gets replaced), and the server's count of
             # finished exchanges is the "requests" column of `procman status`.

@@ -33,6 +33,7 @@ WAIT_TIMEOUT = 120.0
 
 
 def _version() -> str:
+    # importlib.metadata brings email, csv and zipfile (~0.9 MiB): only when a version is asked.
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -138,11 +139,24 @@ def _add_target_flags(parser: argparse.ArgumentParser) -> None:
                         help="which site (its layer prefix); needed only when several run")
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: print ``procman VERSION`` and exit (the version is looked up only then)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str = "show the version and exit") -> None:
+        super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(f"procman {_version()}")
+        parser.exit()
+
+
 def build_parser(interface: bool = True) -> argparse.ArgumentParser:
     """The ``procman`` parser; ``interface=False`` leaves the interface options out of ``run``."""
     parser = argparse.ArgumentParser(prog="procman", description="Run a Django site on one machine: "
                                      "shared-memory channel layer, interface servers and workers.")
-    parser.add_argument("--version", action="version", version=f"procman {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     run = sub.add_parser("run", help="run the Django project in the current directory")

@@ -15,12 +15,8 @@ import sys
 from typing import TYPE_CHECKING, Any, Callable
 
 from procman.interface.exitcodes import EXIT_CONFIG
-from procman.interface.layer_source import (
-    LayerSourceError,
-    layer_from_reference,
-    layer_from_settings,
-)
 from procman.interface.options import ServerOptions, add_arguments, options_from_namespace, parse_size
+from procman.interface.lean_imports import AUTOBAHN_EXTRAS, TLS_MODULES, endpoint_kind, needs_tls, refuse_imports
 
 if TYPE_CHECKING:
     from procman.interface.server import InterfaceServer
@@ -134,7 +130,7 @@ def endpoint_strings(args: argparse.Namespace, backlog: int = 2048) -> list[str]
 
 
 def _with_backlog(description: str, backlog: int) -> str:
-    kind = description.split(":", 1)[0].lower()
+    kind = endpoint_kind(description)
     if kind in ("tcp", "tcp6", "ssl", "unix") and "backlog=" not in description:
         return f"{description}:backlog={backlog}"
     return description
@@ -193,6 +189,13 @@ def main(argv: list[str] | None = None, on_serving: Callable[[InterfaceServer], 
         parser.error(str(exc))
     _configure_logging(args.verbosity)
     log = logging.getLogger("procman.interface")
+    # Here, not at the top: the supervisor imports this module for build_parser() only.
+    from procman.interface.layer_source import (  # noqa: PLC0415
+        LayerSourceError,
+        layer_from_reference,
+        layer_from_settings,
+    )
+
     try:
         layer = layer_from_reference(args.layer) if args.layer else layer_from_settings(args.settings)
     except LayerSourceError as exc:
@@ -217,6 +220,10 @@ def _serve(
     log: Any,
     on_serving: Callable[[InterfaceServer], None] | None,
 ) -> int:
+    # Before the reactor and Autobahn are imported (see lean_imports): ~2 MiB, and ~5 more without TLS.
+    refuse_imports(AUTOBAHN_EXTRAS)
+    if not needs_tls(options.certfile, endpoints):
+        refuse_imports(TLS_MODULES)
     from twisted.internet import reactor  # noqa: PLC0415
 
     from procman.interface.server import InterfaceServer, LayerNotSupported  # noqa: PLC0415

@@ -28,7 +28,6 @@ from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from procman.interface.http2_protocol import HTTP2Connection
 from procman.interface.http_exchange import HTTPExchange, http_date
 from procman.interface.http_events import (
     NEED_DATA,
@@ -45,6 +44,7 @@ from procman.interface.write_now import write_now
 
 if TYPE_CHECKING:
     from procman.interface.context import ServerContext
+    from procman.interface.http2_protocol import HTTP2Connection
     from procman.interface.ws_protocol import WebSocketConnection
 
 __all__ = ["HTTPConnection"]
@@ -102,6 +102,9 @@ class HTTPConnection(Protocol):
         """TLS is up (nothing was read yet): if ALPN chose ``h2``, HTTP/2 takes the socket."""
         if getattr(self.transport, "negotiatedProtocol", None) != b"h2" or self.successor is not None:
             return
+        # Loaded on the first h2 handshake, so a process without TLS never imports h2.
+        from procman.interface.http2_protocol import HTTP2Connection  # noqa: PLC0415
+
         successor = HTTP2Connection(self.server, self.client)
         self.successor = successor
         self._producer_registered = False

@@ -29,7 +29,7 @@ import os
 import signal
 import string
 from collections import deque
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.internet import protocol
 from twisted.internet.interfaces import IListeningPort, IProtocolNegotiationFactory, IReactorTime
@@ -42,8 +42,11 @@ from procman.interface.http_parsers import resolve_parser_name
 from procman.interface.http_policy import HeadLimits
 from procman.interface.http_protocol import HTTPConnection
 from procman.interface.options import ServerOptions
-from procman.interface.tls import TLSFiles, tls_factory
+from procman.interface.lean_imports import endpoint_kind
 from procman.interface.ws_protocol import build_websocket_factory
+
+if TYPE_CHECKING:
+    from procman.interface.tls import TLSFiles
 
 __all__ = [
     "EXIT_FAST",
@@ -176,10 +179,16 @@ class InterfaceServer:
         #: ``--certfile``/``--keyfile``: TLS on every socket this process serves (except ``ssl:``
         #: endpoints, which carry their own); None without them.
         self.tls: TLSFiles | None = None
+        self.listen_factory: Any = self.factory
         if self.options.certfile:
+            # TLS (OpenSSL) and HTTP/2 (h2) load only when a process serves TLS; loaded now,
+            # before the first client, rather than on its handshake.
+            import procman.interface.http2_protocol  # noqa: F401, PLC0415
+            from procman.interface.tls import TLSFiles, tls_factory  # noqa: PLC0415
+
             self.tls = TLSFiles(self.options.certfile, self.options.keyfile, self.options.ssl_ciphers,
                                 self.factory.acceptableProtocols())
-        self.listen_factory: Any = tls_factory(self.tls, self.factory) if self.tls else self.factory
+            self.listen_factory = tls_factory(self.tls, self.factory)
         self.websocket_factory = build_websocket_factory(self)
         if self.options.websocket_timeout is None:
             self.websocket_timeout = float(getattr(layer, "group_expiry", 86400) or 86400)
@@ -401,7 +410,7 @@ class InterfaceServer:
         except ValueError:
             raise
         except Exception as exc:  # noqa: BLE001 - OSError, OpenSSL errors: say which file and why
-            kind = _endpoint_kind(endpoint_description)
+            kind = endpoint_kind(endpoint_description)
             advice = (
                 "; privateKey= and certKey= must name readable PEM files holding a key and the "
                 "certificate that matches it"
@@ -409,7 +418,7 @@ class InterfaceServer:
                 else ""
             )
             raise ValueError(f"{endpoint_description}: {type(exc).__name__}: {exc}{advice}") from exc
-        if self.tls is not None and _endpoint_kind(endpoint_description) == "ssl":
+        if self.tls is not None and endpoint_kind(endpoint_description) == "ssl":
             raise ValueError(
                 f"{endpoint_description}: an ssl: endpoint brings its own certificate; with "
                 "--certfile/--keyfile listen with tcp: (or --bind/--fd) instead"
@@ -584,11 +593,6 @@ class InterfaceServer:
             self._check_call.cancel()
         if self.on_exit is not None:
             self.on_exit(code)
-
-
-def _endpoint_kind(endpoint_description: str) -> str:
-    """The endpoint type of a Twisted endpoint string (``tcp``, ``ssl``, ``unix``...)."""
-    return endpoint_description.split(":", 1)[0].lower()
 
 
 def _adopt_unix_port(reactor: Any, fd: int, factory: Any) -> IListeningPort:

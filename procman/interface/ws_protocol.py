@@ -44,7 +44,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet import defer
@@ -54,6 +53,7 @@ from procman.interface.http_events import RequestHead
 from procman.interface.request_messages import address_pair, base_message
 from procman.interface.write_now import write_now
 from procman.interface.ws_frames import FrameCache, send_prepared
+from procman.interface.ws_twisted import WebSocketServerFactory, WebSocketServerProtocol
 
 if TYPE_CHECKING:
     from procman.interface.context import ServerContext
