@@ -7,20 +7,27 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[3] / "benchmarks" / "interface_bench.py"
+REPO = Path(__file__).resolve().parents[2]
 
 
-def test_benchmark_runs_and_writes_its_json(tmp_path):
-    output = tmp_path / "bench.json"
+def test_benchmark_runs_and_writes_its_json():
     result = subprocess.run(
-        [sys.executable, str(BENCH), "--seconds", "0.3", "--connections", "2", "--ws-connections", "2",
-         "--members", "20", "--output", str(output)],
+        [sys.executable, "-m", "benchmarks", "interface", "--seconds", "0.3", "--connections", "2",
+         "--ws-connections", "2", "--members", "20"],
+        cwd=REPO,
         capture_output=True,
         text=True,
         timeout=100,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    report = json.loads(output.read_text())
+    written = [line.split("JSON: ", 1)[1] for line in result.stdout.splitlines() if line.startswith("JSON: ")]
+    assert len(written) == 1, result.stdout[-2000:]
+    output = Path(written[0])
+    try:
+        report = json.loads(output.read_text())
+    finally:
+        output.unlink()
+    assert report["suite"] == "interface" and report["machine"]["load_average_start"]
     for case in ("http_keepalive", "websocket_echo"):
         row = report["results"][case]
         assert row["count"] > 0  # requests really went through interface, layer and consumer
