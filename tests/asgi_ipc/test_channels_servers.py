@@ -24,6 +24,7 @@ pytest.importorskip("channels", reason="the Channels 4 layer needs 'channels>=4'
 websockets = pytest.importorskip("websockets")
 
 from asgi_ipc.segment import SHM_DIR  # noqa: E402
+from tests.children import end_with_parent
 
 REPO = Path(__file__).resolve().parents[2]
 APP = "tests.asgi_ipc.c4servers.app:app"
@@ -91,7 +92,8 @@ def test_group_send_spans_the_worker_processes_and_a_stop_leaves_nothing(server,
     port = _free_port()
     env = dict(os.environ, C4APP_PREFIX=prefix, PYTHONPATH=str(REPO))
     proc = subprocess.Popen(_server_command(server, port), cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            preexec_fn=end_with_parent())
     segment = Path(SHM_DIR) / f"asgi_ipc.{prefix}"
     try:
         _wait_http(port, proc)

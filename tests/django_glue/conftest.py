@@ -19,6 +19,8 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from tests.children import end_with_parent
+
 import django  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -135,7 +137,7 @@ class Processes:
         proc = subprocess.Popen(
             [sys.executable, "-m", "django", "runworker", *args],
             cwd=REPO, env={**process_env(self.prefix, routing, self.db, debug), **(env or {})},
-            stdout=log, stderr=subprocess.STDOUT,
+            stdout=log, stderr=subprocess.STDOUT, preexec_fn=end_with_parent(),
         )
         log.close()
         proc.log_path = self.tmp_path / f"worker{len(self.started)}.log"  # type: ignore[attr-defined]
@@ -160,7 +162,7 @@ class Processes:
         proc = subprocess.Popen(
             [sys.executable, "-m", "procman.interface", "--settings", SETTINGS, "--fd", str(sock.fileno()), *args],
             cwd=REPO, env=process_env(self.prefix, "unused", self.db), pass_fds=[sock.fileno()],
-            stdout=log, stderr=subprocess.STDOUT,
+            stdout=log, stderr=subprocess.STDOUT, preexec_fn=end_with_parent(),
         )
         log.close()
         self.started.append(proc)

@@ -139,22 +139,27 @@ def test_invalid_requests_are_logged_and_the_server_carries_on(site: SiteProcess
     assert proc.poll() is None
 
 
-def test_rundelay_explains_what_is_missing(site: SiteProcesses, ipc_layer: Any, tmp_path: Path) -> None:
-    # Without the app (the shared test project does not install it):
-    result = subprocess.run(
-        [sys.executable, "-m", "django", "rundelay"], cwd=REPO, capture_output=True, text=True, timeout=120,
-        env=process_env(ipc_layer.prefix, "tests.django_glue.project.routing.channel_routing", None),
-    )
-    assert result.returncode != 0 and '"django_glue.delay" in INSTALLED_APPS' in result.stderr
-    # Not migrated:
-    result = manage(ipc_layer.prefix, tmp_path / "empty.sqlite3", "rundelay")
-    assert result.returncode != 0 and "migrate django_glue_delay" in result.stderr
-    # Unknown layer alias:
-    result = manage(ipc_layer.prefix, site.db, "rundelay", "--layer", "nope")
-    assert result.returncode != 0 and "CHANNEL_LAYERS has no 'nope' entry (defined: 'default'" in result.stderr
-    # No site running (no segment for the prefix):
-    result = manage(ipc_layer.prefix + "gone", site.db, "rundelay", "--wait-for-layer", "0")
-    assert result.returncode != 0 and "channel layer 'default' does not exist" in result.stderr
+# One case per test (each starts a Django process): xdist spreads them over its workers.
+@pytest.mark.parametrize(("case", "words"), [
+    ("app not installed", '"django_glue.delay" in INSTALLED_APPS'),
+    ("not migrated", "migrate django_glue_delay"),
+    ("unknown layer alias", "CHANNEL_LAYERS has no 'nope' entry (defined: 'default'"),
+    ("no site running", "channel layer 'default' does not exist"),
+])
+def test_rundelay_explains_what_is_missing(case: str, words: str, site: SiteProcesses, ipc_layer: Any,
+                                           tmp_path: Path) -> None:
+    if case == "app not installed":  # the shared test project does not install it
+        result = subprocess.run(
+            [sys.executable, "-m", "django", "rundelay"], cwd=REPO, capture_output=True, text=True, timeout=120,
+            env=process_env(ipc_layer.prefix, "tests.django_glue.project.routing.channel_routing", None),
+        )
+    elif case == "not migrated":
+        result = manage(ipc_layer.prefix, tmp_path / "empty.sqlite3", "rundelay")
+    elif case == "unknown layer alias":
+        result = manage(ipc_layer.prefix, site.db, "rundelay", "--layer", "nope")
+    else:  # no segment for the prefix
+        result = manage(ipc_layer.prefix + "gone", site.db, "rundelay", "--wait-for-layer", "0")
+    assert result.returncode != 0 and words in result.stderr, result.stderr
 
 
 def test_a_killed_server_loses_nothing(site: SiteProcesses, ipc_layer: Any) -> None:

@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+from tests.children import end_with_parent
+
 from .conftest import REPO, Processes, process_env, unique_prefix, wait_for
 from .e2e import http_request, recv, websocket
 
@@ -36,6 +38,7 @@ class Runserver:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "django", "runserver", f"127.0.0.1:{self.port}", *args],
                 cwd=REPO, env=environ, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=end_with_parent(),
             )
 
     def text(self):

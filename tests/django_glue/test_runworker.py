@@ -6,6 +6,7 @@ import sys
 
 
 from django_glue import exitcodes
+from tests.children import end_with_parent
 
 from .conftest import REPO, process_env, wait_for
 
@@ -163,6 +164,7 @@ def test_worker_started_before_the_segment_waits_for_it(db_file, tmp_path):
         worker = subprocess.Popen(
             [sys.executable, "-m", "django", "runworker", "--wait-for-layer", "60"],
             cwd=REPO, env=process_env(prefix, ROUTING, db_file), stdout=out, stderr=subprocess.STDOUT,
+            preexec_fn=end_with_parent(),
         )
     layer = None
     try:

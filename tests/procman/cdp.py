@@ -14,6 +14,8 @@ from typing import Any
 
 import websockets
 
+from tests.children import end_with_parent
+
 FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -39,6 +41,7 @@ class Browser:
         self.process = subprocess.Popen(
             [binary, f"--user-data-dir={profile}", *(extra_flags or []), *FLAGS],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+            preexec_fn=end_with_parent(),
         )
         self._ids = itertools.count(1)
         self.ws: Any = None

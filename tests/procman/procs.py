@@ -14,6 +14,8 @@ from typing import Callable
 
 import psutil
 
+from tests.children import end_with_parent
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -37,7 +39,7 @@ class Supervised:
         full_env.update(env or {})
         self.process = subprocess.Popen(
             argv, cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=end_with_parent(),
         )
         self.lines: list[str] = []
         self._queue: queue.SimpleQueue[str] = queue.SimpleQueue()

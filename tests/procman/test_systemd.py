@@ -24,6 +24,7 @@ import pytest
 from procman import exitcodes
 from procman.cli import build_parser, run_flag_actions
 from procman.systemd import quote
+from tests.children import end_with_parent
 
 from .procs import HELLOSITE, REPO, http_get, python, remove_segment, unique_prefix, wait_for
 
@@ -181,7 +182,8 @@ def _activate(tmp_path: Path, service: str, address: str, prefix: str) -> subpro
     (workdir,) = unit_values(service, "WorkingDirectory")
     setenv = [f"--setenv={key}={value}" for key, value in env.items()]
     return subprocess.Popen([ACTIVATE, "--listen", address, *setenv, *exec_start(service)], cwd=workdir,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            preexec_fn=end_with_parent())
 
 
 def _stop(proc: subprocess.Popen, prefix: str) -> str:

@@ -11,6 +11,7 @@ import shutil
 import pytest
 
 from tests.django_glue.conftest import REPO, Processes, process_env, wait_for
+from tests.children import end_with_parent
 
 SETTINGS = "tests.django_glue.bindingsite.settings"
 ROUTING = "tests.django_glue.bindingsite.routing.channel_routing"
@@ -45,7 +46,8 @@ class SiteProcesses(Processes):
         log_path = self.tmp_path / f"rundelay{len(self.started)}.log"
         with open(log_path, "wb") as log:
             proc = subprocess.Popen([sys.executable, "-m", "django", "rundelay", *args], cwd=REPO,
-                                    env=site_env(self.prefix, self.db), stdout=log, stderr=subprocess.STDOUT)
+                                    env=site_env(self.prefix, self.db), stdout=log, stderr=subprocess.STDOUT,
+                                    preexec_fn=end_with_parent())
         proc.log_path = log_path  # type: ignore[attr-defined]
         self.started.append(proc)
         wait_for(lambda: proc.poll() is not None or "listening on asgi.delay" in log_path.read_text(errors="replace"),
@@ -69,7 +71,7 @@ class SiteProcesses(Processes):
             proc = subprocess.Popen(
                 [sys.executable, "-m", "procman.interface", "--settings", SETTINGS, "--fd", str(sock.fileno())],
                 cwd=REPO, env=site_env(self.prefix, self.db), pass_fds=[sock.fileno()],
-                stdout=log, stderr=subprocess.STDOUT,
+                stdout=log, stderr=subprocess.STDOUT, preexec_fn=end_with_parent(),
             )
         self.started.append(proc)
         wait_for(lambda: proc.poll() is not None or "listening on" in log_path.read_text(errors="replace"),
