@@ -29,7 +29,8 @@ def test_compare_quick_measures_ours_and_gunicorn_and_leaves_nothing():
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
-    for name, processes in (("ours", 4), ("gunicorn-w2", 3)):  # supervisor + interface + 2 workers; master + 2
+    # ours: supervisor + interface + the fork server (zygote) + 2 workers; gunicorn: master + 2
+    for name, processes in (("ours", 5), ("gunicorn-w2", 3)):
         row = next(line for line in out.splitlines() if line.startswith(f"| {name} |"))
         cells = [c.strip() for c in row.strip("|").split("|")]
         rps, cpu_us, pss_mib, procs, failures = cells[1], cells[4], cells[6], cells[7], cells[8]
