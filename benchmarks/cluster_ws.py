@@ -1,6 +1,7 @@
 """The WebSocket side of the cluster benchmark: members spread over the machines, one broadcaster.
 
-``run_members`` (a load process; asyncio + ``websockets``) opens ``count`` WebSockets, spread
+``run_members`` (a load process: asyncio, with a minimal frame reader, :class:`_Member`, since the
+``websockets`` client's cost per frame would make the client the bottleneck) opens ``count`` WebSockets, spread
 round-robin over the machines' URLs (each joins the site's broadcast group on its machine), reports
 how many it has, then records every broadcast frame until the end marker arrived on every socket or
 its deadline passed, and reports the deliveries.
@@ -12,14 +13,16 @@ The latency of a delivery is the member's ``time.monotonic()`` on receipt minus 
 frame (CLOCK_MONOTONIC is system-wide on Linux). A Channels 4 member gets the text inside the
 consumer's JSON (``{"text": ...}``); frames without ``text`` (its greeting) are not broadcasts.
 
-Every client runs without compression and without keep-alive pings, so each site gets the same
-plain text frames. Every wait is bounded.
+No client offers compression, so each site sends the same plain text frames; the broadcaster
+(``websockets``) sends no pings, members answer the server's. Every wait is bounded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
 import resource
 import time
 
@@ -61,46 +64,123 @@ def _raise_fd_limit(wanted: int) -> None:
 
 
 def _connect(url: str, timeout: float):
+    """A ``websockets`` client connection (the broadcaster's: one socket, a frame every interval)."""
     from websockets.asyncio.client import connect
 
     return connect(url, open_timeout=timeout, ping_interval=None, compression=None, max_queue=None,
                    close_timeout=1)
 
 
+def _masked(opcode: int, payload: bytes) -> bytes:
+    """A client frame (clients must mask): FIN + ``opcode``, a payload below 126 bytes."""
+    mask = os.urandom(4)
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+class _Member(asyncio.Protocol):
+    """One member socket: a hand-made upgrade request, then the server's frames parsed in place.
+
+    The ``websockets`` client costs tens of microseconds per frame, and 1,000 members at 20
+    broadcasts/s would make the client the bottleneck on a small machine; this costs a few. The
+    server's frames are unmasked and, for these small texts, unfragmented: a masked or fragmented
+    frame is counted as bad. A ping is answered with its pong; a close ends the member."""
+
+    def __init__(self, host: str, path: str, on_text, opened: asyncio.Future) -> None:
+        self.request = (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                        f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
+                        "Sec-WebSocket-Version: 13\r\n\r\n").encode()
+        self.on_text = on_text
+        self.opened = opened
+        self.closed = asyncio.get_running_loop().create_future()
+        self.buffer = bytearray()
+        self.upgraded = False
+        self.transport: asyncio.Transport | None = None
+        self.bad = 0
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        self.transport = transport
+        transport.write(self.request)
+
+    def connection_lost(self, exc) -> None:
+        if not self.opened.done():
+            self.opened.set_exception(ConnectionError(f"closed during the upgrade: {exc}"))
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        if not self.upgraded:
+            head_end = buffer.find(b"\r\n\r\n")
+            if head_end < 0:
+                return
+            status = bytes(buffer[:buffer.find(b"\r\n")])
+            del buffer[:head_end + 4]
+            if b" 101 " not in status + b" ":
+                self.opened.set_exception(ConnectionError(f"upgrade refused: {status[:80]!r}"))
+                self.transport.close()
+                return
+            self.upgraded = True
+            self.opened.set_result(None)
+        pos = 0
+        while len(buffer) - pos >= 2:
+            first, second = buffer[pos], buffer[pos + 1]
+            size, head = second & 0x7F, 2
+            if size == 126:
+                if len(buffer) - pos < 4:
+                    break
+                size, head = int.from_bytes(buffer[pos + 2:pos + 4], "big"), 4
+            elif size == 127:
+                if len(buffer) - pos < 10:
+                    break
+                size, head = int.from_bytes(buffer[pos + 2:pos + 10], "big"), 10
+            if len(buffer) - pos < head + size:
+                break
+            payload = bytes(buffer[pos + head:pos + head + size])
+            pos += head + size
+            opcode = first & 0x0F
+            if second & 0x80 or not first & 0x80:
+                self.bad += 1
+            elif opcode == 1:
+                self.on_text(payload.decode())
+            elif opcode == 9:
+                self.transport.write(_masked(10, payload))
+            elif opcode == 8:
+                self.transport.close()
+                break
+        del buffer[:pos]
+
+
 async def _members(urls: list[str], count: int, wrapped: bool, ready_q, deadline: float) -> dict:
     _raise_fd_limit(count + 256)
-    sockets: list = []
+    loop = asyncio.get_running_loop()
+    members: list[_Member] = []
     failures: dict[str, int] = {}
     gate = asyncio.Semaphore(50)
-
-    async def connect_one(url: str) -> None:
-        async with gate:
-            try:
-                sockets.append(await _connect(url, 15))
-            except Exception as exc:  # noqa: BLE001 - counted and reported, never hidden
-                failures[type(exc).__name__] = failures.get(type(exc).__name__, 0) + 1
-
-    await asyncio.wait_for(asyncio.gather(*(connect_one(urls[i % len(urls)]) for i in range(count))),
-                           timeout=60 + count * 0.05)
-    ready_q.put(("ready", len(sockets), failures))
     deliveries: list[tuple[int, float]] = []
     duplicates = ended = bad = 0
+    all_ended = loop.create_future()
 
-    async def read(ws) -> None:
-        nonlocal duplicates, ended, bad
+    def receiver():
         seen: set[int] = set()
-        async for frame in ws:
+        done = [False]
+
+        def on_text(frame: str) -> None:
+            nonlocal duplicates, ended, bad
             now = time.monotonic()
             try:
                 text = broadcast_text(frame, wrapped)
                 parsed = None if text is None else parse_broadcast(text)
             except (ValueError, TypeError):
                 bad += 1
-                continue
-            if text is None:
-                continue
+                return
+            if text is None or done[0]:
+                return
             if parsed is None:
+                done[0] = True
                 ended += 1
+                if ended == len(members) and not all_ended.done():
+                    all_ended.set_result(None)
                 return
             seq, sent_at = parsed
             if seq in seen:
@@ -108,20 +188,34 @@ async def _members(urls: list[str], count: int, wrapped: bool, ready_q, deadline
             else:
                 seen.add(seq)
                 deliveries.append((seq, (now - sent_at) * 1000.0))
+        return on_text
 
-    tasks = [asyncio.ensure_future(read(ws)) for ws in sockets]
-    if tasks:
-        await asyncio.wait(tasks, timeout=max(0.0, deadline - time.monotonic()))
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    closing = [asyncio.ensure_future(ws.close()) for ws in sockets]
-    if closing:
-        await asyncio.wait(closing, timeout=5)
-    for ws in sockets:
-        ws.transport.abort()
-    return {"connected": len(sockets), "connect_failures": failures, "deliveries": deliveries,
-            "duplicates": duplicates, "ended": ended, "bad_frames": bad}
+    async def connect_one(url: str) -> None:
+        rest = url.split("://", 1)[1]
+        host, _, path = rest.partition("/")
+        address, _, port = host.rpartition(":")
+        async with gate:
+            opened = loop.create_future()
+            try:
+                _, member = await asyncio.wait_for(loop.create_connection(
+                    lambda: _Member(host, "/" + path, receiver(), opened), address, int(port)), 15)
+                await asyncio.wait_for(opened, 15)
+            except Exception as exc:  # noqa: BLE001 - counted and reported, never hidden
+                failures[type(exc).__name__] = failures.get(type(exc).__name__, 0) + 1
+                return
+            members.append(member)
+
+    await asyncio.wait_for(asyncio.gather(*(connect_one(urls[i % len(urls)]) for i in range(count))),
+                           timeout=60 + count * 0.05)
+    ready_q.put(("ready", len(members), failures))
+    if members:
+        await asyncio.wait([all_ended], timeout=max(0.0, deadline - time.monotonic()))
+    closed_early = sum(1 for m in members if m.closed.done())
+    for member in members:
+        member.transport.close()
+    return {"connected": len(members), "connect_failures": failures, "deliveries": deliveries,
+            "duplicates": duplicates, "ended": ended, "bad_frames": bad + sum(m.bad for m in members),
+            "closed_before_end": closed_early}
 
 
 def run_members(urls: list[str], count: int, wrapped: bool, ready_q, result_q, run_for: float) -> None:
@@ -179,6 +273,7 @@ def summarize(reports: list[dict], broadcasts: int, skip_first: int) -> dict:
         "duplicates": sum(r.get("duplicates", 0) for r in reports),
         "members_got_end_marker": sum(r.get("ended", 0) for r in reports),
         "bad_frames": sum(r.get("bad_frames", 0) for r in reports),
+        "closed_before_end": sum(r.get("closed_before_end", 0) for r in reports),
         "errors": [r["error"] for r in reports if "error" in r],
         "p50_ms": percentile(latencies, 50),
         "p99_ms": percentile(latencies, 99),
