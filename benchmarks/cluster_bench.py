@@ -21,8 +21,9 @@ request path: only the idle link's).
 
 Broadcast (``--broadcast-kinds``, default ``cluster,c4-redis,redis``): ``--members`` WebSockets
 spread round-robin over the machines, in ``--ws-processes`` asyncio load processes, all in one
-group; one more socket on machine 1 sends a broadcast every ``--interval`` s for ``--seconds``.
-Latency p50/p99 (the first 5 broadcasts left out) and deliveries lost, for ``cluster`` (Channels 1
+group; one more socket on machine 1 sends a broadcast every ``--interval`` s for ``--seconds``,
+then an end marker; members read until it arrived or ``--drain`` s after it was sent.
+Latency p50/p99 (the first 5 broadcasts left out) and deliveries lost (not arrived by then), for ``cluster`` (Channels 1
 API, ``procman run --cluster``), ``c4-redis`` (Channels 4 + ``channels_redis`` under ``procman
 run``'s ASGI 3 mode, one Daphne per machine) and ``redis`` (Channels 1 API on the Redis layer).
 
@@ -52,7 +53,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from benchmarks.cluster_machines import KINDS, Machine, start_machines, stop_machines  # noqa: E402
-from benchmarks.cluster_ws import run_members, send_broadcasts, summarize  # noqa: E402
+from benchmarks.cluster_ws import connect_timeout, run_members, send_broadcasts, summarize  # noqa: E402
 from benchmarks.redis_server import RedisServer  # noqa: E402
 from benchmarks.site_bench import load_process  # noqa: E402
 
@@ -63,6 +64,7 @@ BROADCAST_KINDS = ("cluster", "c4-redis", "redis")
 IDLE_COMMANDS = {"ping", "zadd", "zremrangebyscore", "zcard", "smembers", "client|id", "blpop", "evalsha",
                  "lpop", "script|load", "info", "hello", "client|setinfo", "flushall"}
 SKIP_FIRST = 5  # broadcasts left out of the latency percentiles (warm-up), not out of the losses
+END_PAUSE = 2.0  # seconds between the last broadcast and the end marker
 BUDGET_CLUSTER_VS_LOCAL = 0.9
 
 
@@ -88,6 +90,15 @@ def flush(port: int) -> None:
         client.close()
 
 
+def _reap(processes: list[multiprocessing.Process]) -> None:
+    """Join load processes (10 s each at most), killing one that is still running after that."""
+    for process in processes:
+        process.join(10)
+        if process.is_alive():
+            process.kill()
+            process.join(5)
+
+
 def http_run(machines: list[Machine], clients: int, seconds: float) -> dict[str, Any]:
     """Load every machine at once (one load process each); requests/s summed over the machines."""
     queue: multiprocessing.Queue = multiprocessing.Queue()
@@ -98,10 +109,7 @@ def http_run(machines: list[Machine], clients: int, seconds: float) -> dict[str,
     try:
         results = [queue.get(timeout=seconds + 60) for _ in loaders]
     finally:
-        for loader in loaders:
-            loader.join(10)
-            if loader.is_alive():
-                loader.kill()
+        _reap(loaders)
     ok, failed = sum(r[0] for r in results), sum(r[1] for r in results)
     return {"requests_per_s": ok / seconds, "ok": ok, "failed": failed,
             "per_machine": [r[0] / seconds for r in results]}
@@ -116,22 +124,19 @@ def broadcast_run(machines: list[Machine], args: argparse.Namespace) -> dict[str
     result_q: multiprocessing.Queue = multiprocessing.Queue()
     processes = max(1, min(args.ws_processes, args.members))
     shares = [args.members // processes + (i < args.members % processes) for i in range(processes)]
-    run_for = args.seconds + 15
-    clients = [multiprocessing.Process(target=run_members, args=(urls, share, wrapped, ready_q, result_q, run_for))
+    read_for = args.seconds + END_PAUSE + args.drain
+    clients = [multiprocessing.Process(target=run_members, args=(urls, share, wrapped, ready_q, result_q, read_for))
                for share in shares]
     for client in clients:
         client.start()
     try:
-        ready = [ready_q.get(timeout=120 + args.members * 0.05) for _ in clients]
+        ready = [ready_q.get(timeout=connect_timeout(share) + 30) for share in shares]
         if any(kind != "ready" for kind, _, _ in ready) or sum(n for _, n, _ in ready) == 0:
             raise SystemExit(f"the WebSocket members did not connect: {ready}")
-        sent = asyncio.run(send_broadcasts(urls[0], say, args.seconds, args.interval, end_pause=2.0))
-        reports = [result_q.get(timeout=run_for + 60) for _ in clients]
+        sent = asyncio.run(send_broadcasts(urls[0], say, args.seconds, args.interval, end_pause=END_PAUSE))
+        reports = [result_q.get(timeout=read_for + 30) for _ in clients]
     finally:
-        for client in clients:
-            client.join(10)
-            if client.is_alive():
-                client.kill()
+        _reap(clients)
     summary = summarize(reports, sent["broadcasts"], SKIP_FIRST)
     summary["sender_late"] = sent["sender_late"]
     return summary
@@ -222,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--members", type=int, default=1000, help="WebSockets in the broadcast group")
     parser.add_argument("--ws-processes", type=int, default=2, help="load processes holding the members")
     parser.add_argument("--interval", type=float, default=0.05, help="seconds between broadcasts")
+    parser.add_argument("--drain", type=float, default=30.0,
+                        help="seconds members keep reading after the end marker was sent; later deliveries count as lost")
     parser.add_argument("--http-kinds", default=",".join(HTTP_KINDS), help=f"of {','.join(HTTP_KINDS)}")
     parser.add_argument("--broadcast-kinds", default=",".join(BROADCAST_KINDS), help=f"of {','.join(BROADCAST_KINDS)}")
     parser.add_argument("--quick", action="store_true", help="1 round, 1 s, 50 members: a smoke run")
@@ -229,8 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.seconds, args.members = 1, 1.0, min(args.members, 50)
-    if args.machines < 1 or args.rounds < 1 or args.seconds <= 0 or args.members < 1 or args.interval <= 0:
-        parser.error("--machines, --rounds and --members must be >= 1; --seconds and --interval > 0")
+    if args.machines < 1 or args.rounds < 1 or args.seconds <= 0 or args.members < 1 or args.interval <= 0 \
+            or args.drain < 0:
+        parser.error("--machines, --rounds and --members must be >= 1; --seconds and --interval > 0; --drain >= 0")
     http_kinds = _kinds(args.http_kinds, HTTP_KINDS, "--http-kinds")
     broadcast_kinds = _kinds(args.broadcast_kinds, BROADCAST_KINDS, "--broadcast-kinds")
     if "c4-redis" in broadcast_kinds:

@@ -4,7 +4,7 @@
 ``websockets`` client's cost per frame would make the client the bottleneck) opens ``count`` WebSockets, spread
 round-robin over the machines' URLs (each joins the site's broadcast group on its machine), reports
 how many it has, then records every broadcast frame until the end marker arrived on every socket or
-its deadline passed, and reports the deliveries.
+its reading time passed (what has not arrived by then counts as lost), and reports the deliveries.
 
 ``send_broadcasts`` (in the coordinating process) connects to one machine and sends one frame every
 ``interval`` s: its text is ``B <seq> <time.monotonic()>`` (Channels 1 sites: prefixed ``say:``,
@@ -151,7 +151,12 @@ class _Member(asyncio.Protocol):
         del buffer[:pos]
 
 
-async def _members(urls: list[str], count: int, wrapped: bool, ready_q, deadline: float) -> dict:
+def connect_timeout(count: int) -> float:
+    """How long ``count`` members may take to connect (seconds)."""
+    return 60 + count * 0.05
+
+
+async def _members(urls: list[str], count: int, wrapped: bool, ready_q, read_for: float) -> dict:
     _raise_fd_limit(count + 256)
     loop = asyncio.get_running_loop()
     members: list[_Member] = []
@@ -206,10 +211,10 @@ async def _members(urls: list[str], count: int, wrapped: bool, ready_q, deadline
             members.append(member)
 
     await asyncio.wait_for(asyncio.gather(*(connect_one(urls[i % len(urls)]) for i in range(count))),
-                           timeout=60 + count * 0.05)
+                           timeout=connect_timeout(count))
     ready_q.put(("ready", len(members), failures))
     if members:
-        await asyncio.wait([all_ended], timeout=max(0.0, deadline - time.monotonic()))
+        await asyncio.wait([all_ended], timeout=read_for)
     closed_early = sum(1 for m in members if m.closed.done())
     for member in members:
         member.transport.close()
@@ -218,12 +223,12 @@ async def _members(urls: list[str], count: int, wrapped: bool, ready_q, deadline
             "closed_before_end": closed_early}
 
 
-def run_members(urls: list[str], count: int, wrapped: bool, ready_q, result_q, run_for: float) -> None:
-    """Load process entry point (see the module docstring). ``run_for`` bounds how long it reads
-    after connecting (seconds); its result (or ``{"error": ...}``) goes to ``result_q``."""
-    deadline = time.monotonic() + 60 + count * 0.05 + run_for
+def run_members(urls: list[str], count: int, wrapped: bool, ready_q, result_q, read_for: float) -> None:
+    """Load process entry point (see the module docstring): connects within
+    :func:`connect_timeout`, then reads until every member got the end marker or ``read_for``
+    seconds passed; its result (or ``{"error": ...}``) goes to ``result_q``."""
     try:
-        result = asyncio.run(_members(urls, count, wrapped, ready_q, deadline))
+        result = asyncio.run(_members(urls, count, wrapped, ready_q, read_for))
     except Exception as exc:  # noqa: BLE001 - reported to the coordinator
         ready_q.put(("error", 0, {type(exc).__name__: 1}))
         result = {"error": f"{type(exc).__name__}: {exc}"}
