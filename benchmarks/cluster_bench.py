@@ -27,7 +27,8 @@ Latency p50/p99 (the first 5 broadcasts left out) and deliveries lost (not arriv
 API, ``procman run --cluster``), ``c4-redis`` (Channels 4 + ``channels_redis`` under ``procman
 run``'s ASGI 3 mode, one Daphne per machine) and ``redis`` (Channels 1 API on the Redis layer).
 
-Prints Markdown tables (medians over the rounds, ratios of the medians) and writes
+Latencies are also split between the members on the broadcaster's machine and on the others (what
+crossing machines adds). Prints Markdown tables (medians over the rounds, ratios of the medians) and writes
 ``benchmarks/results/cluster-<UTC time>.json`` (or ``--json PATH``). Everything shares this
 machine's cores with the load: compare ratios, not absolute numbers. Every process is stopped;
 nothing is left in /dev/shm (checked, and a warning printed otherwise).
@@ -185,16 +186,22 @@ def broadcast_table(runs: dict[str, list[dict]]) -> tuple[str, dict[str, Any]]:
     names = {"cluster": "Channels 1 API, `procman run --cluster`",
              "c4-redis": "Channels 4 + `channels_redis` (Daphne under `procman run`)",
              "redis": "Channels 1 API, all on `asgi_ipc.redis.RedisChannelLayer`"}
-    lines = ["| site | members | broadcasts/round | p50 ms, median | p99 ms, median | p99 each round | lost | duplicates |",
-             "| --- | --: | --: | --: | --: | --- | --: | --: |"]
+    lines = ["| site | members | broadcasts/round | p50 ms | p99 ms | p99 each round | p50 / p99 ms, sender's machine "
+             "| p50 / p99 ms, other machines | lost | duplicates |",
+             "| --- | --: | --: | --: | --: | --- | --: | --: | --: | --: |"]
     summary: dict[str, Any] = {}
     for kind, rows in runs.items():
         p50, p99 = _median([r["p50_ms"] for r in rows]), _median([r["p99_ms"] for r in rows])
         lost = sum(r["lost"] for r in rows)
         summary[kind] = {"p50_ms": p50, "p99_ms": p99, "lost": lost, "duplicates": sum(r["duplicates"] for r in rows),
                          "deliveries_expected": sum(r["deliveries_expected"] for r in rows)}
+        split = {key: _median([r.get(key) for r in rows]) for key in (
+            "sender_machine_p50_ms", "sender_machine_p99_ms", "other_machines_p50_ms", "other_machines_p99_ms")}
+        summary[kind].update(split)
         lines.append(f"| {names[kind]} | {min(r['members'] for r in rows)} | {rows[0]['broadcasts']} | {_fmt(p50, 1)} "
                      f"| {_fmt(p99, 1)} | {', '.join(_fmt(r['p99_ms'], 1) for r in rows)} "
+                     f"| {_fmt(split['sender_machine_p50_ms'], 1)} / {_fmt(split['sender_machine_p99_ms'], 1)} "
+                     f"| {_fmt(split['other_machines_p50_ms'], 1)} / {_fmt(split['other_machines_p99_ms'], 1)} "
                      f"| {lost} of {summary[kind]['deliveries_expected']} | {summary[kind]['duplicates']} |")
     return "\n".join(lines), summary
 
@@ -300,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     if broadcast_kinds:
         table, out["broadcast_summary"] = broadcast_table(broadcast)
         print(f"\nBroadcast every {args.interval * 1000:g} ms to {args.members} WebSockets over "
-              f"{args.machines} machines ({args.ws_processes} client processes):\n")
+              f"{args.machines} machines ({args.ws_processes} client processes); latencies are the median of the "
+              "rounds' percentiles:\n")
         print(table)
         out["broadcast"] = broadcast
     path = args.json or RESULTS / f"cluster-{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M%SZ}.json"

@@ -166,7 +166,7 @@ async def _members(urls: list[str], count: int, wrapped: bool, ready_q, read_for
     duplicates = ended = bad = 0
     all_ended = loop.create_future()
 
-    def receiver():
+    def receiver(machine: int):
         seen: set[int] = set()
         done = [False]
 
@@ -192,25 +192,25 @@ async def _members(urls: list[str], count: int, wrapped: bool, ready_q, read_for
                 duplicates += 1
             else:
                 seen.add(seq)
-                deliveries.append((seq, (now - sent_at) * 1000.0))
+                deliveries.append((seq, (now - sent_at) * 1000.0, machine))
         return on_text
 
-    async def connect_one(url: str) -> None:
-        rest = url.split("://", 1)[1]
+    async def connect_one(machine: int) -> None:
+        rest = urls[machine].split("://", 1)[1]
         host, _, path = rest.partition("/")
         address, _, port = host.rpartition(":")
         async with gate:
             opened = loop.create_future()
             try:
                 _, member = await asyncio.wait_for(loop.create_connection(
-                    lambda: _Member(host, "/" + path, receiver(), opened), address, int(port)), 15)
+                    lambda: _Member(host, "/" + path, receiver(machine), opened), address, int(port)), 15)
                 await asyncio.wait_for(opened, 15)
             except Exception as exc:  # noqa: BLE001 - counted and reported, never hidden
                 failures[type(exc).__name__] = failures.get(type(exc).__name__, 0) + 1
                 return
             members.append(member)
 
-    await asyncio.wait_for(asyncio.gather(*(connect_one(urls[i % len(urls)]) for i in range(count))),
+    await asyncio.wait_for(asyncio.gather(*(connect_one(i % len(urls)) for i in range(count))),
                            timeout=connect_timeout(count))
     ready_q.put(("ready", len(members), failures))
     if members:
@@ -264,10 +264,15 @@ async def send_broadcasts(url: str, say: str, seconds: float, interval: float, e
 
 def summarize(reports: list[dict], broadcasts: int, skip_first: int) -> dict:
     """Counts and latency percentiles (ms) over the members' reports. Losses count every (member,
-    broadcast) pair never received; latencies leave out the first ``skip_first`` broadcasts."""
+    broadcast) pair never received; latencies leave out the first ``skip_first`` broadcasts.
+    ``sender_machine_p50_ms``/``p99`` are over the members on the broadcaster's machine (index 0),
+    ``other_machines_*`` over the rest: the difference is what crossing machines adds."""
     connected = sum(r.get("connected", 0) for r in reports)
     received = sum(len(r.get("deliveries", [])) for r in reports)
-    latencies = [ms for r in reports for seq, ms in r.get("deliveries", []) if seq >= skip_first]
+    rows = [row for r in reports for row in r.get("deliveries", []) if row[0] >= skip_first]
+    latencies = [ms for _, ms, _ in rows]
+    local = [ms for _, ms, machine in rows if machine == 0]
+    remote = [ms for _, ms, machine in rows if machine != 0]
     return {
         "members": connected,
         "connect_failures": sum(sum(r.get("connect_failures", {}).values()) for r in reports),
@@ -283,4 +288,8 @@ def summarize(reports: list[dict], broadcasts: int, skip_first: int) -> dict:
         "p50_ms": percentile(latencies, 50),
         "p99_ms": percentile(latencies, 99),
         "max_ms": max(latencies) if latencies else None,
+        "sender_machine_p50_ms": percentile(local, 50),
+        "sender_machine_p99_ms": percentile(local, 99),
+        "other_machines_p50_ms": percentile(remote, 50),
+        "other_machines_p99_ms": percentile(remote, 99),
     }

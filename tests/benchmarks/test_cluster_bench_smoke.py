@@ -66,3 +66,5 @@ def test_smoke_run(tmp_path, http_kinds, broadcast_kinds):
     assert row["members"] == 10 and row["connect_failures"] == 0 and row["broadcasts"] == 10
     assert row["lost"] == 0 and row["duplicates"] == 0 and row["members_got_end_marker"] == 10
     assert row["p50_ms"] is not None and row["p50_ms"] <= row["p99_ms"]
+    for side in ("sender_machine", "other_machines"):  # members on both machines got the broadcasts
+        assert row[f"{side}_p50_ms"] is not None and row[f"{side}_p50_ms"] <= row[f"{side}_p99_ms"]
