@@ -113,7 +113,7 @@ def http_run(machines: list[Machine], clients: int, seconds: float) -> dict[str,
         _reap(loaders)
     ok, failed = sum(r[0] for r in results), sum(r[1] for r in results)
     return {"requests_per_s": ok / seconds, "ok": ok, "failed": failed,
-            "per_machine": [r[0] / seconds for r in results]}
+            "per_load_process": [r[0] / seconds for r in results]}  # one per machine, in order of finishing
 
 
 def broadcast_run(machines: list[Machine], args: argparse.Namespace) -> dict[str, Any]:

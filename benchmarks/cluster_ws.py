@@ -65,10 +65,10 @@ def _raise_fd_limit(wanted: int) -> None:
 
 def _connect(url: str, timeout: float):
     """A ``websockets`` client connection (the broadcaster's: one socket, a frame every interval)."""
-    from websockets.asyncio.client import connect
+    import websockets  # websockets.connect: the same call in versions 12 to 15+
 
-    return connect(url, open_timeout=timeout, ping_interval=None, compression=None, max_queue=None,
-                   close_timeout=1)
+    return websockets.connect(url, open_timeout=timeout, ping_interval=None, compression=None, max_queue=None,
+                              close_timeout=1)
 
 
 def _masked(opcode: int, payload: bytes) -> bytes:

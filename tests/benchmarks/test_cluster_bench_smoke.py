@@ -56,8 +56,8 @@ def test_smoke_run(tmp_path, http_kinds, broadcast_kinds):
     assert code == 0 and result["shm_left"] == []
     for kind in http_kinds.split(","):
         (row,) = result["http"][kind]
-        assert row["ok"] > 0 and row["failed"] == 0 and len(row["per_machine"]) == 2
-        assert all(rate > 0 for rate in row["per_machine"])  # both machines served
+        assert row["ok"] > 0 and row["failed"] == 0 and len(row["per_load_process"]) == 2
+        assert all(rate > 0 for rate in row["per_load_process"])  # both machines served (one load process each)
         if kind == "cluster":  # requests stay local: only the idle link talks to Redis
             assert set(row["redis_commands"]) <= cluster_bench.IDLE_COMMANDS, row["redis_commands"]
         if kind == "redis":  # and here every request goes through Redis

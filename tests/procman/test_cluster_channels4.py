@@ -14,7 +14,7 @@ from procman import exitcodes
 
 from .cluster_redis import needs_redis_server, redis_server  # noqa: F401 - a fixture
 from .procs import HELLOSITE, Site, http_get, processes_by_role, unique_prefix, wait_for
-from .test_cluster import cluster_status, commandstats, redis_client  # noqa: F401 - a fixture
+from .test_cluster import cluster_of, cluster_status, commandstats, redis_client  # noqa: F401 - a fixture
 
 pytest.importorskip("daphne", reason="the ASGI 3 mode needs Daphne (pip install 'asgi_ipc[channels4]')")
 pytest.importorskip("channels", reason="the ASGI 3 mode needs Channels 4 (pip install 'asgi_ipc[channels4]')")
@@ -27,28 +27,9 @@ C4SITE = HELLOSITE.with_name("c4site")
 @pytest.fixture
 def machines(tmp_path, redis_server):  # noqa: F811 - a fixture
     """``machines(2, *flags)`` -> two ready Channels 4 sites of one cluster."""
-    started: list[Site] = []
-    name = f"c4c{unique_prefix('')[-8:]}"
-
-    def start(count: int, *flags: str) -> list[Site]:
-        sites = []
-        for index in range(count):
-            prefix = unique_prefix("c4cl")
-            s = Site(["run", "--bind", "127.0.0.1:0", "--interfaces", "1", "--cluster",
-                      f"redis://127.0.0.1:{redis_server.port}/0", "--cluster-name", name, *flags],
-                     C4SITE, prefix, tmp_path / f"ctl{index}", {"C4SITE_PREFIX": prefix})
-            started.append(s)
-            sites.append(s)
-        for s in sites:
-            s.url = s.wait_ready()
-            s.wait_line("cluster link: connected to Redis")
-        return sites
-
-    yield start
-    for s in started:
-        s.close()
-    for s in started:
-        assert not s.segment_exists(), f"{s.prefix}'s segment left in /dev/shm"
+    with cluster_of(redis_server.port, C4SITE, tmp_path, ["--interfaces", "1"],
+                    lambda prefix: {"C4SITE_PREFIX": prefix}) as start:
+        yield start
 
 
 @contextlib.contextmanager
