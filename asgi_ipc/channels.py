@@ -58,6 +58,7 @@ except ImportError as exc:  # channels is an extra: say what to install
         f"(or 'channels>=4,<5'); importing it failed with: {exc}") from exc
 
 from . import errors
+from .cluster import backend_for as cluster_backend_for
 from .layer import IPCChannelLayer as _ASGI1Layer
 from .serialise import unpack
 
@@ -454,10 +455,13 @@ class IPCChannelLayer(BaseChannelLayer):
 
     # -- this process's state --------------------------------------------------------------------
     def _attach(self) -> _SegmentLayer:
-        """This process's layer on the segment, creating the segment if no process has it."""
+        """This process's layer on the segment, creating the segment if no process has it. Under
+        ``procman run --cluster`` it is the cluster subclass (``asgi_ipc.cluster``): group sends
+        and shared channels also go to the machine's cluster link."""
+        layer_class = cluster_backend_for(_SegmentLayer)
         for _ in range(_ATTACH_ATTEMPTS):
             try:
-                return _SegmentLayer(create=None, **self._segment_config)
+                return layer_class(create=None, **self._segment_config)
             except errors.SegmentMissing:
                 continue  # the last process removed it between our checks: create it anew
         raise errors.SegmentMissing(
@@ -473,6 +477,14 @@ class IPCChannelLayer(BaseChannelLayer):
                 self._process = _Process(self)  # first use, or a forked child: a fresh start
                 _LIVE.add(self)
             return self._process
+
+    def asgi1_layer(self, **options: Any) -> _SegmentLayer:
+        """A new ASGI 1 layer (``asgi_ipc.IPCChannelLayer`` API) on this layer's segment, attached
+        as the site's processes are (the last one out removes the segment), with ``options`` such
+        as ``receive_timeout`` added to the CONFIG. It is what the cluster link
+        (``procman.cluster_link``) relays a Channels 4 site's broadcasts with; always the plain
+        class, never the cluster subclass. The caller closes it."""
+        return _SegmentLayer(create=None, **self._segment_config, **options)
 
     @property
     def client_prefix(self) -> str:

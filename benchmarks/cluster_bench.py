@@ -1,42 +1,76 @@
-"""Hello-view requests/s of one simulated machine with and without ``procman run --cluster``.
+"""One site on several simulated machines with one ``redis-server`` (issue 13, part 4).
 
 Usage::
 
-    python benchmarks/cluster_bench.py [--seconds 5] [--rounds 2] [--clients 8] [--workers 1]
+    python benchmarks/cluster_bench.py [--machines 2] [--seconds 5] [--rounds 3] [--members 1000]
+    python benchmarks/cluster_bench.py --quick          # a smoke run, not a measurement
 
-Starts a real ``redis-server`` (``benchmarks/redis_server.py``), then, alternating (and swapping
-which goes first every round), the test site
-``tests/procman/sites/hellosite`` under ``procman run`` without and with ``--cluster`` (each run its
-own layer prefix and port), loads ``/`` with keep-alive HTTP/1.1 clients (``site_bench.load_process``)
-and prints the best and the median requests/s of each and their ratios (budget: >= 0.9x, since requests stay in
-shared memory), plus the Redis commands the cluster runs issued during the load (zero on the
-request path; the link's idle PING/BLPOP/SMEMBERS remain). Every process is stopped, and nothing
-is left in /dev/shm. The load shares the cores with the site: compare ratios, not absolute numbers.
+Starts a real ``redis-server`` (``benchmarks/redis_server.py``) and, for every round, each kind of
+site on ``--machines`` simulated machines (``benchmarks/cluster_machines.py``: own port, layer
+prefix and control directory each), in an order that rotates every round (so no kind always goes
+first); Redis is flushed before each run.
+
+HTTP (``--http-kinds``, default ``local,cluster,redis``): the hello view of the test site under
+``procman run`` without ``--cluster`` (``local``), with it (``cluster``: budget >= 0.9x of local,
+since requests stay in shared memory), and the same site entirely on
+``asgi_ipc.redis.RedisChannelLayer`` (``redis``: every request and reply through Redis). Every
+machine is loaded at once, as a load balancer would: one load process per machine with
+``--clients`` keep-alive connections (``site_bench.load_process``). Requests/s is the sum over the
+machines. For ``cluster`` it also records the Redis commands issued during the load (none on the
+request path: only the idle link's).
+
+Broadcast (``--broadcast-kinds``, default ``cluster,c4-redis,redis``): ``--members`` WebSockets
+spread round-robin over the machines, in ``--ws-processes`` asyncio load processes, all in one
+group; one more socket on machine 1 sends a broadcast every ``--interval`` s for ``--seconds``,
+then an end marker; members read until it arrived or ``--drain`` s after it was sent.
+Latency p50/p99 (the first 5 broadcasts left out) and deliveries lost (not arrived by then), for ``cluster`` (Channels 1
+API, ``procman run --cluster``), ``c4-redis`` (Channels 4 + ``channels_redis`` under ``procman
+run``'s ASGI 3 mode, one Daphne per machine) and ``redis`` (Channels 1 API on the Redis layer).
+
+Latencies are also split between the members on the broadcaster's machine and on the others (what
+crossing machines adds). Prints Markdown tables (medians over the rounds, ratios of the medians) and writes
+``benchmarks/results/cluster-<UTC time>.json`` (or ``--json PATH``). Everything shares this
+machine's cores with the load: compare ratios, not absolute numbers. Every process is stopped;
+nothing is left in /dev/shm (checked, and a warning printed otherwise).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import datetime
+import json
 import multiprocessing
 import os
-import signal
 import statistics
 import subprocess
 import sys
-import time
-import uuid
+import tempfile
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 
+from benchmarks.cluster_machines import KINDS, Machine, start_machines, stop_machines  # noqa: E402
+from benchmarks.cluster_ws import connect_timeout, run_members, send_broadcasts, summarize  # noqa: E402
 from benchmarks.redis_server import RedisServer  # noqa: E402
-from benchmarks.site_bench import free_port, load_process, wait_first_200  # noqa: E402
+from benchmarks.site_bench import load_process  # noqa: E402
 
-HELLOSITE = REPO / "tests" / "procman" / "sites" / "hellosite"
+RESULTS = REPO / "benchmarks" / "results"
+HTTP_KINDS = ("local", "cluster", "redis")
+BROADCAST_KINDS = ("cluster", "c4-redis", "redis")
+#: Commands the idle cluster link issues by itself (health check, shared-name refresh, shared-list pops).
+IDLE_COMMANDS = {"ping", "zadd", "zremrangebyscore", "zcard", "smembers", "client|id", "blpop", "evalsha",
+                 "lpop", "script|load", "info", "hello", "client|setinfo", "flushall"}
+SKIP_FIRST = 5  # broadcasts left out of the latency percentiles (warm-up), not out of the losses
+END_PAUSE = 2.0  # seconds between the last broadcast and the end marker
+BUDGET_CLUSTER_VS_LOCAL = 0.9
 
 
 def commandstats(port: int) -> dict[str, int]:
+    """Calls per Redis command so far (``INFO commandstats``)."""
     import redis
 
     client = redis.Redis(port=port)
@@ -46,64 +80,243 @@ def commandstats(port: int) -> dict[str, int]:
         client.close()
 
 
-def one_run(cluster_url: str | None, args: argparse.Namespace) -> float:
-    """Start the site, load it for ``args.seconds``, stop it; returns requests/s."""
-    prefix = f"cb{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    port = free_port()
-    argv = [sys.executable, "-m", "procman", "run", "--bind", f"127.0.0.1:{port}", "--workers",
-            str(args.workers), "--no-color"]
-    if cluster_url:
-        argv += ["--cluster", cluster_url, "--cluster-name", prefix, "--cluster-shared", "thumbnail"]
-    env = dict(os.environ, HELLOSITE_PREFIX=prefix, PYTHONPATH=str(REPO))
-    site = subprocess.Popen(argv, cwd=HELLOSITE, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+def flush(port: int) -> None:
+    """Empty the benchmark's Redis, so no run sees a previous run's groups or queues."""
+    import redis
+
+    client = redis.Redis(port=port)
     try:
-        wait_first_200(port, 60)
-        queue: multiprocessing.Queue = multiprocessing.Queue()
-        loader = multiprocessing.Process(target=load_process, args=(port, args.clients, args.seconds, queue))
-        loader.start()
-        ok, failed = queue.get(timeout=args.seconds + 60)
-        loader.join(10)
-        if failed:
-            print(f"  {failed} failed requests", file=sys.stderr)
-        return ok / args.seconds
+        client.flushall()
     finally:
-        site.send_signal(signal.SIGTERM)
-        try:
-            site.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(site.pid, signal.SIGKILL)
-            site.wait(10)
-        if os.path.exists(f"/dev/shm/asgi_ipc.{prefix}"):
-            print(f"  warning: /dev/shm/asgi_ipc.{prefix} left behind", file=sys.stderr)
+        client.close()
+
+
+def _reap(processes: list[multiprocessing.Process]) -> None:
+    """Join load processes (10 s each at most), killing one that is still running after that."""
+    for process in processes:
+        process.join(10)
+        if process.is_alive():
+            process.kill()
+            process.join(5)
+
+
+def http_run(machines: list[Machine], clients: int, seconds: float) -> dict[str, Any]:
+    """Load every machine at once (one load process each); requests/s summed over the machines."""
+    queue: multiprocessing.Queue = multiprocessing.Queue()
+    loaders = [multiprocessing.Process(target=load_process, args=(m.port, clients, seconds, queue))
+               for m in machines]
+    for loader in loaders:
+        loader.start()
+    try:
+        results = [queue.get(timeout=seconds + 60) for _ in loaders]
+    finally:
+        _reap(loaders)
+    ok, failed = sum(r[0] for r in results), sum(r[1] for r in results)
+    return {"requests_per_s": ok / seconds, "ok": ok, "failed": failed,
+            "per_load_process": [r[0] / seconds for r in results]}  # one per machine, in order of finishing
+
+
+def broadcast_run(machines: list[Machine], args: argparse.Namespace) -> dict[str, Any]:
+    """``args.members`` sockets over the machines, broadcasts from machine 1; see the module doc."""
+    wrapped = machines[0].kind == "c4-redis"
+    say = "" if wrapped else "say:"
+    urls = [m.ws_url for m in machines]
+    ready_q: multiprocessing.Queue = multiprocessing.Queue()
+    result_q: multiprocessing.Queue = multiprocessing.Queue()
+    processes = max(1, min(args.ws_processes, args.members))
+    shares = [args.members // processes + (i < args.members % processes) for i in range(processes)]
+    read_for = args.seconds + END_PAUSE + args.drain
+    clients = [multiprocessing.Process(target=run_members, args=(urls, share, wrapped, ready_q, result_q, read_for))
+               for share in shares]
+    for client in clients:
+        client.start()
+    try:
+        ready = [ready_q.get(timeout=connect_timeout(share) + 30) for share in shares]
+        if any(kind != "ready" for kind, _, _ in ready) or sum(n for _, n, _ in ready) == 0:
+            raise SystemExit(f"the WebSocket members did not connect: {ready}")
+        sent = asyncio.run(send_broadcasts(urls[0], say, args.seconds, args.interval, end_pause=END_PAUSE))
+        reports = [result_q.get(timeout=read_for + 30) for _ in clients]
+    finally:
+        _reap(clients)
+    summary = summarize(reports, sent["broadcasts"], SKIP_FIRST)
+    summary["sender_late"] = sent["sender_late"]
+    return summary
+
+
+def _order(kinds: tuple[str, ...], round_: int) -> list[str]:
+    """The kinds in the order of round ``round_``: rotated every round, so none always goes first."""
+    shift = round_ % len(kinds)
+    return list(kinds[shift:] + kinds[:shift])
+
+
+def _median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None
+
+
+def _fmt(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def http_table(runs: dict[str, list[dict]]) -> tuple[str, dict[str, Any]]:
+    medians = {kind: _median([r["requests_per_s"] for r in rows]) for kind, rows in runs.items()}
+    cluster = medians.get("cluster")
+    lines = ["| site (every machine loaded at once) | requests/s, median | each round | failed | cluster ÷ this |",
+             "| --- | --: | --- | --: | --: |"]
+    names = {"local": "`procman run` without `--cluster`", "cluster": "`procman run --cluster`",
+             "redis": "all on `asgi_ipc.redis.RedisChannelLayer`"}
+    for kind, rows in runs.items():
+        ratio = _ratio(cluster, medians[kind]) if kind != "cluster" else None
+        lines.append(f"| {names[kind]} | {_fmt(medians[kind])} | {', '.join(_fmt(r['requests_per_s']) for r in rows)} "
+                     f"| {sum(r['failed'] for r in rows)} | {'-' if ratio is None else f'{ratio:.2f}x'} |")
+    summary: dict[str, Any] = {"median_requests_per_s": medians}
+    if cluster and medians.get("local"):
+        summary["cluster_vs_local"] = cluster / medians["local"]
+        summary["cluster_vs_local_budget_met"] = cluster / medians["local"] >= BUDGET_CLUSTER_VS_LOCAL
+    if cluster and medians.get("redis"):
+        summary["cluster_vs_redis"] = cluster / medians["redis"]
+    return "\n".join(lines), summary
+
+
+def broadcast_table(runs: dict[str, list[dict]]) -> tuple[str, dict[str, Any]]:
+    names = {"cluster": "Channels 1 API, `procman run --cluster`",
+             "c4-redis": "Channels 4 + `channels_redis` (Daphne under `procman run`)",
+             "redis": "Channels 1 API, all on `asgi_ipc.redis.RedisChannelLayer`"}
+    lines = ["| site | members | broadcasts/round | p50 ms | p99 ms | p99 each round | p50 / p99 ms, sender's machine "
+             "| p50 / p99 ms, other machines | lost | duplicates |",
+             "| --- | --: | --: | --: | --: | --- | --: | --: | --: | --: |"]
+    summary: dict[str, Any] = {}
+    for kind, rows in runs.items():
+        p50, p99 = _median([r["p50_ms"] for r in rows]), _median([r["p99_ms"] for r in rows])
+        lost = sum(r["lost"] for r in rows)
+        summary[kind] = {"p50_ms": p50, "p99_ms": p99, "lost": lost, "duplicates": sum(r["duplicates"] for r in rows),
+                         "deliveries_expected": sum(r["deliveries_expected"] for r in rows)}
+        split = {key: _median([r.get(key) for r in rows]) for key in (
+            "sender_machine_p50_ms", "sender_machine_p99_ms", "other_machines_p50_ms", "other_machines_p99_ms")}
+        summary[kind].update(split)
+        lines.append(f"| {names[kind]} | {min(r['members'] for r in rows)} | {rows[0]['broadcasts']} | {_fmt(p50, 1)} "
+                     f"| {_fmt(p99, 1)} | {', '.join(_fmt(r['p99_ms'], 1) for r in rows)} "
+                     f"| {_fmt(split['sender_machine_p50_ms'], 1)} / {_fmt(split['sender_machine_p99_ms'], 1)} "
+                     f"| {_fmt(split['other_machines_p50_ms'], 1)} / {_fmt(split['other_machines_p99_ms'], 1)} "
+                     f"| {lost} of {summary[kind]['deliveries_expected']} | {summary[kind]['duplicates']} |")
+    return "\n".join(lines), summary
+
+
+def _kinds(text: str, allowed: tuple[str, ...], flag: str) -> tuple[str, ...]:
+    kinds = tuple(k for k in text.split(",") if k)
+    unknown = [k for k in kinds if k not in allowed]
+    if unknown:
+        raise SystemExit(f"{flag}: unknown {unknown}; choose from {','.join(allowed)} (or an empty value for none)")
+    return kinds
+
+
+def _git_revision() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+    except OSError:
+        return ""
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark (see the module docstring); returns 0, or 1 when a run lost requests or
+    left something in /dev/shm."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--machines", type=int, default=2, help="simulated machines per site (default 2)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="load / broadcasting time per run")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=4, help="keep-alive HTTP connections per machine")
+    parser.add_argument("--workers", type=int, default=1, help="Channels 1 workers per machine")
+    parser.add_argument("--members", type=int, default=1000, help="WebSockets in the broadcast group")
+    parser.add_argument("--ws-processes", type=int, default=2, help="load processes holding the members")
+    parser.add_argument("--interval", type=float, default=0.05, help="seconds between broadcasts")
+    parser.add_argument("--drain", type=float, default=30.0,
+                        help="seconds members keep reading after the end marker was sent; later deliveries count as lost")
+    parser.add_argument("--http-kinds", default=",".join(HTTP_KINDS), help=f"of {','.join(HTTP_KINDS)}")
+    parser.add_argument("--broadcast-kinds", default=",".join(BROADCAST_KINDS), help=f"of {','.join(BROADCAST_KINDS)}")
+    parser.add_argument("--quick", action="store_true", help="1 round, 1 s, 50 members: a smoke run")
+    parser.add_argument("--json", type=Path, help="where to write the results (default benchmarks/results/)")
     args = parser.parse_args(argv)
-    rates: dict[str, list[float]] = {"without --cluster": [], "with --cluster": []}
-    with RedisServer() as server:
+    if args.quick:
+        args.rounds, args.seconds, args.members = 1, 1.0, min(args.members, 50)
+    if args.machines < 1 or args.rounds < 1 or args.seconds <= 0 or args.members < 1 or args.interval <= 0 \
+            or args.drain < 0:
+        parser.error("--machines, --rounds and --members must be >= 1; --seconds and --interval > 0; --drain >= 0")
+    http_kinds = _kinds(args.http_kinds, HTTP_KINDS, "--http-kinds")
+    broadcast_kinds = _kinds(args.broadcast_kinds, BROADCAST_KINDS, "--broadcast-kinds")
+    if "c4-redis" in broadcast_kinds:
+        import importlib.util
+
+        missing = [m for m in ("daphne", "channels", "channels_redis") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise SystemExit(f"the c4-redis site needs {', '.join(missing)}: pip install daphne channels "
+                             "channels-redis (or leave c4-redis out of --broadcast-kinds)")
+
+    load_start = os.getloadavg()
+    http: dict[str, list[dict]] = {k: [] for k in http_kinds}
+    broadcast: dict[str, list[dict]] = {k: [] for k in broadcast_kinds}
+    shm_left: list[str] = []
+    with RedisServer() as server, tempfile.TemporaryDirectory(prefix="cluster-bench-") as tmp:
         url = f"redis://127.0.0.1:{server.port}/0"
         for round_ in range(args.rounds):
-            modes = [("without --cluster", None), ("with --cluster", url)]
-            for name, cluster in modes if round_ % 2 == 0 else modes[::-1]:  # neither always goes first
-                before = commandstats(server.port)
-                rate = one_run(cluster, args)
-                after = commandstats(server.port)
-                busy = {k: after[k] - before.get(k, 0) for k in after
-                        if after[k] != before.get(k, 0) and k not in ("info", "hello", "client|setinfo")}
-                rates[name].append(rate)
-                print(f"round {round_ + 1}: {name:18} {rate:8.0f} req/s   Redis commands meanwhile: {busy or 'none'}")
-    for label, pick in (("best", max), ("median", statistics.median)):
-        without, with_ = pick(rates["without --cluster"]), pick(rates["with --cluster"])
-        ratio = with_ / without if without else float("nan")
-        print(f"{label}: without {without:.0f} req/s, with {with_:.0f} req/s, ratio {ratio:.2f}x (budget >= 0.9x)")
-    print(f"load average {os.getloadavg()[0]:.2f}")
-    return 0
+            for case, kinds, runs in (("http", http_kinds, http), ("broadcast", broadcast_kinds, broadcast)):
+                for kind in _order(kinds, round_) if kinds else []:
+                    flush(server.port)
+                    machines = start_machines(kind, args.machines, url, Path(tmp), args.workers)
+                    try:
+                        if case == "http":
+                            before = commandstats(server.port)
+                            row = http_run(machines, args.clients, args.seconds)
+                            after = commandstats(server.port)
+                            row["redis_commands"] = {k: after[k] - before.get(k, 0) for k in after
+                                                     if after[k] != before.get(k, 0)}
+                            busy = {k: v for k, v in row["redis_commands"].items() if k not in IDLE_COMMANDS}
+                            note = f"Redis commands beyond the idle link's: {busy or 'none'}" if kind == "cluster" \
+                                else f"Redis commands: {sum(row['redis_commands'].values())}"
+                            print(f"round {round_ + 1} http {kind:9} {row['requests_per_s']:8.0f} req/s "
+                                  f"({row['failed']} failed)  {note}", flush=True)
+                        else:
+                            row = broadcast_run(machines, args)
+                            print(f"round {round_ + 1} broadcast {kind:9} members {row['members']} "
+                                  f"p50 {_fmt(row['p50_ms'], 1)} ms p99 {_fmt(row['p99_ms'], 1)} ms "
+                                  f"lost {row['lost']} of {row['deliveries_expected']}", flush=True)
+                    finally:
+                        shm_left += stop_machines(machines)
+                    row["load_average"] = os.getloadavg()[0]
+                    runs[kind].append(row)
+        redis_version = server.version
+    load_end = os.getloadavg()
+
+    out: dict[str, Any] = {"suite": "cluster", "args": {k: (str(v) if isinstance(v, Path) else v)
+                                                         for k, v in vars(args).items()},
+                           "machine": {"cpus": os.cpu_count(), "load_average_start": load_start,
+                                       "load_average_end": load_end, "python": sys.version.split()[0],
+                                       "redis_server": redis_version, "git_revision": _git_revision()},
+                           "shm_left": shm_left}
+    print(f"\n{args.machines} simulated machines, {args.rounds} round(s) of {args.seconds:g} s; "
+          f"load average {load_start[0]:.1f} at start, {load_end[0]:.1f} at end ({os.cpu_count()} CPUs)")
+    if http_kinds:
+        table, out["http_summary"] = http_table(http)
+        print(f"\nHello view, {args.clients} keep-alive clients per machine, {args.workers} worker(s) per machine:\n")
+        print(table)
+        out["http"] = http
+    if broadcast_kinds:
+        table, out["broadcast_summary"] = broadcast_table(broadcast)
+        print(f"\nBroadcast every {args.interval * 1000:g} ms to {args.members} WebSockets over "
+              f"{args.machines} machines ({args.ws_processes} client processes); latencies are the median of the "
+              "rounds' percentiles:\n")
+        print(table)
+        out["broadcast"] = broadcast
+    path = args.json or RESULTS / f"cluster-{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M%SZ}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2))
+    print(f"\nresults: {path}")
+    failed = sum(r["failed"] for rows in http.values() for r in rows)
+    return 1 if failed or shm_left else 0
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from asgi_ipc.layer_settings import LayerSettingsError, read_layer
 
+from . import cluster_link
 from .project import Project, ProjectError
 
 
@@ -170,6 +171,7 @@ def build_asgi3_roles(config: "RunConfig", project: Project, listeners: list["Li
 
     assert project.asgi_application is not None, "not an ASGI 3 project"
     env = project.child_env()
+    env.update(_cluster_env(config, project))
     python = sys.executable
     fds = tuple(listener.fileno() for listener in listeners)
     server_argv = [python, "-m", "procman.boot", "daphne", "--application", project.asgi_application,
@@ -183,7 +185,29 @@ def build_asgi3_roles(config: "RunConfig", project: Project, listeners: list["Li
                 "--alias", project.alias, "--graceful-timeout", str(config.graceful_timeout), *pool.channels]
         roles.append(Role(f"worker-{pool.name}", argv, count=pool.count, env=env, reload=True, recyclable=True,
                           stop_order=1))
+    if config.cluster:
+        roles.append(cluster_link.link_role(config, project))
     return roles
+
+
+def _cluster_env(config: "RunConfig", project: Project) -> dict[str, str]:
+    """``procman run --cluster`` in the ASGI 3 mode: the servers' and workers' environment (their
+    Channels 4 layer then hands group sends and shared channels to the cluster link).
+
+    :raises SiteError: ``--cluster-shared`` without ``--cluster``, or ``--cluster`` for a site whose
+        layer is not the shared-memory one (``channels_redis`` crosses machines by itself).
+    """
+    from .site import SiteError
+
+    if config.cluster and not uses_shared_memory(project.backend_path):
+        layer = project.backend_path or "no channel layer"
+        raise SiteError(f"--cluster relays the shared-memory layer between machines, and this site uses {layer}; "
+                        "set CHANNEL_LAYERS BACKEND to 'asgi_ipc.channels.IPCChannelLayer' to use --cluster, "
+                        "or drop --cluster (channels_redis reaches every machine through Redis by itself)")
+    try:
+        return cluster_link.site_env(config)
+    except ValueError as exc:
+        raise SiteError(str(exc)) from None
 
 
 def worker_pools(config: "RunConfig") -> list["Pool"]:

@@ -37,7 +37,8 @@ from typing import Any, Callable
 
 from . import exitcodes
 
-__all__ = ["LinkStatistics", "ClusterLink", "status_path", "read_status", "link_role", "site_env", "main"]
+__all__ = ["LinkStatistics", "ClusterLink", "status_path", "read_status", "link_role", "site_env", "relay_layer",
+           "main"]
 
 #: Seconds between health checks, statistics files and heartbeats.
 TICK = 1.0
@@ -70,6 +71,8 @@ def link_role(config: Any, project: Any) -> Any:
     argv = [sys.executable, "-m", "procman.cluster_link", "--settings", project.settings_module,
             "--alias", project.alias, "--url", config.cluster, "--name", config.cluster_name,
             "--credit", str(config.cluster_credit)]
+    if project.asgi_application:  # an ASGI 3 site (its settings may not name the application)
+        argv += ["--asgi", project.asgi_application]
     for glob in config.cluster_shared:
         argv += ["--shared", glob]
     return Role("cluster", argv, count=1, env=project.child_env(), stop_order=2)
@@ -410,6 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      description="the cluster link of one machine (started by procman run --cluster)")
     parser.add_argument("--settings", required=True, help="Django settings module")
     parser.add_argument("--alias", default="default", help="CHANNEL_LAYERS alias")
+    parser.add_argument("--asgi", help="the ASGI 3 application of a Channels 4 site (module:attribute)")
     parser.add_argument("--url", required=True, help="Redis URL")
     parser.add_argument("--name", required=True, help="Redis key namespace of the site")
     parser.add_argument("--shared", action="append", default=[], metavar="GLOB", help="shared channel glob")
@@ -426,9 +430,8 @@ def main(argv: list[str] | None = None) -> int:
     def entry(beats: Any) -> int:
         from .project import load_project
 
-        project = load_project(args.settings, Path.cwd(), args.alias)
-        config = dict(project.layer_config, create=False, receive_timeout=TICK)
-        layer = project.backend(**config)
+        project = load_project(args.settings, Path.cwd(), args.alias, asgi=args.asgi)
+        layer, close = relay_layer(project)
         link = ClusterLink(layer, args.url, args.name, args.shared, args.credit,
                            log=lambda line: print(line, flush=True))
         signal.signal(signal.SIGTERM, lambda *_: link.stop.set())
@@ -437,9 +440,38 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return link.run(lambda relayed: beats.beat(relayed), status_path(project.prefix))
         finally:
-            layer.close()
+            close()
 
     return supervised_main(entry)
+
+
+def relay_layer(project: Any) -> tuple[Any, Callable[[], None]]:
+    """The ASGI 1 layer the link relays with, on the site's shared memory, and how to close it.
+
+    A Channels 1 site: its own layer class, attached (never created). A Channels 4 site
+    (``asgi_ipc.channels.IPCChannelLayer``): that layer's segment seen through the ASGI 1 API
+    (``asgi1_layer``), attached as the site's processes are. The link's environment has no
+    ``ASGI_IPC_CLUSTER``, so neither is the cluster subclass: a remote broadcast delivered here
+    is never sent out again.
+
+    :raises ProjectError: the site's layer is not the shared-memory one.
+    """
+    from .project import ProjectError
+
+    if project.backend is None:
+        raise ProjectError(f"the cluster link relays the shared-memory layer, and this site's layer is "
+                           f"{project.backend_path or 'missing'}; use 'asgi_ipc.channels.IPCChannelLayer'")
+    if project.asgi_application is None:
+        layer = project.backend(**dict(project.layer_config, create=False, receive_timeout=TICK))
+        return layer, layer.close
+    channels4 = project.backend(**project.layer_config)
+    layer = channels4.asgi1_layer(receive_timeout=TICK)
+
+    def close() -> None:
+        layer.close()
+        channels4.close_now()
+
+    return layer, close
 
 
 if __name__ == "__main__":

@@ -3,10 +3,13 @@ and one real ``redis-server``, real WebSocket and HTTP clients."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import signal
 import uuid
+from pathlib import Path
+from typing import Callable, Iterator
 
 import pytest
 
@@ -24,19 +27,22 @@ IDLE_COMMANDS = {"ping", "zadd", "zremrangebyscore", "zcard", "smembers", "clien
                  "lpop", "script|load", "info"}
 
 
-@pytest.fixture
-def machines(tmp_path, redis_server):
-    """Start simulated machines of one site: ``machines(2)`` -> two ready :class:`Site` s."""
+@contextlib.contextmanager
+def cluster_of(redis_port: int, site_dir: Path, tmp_path: Path, flags: list[str],
+               env: Callable[[str], dict[str, str]]) -> Iterator[Callable[..., list[Site]]]:
+    """Simulated machines of one site (one cluster name): yields ``start(count, *more_flags)``,
+    which starts ``count`` ``procman run --cluster`` of ``site_dir`` (each with its own prefix,
+    control directory and ``env(prefix)``) and returns them ready, their links connected. Every
+    one is stopped after, and none may leave its segment in /dev/shm."""
     started: list[Site] = []
     name = f"c{uuid.uuid4().hex[:8]}"
 
-    def start(count: int = 2, shared: str = "thumbnail") -> list[Site]:
+    def start(count: int, *more_flags: str) -> list[Site]:
         sites = []
         for _ in range(count):
-            s = Site(["run", "--bind", "127.0.0.1:0", "--workers", "1", "--cluster",
-                      f"redis://127.0.0.1:{redis_server.port}/0", "--cluster-name", name,
-                      "--cluster-shared", shared],
-                     HELLOSITE, unique_prefix("cl"), tmp_path / "ctl", ROUTING)
+            prefix = unique_prefix("cl")
+            s = Site(["run", "--bind", "127.0.0.1:0", *flags, "--cluster", f"redis://127.0.0.1:{redis_port}/0",
+                      "--cluster-name", name, *more_flags], site_dir, prefix, tmp_path / f"c{len(started)}", env(prefix))
             started.append(s)
             sites.append(s)
         for s in sites:
@@ -44,11 +50,20 @@ def machines(tmp_path, redis_server):
             s.wait_line("cluster link: connected to Redis")
         return sites
 
-    yield start
-    for s in started:
-        s.close()
+    try:
+        yield start
+    finally:
+        for s in started:
+            s.close()
     for s in started:
         assert not s.segment_exists(), f"{s.prefix}'s segment left in /dev/shm"
+
+
+@pytest.fixture
+def machines(tmp_path, redis_server):
+    """Start simulated machines of one site: ``machines(2)`` -> two ready :class:`Site` s."""
+    with cluster_of(redis_server.port, HELLOSITE, tmp_path, ["--workers", "1"], lambda prefix: ROUTING) as start:
+        yield lambda count=2, shared="thumbnail": start(count, "--cluster-shared", shared)
 
 
 def commandstats(client) -> dict[str, int]:

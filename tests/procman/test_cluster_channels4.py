@@ -1,0 +1,90 @@
+"""``procman run --cluster`` for a Channels 4 site (ASGI 3 mode, ``asgi_ipc.channels.IPCChannelLayer``):
+two simulated machines (two runs of the Channels 4 test site, each with its own segment and port)
+and one real ``redis-server``; real WebSocket and HTTP clients."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+
+import pytest
+
+from procman import exitcodes
+
+from .cluster_redis import needs_redis_server, redis_server  # noqa: F401 - a fixture
+from .procs import HELLOSITE, Site, http_get, processes_by_role, unique_prefix, wait_for
+from .test_cluster import cluster_of, cluster_status, commandstats, redis_client  # noqa: F401 - a fixture
+
+pytest.importorskip("daphne", reason="the ASGI 3 mode needs Daphne (pip install 'asgi_ipc[channels4]')")
+pytest.importorskip("channels", reason="the ASGI 3 mode needs Channels 4 (pip install 'asgi_ipc[channels4]')")
+pytest.importorskip("websockets")
+
+pytestmark = needs_redis_server
+C4SITE = HELLOSITE.with_name("c4site")
+
+
+@pytest.fixture
+def machines(tmp_path, redis_server):  # noqa: F811 - a fixture
+    """``machines(2, *flags)`` -> two ready Channels 4 sites of one cluster."""
+    with cluster_of(redis_server.port, C4SITE, tmp_path, ["--interfaces", "1"],
+                    lambda prefix: {"C4SITE_PREFIX": prefix}) as start:
+        yield start
+
+
+@contextlib.contextmanager
+def ws(site: Site, room: str):
+    """A WebSocket in ``room``, past the consumer's greeting."""
+    from websockets.sync.client import connect
+
+    with connect(site.url.replace("http://", "ws://") + f"ws/{room}/", open_timeout=10) as conn:
+        assert "hello" in json.loads(conn.recv(timeout=10))
+        yield conn
+
+
+def text(conn, timeout: float = 10.0) -> str:
+    return json.loads(conn.recv(timeout=timeout))["text"]
+
+
+def test_group_send_reaches_members_on_both_machines_with_one_publish(machines, redis_client):  # noqa: F811
+    a, b = machines(2)
+    with ws(a, "lobby") as on_a, ws(b, "lobby") as on_b:
+        before = commandstats(redis_client).get("publish", 0)
+        on_a.send("from-a")
+        assert text(on_a) == "from-a" and text(on_b) == "from-a"
+        on_b.send("from-b")
+        assert text(on_a) == "from-b" and text(on_b) == "from-b"
+        # Exactly once each: the next frame each socket gets is the next broadcast, no copy.
+        on_a.send("third")
+        assert text(on_a) == "third" and text(on_b) == "third"
+        assert commandstats(redis_client).get("publish", 0) - before == 3  # one PUBLISH per group_send
+    wait_for(lambda: cluster_status(a).get("relayed_out", 0) >= 2 and cluster_status(a).get("machines") == 2,
+             what="a's link to report its broadcasts and both machines")
+    assert {role for role in processes_by_role(a)} == {"daphne", "cluster"}
+    assert re.search(r"cluster: connected for \S+ to redis://127\.0\.0\.1:\d+/0 as .*, 2 machine\(s\) seen",
+                     a.cli("status", "--name", a.prefix).stdout)
+
+
+def test_shared_channel_job_is_taken_once_and_its_worker_broadcast_reaches_both(machines):
+    # c4site's TaskConsumer (the `tasks` channel) answers the group "room-results" with "done: <text>".
+    a, b = machines(2, "--worker", "tasks", "--cluster-shared", "tasks")
+    jobs = [f"job{n}" for n in range(6)]
+    with ws(a, "results") as on_a, ws(b, "results") as on_b:
+        for job in jobs:
+            assert http_get(f"{a.url}task?text={job}")[0] == 200
+        for conn in (on_a, on_b):  # every job done once, whichever machine's worker took it
+            got = sorted(text(conn) for _ in jobs)
+            assert got == sorted(f"done: {job}" for job in jobs)
+            with pytest.raises(TimeoutError):  # and no copy follows (bounded look)
+                conn.recv(timeout=1.0)
+
+
+def test_cluster_is_refused_for_a_layer_that_is_not_shared_memory(tmp_path):
+    s = Site(["run", "--bind", "127.0.0.1:0", "--interfaces", "1", "--cluster", "redis://127.0.0.1:1/0"],
+             C4SITE, unique_prefix("c4cl"), tmp_path / "ctl", {"C4SITE_LAYER": "memory"})
+    try:
+        assert s.wait(60) == exitcodes.USAGE
+        assert "--cluster relays the shared-memory layer between machines, and this site uses " \
+               "channels.layers.InMemoryChannelLayer" in s.output
+    finally:
+        s.close()
