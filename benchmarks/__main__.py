@@ -22,11 +22,8 @@ SUITES = {
     "worker": ("benchmarks.worker_bench", "the worker's CPU per request against Django's own WSGIHandler"),
     "site": ("benchmarks.site_bench", "procman demo: start-up, PSS per process, requests/s"),
     "compare": ("benchmarks.site_compare", "the whole site against gunicorn, granian, uvicorn, Daphne, Channels 4"),
-    "cluster": ("benchmarks.cluster_bench", "one machine with and without procman run --cluster"),
+    "cluster": ("benchmarks.cluster_bench", "simulated machines: --cluster vs without vs all on Redis; broadcast vs channels_redis"),
 }
-
-#: suites whose own options have no ``--quick``: what it stands for there
-QUICK_ARGS = {"cluster": ["--seconds", "1", "--rounds", "1"]}
 
 USAGE = "usage: python -m benchmarks {" + ",".join(SUITES) + ",budgets} [--quick] [suite options]"
 
@@ -47,8 +44,6 @@ def main(argv: list[str] | None = None) -> int:
     if suite not in SUITES:
         print(f"{USAGE}\nunknown suite {suite!r}: choose one of {', '.join(SUITES)}", file=sys.stderr)
         return 2
-    if suite in QUICK_ARGS and "--quick" in rest:
-        rest = [a for a in rest if a != "--quick"] + QUICK_ARGS[suite]
     module = importlib.import_module(SUITES[suite][0])
     return int(module.main(rest) or 0)
 

@@ -89,7 +89,7 @@ BUDGETS: tuple[Budget, ...] = (
     # the worker (python -m benchmarks worker)
     Budget("worker.dispatch_x_wsgi", "worker", "worker CPU, http.request message -> view -> reply, in process, "
            "against Django's own WSGIHandler on the same view", "<=", 1.5, "x", "<= 1.5x WSGIHandler"),
-    # several machines (python -m benchmarks cluster; benchmarks/cluster_bench.py checks it itself)
+    # several machines (python -m benchmarks cluster)
     Budget("cluster.rps_ratio", "cluster", "hello view requests/s of one machine with procman run --cluster "
            "against without", ">=", 0.9, "x", ">= 0.9x"),
 )

@@ -38,12 +38,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
-import json
 import multiprocessing
 import os
-import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -53,12 +49,14 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.cluster_machines import KINDS, Machine, start_machines, stop_machines  # noqa: E402
+from benchmarks.cluster_machines import Machine, start_machines, stop_machines  # noqa: E402
 from benchmarks.cluster_ws import connect_timeout, run_members, send_broadcasts, summarize  # noqa: E402
+from benchmarks import budgets  # noqa: E402
+from benchmarks.record import Record  # noqa: E402
+from benchmarks.stats import median, ratio  # noqa: E402
 from benchmarks.redis_server import RedisServer  # noqa: E402
 from benchmarks.site_bench import load_process  # noqa: E402
 
-RESULTS = REPO / "benchmarks" / "results"
 HTTP_KINDS = ("local", "cluster", "redis")
 BROADCAST_KINDS = ("cluster", "c4-redis", "redis")
 #: Commands the idle cluster link issues by itself (health check, shared-name refresh, shared-list pops).
@@ -66,7 +64,6 @@ IDLE_COMMANDS = {"ping", "zadd", "zremrangebyscore", "zcard", "smembers", "clien
                  "lpop", "script|load", "info", "hello", "client|setinfo", "flushall"}
 SKIP_FIRST = 5  # broadcasts left out of the latency percentiles (warm-up), not out of the losses
 END_PAUSE = 2.0  # seconds between the last broadcast and the end marker
-BUDGET_CLUSTER_VS_LOCAL = 0.9
 
 
 def commandstats(port: int) -> dict[str, int]:
@@ -150,12 +147,7 @@ def _order(kinds: tuple[str, ...], round_: int) -> list[str]:
 
 
 def _median(values: list[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return statistics.median(present) if present else None
-
-
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return a / b if a and b else None
+    return median([v for v in values if v is not None])
 
 
 def _fmt(value: float | None, digits: int = 0) -> str:
@@ -170,13 +162,13 @@ def http_table(runs: dict[str, list[dict]]) -> tuple[str, dict[str, Any]]:
     names = {"local": "`procman run` without `--cluster`", "cluster": "`procman run --cluster`",
              "redis": "all on `asgi_ipc.redis.RedisChannelLayer`"}
     for kind, rows in runs.items():
-        ratio = _ratio(cluster, medians[kind]) if kind != "cluster" else None
+        times = ratio(cluster, medians[kind]) if kind != "cluster" else None
         lines.append(f"| {names[kind]} | {_fmt(medians[kind])} | {', '.join(_fmt(r['requests_per_s']) for r in rows)} "
-                     f"| {sum(r['failed'] for r in rows)} | {'-' if ratio is None else f'{ratio:.2f}x'} |")
+                     f"| {sum(r['failed'] for r in rows)} | {'-' if times is None else f'{times:.2f}x'} |")
     summary: dict[str, Any] = {"median_requests_per_s": medians}
     if cluster and medians.get("local"):
         summary["cluster_vs_local"] = cluster / medians["local"]
-        summary["cluster_vs_local_budget_met"] = cluster / medians["local"] >= BUDGET_CLUSTER_VS_LOCAL
+        summary["cluster_vs_local_budget_met"] = budgets.get("cluster.rps_ratio").passes(cluster / medians["local"])
     if cluster and medians.get("redis"):
         summary["cluster_vs_redis"] = cluster / medians["redis"]
     return "\n".join(lines), summary
@@ -214,13 +206,6 @@ def _kinds(text: str, allowed: tuple[str, ...], flag: str) -> tuple[str, ...]:
     return kinds
 
 
-def _git_revision() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                              timeout=10).stdout.strip()
-    except OSError:
-        return ""
-
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark (see the module docstring); returns 0, or 1 when a run lost requests or
@@ -256,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"the c4-redis site needs {', '.join(missing)}: pip install daphne channels "
                              "channels-redis (or leave c4-redis out of --broadcast-kinds)")
 
+    record = Record("cluster", argv if argv is not None else sys.argv[1:], args.quick)
+    print(record.headline(), flush=True)
     load_start = os.getloadavg()
     http: dict[str, list[dict]] = {k: [] for k in http_kinds}
     broadcast: dict[str, list[dict]] = {k: [] for k in broadcast_kinds}
@@ -291,12 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         redis_version = server.version
     load_end = os.getloadavg()
 
-    out: dict[str, Any] = {"suite": "cluster", "args": {k: (str(v) if isinstance(v, Path) else v)
-                                                         for k, v in vars(args).items()},
-                           "machine": {"cpus": os.cpu_count(), "load_average_start": load_start,
-                                       "load_average_end": load_end, "python": sys.version.split()[0],
-                                       "redis_server": redis_version, "git_revision": _git_revision()},
-                           "shm_left": shm_left}
+    out: dict[str, Any] = {"shm_left": shm_left}
     print(f"\n{args.machines} simulated machines, {args.rounds} round(s) of {args.seconds:g} s; "
           f"load average {load_start[0]:.1f} at start, {load_end[0]:.1f} at end ({os.cpu_count()} CPUs)")
     if http_kinds:
@@ -311,9 +293,12 @@ def main(argv: list[str] | None = None) -> int:
               "rounds' percentiles:\n")
         print(table)
         out["broadcast"] = broadcast
-    path = args.json or RESULTS / f"cluster-{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M%SZ}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2))
+    summary = out.get("http_summary", {})
+    checks = [budgets.check("cluster.rps_ratio", summary.get("cluster_vs_local"),
+                            note="median requests/s of the machines with --cluster over without")]
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    settings["redis_server"] = redis_version
+    path = record.write(out, settings, checks, path=args.json)
     print(f"\nresults: {path}")
     failed = sum(r["failed"] for rows in http.values() for r in rows)
     return 1 if failed or shm_left else 0

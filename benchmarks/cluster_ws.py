@@ -26,6 +26,8 @@ import os
 import resource
 import time
 
+from benchmarks.stats import percentile
+
 END = "E"
 
 
@@ -45,15 +47,6 @@ def parse_broadcast(text: str) -> tuple[int, float] | None:
     if len(parts) != 3 or parts[0] != "B":
         raise ValueError(f"not a broadcast frame: {text[:60]!r}")
     return int(parts[1]), float(parts[2])
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """The ``q``-th percentile (0-100, nearest rank) of ``values``; None when empty."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, -(-int(q * len(ordered)) // 100))  # ceil(q/100 * n)
-    return ordered[min(rank, len(ordered)) - 1]
 
 
 def _raise_fd_limit(wanted: int) -> None:

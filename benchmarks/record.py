@@ -128,8 +128,10 @@ class Record:
                 f"{m['asgi_ipc_fast_path']}")
 
     def write(self, results: Any, settings: dict[str, Any] | None = None,
-              budgets: list[dict[str, Any]] | None = None, directory: Path | None = None) -> Path:
-        """Write the JSON file (see the module docstring) and return its path."""
+              budgets: list[dict[str, Any]] | None = None, directory: Path | None = None,
+              path: Path | None = None) -> Path:
+        """Write the JSON file (see the module docstring) and return its path: ``path`` if given,
+        else ``<directory or benchmarks/results>/<suite>-<UTC start>.json``."""
         machine = dict(self.machine, load_average_end=_load())
         out = {
             "schema": SCHEMA,
@@ -143,8 +145,9 @@ class Record:
             "results": results,
             "budgets": budgets or [],
         }
-        directory = directory or RESULTS_DIR
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"{self.suite}-{self.started.strftime('%Y%m%dT%H%M%SZ')}.json"
+        if path is None:
+            directory = directory or RESULTS_DIR
+            path = directory / f"{self.suite}-{self.started.strftime('%Y%m%dT%H%M%SZ')}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(out, indent=2, default=str) + "\n", encoding="utf-8")
         return path

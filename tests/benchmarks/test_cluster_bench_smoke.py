@@ -52,7 +52,9 @@ def test_smoke_run(tmp_path, http_kinds, broadcast_kinds):
     code = cluster_bench.main(["--machines", "2", "--rounds", "1", "--seconds", "0.5", "--clients", "2",
                                "--members", "10", "--ws-processes", "1", "--http-kinds", http_kinds,
                                "--broadcast-kinds", broadcast_kinds, "--json", str(out)])
-    result = json.loads(out.read_text())
+    record = json.loads(out.read_text())
+    assert record["suite"] == "cluster" and record["budgets"][0]["id"] == "cluster.rps_ratio"
+    result = record["results"]
     assert code == 0 and result["shm_left"] == []
     for kind in http_kinds.split(","):
         (row,) = result["http"][kind]
