@@ -284,7 +284,9 @@ def run_site(config: RunConfig, directory: Path, log: LogStream, banner: str = "
             on_ready=on_ready,
             on_tick=on_tick,
             health_check=health_check,
-            on_child_exit=lambda name, pid, why: inflight.child_exited(layer, log.info, name, pid, why),
+            # No shared-memory layer (an ASGI 3 site on channels_redis, or none): nothing to reclaim.
+            on_child_exit=None if layer is None else (
+                lambda name, pid, why: inflight.child_exited(layer, log.info, name, pid, why)),
             status_extra=lambda: {
                 "site": {"prefix": project.prefix, "settings": project.settings_module,
                          "listen": [listener.url for listener in listeners], "fastpath": _fastpath()},
