@@ -59,6 +59,19 @@ def runtime_dir(create: bool = False) -> Path:
     return base
 
 
+#: The longest path a UNIX socket address holds on Linux (sun_path is 108 bytes, NUL-terminated).
+UNIX_PATH_MAX = 107
+
+
+def _too_long(path: Path) -> str:
+    """What to do when ``path`` does not fit a UNIX socket address ("" when it fits)."""
+    size = len(os.fsencode(str(path)))
+    if size <= UNIX_PATH_MAX:
+        return ""
+    return (f" (the path is {size} bytes; a UNIX socket path may have at most {UNIX_PATH_MAX}: set "
+            "PROCMAN_CONTROL_DIR to a shorter directory, or give the site a shorter name/prefix)")
+
+
 def socket_path(name: str) -> Path:
     """The control socket path for site ``name``."""
     return runtime_dir() / f"{name}.sock"
@@ -100,7 +113,7 @@ class ControlServer:
             self.sock.bind(str(self.path))
         except OSError as exc:
             self.sock.close()
-            raise ControlError(f"cannot create control socket {self.path}: {exc.strerror}") from None
+            raise ControlError(f"cannot create control socket {self.path}: {exc.strerror or exc}{_too_long(self.path)}") from None
         finally:
             os.umask(old_umask)
         self.sock.listen(16)

@@ -114,3 +114,12 @@ def test_runtime_dir_must_be_private(tmp_path, monkeypatch):
     private = tmp_path / "private"
     monkeypatch.setenv("PROCMAN_CONTROL_DIR", str(private))
     assert control.runtime_dir(create=True) == private and oct(private.stat().st_mode & 0o777) == "0o700"
+
+
+def test_a_socket_path_too_long_for_a_unix_address_says_what_to_do(tmp_path):
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    with pytest.raises(control.ControlError) as caught:
+        control.ControlServer(deep / "site.sock", lambda request: {})
+    message = str(caught.value)
+    assert "at most 107" in message and "PROCMAN_CONTROL_DIR" in message, message
+    assert "None" not in message
