@@ -103,6 +103,10 @@ class LayerSpec:
                 )
         return backend
 
+    def test_arguments(self) -> dict[str, Any]:
+        """The constructor arguments of a test layer: ``TEST_CONFIG``, or ``CONFIG`` without one."""
+        return dict(self.test_config if self.test_config is not None else self.config)
+
     def parameters(self) -> set[str]:
         """The keyword arguments the backend's constructor names (empty if it cannot tell).
 

@@ -160,7 +160,7 @@ class ChannelLayerManager:
         process exits, if not before.
         """
         spec = layer_spec(alias)
-        config = dict(spec.test_config if spec.test_config is not None else spec.config)
+        config = spec.test_arguments()
         params = backend_parameters(alias)
         if "prefix" in params:
             config["prefix"] = unique_test_prefix()

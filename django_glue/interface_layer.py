@@ -20,18 +20,21 @@ PREFIX_ENV = "DJANGO_GLUE_LAYER_PREFIX"
 
 
 def attached_layer(alias: str, prefix: str | None) -> Any:
-    """Attach to ``alias``'s layer (``CONFIG``), or to the test layer on ``prefix`` (``TEST_CONFIG``)."""
-    from .asgi import backend_parameters, build_layer, layer_settings
+    """Attach to ``alias``'s layer (``CONFIG``), or to the test layer on ``prefix`` (``TEST_CONFIG``).
 
-    entry = layer_settings(alias)
-    if prefix:
-        config = dict(entry.get("TEST_CONFIG", entry.get("CONFIG", {})))
-        config["prefix"] = prefix
-    else:
-        config = dict(entry.get("CONFIG", {}))
-    if "create" in backend_parameters(alias):
-        config["create"] = False
-    return build_layer(alias, config)
+    Never creates one (:meth:`asgi_ipc.layer_settings.LayerSpec.attach_config`, as under a
+    supervisor): the segment belongs to the site or the test that made it.
+    """
+    from asgi_ipc.layer_settings import LayerSettingsError
+
+    from .asgi import InvalidChannelLayerError, layer_spec
+
+    spec = layer_spec(alias)
+    config = dict(spec.test_arguments(), prefix=prefix) if prefix else spec.config
+    try:
+        return spec.build(spec.attach_config(config, supervised=True))
+    except LayerSettingsError as exc:
+        raise InvalidChannelLayerError(str(exc)) from None
 
 
 def __getattr__(name: str) -> Any:

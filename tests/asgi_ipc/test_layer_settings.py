@@ -145,3 +145,13 @@ def test_build_uses_the_cluster_class_under_procman_run_cluster(monkeypatch, pre
     finally:
         layer.close()
     assert not os.path.exists(segment_path(prefix))
+
+
+def test_test_layers_use_test_config_or_else_config():
+    both = read_layer({"default": {"BACKEND": "asgi_ipc.IPCChannelLayer", "CONFIG": {"prefix": "site"},
+                                   "TEST_CONFIG": {"message_memory": 1 << 20}}})
+    assert both.test_arguments() == {"message_memory": 1 << 20}
+    only_config = read_layer({"default": {"BACKEND": "asgi_ipc.IPCChannelLayer", "CONFIG": {"prefix": "site"}}})
+    arguments = only_config.test_arguments()
+    arguments["prefix"] = "changed"  # a copy: the spec is not changed through it
+    assert only_config.test_arguments() == {"prefix": "site"}
