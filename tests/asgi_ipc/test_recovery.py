@@ -14,7 +14,7 @@ import pytest
 
 from asgi_ipc.lock import _unlock
 from asgi_ipc.recovery import check, rebuild
-from tests.asgi_ipc.tracing import trace_lines
+from tests.asgi_ipc.tracing import SHARDS, kill_points, trace_lines
 
 
 @pytest.fixture
@@ -72,14 +72,19 @@ def baseline(layer):
     for i in range(3):
         layer.send("q", {"id": f"old{i}"})
     layer.send("p!a", {"id": "pa"})
-    for member in ("m1", "m2", "p!x", "p!y"):
+    for member in sorted(MEMBERS):
         layer.group_add("g", member)
 
 
-def sweep(layer, operation, verify):
-    """Kill ``operation`` after every line in turn; repair; verify the survivors."""
+#: Each sweep test runs once per shard of its kill points (see ``tracing.kill_points``).
+sharded = pytest.mark.parametrize("shard", range(SHARDS))
+
+
+def sweep(layer, operation, verify, shard: int):
+    """Kill ``operation`` after every line of ``shard``'s kill points in turn; repair; verify
+    the survivors."""
     completed = False
-    for n in range(1, 5000):
+    for n in kill_points(shard):
         baseline(layer)
         completed = run_killed_after(n, lambda: operation(layer), layer)
         repair_and_check(layer)
@@ -89,10 +94,13 @@ def sweep(layer, operation, verify):
     assert completed, "operation never completed"
 
 
+#: The group ``baseline`` fills.
+MEMBERS = {"m1", "m2", "p!x", "p!y"}
 OLD = [("q", "old0"), ("q", "old1"), ("q", "old2")]
 
 
-def test_killed_send_loses_at_most_the_message_being_sent(make_layer):
+@sharded
+def test_killed_send_loses_at_most_the_message_being_sent(make_layer, shard):
     layer = make_layer()
 
     def verify(layer, completed):
@@ -101,10 +109,11 @@ def test_killed_send_loses_at_most_the_message_being_sent(make_layer):
         if completed:
             assert got == OLD + [("q", "new")]
 
-    sweep(layer, lambda l: l.send("q", {"id": "new"}), verify)
+    sweep(layer, lambda l: l.send("q", {"id": "new"}), verify, shard)
 
 
-def test_killed_send_to_new_channel(make_layer):
+@sharded
+def test_killed_send_to_new_channel(make_layer, shard):
     layer = make_layer()
 
     def verify(layer, completed):
@@ -113,10 +122,11 @@ def test_killed_send_to_new_channel(make_layer):
         if completed:
             assert got == [("fresh?abc", "new")]
 
-    sweep(layer, lambda l: l.send("fresh?abc", {"id": "new"}), verify)
+    sweep(layer, lambda l: l.send("fresh?abc", {"id": "new"}), verify, shard)
 
 
-def test_killed_receive_never_duplicates(make_layer):
+@sharded
+def test_killed_receive_never_duplicates(make_layer, shard):
     layer = make_layer()
 
     def verify(layer, completed):
@@ -125,10 +135,11 @@ def test_killed_receive_never_duplicates(make_layer):
         if completed:
             assert got == OLD[1:]
 
-    sweep(layer, lambda l: l.receive(["q"]), verify)
+    sweep(layer, lambda l: l.receive(["q"]), verify, shard)
 
 
-def test_killed_send_group(make_layer):
+@sharded
+def test_killed_send_group(make_layer, shard):
     layer = make_layer()
 
     def verify(layer, completed):
@@ -140,28 +151,33 @@ def test_killed_send_group(make_layer):
             assert sorted(c for c, i in got if i == "g") == ["m1", "m2", "p!x", "p!y"]
         assert sorted(layer.group_channels("g")) == ["m1", "m2", "p!x", "p!y"]
 
-    sweep(layer, lambda l: l.send_group("g", {"id": "g"}), verify)
+    sweep(layer, lambda l: l.send_group("g", {"id": "g"}), verify, shard)
 
 
-def test_killed_group_add_and_discard(make_layer):
+@sharded
+def test_killed_group_add(make_layer, shard):
     layer = make_layer()
-    members = {"m1", "m2", "p!x", "p!y"}
 
     def verify_add(layer, completed):
         got = set(layer.group_channels("g"))
-        assert got in (members, members | {"new"})
+        assert got in (MEMBERS, MEMBERS | {"new"})
         if completed:
-            assert got == members | {"new"}
+            assert got == MEMBERS | {"new"}
 
-    sweep(layer, lambda l: l.group_add("g", "new"), verify_add)
+    sweep(layer, lambda l: l.group_add("g", "new"), verify_add, shard)
+
+
+@sharded
+def test_killed_group_discard(make_layer, shard):
+    layer = make_layer()
 
     def verify_discard(layer, completed):
         got = set(layer.group_channels("g"))
-        assert got in (members, members - {"m1"})
+        assert got in (MEMBERS, MEMBERS - {"m1"})
         if completed:
-            assert got == members - {"m1"}
+            assert got == MEMBERS - {"m1"}
 
-    sweep(layer, lambda l: l.group_discard("g", "m1"), verify_discard)
+    sweep(layer, lambda l: l.group_discard("g", "m1"), verify_discard, shard)
 
 
 def test_rebuild_repairs_scrambled_derived_data(make_layer):

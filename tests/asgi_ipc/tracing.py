@@ -36,3 +36,18 @@ def trace_lines(operation: Callable[[], object], on_line: Callable[[int], None])
         operation()
     finally:
         sys.settrace(None)
+
+
+#: Kill-point sweeps are split into this many interleaved shards, one test item each, so that
+#: ``pytest -n 4`` spreads a long sweep over its workers instead of running it end to end.
+SHARDS = 4
+
+
+def kill_points(shard: int, shards: int = SHARDS) -> range:
+    """The kill points (line numbers 1, 2, ...) of ``shard`` out of ``shards``: every
+    ``shards``-th line starting at ``shard + 1``. The shards together cover every line; a sweep
+    over one stops at its first point past the operation's end (where the operation completes),
+    so together they also reach the end."""
+    if not 0 <= shard < shards:
+        raise ValueError(f"shard must be in 0..{shards - 1}, got {shard}")
+    return range(shard + 1, 5000, shards)
