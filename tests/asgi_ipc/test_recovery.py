@@ -14,7 +14,7 @@ import pytest
 
 from asgi_ipc.lock import _unlock
 from asgi_ipc.recovery import check, rebuild
-from tests.asgi_ipc.tracing import SHARDS, kill_points, trace_lines
+from tests.asgi_ipc.tracing import SHARDS, SWEEP_SEGMENT, kill_points, trace_lines
 
 
 @pytest.fixture
@@ -101,7 +101,7 @@ OLD = [("q", "old0"), ("q", "old1"), ("q", "old2")]
 
 @sharded
 def test_killed_send_loses_at_most_the_message_being_sent(make_layer, shard):
-    layer = make_layer()
+    layer = make_layer(**SWEEP_SEGMENT)
 
     def verify(layer, completed):
         got = drain(layer, ["q"])
@@ -114,7 +114,7 @@ def test_killed_send_loses_at_most_the_message_being_sent(make_layer, shard):
 
 @sharded
 def test_killed_send_to_new_channel(make_layer, shard):
-    layer = make_layer()
+    layer = make_layer(**SWEEP_SEGMENT)
 
     def verify(layer, completed):
         got = drain(layer, ["fresh?abc"])
@@ -127,7 +127,7 @@ def test_killed_send_to_new_channel(make_layer, shard):
 
 @sharded
 def test_killed_receive_never_duplicates(make_layer, shard):
-    layer = make_layer()
+    layer = make_layer(**SWEEP_SEGMENT)
 
     def verify(layer, completed):
         got = drain(layer, ["q"])
@@ -140,7 +140,7 @@ def test_killed_receive_never_duplicates(make_layer, shard):
 
 @sharded
 def test_killed_send_group(make_layer, shard):
-    layer = make_layer()
+    layer = make_layer(**SWEEP_SEGMENT)
 
     def verify(layer, completed):
         got = drain(layer, ["m1", "m2", "p!", "q"])
@@ -156,7 +156,7 @@ def test_killed_send_group(make_layer, shard):
 
 @sharded
 def test_killed_group_add(make_layer, shard):
-    layer = make_layer()
+    layer = make_layer(**SWEEP_SEGMENT)
 
     def verify_add(layer, completed):
         got = set(layer.group_channels("g"))
@@ -169,7 +169,7 @@ def test_killed_group_add(make_layer, shard):
 
 @sharded
 def test_killed_group_discard(make_layer, shard):
-    layer = make_layer()
+    layer = make_layer(**SWEEP_SEGMENT)
 
     def verify_discard(layer, completed):
         got = set(layer.group_channels("g"))

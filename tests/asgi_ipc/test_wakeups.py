@@ -24,7 +24,7 @@ import pytest
 from asgi_ipc.doorbell import STOP_AT_RING, Doorbell
 from asgi_ipc.layout import W_WAITING
 from asgi_ipc.lock import _unlock
-from tests.asgi_ipc.tracing import SHARDS, kill_points, trace_lines
+from tests.asgi_ipc.tracing import SHARDS, SWEEP_SEGMENT, kill_points, trace_lines
 
 CTX = multiprocessing.get_context("fork")
 
@@ -135,7 +135,7 @@ def queued(layer, channel: str) -> int:
 @pure
 @sharded
 def test_killed_send_never_leaves_its_waiter_asleep(make_layer, shard):
-    layer = make_layer()
+    layer = make_layer(**SWEEP_SEGMENT)
 
     def verify(layer, bells, completed):
         (bell,) = bells
@@ -152,7 +152,7 @@ def test_killed_send_never_leaves_its_waiter_asleep(make_layer, shard):
 @pure
 @sharded
 def test_killed_send_past_a_dead_waiter_still_wakes_the_live_one(make_layer, shard):
-    layer = make_layer()
+    layer = make_layer(**SWEEP_SEGMENT)
 
     def setup(layer):
         dead = waiting_bell(layer, ["q"])
@@ -173,7 +173,7 @@ def test_killed_send_past_a_dead_waiter_still_wakes_the_live_one(make_layer, sha
 def test_killed_receive_passes_the_wake_on(make_layer, shard):
     """Two messages wait and two receivers sleep (a state a burst of sends can leave): a
     third receiver takes one; killed anywhere, the message left must have a rung waiter."""
-    layer = make_layer()
+    layer = make_layer(**SWEEP_SEGMENT)
 
     def setup(layer):
         bells = [waiting_bell(layer, ["q"]), waiting_bell(layer, ["q"])]
