@@ -1,7 +1,8 @@
 """Run code under a tracer that counts the lines executed inside ``asgi_ipc`` (test helper).
 
 Used to measure cost without timing (``test_cost``) and to stop an operation after exactly N
-lines, the way a kill would (``test_recovery``).
+lines, the way a kill would (``test_recovery``, ``test_wakeups``); those kill-point sweeps also
+share their sharding (``kill_points``) and segment sizes (``SWEEP_SEGMENT``) from here.
 """
 
 from __future__ import annotations
