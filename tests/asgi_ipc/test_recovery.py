@@ -94,6 +94,13 @@ def sweep(layer, operation, verify, shard: int):
     assert completed, "operation never completed"
 
 
+def test_kill_point_shards_together_cover_every_line_once():
+    points = sorted(n for shard in range(SHARDS) for n in kill_points(shard))
+    assert points == list(range(1, len(points) + 1)) and len(points) > 1000
+    with pytest.raises(ValueError, match=rf"shard must be in 0\.\.{SHARDS - 1}, got {SHARDS}"):
+        kill_points(SHARDS)
+
+
 #: The group ``baseline`` fills.
 MEMBERS = {"m1", "m2", "p!x", "p!y"}
 OLD = [("q", "old0"), ("q", "old1"), ("q", "old2")]
