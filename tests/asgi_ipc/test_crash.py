@@ -94,7 +94,7 @@ def test_kill_9_torture(make_layer, tmp_path, round_):
     for kind in ["producer"] * 2 + ["consumer"] * 2:
         start(kind)
     kills = 0
-    deadline = time.monotonic() + 20  # a cap for very slow machines; normally KILLS kills end it
+    deadline = time.monotonic() + 45  # a cap for very slow machines; normally KILLS kills end it
     try:
         while kills < KILLS and time.monotonic() < deadline:
             time.sleep(rng.uniform(0.002, 0.03))
