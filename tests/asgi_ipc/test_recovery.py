@@ -14,7 +14,7 @@ import pytest
 
 from asgi_ipc.lock import _unlock
 from asgi_ipc.recovery import check, rebuild
-from tests.asgi_ipc.tracing import trace_lines
+from tests.asgi_ipc.tracing import SHARDS, SWEEP_SEGMENT, kill_points, trace_lines
 
 
 @pytest.fixture
@@ -72,14 +72,19 @@ def baseline(layer):
     for i in range(3):
         layer.send("q", {"id": f"old{i}"})
     layer.send("p!a", {"id": "pa"})
-    for member in ("m1", "m2", "p!x", "p!y"):
+    for member in sorted(MEMBERS):
         layer.group_add("g", member)
 
 
-def sweep(layer, operation, verify):
-    """Kill ``operation`` after every line in turn; repair; verify the survivors."""
+#: Each sweep test runs once per shard of its kill points (see ``tracing.kill_points``).
+sharded = pytest.mark.parametrize("shard", range(SHARDS))
+
+
+def sweep(layer, operation, verify, shard: int):
+    """Kill ``operation`` after every line of ``shard``'s kill points in turn; repair; verify
+    the survivors."""
     completed = False
-    for n in range(1, 5000):
+    for n in kill_points(shard):
         baseline(layer)
         completed = run_killed_after(n, lambda: operation(layer), layer)
         repair_and_check(layer)
@@ -89,11 +94,21 @@ def sweep(layer, operation, verify):
     assert completed, "operation never completed"
 
 
+def test_kill_point_shards_together_cover_every_line_once():
+    points = sorted(n for shard in range(SHARDS) for n in kill_points(shard))
+    assert points == list(range(1, len(points) + 1)) and len(points) > 1000
+    with pytest.raises(ValueError, match=rf"shard must be in 0\.\.{SHARDS - 1}, got {SHARDS}"):
+        kill_points(SHARDS)
+
+
+#: The group ``baseline`` fills.
+MEMBERS = {"m1", "m2", "p!x", "p!y"}
 OLD = [("q", "old0"), ("q", "old1"), ("q", "old2")]
 
 
-def test_killed_send_loses_at_most_the_message_being_sent(make_layer):
-    layer = make_layer()
+@sharded
+def test_killed_send_loses_at_most_the_message_being_sent(make_layer, shard):
+    layer = make_layer(**SWEEP_SEGMENT)
 
     def verify(layer, completed):
         got = drain(layer, ["q"])
@@ -101,11 +116,12 @@ def test_killed_send_loses_at_most_the_message_being_sent(make_layer):
         if completed:
             assert got == OLD + [("q", "new")]
 
-    sweep(layer, lambda l: l.send("q", {"id": "new"}), verify)
+    sweep(layer, lambda l: l.send("q", {"id": "new"}), verify, shard)
 
 
-def test_killed_send_to_new_channel(make_layer):
-    layer = make_layer()
+@sharded
+def test_killed_send_to_new_channel(make_layer, shard):
+    layer = make_layer(**SWEEP_SEGMENT)
 
     def verify(layer, completed):
         got = drain(layer, ["fresh?abc"])
@@ -113,11 +129,12 @@ def test_killed_send_to_new_channel(make_layer):
         if completed:
             assert got == [("fresh?abc", "new")]
 
-    sweep(layer, lambda l: l.send("fresh?abc", {"id": "new"}), verify)
+    sweep(layer, lambda l: l.send("fresh?abc", {"id": "new"}), verify, shard)
 
 
-def test_killed_receive_never_duplicates(make_layer):
-    layer = make_layer()
+@sharded
+def test_killed_receive_never_duplicates(make_layer, shard):
+    layer = make_layer(**SWEEP_SEGMENT)
 
     def verify(layer, completed):
         got = drain(layer, ["q"])
@@ -125,11 +142,12 @@ def test_killed_receive_never_duplicates(make_layer):
         if completed:
             assert got == OLD[1:]
 
-    sweep(layer, lambda l: l.receive(["q"]), verify)
+    sweep(layer, lambda l: l.receive(["q"]), verify, shard)
 
 
-def test_killed_send_group(make_layer):
-    layer = make_layer()
+@sharded
+def test_killed_send_group(make_layer, shard):
+    layer = make_layer(**SWEEP_SEGMENT)
 
     def verify(layer, completed):
         got = drain(layer, ["m1", "m2", "p!", "q"])
@@ -140,28 +158,33 @@ def test_killed_send_group(make_layer):
             assert sorted(c for c, i in got if i == "g") == ["m1", "m2", "p!x", "p!y"]
         assert sorted(layer.group_channels("g")) == ["m1", "m2", "p!x", "p!y"]
 
-    sweep(layer, lambda l: l.send_group("g", {"id": "g"}), verify)
+    sweep(layer, lambda l: l.send_group("g", {"id": "g"}), verify, shard)
 
 
-def test_killed_group_add_and_discard(make_layer):
-    layer = make_layer()
-    members = {"m1", "m2", "p!x", "p!y"}
+@sharded
+def test_killed_group_add(make_layer, shard):
+    layer = make_layer(**SWEEP_SEGMENT)
 
     def verify_add(layer, completed):
         got = set(layer.group_channels("g"))
-        assert got in (members, members | {"new"})
+        assert got in (MEMBERS, MEMBERS | {"new"})
         if completed:
-            assert got == members | {"new"}
+            assert got == MEMBERS | {"new"}
 
-    sweep(layer, lambda l: l.group_add("g", "new"), verify_add)
+    sweep(layer, lambda l: l.group_add("g", "new"), verify_add, shard)
+
+
+@sharded
+def test_killed_group_discard(make_layer, shard):
+    layer = make_layer(**SWEEP_SEGMENT)
 
     def verify_discard(layer, completed):
         got = set(layer.group_channels("g"))
-        assert got in (members, members - {"m1"})
+        assert got in (MEMBERS, MEMBERS - {"m1"})
         if completed:
-            assert got == members - {"m1"}
+            assert got == MEMBERS - {"m1"}
 
-    sweep(layer, lambda l: l.group_discard("g", "m1"), verify_discard)
+    sweep(layer, lambda l: l.group_discard("g", "m1"), verify_discard, shard)
 
 
 def test_rebuild_repairs_scrambled_derived_data(make_layer):

@@ -24,7 +24,7 @@ import pytest
 from asgi_ipc.doorbell import STOP_AT_RING, Doorbell
 from asgi_ipc.layout import W_WAITING
 from asgi_ipc.lock import _unlock
-from tests.asgi_ipc.tracing import trace_lines
+from tests.asgi_ipc.tracing import SHARDS, SWEEP_SEGMENT, kill_points, trace_lines
 
 CTX = multiprocessing.get_context("fork")
 
@@ -98,10 +98,11 @@ def killed_after(n: int, layer, operation) -> bool:
         del lock.acquire, lock.release
 
 
-def sweep(layer, setup, operation, verify) -> int:
-    """Kill ``operation`` after every line in turn (fresh state each time); return the count."""
+def sweep(layer, setup, operation, verify, shard: int) -> int:
+    """Kill ``operation`` after every line of ``shard``'s kill points in turn (fresh state each
+    time); return the point at which it completed (at most ``SHARDS - 1`` past its last line)."""
     att = layer._a()
-    for n in range(1, 5000):
+    for n in kill_points(shard):
         layer.flush()
         with att.lock:  # the same arena shape every time, so line n is the same line
             att._repair()
@@ -123,14 +124,18 @@ def sweep(layer, setup, operation, verify) -> int:
 #: are covered by the real-process test below).
 pure = pytest.mark.parametrize("impl", ["pure"], indirect=True)
 
+#: Each sweep test runs once per shard of its kill points (see ``tracing.kill_points``).
+sharded = pytest.mark.parametrize("shard", range(SHARDS))
+
 
 def queued(layer, channel: str) -> int:
     return layer.channel_statistics(channel)["messages_pending"]
 
 
 @pure
-def test_killed_send_never_leaves_its_waiter_asleep(make_layer):
-    layer = make_layer()
+@sharded
+def test_killed_send_never_leaves_its_waiter_asleep(make_layer, shard):
+    layer = make_layer(**SWEEP_SEGMENT)
 
     def verify(layer, bells, completed):
         (bell,) = bells
@@ -140,13 +145,14 @@ def test_killed_send_never_leaves_its_waiter_asleep(make_layer):
             assert wakes(layer, bell, ["q"]), "a message waits and its waiter sleeps on"
 
     lines = sweep(layer, lambda l: [waiting_bell(l, ["q"])],
-                  lambda l: l.send("q", {"id": "new"}), verify)
+                  lambda l: l.send("q", {"id": "new"}), verify, shard)
     assert lines > 10
 
 
 @pure
-def test_killed_send_past_a_dead_waiter_still_wakes_the_live_one(make_layer):
-    layer = make_layer()
+@sharded
+def test_killed_send_past_a_dead_waiter_still_wakes_the_live_one(make_layer, shard):
+    layer = make_layer(**SWEEP_SEGMENT)
 
     def setup(layer):
         dead = waiting_bell(layer, ["q"])
@@ -159,14 +165,15 @@ def test_killed_send_past_a_dead_waiter_still_wakes_the_live_one(make_layer):
         elif queued(layer, "q"):
             assert wakes(layer, bells[1], ["q"]), "a message waits and the live waiter sleeps on"
 
-    sweep(layer, setup, lambda l: l.send("q", {"id": "new"}), verify)
+    sweep(layer, setup, lambda l: l.send("q", {"id": "new"}), verify, shard)
 
 
 @pure
-def test_killed_receive_passes_the_wake_on(make_layer):
+@sharded
+def test_killed_receive_passes_the_wake_on(make_layer, shard):
     """Two messages wait and two receivers sleep (a state a burst of sends can leave): a
     third receiver takes one; killed anywhere, the message left must have a rung waiter."""
-    layer = make_layer()
+    layer = make_layer(**SWEEP_SEGMENT)
 
     def setup(layer):
         bells = [waiting_bell(layer, ["q"]), waiting_bell(layer, ["q"])]
@@ -184,7 +191,7 @@ def test_killed_receive_passes_the_wake_on(make_layer):
         elif left == 1:  # one was taken: the other must not wait for a sleeping receiver
             assert any([wakes(layer, b, ["q"]) for b in bells]), "a message is left, all sleep"
 
-    sweep(layer, setup, lambda l: l.receive(["q"]), verify)
+    sweep(layer, setup, lambda l: l.receive(["q"]), verify, shard)
 
 
 def _receiver(prefix: str, out) -> None:

@@ -197,7 +197,7 @@ def test_application_that_does_not_import_stops_the_run_with_its_traceback(site)
     assert s.descendants() == []
 
 
-def test_status_reload_and_export_in_asgi3_mode(site, tmp_path):
+def test_status_and_reload_in_asgi3_mode(site):
     s = site("--interfaces", "1", "--worker", "tasks")
     url = s.wait_ready()
     http_get(url)
@@ -213,21 +213,31 @@ def test_status_reload_and_export_in_asgi3_mode(site, tmp_path):
     wait_for(lambda: (d := processes_by_role(s).get("daphne")) and d[0].pid != old and len(d) == 1, timeout=60,
              what="the server to be replaced")
     assert http_get(url)[0] == 200
-    exported = subprocess.run(
-        [python(), "-m", "procman", "export", "systemd", "--settings", "c4site.settings", "--worker", "tasks"],
-        cwd=C4SITE, capture_output=True, text=True, timeout=60,
-        env=dict(os.environ, PYTHONPATH=str(REPO), C4SITE_PREFIX=s.prefix))
-    assert exported.returncode == 0, exported.stderr
-    assert f"# {s.prefix}.service" in exported.stdout and "--worker tasks" in exported.stdout
-    doctor = subprocess.run([python(), "-m", "procman", "doctor", "--settings", "c4site.settings", "--json"],
-                            cwd=C4SITE, capture_output=True, text=True, timeout=60,
-                            env=dict(os.environ, PYTHONPATH=str(REPO), C4SITE_PREFIX=s.prefix))
-    findings = [f for f in json.loads(doctor.stdout) if f["check"] == "settings"]
-    assert findings and all(f["level"] == "ok" for f in findings), findings
-    assert any(repr(s.prefix) in f["message"] for f in findings)
-    assert any("ASGI application imports" in f["message"] for f in findings)
     s.signal(signal.SIGTERM)
     assert s.wait(60) == exitcodes.OK
+
+
+def test_export_and_doctor_in_asgi3_mode():
+    """``export systemd`` and ``doctor`` read the settings of an ASGI 3 site (no site runs: each
+    command is its own process, so this is apart from the running-site tests and xdist spreads it)."""
+    prefix = unique_prefix("c4")
+    try:
+        exported = subprocess.run(
+            [python(), "-m", "procman", "export", "systemd", "--settings", "c4site.settings", "--worker", "tasks"],
+            cwd=C4SITE, capture_output=True, text=True, timeout=60,
+            env=dict(os.environ, PYTHONPATH=str(REPO), C4SITE_PREFIX=prefix))
+        assert exported.returncode == 0, exported.stderr
+        assert f"# {prefix}.service" in exported.stdout and "--worker tasks" in exported.stdout
+        doctor = subprocess.run([python(), "-m", "procman", "doctor", "--settings", "c4site.settings", "--json"],
+                                cwd=C4SITE, capture_output=True, text=True, timeout=60,
+                                env=dict(os.environ, PYTHONPATH=str(REPO), C4SITE_PREFIX=prefix))
+        findings = [f for f in json.loads(doctor.stdout) if f["check"] == "settings"]
+        assert findings and all(f["level"] == "ok" for f in findings), findings
+        assert any(repr(prefix) in f["message"] for f in findings)
+        assert any("ASGI application imports" in f["message"] for f in findings)
+        assert not os.path.exists(f"/dev/shm/asgi_ipc.{prefix}")
+    finally:
+        remove_segment(prefix)
 
 
 def test_bad_worker_channel_and_channels1_flags_are_refused(site):
