@@ -23,12 +23,12 @@ import asyncio
 import base64
 import json
 import os
-import resource
 import time
 
+from benchmarks.compare_sites.ws_load import END, raise_fd_limit
+from benchmarks.compare_sites.ws_load import parse_frame as parse_broadcast
 from benchmarks.stats import percentile
 
-END = "E"
 
 
 def broadcast_text(frame: str, wrapped: bool) -> str | None:
@@ -37,23 +37,6 @@ def broadcast_text(frame: str, wrapped: bool) -> str | None:
     if not wrapped:
         return frame
     return json.loads(frame).get("text")
-
-
-def parse_broadcast(text: str) -> tuple[int, float] | None:
-    """``(seq, sent_at)`` of ``B <seq> <t>``; None for the end marker; ValueError for anything else."""
-    if text == END:
-        return None
-    parts = text.split(" ")
-    if len(parts) != 3 or parts[0] != "B":
-        raise ValueError(f"not a broadcast frame: {text[:60]!r}")
-    return int(parts[1]), float(parts[2])
-
-
-def _raise_fd_limit(wanted: int) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if soft != resource.RLIM_INFINITY and soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def _connect(url: str, timeout: float):
@@ -150,7 +133,7 @@ def connect_timeout(count: int) -> float:
 
 
 async def _members(urls: list[str], count: int, wrapped: bool, ready_q, read_for: float) -> dict:
-    _raise_fd_limit(count + 256)
+    raise_fd_limit(count + 256)
     loop = asyncio.get_running_loop()
     members: list[_Member] = []
     failures: dict[str, int] = {}
