@@ -330,6 +330,34 @@ class Arbiter:
             actions = self.policy.exited(pid, code)
             self._apply(actions)  # its held output is released (or dropped) while it is still known
             del self.children[pid]
+        if self.forkserver is not None:
+            self._reap_strays()
+
+    def _reap_strays(self, most: int = 64) -> None:
+        """Reap orphans that were re-parented to us and have exited.
+
+        With the fork server the supervisor is a child subreaper (:mod:`procman.forkserver`), so
+        a process a worker started and left behind when it died becomes our child; without this
+        it would stay a zombie until the supervisor stops. Only exited processes we did not start
+        are reaped: ``waitid(WNOWAIT)`` peeks first, and our own children (the roles' processes
+        and the zygote) are left to their ``poll()``, which must see their exit status. A peek
+        that finds one of ours ends this turn (it is reaped at the next one, then the rest).
+        """
+        ours = set(self.children)
+        zygote = getattr(self.forkserver, "process", None)
+        if zygote is not None:
+            ours.add(zygote.pid)
+        for _ in range(most):
+            try:
+                found = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return
+            if found is None or found.si_pid in ours:
+                return
+            try:
+                os.waitpid(found.si_pid, os.WNOHANG)
+            except ChildProcessError:
+                return
 
     def _measure_memory(self, pid: int) -> None:
         import psutil

@@ -189,3 +189,26 @@ def test_forked_process_reports_exit_like_popen():
         process.stdout.close()
         if child.poll() is None:
             child.kill()
+
+
+def test_a_process_a_dead_worker_left_behind_is_reaped_when_it_ends(site):
+    # The supervisor is a subreaper for forked workers, so their orphans become its children.
+    s = site("--workers", "1")
+    url = s.wait_ready()
+    (worker,) = forked_workers(s)
+    status, body = http_get(url + "leave-child?s=2")
+    assert status == 200
+    orphan = psutil.Process(int(body))
+    assert orphan.ppid() == worker.pid
+    worker.send_signal(signal.SIGKILL)
+    wait_for(lambda: orphan.ppid() == s.process.pid, 10, "the orphan was not re-parented to the supervisor")
+
+    def gone() -> bool:  # reaped: no process, not even a zombie
+        try:
+            return orphan.status() != psutil.STATUS_ZOMBIE and not orphan.is_running()
+        except psutil.NoSuchProcess:
+            return True
+
+    wait_for(gone, 15, "the orphan stayed a zombie of the supervisor after it ended")
+    wait_for(lambda: len(processes_by_role(s).get("worker", [])) == 1, 30, "the killed worker was not replaced")
+    assert http_get(url)[0] == 200

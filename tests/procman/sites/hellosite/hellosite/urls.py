@@ -2,4 +2,5 @@ from django.urls import path
 
 from . import views
 
-urlpatterns = [path("", views.hello), path("slow", views.slow), path("pid", views.pid)]
+urlpatterns = [path("", views.hello), path("slow", views.slow), path("pid", views.pid),
+               path("leave-child", views.leave_child)]

@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 import time
 
 from django.http import HttpResponse
@@ -16,3 +18,11 @@ def slow(request):
 
 def pid(request):
     return HttpResponse(f"{os.getpid()}\n")
+
+
+def leave_child(request):
+    """Start a short-lived child and do not wait for it; answers its pid (an orphan once this
+    worker dies)."""
+    seconds = request.GET.get("s", "1")
+    child = subprocess.Popen([sys.executable, "-c", f"import time; time.sleep({float(seconds)})"])
+    return HttpResponse(f"{child.pid}\n")
