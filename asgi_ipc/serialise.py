@@ -11,6 +11,8 @@ from typing import Any
 
 import msgpack
 
+from .errors import MessageTooLarge
+
 __all__ = ["pack", "pack_within", "unpack", "find_bad_value"]
 
 _packer = msgpack.Packer(use_bin_type=True, autoreset=True, strict_types=False)
@@ -69,8 +71,6 @@ def pack_within(message: Any, limit: int, what: str) -> bytes:
 
     :param what: names the message in the error, e.g. ``"message to 'chat'"``.
     """
-    from .errors import MessageTooLarge
-
     payload = pack(message)
     if len(payload) > limit:
         raise MessageTooLarge(
