@@ -6,7 +6,6 @@ from typing import Any
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
-from django.utils.module_loading import import_string
 
 __all__ = ["check_channel_layers"]
 
@@ -14,7 +13,7 @@ __all__ = ["check_channel_layers"]
 @checks.register("django_glue")
 def check_channel_layers(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """Report (as ``django_glue.E001``) every alias whose settings or routing are broken."""
-    from .asgi import layer_settings
+    from .asgi import layer_spec
     from .routing import Router
 
     errors: list[checks.CheckMessage] = []
@@ -29,9 +28,9 @@ def check_channel_layers(app_configs: Any = None, **kwargs: Any) -> list[checks.
     aliases = list(layers) if isinstance(layers, dict) else ["default"]
     for alias in aliases:
         try:
-            entry = layer_settings(alias)
-            import_string(entry["BACKEND"])
-            Router(entry["ROUTING"])
-        except (ImproperlyConfigured, ImportError, ValueError) as exc:
+            spec = layer_spec(alias)
+            spec.backend_class()
+            Router(spec.routing)
+        except (ImproperlyConfigured, ImportError, ValueError) as exc:  # LayerSettingsError is a ValueError
             errors.append(checks.Error(str(exc), obj=f"CHANNEL_LAYERS[{alias!r}]", id="django_glue.E001"))
     return errors

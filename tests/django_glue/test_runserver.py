@@ -226,3 +226,13 @@ def test_restarts_after_sigkill_over_the_stale_segment(runservers, db_file):
     assert http_request(second.port, "GET", "/hello/")[:3:2] == (200, b"hello")
     assert second.ctrl_c() == 0
     assert second.segments() == []
+
+
+def test_an_unknown_layer_alias_is_refused_with_the_one_readers_message(db_file):
+    result = subprocess.run(
+        [sys.executable, "-m", "django", "runserver", "127.0.0.1:0", "--noreload", "--layer", "nope"],
+        cwd=REPO, env=process_env(unique_prefix(), ECHO, db_file, debug=True), capture_output=True, text=True,
+        timeout=60, preexec_fn=end_with_parent,
+    )
+    assert result.returncode != 0
+    assert "CHANNEL_LAYERS has no 'nope' entry (defined: 'default'" in result.stderr, result.stderr[-2000:]

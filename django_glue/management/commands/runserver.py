@@ -118,12 +118,7 @@ class Command(DjangoRunserver):
     def start_site(self, options: dict[str, Any]) -> LocalSite:
         """Create the layer, install it for ``Channel``/``Group``, start interface + workers."""
         alias = options["layer"]
-        if alias not in channel_layers:
-            raise CommandError(
-                f"channel layer {alias!r} is not in settings.CHANNEL_LAYERS "
-                f"(defined: {', '.join(channel_layers.configs) or 'none'})"
-            )
-        try:
+        try:  # an unknown alias is refused here, with the one reader's message (asgi_ipc.layer_settings)
             entry = layer_settings(alias)
             config = dict(entry.get("CONFIG", {}))
             if "create" in backend_parameters(alias):
