@@ -13,9 +13,9 @@ from typing import Callable, Iterator
 
 import pytest
 
-from procman import exitcodes
+from procman import control, exitcodes
 
-from .cluster_redis import needs_redis_server, redis_server  # noqa: F401 - a fixture
+from .cluster_redis import module_redis_server, needs_redis_server, redis_server  # noqa: F401 - fixtures
 from .procs import HELLOSITE, Site, http_get, unique_prefix, wait_for
 
 pytestmark = needs_redis_server
@@ -32,8 +32,9 @@ def cluster_of(redis_port: int, site_dir: Path, tmp_path: Path, flags: list[str]
                env: Callable[[str], dict[str, str]]) -> Iterator[Callable[..., list[Site]]]:
     """Simulated machines of one site (one cluster name): yields ``start(count, *more_flags)``,
     which starts ``count`` ``procman run --cluster`` of ``site_dir`` (each with its own prefix,
-    control directory and ``env(prefix)``) and returns them ready, their links connected. Every
-    one is stopped after, and none may leave its segment in /dev/shm."""
+    control directory and ``env(prefix)``) and returns them ready, their links connected. After,
+    every one still running is stopped gracefully, all at once, and must stop cleanly: exit code
+    0 and its segment gone from /dev/shm (one a test killed or stopped itself is the test's to judge)."""
     started: list[Site] = []
     name = f"c{uuid.uuid4().hex[:8]}"
 
@@ -53,10 +54,26 @@ def cluster_of(redis_port: int, site_dir: Path, tmp_path: Path, flags: list[str]
     try:
         yield start
     finally:
-        for s in started:
+        stops = stop_together(started)
+    for s, code, segment_left in stops:
+        assert code == exitcodes.OK, f"{s.prefix} stopped with exit code {code}; output:\n{s.output}"
+        assert not segment_left, f"{s.prefix}'s segment left in /dev/shm"
+
+
+def stop_together(sites: list[Site], timeout: float = 60.0) -> list[tuple[Site, int, bool]]:
+    """SIGTERM every site still running, then wait for each, so their graceful stops overlap.
+
+    Returns ``(site, exit code, segment left in /dev/shm)`` for each site stopped here (those that
+    had ended already are left out). Every site is closed before this returns or raises: one that
+    did not stop within ``timeout`` seconds is killed and its segment removed."""
+    running = [s for s in sites if s.process.poll() is None]
+    try:
+        for s in running:
+            s.signal(signal.SIGTERM)
+        return [(s, s.wait(timeout), s.segment_exists()) for s in running]
+    finally:
+        for s in sites:
             s.close()
-    for s in started:
-        assert not s.segment_exists(), f"{s.prefix}'s segment left in /dev/shm"
 
 
 @pytest.fixture
@@ -66,25 +83,39 @@ def machines(tmp_path, redis_server):
         yield lambda count=2, shared="thumbnail": start(count, "--cluster-shared", shared)
 
 
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory, module_redis_server):
+    """Two machines (shared channel ``thumbnail``) started once for the tests that only use them.
+
+    Sharing is safe: those tests run one after another in a worker; none kills, stops or reloads a
+    machine or halts its Redis; each closes the WebSockets it opens (a closed one leaves the group)
+    and judges only the output lines, broadcasts and Redis commands that came after it began."""
+    with cluster_of(module_redis_server.port, HELLOSITE, tmp_path_factory.mktemp("pair"), ["--workers", "1"],
+                    lambda prefix: ROUTING) as start:
+        yield start(2, "--cluster-shared", "thumbnail")
+
+
 def commandstats(client) -> dict[str, int]:
     """Calls per command so far (``INFO commandstats``)."""
     return {key.removeprefix("cmdstat_"): value["calls"] for key, value in client.info("commandstats").items()}
 
 
 @pytest.fixture
-def redis_client(redis_server):
-    """A client connected before any count is taken (its handshake is not counted as traffic)."""
+def redis_client(module_redis_server):
+    """A client of the module's Redis, connected before any count is taken (its handshake is not
+    counted as traffic)."""
     import redis
 
-    client = redis.Redis(port=redis_server.port)
+    client = redis.Redis(port=module_redis_server.port)
     client.ping()
     yield client
     client.close()
 
 
 def cluster_status(site: Site) -> dict:
-    """The ``cluster`` entry of ``procman status --json``."""
-    return json.loads(site.cli("status", "--name", site.prefix, "--json").stdout)["cluster"]
+    """The ``cluster`` entry of the supervisor's status, asked over its control socket: what
+    ``procman status --json`` prints, without starting a CLI process for every poll."""
+    return control.request(site.control_dir / f"{site.prefix}.sock", "status", timeout=10)["cluster"]
 
 
 def ws(site: Site):
@@ -97,8 +128,13 @@ def recv(conn, timeout: float = 10.0) -> str:
     return conn.recv(timeout=timeout)
 
 
-def test_broadcast_reaches_members_on_both_machines_with_one_publish(machines, redis_client):
-    a, b = machines(2)
+def broadcasts_out(site: Site) -> int:
+    return cluster_status(site).get("counts", {}).get("broadcasts_out", 0)
+
+
+def test_broadcast_reaches_members_on_both_machines_with_one_publish(pair, redis_client):
+    a, b = pair
+    sent_before = broadcasts_out(a)  # no other test broadcasts from the pair, so a late report is no matter
     with ws(a) as on_a, ws(b) as on_b:
         before = commandstats(redis_client).get("publish", 0)
         on_a.send("say:from-a")
@@ -109,7 +145,7 @@ def test_broadcast_reaches_members_on_both_machines_with_one_publish(machines, r
         on_a.send("say:third")
         assert recv(on_a) == "third" and recv(on_b) == "third"
         assert commandstats(redis_client).get("publish", 0) - before == 3  # one PUBLISH per broadcast
-    wait_for(lambda: cluster_status(a).get("relayed_out", 0) >= 2 and cluster_status(a).get("machines") == 2,
+    wait_for(lambda: broadcasts_out(a) - sent_before >= 2 and cluster_status(a).get("machines") == 2,
              what="a's link to report its broadcasts and both machines")
     status = json.loads(a.cli("status", "--name", a.prefix, "--json").stdout)
     text = a.cli("status", "--name", a.prefix).stdout
@@ -118,8 +154,8 @@ def test_broadcast_reaches_members_on_both_machines_with_one_publish(machines, r
     assert any(p["name"] == "cluster.1" for p in status["processes"])
 
 
-def test_http_and_a_connections_own_messages_use_no_redis(machines, redis_server, redis_client):
-    a, b = machines(2)
+def test_http_and_a_connections_own_messages_use_no_redis(pair, module_redis_server, redis_client):
+    a, b = pair
     with ws(a) as on_a:
         before = commandstats(redis_client)
         for _ in range(20):
@@ -134,13 +170,15 @@ def test_http_and_a_connections_own_messages_use_no_redis(machines, redis_server
     for proc in a.descendants():
         role = proc.environ().get("PROCMAN_ROLE")
         ports = {c.raddr.port for c in proc.net_connections("tcp") if c.raddr}
-        assert (redis_server.port in ports) == (role == "cluster"), (role, ports)
+        assert (module_redis_server.port in ports) == (role == "cluster"), (role, ports)
 
 
 @pytest.mark.parametrize("shared", ["thumbnail", "thumb*"])
-def test_shared_job_is_taken_once_by_some_machine(machines, shared):
-    # "thumb*": the links learn the channel's name from the first push (the shared-names set).
-    a, b = machines(2, shared=shared)
+def test_shared_job_is_taken_once_by_some_machine(request, shared):
+    # "thumb*": the links learn the channel's name from the first push (the shared-names set), so
+    # those machines must be new; "thumbnail" is the pair's own shared channel.
+    a, b = request.getfixturevalue("pair") if shared == "thumbnail" else request.getfixturevalue("machines")(2, shared)
+    marks = {s: len(s.lines) for s in (a, b)}  # the jobs taken before this test are not its own
     jobs = [str(n) for n in range(8)]
     with ws(a) as on_a:
         for n in jobs:
@@ -148,7 +186,8 @@ def test_shared_job_is_taken_once_by_some_machine(machines, shared):
             assert recv(on_a) == f"queued {n}"
 
     def taken() -> list[str]:
-        return [m.group(1) for s in (a, b) for m in re.finditer(r"job (\d+) taken by", s.output)]
+        return [m.group(1) for s in (a, b) for line in s.lines[marks[s]:]
+                if (m := re.search(r"job (\d+) taken by", line))]
 
     wait_for(lambda: len(taken()) >= len(jobs), what="every shared job to be taken")
     with pytest.raises(AssertionError):  # and none is taken twice (bounded look for a duplicate)
@@ -216,6 +255,7 @@ def test_redis_absent_at_start_the_site_serves_locally_and_says_why(tmp_path):
             conn.send("say:to-local-members")
             assert recv(conn) == "to-local-members"
         wait_for(lambda: cluster_status(s).get("state") == "disconnected", what="status to show the link disconnected")
+        assert json.loads(s.cli("status", "--name", s.prefix, "--json").stdout)["cluster"]["state"] == "disconnected"
         s.signal(signal.SIGTERM)
         assert s.wait(60) == exitcodes.OK
         assert s.output.count("cluster link: error") == 1 and not s.segment_exists()

@@ -7,12 +7,13 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import time
 
 import pytest
 
 from procman import exitcodes
 
-from .cluster_redis import needs_redis_server, redis_server  # noqa: F401 - a fixture
+from .cluster_redis import module_redis_server, needs_redis_server  # noqa: F401 - a fixture
 from .procs import HELLOSITE, Site, http_get, processes_by_role, unique_prefix, wait_for
 from .test_cluster import cluster_of, cluster_status, commandstats, redis_client  # noqa: F401 - a fixture
 
@@ -24,12 +25,17 @@ pytestmark = needs_redis_server
 C4SITE = HELLOSITE.with_name("c4site")
 
 
-@pytest.fixture
-def machines(tmp_path, redis_server):  # noqa: F811 - a fixture
-    """``machines(2, *flags)`` -> two ready Channels 4 sites of one cluster."""
-    with cluster_of(redis_server.port, C4SITE, tmp_path, ["--interfaces", "1"],
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory, module_redis_server):  # noqa: F811 - a fixture
+    """Two Channels 4 sites of one cluster, each with a worker for the shared channel ``tasks``,
+    started once for the tests below.
+
+    Sharing is safe: those tests run one after another in a worker; none kills, stops or reloads a
+    site or halts its Redis; each uses its own room (its own group), closes its WebSockets, and
+    counts only the PUBLISH calls and relayed broadcasts that came after it began."""
+    with cluster_of(module_redis_server.port, C4SITE, tmp_path_factory.mktemp("pair"), ["--interfaces", "1"],
                     lambda prefix: {"C4SITE_PREFIX": prefix}) as start:
-        yield start
+        yield start(2, "--worker", "tasks", "--cluster-shared", "tasks")
 
 
 @contextlib.contextmanager
@@ -46,8 +52,14 @@ def text(conn, timeout: float = 10.0) -> str:
     return json.loads(conn.recv(timeout=timeout))["text"]
 
 
-def test_group_send_reaches_members_on_both_machines_with_one_publish(machines, redis_client):  # noqa: F811
-    a, b = machines(2)
+def test_group_send_reaches_members_on_both_machines_with_one_publish(pair, redis_client):  # noqa: F811
+    a, b = pair
+    # The other test's workers broadcast from the pair too: count from a report written after this
+    # test began, so a late report of theirs is not taken for this test's broadcasts.
+    began = time.time()
+    report = wait_for(lambda: (got := cluster_status(a)).get("written", 0) >= began and got,
+                      what="a's link to report (once a second)")
+    sent_before = report["counts"].get("broadcasts_out", 0)
     with ws(a, "lobby") as on_a, ws(b, "lobby") as on_b:
         before = commandstats(redis_client).get("publish", 0)
         on_a.send("from-a")
@@ -58,16 +70,16 @@ def test_group_send_reaches_members_on_both_machines_with_one_publish(machines, 
         on_a.send("third")
         assert text(on_a) == "third" and text(on_b) == "third"
         assert commandstats(redis_client).get("publish", 0) - before == 3  # one PUBLISH per group_send
-    wait_for(lambda: cluster_status(a).get("relayed_out", 0) >= 2 and cluster_status(a).get("machines") == 2,
+    wait_for(lambda: cluster_status(a)["counts"].get("broadcasts_out", 0) - sent_before >= 2 and cluster_status(a).get("machines") == 2,
              what="a's link to report its broadcasts and both machines")
-    assert {role for role in processes_by_role(a)} == {"daphne", "cluster"}
+    assert {role for role in processes_by_role(a)} == {"daphne", "worker-tasks", "cluster"}
     assert re.search(r"cluster: connected for \S+ to redis://127\.0\.0\.1:\d+/0 as .*, 2 machine\(s\) seen",
                      a.cli("status", "--name", a.prefix).stdout)
 
 
-def test_shared_channel_job_is_taken_once_and_its_worker_broadcast_reaches_both(machines):
+def test_shared_channel_job_is_taken_once_and_its_worker_broadcast_reaches_both(pair):
     # c4site's TaskConsumer (the `tasks` channel) answers the group "room-results" with "done: <text>".
-    a, b = machines(2, "--worker", "tasks", "--cluster-shared", "tasks")
+    a, b = pair
     jobs = [f"job{n}" for n in range(6)]
     with ws(a, "results") as on_a, ws(b, "results") as on_b:
         for job in jobs:
@@ -75,8 +87,11 @@ def test_shared_channel_job_is_taken_once_and_its_worker_broadcast_reaches_both(
         for conn in (on_a, on_b):  # every job done once, whichever machine's worker took it
             got = sorted(text(conn) for _ in jobs)
             assert got == sorted(f"done: {job}" for job in jobs)
-            with pytest.raises(TimeoutError):  # and no copy follows (bounded look)
-                conn.recv(timeout=1.0)
+        # And no copy follows (one bounded look for both sockets: frames arriving for on_b while
+        # on_a is watched wait in on_b's queue, so each is watched for a second after its last job).
+        for conn, look in ((on_a, 1.0), (on_b, 0.05)):
+            with pytest.raises(TimeoutError):
+                conn.recv(timeout=look)
 
 
 def test_cluster_is_refused_for_a_layer_that_is_not_shared_memory(tmp_path):
