@@ -15,7 +15,7 @@ from procman import exitcodes
 
 from .cluster_redis import module_redis_server, needs_redis_server  # noqa: F401 - a fixture
 from .procs import HELLOSITE, Site, http_get, processes_by_role, unique_prefix, wait_for
-from .test_cluster import cluster_of, cluster_status, commandstats, redis_client  # noqa: F401 - a fixture
+from .test_cluster import broadcasts_out, cluster_of, cluster_status, commandstats, redis_client  # noqa: F401 - a fixture
 
 pytest.importorskip("daphne", reason="the ASGI 3 mode needs Daphne (pip install 'asgi_ipc[channels4]')")
 pytest.importorskip("channels", reason="the ASGI 3 mode needs Channels 4 (pip install 'asgi_ipc[channels4]')")
@@ -70,7 +70,7 @@ def test_group_send_reaches_members_on_both_machines_with_one_publish(pair, redi
         on_a.send("third")
         assert text(on_a) == "third" and text(on_b) == "third"
         assert commandstats(redis_client).get("publish", 0) - before == 3  # one PUBLISH per group_send
-    wait_for(lambda: cluster_status(a)["counts"].get("broadcasts_out", 0) - sent_before >= 2 and cluster_status(a).get("machines") == 2,
+    wait_for(lambda: broadcasts_out(a) - sent_before >= 2 and cluster_status(a).get("machines") == 2,
              what="a's link to report its broadcasts and both machines")
     assert {role for role in processes_by_role(a)} == {"daphne", "worker-tasks", "cluster"}
     assert re.search(r"cluster: connected for \S+ to redis://127\.0\.0\.1:\d+/0 as .*, 2 machine\(s\) seen",
