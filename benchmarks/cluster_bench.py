@@ -22,7 +22,10 @@ request path: only the idle link's).
 Broadcast (``--broadcast-kinds``, default ``cluster,c4-redis,redis``): ``--members`` WebSockets
 spread round-robin over the machines, in ``--ws-processes`` asyncio load processes, all in one
 group; one more socket on machine 1 sends a broadcast every ``--interval`` s for ``--seconds``,
-then an end marker; members read until it arrived or ``--drain`` s after it was sent.
+then, ``--end-pause`` s later, an end marker; members read until it arrived or ``--drain`` s after
+it was sent (a smoke run may shorten the pause: with one worker per machine every site hands a
+sender's frames to a member in order, so the marker does not overtake a broadcast; a broadcast that
+arrives after the marker counts as lost either way).
 Latency p50/p99 (the first 5 broadcasts left out) and deliveries lost (not arrived by then), for ``cluster`` (Channels 1
 API, ``procman run --cluster``), ``c4-redis`` (Channels 4 + ``channels_redis`` under ``procman
 run``'s ASGI 3 mode, one Daphne per machine) and ``redis`` (Channels 1 API on the Redis layer).
@@ -63,7 +66,7 @@ BROADCAST_KINDS = ("cluster", "c4-redis", "redis")
 IDLE_COMMANDS = {"ping", "zadd", "zremrangebyscore", "zcard", "smembers", "client|id", "blpop", "evalsha",
                  "lpop", "script|load", "info", "hello", "client|setinfo", "flushall"}
 SKIP_FIRST = 5  # broadcasts left out of the latency percentiles (warm-up), not out of the losses
-END_PAUSE = 2.0  # seconds between the last broadcast and the end marker
+END_PAUSE = 2.0  # seconds between the last broadcast and the end marker (default of --end-pause)
 
 
 def commandstats(port: int) -> dict[str, int]:
@@ -122,7 +125,7 @@ def broadcast_run(machines: list[Machine], args: argparse.Namespace) -> dict[str
     result_q: multiprocessing.Queue = multiprocessing.Queue()
     processes = max(1, min(args.ws_processes, args.members))
     shares = [args.members // processes + (i < args.members % processes) for i in range(processes)]
-    read_for = args.seconds + END_PAUSE + args.drain
+    read_for = args.seconds + args.end_pause + args.drain
     clients = [multiprocessing.Process(target=run_members, args=(urls, share, wrapped, ready_q, result_q, read_for))
                for share in shares]
     for client in clients:
@@ -131,7 +134,7 @@ def broadcast_run(machines: list[Machine], args: argparse.Namespace) -> dict[str
         ready = [ready_q.get(timeout=connect_timeout(share) + 30) for share in shares]
         if any(kind != "ready" for kind, _, _ in ready) or sum(n for _, n, _ in ready) == 0:
             raise SystemExit(f"the WebSocket members did not connect: {ready}")
-        sent = asyncio.run(send_broadcasts(urls[0], say, args.seconds, args.interval, end_pause=END_PAUSE))
+        sent = asyncio.run(send_broadcasts(urls[0], say, args.seconds, args.interval, end_pause=args.end_pause))
         reports = [result_q.get(timeout=read_for + 30) for _ in clients]
     finally:
         _reap(clients)
@@ -221,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=0.05, help="seconds between broadcasts")
     parser.add_argument("--drain", type=float, default=30.0,
                         help="seconds members keep reading after the end marker was sent; later deliveries count as lost")
+    parser.add_argument("--end-pause", type=float, default=END_PAUSE,
+                        help=f"seconds between the last broadcast and the end marker (default {END_PAUSE:g})")
     parser.add_argument("--http-kinds", default=",".join(HTTP_KINDS), help=f"of {','.join(HTTP_KINDS)}")
     parser.add_argument("--broadcast-kinds", default=",".join(BROADCAST_KINDS), help=f"of {','.join(BROADCAST_KINDS)}")
     parser.add_argument("--quick", action="store_true", help="1 round, 1 s, 50 members: a smoke run")
@@ -229,8 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.rounds, args.seconds, args.members = 1, 1.0, min(args.members, 50)
     if args.machines < 1 or args.rounds < 1 or args.seconds <= 0 or args.members < 1 or args.interval <= 0 \
-            or args.drain < 0:
-        parser.error("--machines, --rounds and --members must be >= 1; --seconds and --interval > 0; --drain >= 0")
+            or args.drain < 0 or args.end_pause < 0:
+        parser.error("--machines, --rounds and --members must be >= 1; --seconds and --interval > 0; "
+                     "--drain and --end-pause >= 0")
     http_kinds = _kinds(args.http_kinds, HTTP_KINDS, "--http-kinds")
     broadcast_kinds = _kinds(args.broadcast_kinds, BROADCAST_KINDS, "--broadcast-kinds")
     if "c4-redis" in broadcast_kinds:

@@ -37,6 +37,8 @@ def test_bad_arguments_are_refused_with_what_to_use():
         cluster_bench.main(["--http-kinds", "local,nope"])
     with pytest.raises(SystemExit):
         cluster_bench.main(["--machines", "0"])
+    with pytest.raises(SystemExit):
+        cluster_bench.main(["--end-pause", "-1"])
 
 
 @pytest.mark.parametrize("http_kinds, broadcast_kinds", [("local,cluster", "cluster"), ("redis", "c4-redis")])
@@ -50,7 +52,7 @@ def test_smoke_run(tmp_path, http_kinds, broadcast_kinds):
             pytest.importorskip(module, reason="the Channels 4 baseline needs daphne, channels, channels-redis")
     out = tmp_path / "cluster.json"
     code = cluster_bench.main(["--machines", "2", "--rounds", "1", "--seconds", "0.5", "--clients", "2",
-                               "--members", "10", "--ws-processes", "1", "--http-kinds", http_kinds,
+                               "--members", "10", "--ws-processes", "1", "--end-pause", "0.3", "--http-kinds", http_kinds,
                                "--broadcast-kinds", broadcast_kinds, "--json", str(out)])
     record = json.loads(out.read_text())
     assert record["suite"] == "cluster" and record["budgets"][0]["id"] == "cluster.rps_ratio"
