@@ -8,7 +8,8 @@ Usage::
 Starts a real ``redis-server`` (``benchmarks/redis_server.py``) and, for every round, each kind of
 site on ``--machines`` simulated machines (``benchmarks/cluster_machines.py``: own port, layer
 prefix and control directory each), in an order that rotates every round (so no kind always goes
-first); Redis is flushed before each run.
+first); Redis is flushed before each start (``--share-machines``: a kind measured in both parts
+runs both on one start of its machines, see :func:`plan`).
 
 HTTP (``--http-kinds``, default ``local,cluster,redis``): the hello view of the test site under
 ``procman run`` without ``--cluster`` (``local``), with it (``cluster``: budget >= 0.9x of local,
@@ -149,6 +150,22 @@ def _order(kinds: tuple[str, ...], round_: int) -> list[str]:
     return list(kinds[shift:] + kinds[:shift])
 
 
+def plan(http_kinds: tuple[str, ...], broadcast_kinds: tuple[str, ...], round_: int,
+         share: bool) -> list[tuple[str, tuple[str, ...]]]:
+    """What round ``round_`` runs: ``(machine kind, cases)`` per start of machines, in order.
+
+    By default every case gets fresh machines: the HTTP kinds, then the broadcast kinds, each
+    rotated by :func:`_order`. With ``share``, a kind in both lists is started once and runs its
+    HTTP load and then its broadcast on the same machines (a smoke run's saving: fewer starts, but
+    the broadcast then meets machines that just served the load)."""
+    if not share:
+        return ([(kind, ("http",)) for kind in (_order(http_kinds, round_) if http_kinds else [])]
+                + [(kind, ("broadcast",)) for kind in (_order(broadcast_kinds, round_) if broadcast_kinds else [])])
+    kinds = tuple(dict.fromkeys(http_kinds + broadcast_kinds))
+    return [(kind, tuple(case for case, listed in (("http", http_kinds), ("broadcast", broadcast_kinds))
+                         if kind in listed)) for kind in (_order(kinds, round_) if kinds else [])]
+
+
 def _median(values: list[float | None]) -> float | None:
     return median([v for v in values if v is not None])
 
@@ -228,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"seconds between the last broadcast and the end marker (default {END_PAUSE:g})")
     parser.add_argument("--http-kinds", default=",".join(HTTP_KINDS), help=f"of {','.join(HTTP_KINDS)}")
     parser.add_argument("--broadcast-kinds", default=",".join(BROADCAST_KINDS), help=f"of {','.join(BROADCAST_KINDS)}")
+    parser.add_argument("--share-machines", action="store_true",
+                        help="a kind in both --http-kinds and --broadcast-kinds runs both on one start of its "
+                             "machines (fewer starts: a smoke run's shortcut, not a measurement)")
     parser.add_argument("--quick", action="store_true", help="1 round, 1 s, 50 members: a smoke run")
     parser.add_argument("--json", type=Path, help="where to write the results (default benchmarks/results/)")
     args = parser.parse_args(argv)
@@ -256,11 +276,11 @@ def main(argv: list[str] | None = None) -> int:
     with RedisServer() as server, tempfile.TemporaryDirectory(prefix="cluster-bench-") as tmp:
         url = f"redis://127.0.0.1:{server.port}/0"
         for round_ in range(args.rounds):
-            for case, kinds, runs in (("http", http_kinds, http), ("broadcast", broadcast_kinds, broadcast)):
-                for kind in _order(kinds, round_) if kinds else []:
-                    flush(server.port)
-                    machines = start_machines(kind, args.machines, url, Path(tmp), args.workers)
-                    try:
+            for kind, cases in plan(http_kinds, broadcast_kinds, round_, args.share_machines):
+                flush(server.port)
+                machines = start_machines(kind, args.machines, url, Path(tmp), args.workers)
+                try:
+                    for case in cases:
                         if case == "http":
                             before = commandstats(server.port)
                             row = http_run(machines, args.clients, args.seconds)
@@ -277,10 +297,10 @@ def main(argv: list[str] | None = None) -> int:
                             print(f"round {round_ + 1} broadcast {kind:9} members {row['members']} "
                                   f"p50 {_fmt(row['p50_ms'], 1)} ms p99 {_fmt(row['p99_ms'], 1)} ms "
                                   f"lost {row['lost']} of {row['deliveries_expected']}", flush=True)
-                    finally:
-                        shm_left += stop_machines(machines)
-                    row["load_average"] = os.getloadavg()[0]
-                    runs[kind].append(row)
+                        row["load_average"] = os.getloadavg()[0]
+                        (http if case == "http" else broadcast)[kind].append(row)
+                finally:
+                    shm_left += stop_machines(machines)
         redis_version = server.version
     load_end = os.getloadavg()
 
