@@ -8,7 +8,8 @@ Usage::
 Starts a real ``redis-server`` (``benchmarks/redis_server.py``) and, for every round, each kind of
 site on ``--machines`` simulated machines (``benchmarks/cluster_machines.py``: own port, layer
 prefix and control directory each), in an order that rotates every round (so no kind always goes
-first); Redis is flushed before each run.
+first); Redis is flushed before each start (``--share-machines``: a kind measured in both parts
+runs both on one start of its machines, see :func:`plan`).
 
 HTTP (``--http-kinds``, default ``local,cluster,redis``): the hello view of the test site under
 ``procman run`` without ``--cluster`` (``local``), with it (``cluster``: budget >= 0.9x of local,
@@ -22,7 +23,10 @@ request path: only the idle link's).
 Broadcast (``--broadcast-kinds``, default ``cluster,c4-redis,redis``): ``--members`` WebSockets
 spread round-robin over the machines, in ``--ws-processes`` asyncio load processes, all in one
 group; one more socket on machine 1 sends a broadcast every ``--interval`` s for ``--seconds``,
-then an end marker; members read until it arrived or ``--drain`` s after it was sent.
+then, ``--end-pause`` s later, an end marker; members read until it arrived or ``--drain`` s after
+it was sent (a smoke run may shorten the pause: with one worker per machine every site hands a
+sender's frames to a member in order, so the marker does not overtake a broadcast; a broadcast that
+arrives after the marker counts as lost either way).
 Latency p50/p99 (the first 5 broadcasts left out) and deliveries lost (not arrived by then), for ``cluster`` (Channels 1
 API, ``procman run --cluster``), ``c4-redis`` (Channels 4 + ``channels_redis`` under ``procman
 run``'s ASGI 3 mode, one Daphne per machine) and ``redis`` (Channels 1 API on the Redis layer).
@@ -63,7 +67,7 @@ BROADCAST_KINDS = ("cluster", "c4-redis", "redis")
 IDLE_COMMANDS = {"ping", "zadd", "zremrangebyscore", "zcard", "smembers", "client|id", "blpop", "evalsha",
                  "lpop", "script|load", "info", "hello", "client|setinfo", "flushall"}
 SKIP_FIRST = 5  # broadcasts left out of the latency percentiles (warm-up), not out of the losses
-END_PAUSE = 2.0  # seconds between the last broadcast and the end marker
+END_PAUSE = 2.0  # seconds between the last broadcast and the end marker (default of --end-pause)
 
 
 def commandstats(port: int) -> dict[str, int]:
@@ -122,7 +126,7 @@ def broadcast_run(machines: list[Machine], args: argparse.Namespace) -> dict[str
     result_q: multiprocessing.Queue = multiprocessing.Queue()
     processes = max(1, min(args.ws_processes, args.members))
     shares = [args.members // processes + (i < args.members % processes) for i in range(processes)]
-    read_for = args.seconds + END_PAUSE + args.drain
+    read_for = args.seconds + args.end_pause + args.drain
     clients = [multiprocessing.Process(target=run_members, args=(urls, share, wrapped, ready_q, result_q, read_for))
                for share in shares]
     for client in clients:
@@ -131,7 +135,7 @@ def broadcast_run(machines: list[Machine], args: argparse.Namespace) -> dict[str
         ready = [ready_q.get(timeout=connect_timeout(share) + 30) for share in shares]
         if any(kind != "ready" for kind, _, _ in ready) or sum(n for _, n, _ in ready) == 0:
             raise SystemExit(f"the WebSocket members did not connect: {ready}")
-        sent = asyncio.run(send_broadcasts(urls[0], say, args.seconds, args.interval, end_pause=END_PAUSE))
+        sent = asyncio.run(send_broadcasts(urls[0], say, args.seconds, args.interval, end_pause=args.end_pause))
         reports = [result_q.get(timeout=read_for + 30) for _ in clients]
     finally:
         _reap(clients)
@@ -144,6 +148,22 @@ def _order(kinds: tuple[str, ...], round_: int) -> list[str]:
     """The kinds in the order of round ``round_``: rotated every round, so none always goes first."""
     shift = round_ % len(kinds)
     return list(kinds[shift:] + kinds[:shift])
+
+
+def plan(http_kinds: tuple[str, ...], broadcast_kinds: tuple[str, ...], round_: int,
+         share: bool) -> list[tuple[str, tuple[str, ...]]]:
+    """What round ``round_`` runs: ``(machine kind, cases)`` per start of machines, in order.
+
+    By default every case gets fresh machines: the HTTP kinds, then the broadcast kinds, each
+    rotated by :func:`_order`. With ``share``, a kind in both lists is started once and runs its
+    HTTP load and then its broadcast on the same machines (a smoke run's saving: fewer starts, but
+    the broadcast then meets machines that just served the load)."""
+    if not share:
+        return ([(kind, ("http",)) for kind in (_order(http_kinds, round_) if http_kinds else [])]
+                + [(kind, ("broadcast",)) for kind in (_order(broadcast_kinds, round_) if broadcast_kinds else [])])
+    kinds = tuple(dict.fromkeys(http_kinds + broadcast_kinds))
+    return [(kind, tuple(case for case, listed in (("http", http_kinds), ("broadcast", broadcast_kinds))
+                         if kind in listed)) for kind in (_order(kinds, round_) if kinds else [])]
 
 
 def _median(values: list[float | None]) -> float | None:
@@ -221,16 +241,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=0.05, help="seconds between broadcasts")
     parser.add_argument("--drain", type=float, default=30.0,
                         help="seconds members keep reading after the end marker was sent; later deliveries count as lost")
+    parser.add_argument("--end-pause", type=float, default=END_PAUSE,
+                        help=f"seconds between the last broadcast and the end marker (default {END_PAUSE:g})")
     parser.add_argument("--http-kinds", default=",".join(HTTP_KINDS), help=f"of {','.join(HTTP_KINDS)}")
     parser.add_argument("--broadcast-kinds", default=",".join(BROADCAST_KINDS), help=f"of {','.join(BROADCAST_KINDS)}")
+    parser.add_argument("--share-machines", action="store_true",
+                        help="a kind in both --http-kinds and --broadcast-kinds runs both on one start of its "
+                             "machines (fewer starts: a smoke run's shortcut, not a measurement)")
     parser.add_argument("--quick", action="store_true", help="1 round, 1 s, 50 members: a smoke run")
     parser.add_argument("--json", type=Path, help="where to write the results (default benchmarks/results/)")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.seconds, args.members = 1, 1.0, min(args.members, 50)
     if args.machines < 1 or args.rounds < 1 or args.seconds <= 0 or args.members < 1 or args.interval <= 0 \
-            or args.drain < 0:
-        parser.error("--machines, --rounds and --members must be >= 1; --seconds and --interval > 0; --drain >= 0")
+            or args.drain < 0 or args.end_pause < 0:
+        parser.error("--machines, --rounds and --members must be >= 1; --seconds and --interval > 0; "
+                     "--drain and --end-pause >= 0")
     http_kinds = _kinds(args.http_kinds, HTTP_KINDS, "--http-kinds")
     broadcast_kinds = _kinds(args.broadcast_kinds, BROADCAST_KINDS, "--broadcast-kinds")
     if "c4-redis" in broadcast_kinds:
@@ -250,11 +276,11 @@ def main(argv: list[str] | None = None) -> int:
     with RedisServer() as server, tempfile.TemporaryDirectory(prefix="cluster-bench-") as tmp:
         url = f"redis://127.0.0.1:{server.port}/0"
         for round_ in range(args.rounds):
-            for case, kinds, runs in (("http", http_kinds, http), ("broadcast", broadcast_kinds, broadcast)):
-                for kind in _order(kinds, round_) if kinds else []:
-                    flush(server.port)
-                    machines = start_machines(kind, args.machines, url, Path(tmp), args.workers)
-                    try:
+            for kind, cases in plan(http_kinds, broadcast_kinds, round_, args.share_machines):
+                flush(server.port)
+                machines = start_machines(kind, args.machines, url, Path(tmp), args.workers)
+                try:
+                    for case in cases:
                         if case == "http":
                             before = commandstats(server.port)
                             row = http_run(machines, args.clients, args.seconds)
@@ -271,10 +297,10 @@ def main(argv: list[str] | None = None) -> int:
                             print(f"round {round_ + 1} broadcast {kind:9} members {row['members']} "
                                   f"p50 {_fmt(row['p50_ms'], 1)} ms p99 {_fmt(row['p99_ms'], 1)} ms "
                                   f"lost {row['lost']} of {row['deliveries_expected']}", flush=True)
-                    finally:
-                        shm_left += stop_machines(machines)
-                    row["load_average"] = os.getloadavg()[0]
-                    runs[kind].append(row)
+                        row["load_average"] = os.getloadavg()[0]
+                        (http if case == "http" else broadcast)[kind].append(row)
+                finally:
+                    shm_left += stop_machines(machines)
         redis_version = server.version
     load_end = os.getloadavg()
 

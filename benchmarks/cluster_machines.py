@@ -79,12 +79,15 @@ class Machine:
                 raise MachineError(f"{self.kind} machine on :{self.port} did not log {text!r}:\n{self.log_tail()}")
             time.sleep(0.05)
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM every process, wait at most ``timeout`` s, then SIGKILL each one's session."""
+    def terminate(self) -> None:
+        """SIGTERM every process that still runs (returns at once; :meth:`reap` waits)."""
         for proc in self.procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
+
+    def reap(self, deadline: float) -> None:
+        """Wait for every process until the monotonic ``deadline``, then SIGKILL each one's session
+        (whatever it left behind in it, too)."""
         for proc in self.procs:
             try:
                 proc.wait(max(0.1, deadline - time.monotonic()))
@@ -171,10 +174,15 @@ def start_machines(kind: str, count: int, redis_url: str, tmp: Path, workers: in
         raise
 
 
-def stop_machines(machines: list[Machine]) -> list[str]:
-    """Stop every machine; return what any of them left in /dev/shm (also printed as a warning)."""
+def stop_machines(machines: list[Machine], timeout: float = 30.0) -> list[str]:
+    """Stop every machine (all signalled at once, so they stop side by side, each given
+    ``timeout`` s before its SIGKILL); return what any of them left in /dev/shm (also printed as a
+    warning)."""
     for machine in machines:
-        machine.stop()
+        machine.terminate()
+    deadline = time.monotonic() + timeout
+    for machine in machines:
+        machine.reap(deadline)
     left = [name for machine in machines for name in machine.shm_left()]
     if left:
         print(f"  warning: left in /dev/shm: {left}", file=sys.stderr)

@@ -13,7 +13,7 @@ process (keep-alive GETs through the one load generator, ``benchmarks/http_load.
 WebSocket text messages, one outstanding per connection, over raw sockets in one selector loop). Everything shares this machine's cores, so the table also shows
 the interface's and the consumer's CPU share: when both are well below 100 %, the machine (other
 processes, scheduling latency) limits the numbers, not the interface. Each measuring loop is bounded
-by ``--seconds`` after a 0.5 s warm-up.
+by ``--seconds`` after a ``--warmup`` (default 0.5 s) not counted.
 
 The broadcast case: ``--members`` WebSockets (one client process) join one group; a broadcaster
 process sends one ``send_group`` every ``--interval`` s for ``--seconds``. It reports the delivery
@@ -94,10 +94,10 @@ def role_consumer(prefix: str) -> None:
     layer.close()
 
 
-def role_http_client(port: int, connections: int, seconds: float) -> None:
-    """Keep-alive GETs on ``connections`` sockets, one outstanding request each, after a 0.5 s
-    warm-up (the one load generator, ``benchmarks.http_load.run_load``)."""
-    result = run_load(port, connections, time.monotonic(), 0.5, seconds, path="/bench")
+def role_http_client(port: int, connections: int, seconds: float, warmup: float) -> None:
+    """Keep-alive GETs on ``connections`` sockets, one outstanding request each, after ``warmup``
+    seconds not counted (the one load generator, ``benchmarks.http_load.run_load``)."""
+    result = run_load(port, connections, time.monotonic(), warmup, seconds, path="/bench")
     if result["failures"] or result["bad_status"]:
         raise SystemExit(f"HTTP load failed: {result['failures']} failures {result['errors']}, "
                          f"{result['bad_status']} non-200 answers")
@@ -105,8 +105,9 @@ def role_http_client(port: int, connections: int, seconds: float) -> None:
     print(json.dumps(_summary(result["ok"], seconds, latencies)))
 
 
-def role_ws_client(port: int, connections: int, seconds: float) -> None:
-    """``connections`` WebSockets, each sending a 64-byte text message and waiting for its echo.
+def role_ws_client(port: int, connections: int, seconds: float, warmup: float) -> None:
+    """``connections`` WebSockets, each sending a 64-byte text message and waiting for its echo;
+    the first ``warmup`` seconds are not counted.
 
     Frames are built by hand over non-blocking sockets (one selector loop), so the client costs
     little CPU and the number reflects the server side rather than a client library.
@@ -140,7 +141,7 @@ def role_ws_client(port: int, connections: int, seconds: float) -> None:
         selector.register(sock, selectors.EVENT_READ)
         state[sock] = [reply.partition(b"\r\n\r\n")[2], time.perf_counter()]
         sock.sendall(frame)
-    warmup_end = time.perf_counter() + 0.5
+    warmup_end = time.perf_counter() + warmup
     end = warmup_end + seconds
     count = 0
     latencies: list[float] = []
@@ -323,9 +324,13 @@ def _child(*args: str, **kwargs: Any) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, __file__, *args], **kwargs)
 
 
-def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
+def _stop(*procs: subprocess.Popen) -> None:
+    """SIGTERM every process at once (so they stop side by side), then wait for each, SIGKILL
+    after 10 s."""
+    running = [proc for proc in procs if proc.poll() is None]
+    for proc in running:
+        proc.send_signal(signal.SIGTERM)
+    for proc in running:
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -334,7 +339,8 @@ def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
 
 
 def run(
-    seconds: float, connections: int, ws_connections: int, members: int = 1000, interval: float = 0.05
+    seconds: float, connections: int, ws_connections: int, members: int = 1000, interval: float = 0.05,
+    warmup: float = 0.5,
 ) -> dict[str, Any]:
     prefix = f"bench_ifc_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     layer = _layer(prefix, create=True)
@@ -371,9 +377,9 @@ def run(
                 wall_before = time.perf_counter()
                 client = _child(
                     "--role", role, "--port", str(port), "--connections", str(count),
-                    "--seconds", str(seconds), env=env, stdout=subprocess.PIPE, text=True,
+                    "--seconds", str(seconds), "--warmup", str(warmup), env=env, stdout=subprocess.PIPE, text=True,
                 )
-                out, _ = client.communicate(timeout=seconds + 60)
+                out, _ = client.communicate(timeout=seconds + warmup + 60)
                 if client.returncode != 0:
                     raise SystemExit(f"{role} failed with exit code {client.returncode}")
                 wall = time.perf_counter() - wall_before
@@ -392,8 +398,7 @@ def run(
                     env, port, prefix, interface, members, seconds, interval
                 )
         finally:
-            for proc in reversed(procs):
-                _stop(proc)
+            _stop(*procs)
             listener.close()
             layer.close()
     return results
@@ -427,12 +432,14 @@ def main(argv: list[str] | None = None) -> int:
         "--members", type=int, help="WebSockets in the broadcast group (0: no broadcast case; default 1000; --quick 200)"
     )
     parser.add_argument("--interval", type=float, default=0.05, help="seconds between broadcasts")
+    parser.add_argument("--warmup", type=float, default=0.5,
+                        help="seconds of HTTP and WebSocket echo load not counted (default 0.5)")
     parser.add_argument("--quick", action="store_true", help="short run: a smoke test, not a measurement")
     parser.add_argument("--no-json", action="store_true", help="do not write the JSON file")
     roles = {
         "consumer": lambda: role_consumer(args.prefix),
-        "http-client": lambda: role_http_client(args.port, args.connections, args.seconds),
-        "ws-client": lambda: role_ws_client(args.port, args.connections, args.seconds),
+        "http-client": lambda: role_http_client(args.port, args.connections, args.seconds, args.warmup),
+        "ws-client": lambda: role_ws_client(args.port, args.connections, args.seconds, args.warmup),
         "ws-group-client": lambda: role_ws_group_client(args.port, args.connections, args.seconds),
         "broadcaster": lambda: role_broadcaster(args.prefix, args.seconds, args.interval),
     }
@@ -447,11 +454,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.role:
         roles[args.role]()
         return 0
-    if args.seconds <= 0 or args.connections < 1 or args.ws_connections < 1 or args.members < 0 or args.interval <= 0:
-        parser.error("--seconds, --connections, --ws-connections and --interval must be positive, --members >= 0")
+    if args.seconds <= 0 or args.connections < 1 or args.ws_connections < 1 or args.members < 0 or args.interval <= 0 \
+            or args.warmup < 0:
+        parser.error("--seconds, --connections, --ws-connections and --interval must be positive, --members and "
+                     "--warmup >= 0")
     record = Record("interface", argv if argv is not None else sys.argv[1:], args.quick)
     print(record.headline(), flush=True)
-    results = run(args.seconds, args.connections, args.ws_connections, args.members, args.interval)
+    results = run(args.seconds, args.connections, args.ws_connections, args.members, args.interval, args.warmup)
     print("one interface process + one echo consumer + one client process (other work on the machine skews it)")
     print(
         f"{'case':<16} {'conns':>5} {'per second':>12} {'p50 ms':>8} {'p99 ms':>8} "

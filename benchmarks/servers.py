@@ -60,7 +60,10 @@ class Running:
         return sum(tree_pss_bytes(proc.pid for proc in self.procs).values())
 
     def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM every leader, wait at most ``timeout``, SIGKILL what is left (descendants too)."""
+        """SIGTERM every leader, wait at most ``timeout``, SIGKILL what is left (descendants too).
+
+        A descendant that outlives its leader (one that ignores the leader's stop) gets what is
+        left of ``timeout`` (5 s at most, 0.1 s at least) to exit by itself before its SIGKILL."""
         everyone = self.server_pids()
         for proc in self.procs:
             if proc.poll() is None:
@@ -78,14 +81,14 @@ class Running:
                 except ProcessLookupError:
                     pass
                 proc.wait(10)
-        # descendants the leaders did not take with them (bounded: 5 s, then SIGKILL)
+        # descendants the leaders did not take with them (bounded by the same deadline, then SIGKILL)
         leftovers = []
         for pid in everyone:
             try:
                 leftovers.append(psutil.Process(pid))
             except psutil.NoSuchProcess:
                 pass
-        _, alive = psutil.wait_procs(leftovers, timeout=5)
+        _, alive = psutil.wait_procs(leftovers, timeout=min(5.0, max(0.1, deadline - time.monotonic())))
         for proc in alive:
             try:
                 proc.kill()

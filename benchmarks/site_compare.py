@@ -76,6 +76,7 @@ __all__ = ["HTTP_CONTENDERS", "WS_CONTENDERS", "budget_checks", "channels4_verdi
 HTTP_CONTENDERS = ["ours", "c4ipc", "gunicorn-w2", "gunicorn-w4", "granian-w2", "uvicorn", "daphne", "channels"]
 WS_CONTENDERS = ["ours", "channels", "c4ipc", "uvicorn-channels"]
 #: requests sent on one connection before the idle PSS is read, and the pause before reading it
+#: (the default of --idle-settle)
 IDLE_REQUESTS = 200
 IDLE_SETTLE_S = 1.0
 MIB = 2**20
@@ -90,9 +91,10 @@ def _stop_on_signals() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def idle_pss(running: contenders.Running, requests: int = IDLE_REQUESTS) -> dict[str, Any]:
+def idle_pss(running: contenders.Running, requests: int = IDLE_REQUESTS,
+             settle: float = IDLE_SETTLE_S) -> dict[str, Any]:
     """Send ``requests`` GETs on one keep-alive connection (each must answer 200 ``hello``), wait
-    :data:`IDLE_SETTLE_S`, and return the PSS of the contender's whole process tree."""
+    ``settle`` seconds, and return the PSS of the contender's whole process tree."""
     conn = http.client.HTTPConnection("127.0.0.1", running.port, timeout=10)
     try:
         for n in range(requests):
@@ -106,7 +108,7 @@ def idle_pss(running: contenders.Running, requests: int = IDLE_REQUESTS) -> dict
         raise contenders.ContenderError(f"{running.name}: warm-up request failed: {exc!r}") from None
     finally:
         conn.close()
-    time.sleep(IDLE_SETTLE_S)
+    time.sleep(settle)
     pss = running.pss_bytes()
     return {"pss_idle_mib": round(pss / MIB, 1), "idle_processes": len(running.server_pids())}
 
@@ -116,7 +118,7 @@ def http_round(name: str, tmp: Path, args: argparse.Namespace, redis_port: int |
     attempt's numbers."""
     running = contenders.start(name, tmp, redis_port=redis_port if name in contenders.NEEDS_REDIS else None)
     try:
-        idle = idle_pss(running)
+        idle = idle_pss(running, settle=args.idle_settle)
         load = run_load_processes(running.port, args.connections, args.load_processes, args.warmup, args.seconds,
                                   window_probe=running.cpu_seconds)
         alive = running.alive()
@@ -322,6 +324,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, help="seconds of load not counted (default 2; --quick 1)")
     parser.add_argument("--seconds", type=float, help="measured seconds per HTTP attempt (default 8; --quick 2)")
     parser.add_argument("--rounds", type=int, help="interleaved rounds of the HTTP part (default 2; --quick 1)")
+    parser.add_argument("--idle-settle", type=float,
+                        help=f"seconds between the last warm-up request and reading the idle PSS "
+                             f"(default {IDLE_SETTLE_S:g}; --quick 0.25)")
     parser.add_argument("--ws-clients", type=int, help="WebSocket group members (default 1000; --quick 200)")
     parser.add_argument("--ws-seconds", type=float, help="seconds of broadcasting (default 8; --quick 2)")
     parser.add_argument("--ws-intervals", default="0.05,0.25",
@@ -336,8 +341,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                                                              "a smoke test, not a measurement")
     parser.add_argument("--no-json", action="store_true", help="do not write the JSON file")
     args = parser.parse_args(argv)
-    full = {"warmup": 2.0, "seconds": 8.0, "rounds": 2, "ws_clients": 1000, "ws_seconds": 8.0, "ws_end_pause": 3.0}
-    quick = {"warmup": 1.0, "seconds": 2.0, "rounds": 1, "ws_clients": 200, "ws_seconds": 2.0, "ws_end_pause": 1.0}
+    full = {"warmup": 2.0, "seconds": 8.0, "rounds": 2, "ws_clients": 1000, "ws_seconds": 8.0, "ws_end_pause": 3.0,
+            "idle_settle": IDLE_SETTLE_S}
+    quick = {"warmup": 1.0, "seconds": 2.0, "rounds": 1, "ws_clients": 200, "ws_seconds": 2.0, "ws_end_pause": 1.0,
+             "idle_settle": 0.25}
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -350,7 +357,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     bad = (args.parts - {"http", "ws"}) or (set(args.chosen) - set(contenders.NEEDS))
     if bad or not args.parts or not args.chosen or args.connections < 1 or args.load_processes < 1 \
             or args.rounds < 1 or args.ws_clients < 2 or args.ours_ws_interfaces < 1 or args.seconds <= 0 \
-            or args.warmup < 0 or not args.intervals or min(args.intervals) <= 0:
+            or args.warmup < 0 or args.idle_settle < 0 or not args.intervals or min(args.intervals) <= 0:
         parser.error(f"bad value(s): {sorted(bad) if bad else 'a count or duration must be positive'}; "
                      f"parts are http, ws; contenders are {', '.join(contenders.NEEDS)}")
     return args

@@ -32,15 +32,38 @@ def test_order_rotates_so_no_kind_always_goes_first():
     assert all(sorted(cluster_bench._order(kinds, r)) == sorted(kinds) for r in range(5))
 
 
+def test_plan_starts_a_kind_once_only_when_machines_are_shared():
+    http, broadcast = ("local", "cluster", "redis"), ("cluster", "c4-redis")
+    assert cluster_bench.plan(http, broadcast, 0, share=False) == [
+        ("local", ("http",)), ("cluster", ("http",)), ("redis", ("http",)),
+        ("cluster", ("broadcast",)), ("c4-redis", ("broadcast",))]
+    assert cluster_bench.plan(http, broadcast, 1, share=False)[0] == ("cluster", ("http",))  # rotated
+    assert cluster_bench.plan(http, broadcast, 0, share=True) == [
+        ("local", ("http",)), ("cluster", ("http", "broadcast")), ("redis", ("http",)), ("c4-redis", ("broadcast",))]
+    assert [kind for kind, _ in cluster_bench.plan(http, broadcast, 1, share=True)] == [
+        "cluster", "redis", "c4-redis", "local"]
+    assert cluster_bench.plan((), broadcast, 0, share=True) == [("cluster", ("broadcast",)),
+                                                                ("c4-redis", ("broadcast",))]
+    assert cluster_bench.plan(http, (), 2, share=False) == [("redis", ("http",)), ("local", ("http",)),
+                                                           ("cluster", ("http",))]
+    assert cluster_bench.plan((), (), 0, share=True) == [] == cluster_bench.plan((), (), 0, share=False)
+
+
 def test_bad_arguments_are_refused_with_what_to_use():
     with pytest.raises(SystemExit, match="unknown \\['nope'\\]; choose from local,cluster,redis"):
         cluster_bench.main(["--http-kinds", "local,nope"])
     with pytest.raises(SystemExit):
         cluster_bench.main(["--machines", "0"])
+    with pytest.raises(SystemExit):
+        cluster_bench.main(["--end-pause", "-1"])
 
 
-@pytest.mark.parametrize("http_kinds, broadcast_kinds", [("local,cluster", "cluster"), ("redis", "c4-redis")])
-def test_smoke_run(tmp_path, http_kinds, broadcast_kinds):
+# The first run shares the cluster machines between its HTTP load and its broadcast (one start of
+# the most expensive kind instead of two); the second, with no kind in both parts, starts fresh
+# machines for each part as a measuring run does.
+@pytest.mark.parametrize("http_kinds, broadcast_kinds, share", [("local,cluster", "cluster", True),
+                                                                ("redis", "c4-redis", False)])
+def test_smoke_run(tmp_path, http_kinds, broadcast_kinds, share):
     pytest.importorskip("redis", reason="the cluster benchmark needs redis-py (pip install 'asgi_ipc[redis]')")
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
@@ -50,8 +73,9 @@ def test_smoke_run(tmp_path, http_kinds, broadcast_kinds):
             pytest.importorskip(module, reason="the Channels 4 baseline needs daphne, channels, channels-redis")
     out = tmp_path / "cluster.json"
     code = cluster_bench.main(["--machines", "2", "--rounds", "1", "--seconds", "0.5", "--clients", "2",
-                               "--members", "10", "--ws-processes", "1", "--http-kinds", http_kinds,
-                               "--broadcast-kinds", broadcast_kinds, "--json", str(out)])
+                               "--members", "10", "--ws-processes", "1", "--end-pause", "0.3", "--http-kinds", http_kinds,
+                               "--broadcast-kinds", broadcast_kinds, "--json", str(out)]
+                              + (["--share-machines"] if share else []))
     record = json.loads(out.read_text())
     assert record["suite"] == "cluster" and record["budgets"][0]["id"] == "cluster.rps_ratio"
     result = record["results"]

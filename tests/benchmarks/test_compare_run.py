@@ -22,8 +22,8 @@ REPO = Path(__file__).resolve().parents[2]
 def test_compare_quick_measures_ours_and_gunicorn_and_leaves_nothing():
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks", "compare", "--quick", "--parts", "http",
-         "--contenders", "ours,gunicorn-w2", "--seconds", "0.3", "--warmup", "0.1", "--connections", "2",
-         "--load-processes", "1", "--no-json"],
+         "--contenders", "ours,gunicorn-w2", "--seconds", "0.3", "--warmup", "0.1", "--idle-settle", "0.1",
+         "--connections", "2", "--load-processes", "1", "--no-json"],
         cwd=REPO, capture_output=True, text=True, timeout=270,
         env=dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")),
     )

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_benchmark_runs_and_writes_its_json():
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks", "interface", "--seconds", "0.3", "--connections", "2",
-         "--ws-connections", "2", "--members", "20"],
+         "--ws-connections", "2", "--members", "20", "--warmup", "0.1"],
         cwd=REPO,
         capture_output=True,
         text=True,

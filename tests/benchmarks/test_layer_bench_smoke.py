@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import time
 import uuid
 
 import pytest
@@ -23,24 +22,8 @@ from benchmarks import cases, layer_bench, messages, report
 from benchmarks.procs import CaseFailed, ChildSpec, RoleContext, run_children
 from benchmarks.redis_server import RedisServer
 
-THIS_MODULE = __name__
-
-
-# -- roles used by the runner tests (run in spawned children) -------------------------------------
-def role_echo(ctx: RoleContext, value: int) -> dict:
-    ctx.ready()
-    return {"value": value, "pid": os.getpid()}
-
-
-def role_fail(ctx: RoleContext) -> dict:
-    ctx.ready()
-    raise ValueError("this role fails on purpose")
-
-
-def role_hang(ctx: RoleContext, seconds: float) -> dict:
-    ctx.ready()
-    time.sleep(seconds)
-    return {}
+#: The runner tests' roles: a module without pytest, so each spawned child starts quickly.
+ROLES = "tests.benchmarks.runner_roles"
 
 
 # -- messages -----------------------------------------------------------------------------------------
@@ -97,25 +80,25 @@ def test_missing_redis_binary_is_a_clear_error() -> None:
 
 # -- process runner -------------------------------------------------------------------------------
 def test_runner_returns_each_childs_result() -> None:
-    specs = [ChildSpec(f"c{i}", THIS_MODULE, "role_echo", {"value": i}) for i in range(2)]
+    specs = [ChildSpec(f"c{i}", ROLES, "role_echo", {"value": i}) for i in range(2)]
     results = run_children(specs, {}, timeout=30)
     assert {name: r["value"] for name, r in results.items()} == {"c0": 0, "c1": 1}
     assert results["c0"]["pid"] != results["c1"]["pid"] != os.getpid()
 
 
 def test_runner_reports_a_failing_child_with_its_traceback() -> None:
-    specs = [ChildSpec("ok", THIS_MODULE, "role_echo", {"value": 1}), ChildSpec("bad", THIS_MODULE, "role_fail")]
+    specs = [ChildSpec("ok", ROLES, "role_echo", {"value": 1}), ChildSpec("bad", ROLES, "role_fail")]
     with pytest.raises(CaseFailed, match="this role fails on purpose"):
         run_children(specs, {}, timeout=30)
 
 
 def test_runner_gives_up_on_a_hung_child_and_stops_it() -> None:
     with pytest.raises(CaseFailed, match="timed out"):
-        run_children([ChildSpec("slow", THIS_MODULE, "role_hang", {"seconds": 60})], {}, timeout=0.5)
+        run_children([ChildSpec("slow", ROLES, "role_hang", {"seconds": 60})], {}, timeout=0.5)
 
 
 def test_duplicate_child_names_are_refused() -> None:
-    spec = ChildSpec("same", THIS_MODULE, "role_echo", {"value": 1})
+    spec = ChildSpec("same", ROLES, "role_echo", {"value": 1})
     with pytest.raises(ValueError, match="unique"):
         run_children([spec, spec], {}, timeout=5)
 
