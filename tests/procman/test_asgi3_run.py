@@ -132,14 +132,16 @@ def test_worker_pool_answers_through_the_layer_and_killed_processes_come_back(si
     for _ in range(10):  # the other server answers meanwhile (the socket is never closed)
         status, body = http_get(url)
         assert status == 200
-    wait_for(lambda: len(processes_by_role(s).get("daphne", [])) == 2 and victim.pid not in {p.pid for p in processes_by_role(s)["daphne"]},
-             what="a replacement Daphne process")
-    assert survivor.is_running()
 
-    worker = processes_by_role(s)["worker-tasks"][0]
+    # The worker is killed while the replacement server boots: the two boots overlap.
+    worker = found["worker-tasks"][0]
     mark = len(s.lines)
     worker.kill()
-    wait_for(lambda: (w := processes_by_role(s).get("worker-tasks")) and w[0].pid != worker.pid, what="a replacement worker")
+    wait_for(lambda: len(processes_by_role(s).get("daphne", [])) == 2 and victim.pid not in {p.pid for p in processes_by_role(s)["daphne"]},
+             timeout=60, what="a replacement Daphne process")
+    assert survivor.is_running()
+    wait_for(lambda: (w := processes_by_role(s).get("worker-tasks")) and w[0].pid != worker.pid, timeout=60,
+             what="a replacement worker")
     s.wait_line("listening on tasks", after=mark)
     assert asyncio.run(task_round_trip("two"))["text"] == "done: two"
     s.signal(signal.SIGTERM)
