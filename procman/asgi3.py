@@ -138,6 +138,21 @@ class SharedLayer:
         """The segment-level layer of this process (``global_statistics``, ``channel_list``...)."""
         return self.layer._process_for().segment
 
+    # The supervisor reclaims what a child it reaped left in the segment through these three
+    # (``procman.inflight.child_exited``): the segment's ASGI 1 calls, non-blocking.
+    def receive(self, channels: list[str]) -> tuple[str | None, Any]:
+        """``receive`` of the segment's ASGI 1 view: ``(None, None)`` when nothing is queued."""
+        return self.statistics_source().receive(channels)
+
+    def send(self, channel: str, message: dict[str, Any]) -> None:
+        """``send`` of the segment's ASGI 1 view."""
+        self.statistics_source().send(channel, message)
+
+    def forget_process(self, pid: int) -> dict[str, int]:
+        """Reclaim what the dead process ``pid`` left in the segment (its process-local channels
+        leave their groups, its waiter slots are freed); see ``IPCChannelLayer.forget_process``."""
+        return self.statistics_source().forget_process(pid)
+
     def close(self) -> None:
         """Detach; the segment is removed if no other process holds it."""
         self.layer.close_now()

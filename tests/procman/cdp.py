@@ -49,26 +49,33 @@ class Browser:
         self._reader: asyncio.Task | None = None
 
     def endpoint(self, timeout: float = 60.0) -> str:
+        """The DevTools WebSocket URL Chromium prints to stderr once it listens.
+
+        Reads the pipe's descriptor directly: ``select`` on a buffered reader misses the lines the
+        reader already took from the pipe (Chromium started well before this call wrote several
+        lines at once), and would wait out the timeout with the URL in its buffer."""
         assert self.process.stderr is not None
         import select
         import time
 
+        fd = self.process.stderr.fileno()
         deadline = time.monotonic() + timeout
-        seen = []
+        seen = b""
         while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.process.stderr], [], [], 1.0)
+            ready, _, _ = select.select([fd], [], [], 1.0)
             if not ready:
                 if self.process.poll() is not None:
                     break
                 continue
-            line = self.process.stderr.readline()
-            if not line:
+            chunk = os.read(fd, 65536)
+            if not chunk:
                 break
-            seen.append(line)
-            match = re.search(r"DevTools listening on (ws://\S+)", line)
+            seen += chunk
+            match = re.search(rb"DevTools listening on (ws://\S+)\s", seen)  # the whole line
             if match:
-                return match.group(1)
-        raise RuntimeError("chromium did not start its DevTools endpoint:\n" + "".join(seen[-20:]))
+                return match.group(1).decode()
+        tail = seen.decode("utf-8", "replace").splitlines()[-20:]
+        raise RuntimeError("chromium did not start its DevTools endpoint:\n" + "\n".join(tail))
 
     async def connect(self) -> None:
         self.ws = await websockets.connect(self.endpoint(), max_size=2**24)

@@ -77,11 +77,9 @@ async def open_isolated_tab(browser: Browser, url: str) -> str:
 @pytest.mark.skipif(chromium_path() is None, reason="chromium is not installed (apt-get install -y chromium)")
 def test_message_typed_in_a_tab_of_one_process_appears_in_a_tab_of_another(demo, tmp_path):
     s = demo("--interfaces", "2")
-    url = s.wait_ready()
-    room = url + "chat/browsers/"
+    browser = Browser(tmp_path / "profile")  # Chromium starts while the site boots
 
     async def drive() -> tuple[str, str, str]:
-        browser = Browser(tmp_path / "profile")
         try:
             await browser.connect()
             tabs: dict[str, str] = {}  # Daphne pid serving the tab's WebSocket -> tab
@@ -107,6 +105,11 @@ def test_message_typed_in_a_tab_of_one_process_appears_in_a_tab_of_another(demo,
             await browser.close()
             browser.kill()
 
+    try:
+        room = s.wait_ready() + "chat/browsers/"
+    except BaseException:
+        browser.kill()
+        raise
     pid_a, pid_b, text = asyncio.run(drive())
     assert pid_a != pid_b
     # the message was received by tab A's process and delivered by tab B's

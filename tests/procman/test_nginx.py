@@ -117,30 +117,84 @@ def websocket_echo(url: str) -> str:
         return ws.recv(timeout=30)
 
 
+def _start_nginx(root: Path, upstream: str) -> Nginx:
+    """nginx in front of ``upstream``, its static directory holding ``app.css``."""
+    static = root / "static"
+    static.mkdir(exist_ok=True)
+    (static / "app.css").write_text("body { color: teal }\n")
+    return Nginx(root / "nginx", upstream, static)
+
+
+def _free_tcp_port() -> int:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    return port
+
+
+def _start_site(binds: list[str], flags: list[str], control_dir: Path, started: list) -> Site:
+    """``procman run`` on ``binds`` (added to ``started`` at once, for the finalizer), once ready."""
+    prefix = unique_prefix("ngx")
+    site = Site(["run", *(arg for bind in binds for arg in ("--bind", bind)), "--workers", "1", *flags],
+                DEPLOYSITE, prefix, control_dir, env={"DEPLOYSITE_PREFIX": prefix})
+    started.append(site)
+    site.wait_line("ready at", 60)
+    return site
+
+
+def _stop_all(started: list) -> None:
+    for thing in reversed(started):
+        if isinstance(thing, Nginx):
+            thing.stop()
+        else:
+            thing.close()
+
+
 @pytest.fixture
 def stack(tmp_path):
     """Start procman (``--bind`` given) and nginx in front of it; both stopped afterwards."""
     started: list = []
 
     def start(bind: str, upstream: str, *flags: str) -> tuple[Site, Nginx]:
-        prefix = unique_prefix("ngx")
-        site = Site(["run", "--bind", bind, "--workers", "1", *flags], DEPLOYSITE, prefix, tmp_path / "ctl",
-                    env={"DEPLOYSITE_PREFIX": prefix})
-        started.append(site)
-        site.wait_line("ready at", 60)
-        static = tmp_path / "static"
-        static.mkdir(exist_ok=True)
-        (static / "app.css").write_text("body { color: teal }\n")
-        proxy = Nginx(tmp_path / "nginx", upstream, static)
+        site = _start_site([bind], list(flags), tmp_path / "ctl", started)
+        proxy = _start_nginx(tmp_path, upstream)
         started.append(proxy)
         return site, proxy
 
     yield start
-    for thing in reversed(started):
-        if isinstance(thing, Nginx):
-            thing.stop()
-        else:
-            thing.close()
+    _stop_all(started)
+
+
+@pytest.fixture(scope="module")
+def plain_site(tmp_path_factory):
+    """``(site, tcp_upstream, unix_upstream)``: one site without ``--proxy-headers``, bound to a TCP
+    port and a UNIX socket, shared by the tests that check what such a site reports as the client's
+    address (each puts its own nginx in front). Sharing is safe: they only send it requests and
+    read the answers; none signals, reloads or stops it."""
+    root = tmp_path_factory.mktemp("ngx")
+    path = root / "run" / "http.sock"
+    path.parent.mkdir()
+    port = _free_tcp_port()
+    started: list = []
+    try:
+        site = _start_site([f"127.0.0.1:{port}", f"unix:{path}"], [], root / "ctl", started)
+        yield site, f"127.0.0.1:{port}", f"unix:{path}"
+    finally:
+        _stop_all(started)
+
+
+@pytest.fixture
+def proxy_to(tmp_path):
+    """Start nginx in front of an upstream (``host:port`` or ``unix:PATH``); stopped afterwards."""
+    started: list[Nginx] = []
+
+    def start(upstream: str) -> Nginx:
+        started.append(_start_nginx(tmp_path, upstream))
+        return started[-1]
+
+    yield start
+    _stop_all(started)
 
 
 def check_stack(site: Site, proxy: Nginx) -> None:
@@ -170,27 +224,20 @@ def test_nginx_in_front_of_a_unix_socket(stack, tmp_path):
 
 
 def test_nginx_in_front_of_tcp(stack):
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
+    port = _free_tcp_port()
     site, proxy = stack(f"127.0.0.1:{port}", f"127.0.0.1:{port}", "--proxy-headers")
     check_stack(site, proxy)
 
 
-def test_without_proxy_headers_the_forwarded_address_is_ignored(stack):
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
-    _site, proxy = stack(f"127.0.0.1:{port}", f"127.0.0.1:{port}")
+def test_without_proxy_headers_the_forwarded_address_is_ignored(plain_site, proxy_to):
+    _site, tcp, _unix = plain_site
+    proxy = proxy_to(tcp)
     status, body = get(proxy.url("/meta"))
     assert status == 200 and json.loads(body)["remote_addr"] == "127.0.0.1"  # nginx's, not ::1
 
 
-def test_unix_socket_without_proxy_headers_still_has_a_remote_addr(stack, tmp_path):
-    path = tmp_path / "run" / "http.sock"
-    path.parent.mkdir()
-    _site, proxy = stack(f"unix:{path}", f"unix:{path}")
+def test_unix_socket_without_proxy_headers_still_has_a_remote_addr(plain_site, proxy_to):
+    _site, _tcp, unix = plain_site
+    proxy = proxy_to(unix)
     status, body = get(proxy.url("/meta"))
     assert status == 200 and json.loads(body)["remote_addr"] == "127.0.0.1", body

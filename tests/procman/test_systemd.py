@@ -171,7 +171,7 @@ def test_quoting_escapes_specifiers_and_variables():
     assert shlex.split(quote("two words")) == ["two words"]
 
 
-def _activate(tmp_path: Path, service: str, address: str, prefix: str) -> subprocess.Popen:
+def _activate(tmp_path: Path, service: str, addresses: list[str], prefix: str) -> subprocess.Popen:
     """Run the unit's ExecStart the way systemd would, behind systemd-socket-activate (which, like
     systemd, hands the command only the environment it is told: the unit's Environment= lines)."""
     env = {"HELLOSITE_PREFIX": prefix, "NO_COLOR": "1", "PYTHONPATH": str(REPO)}
@@ -181,7 +181,8 @@ def _activate(tmp_path: Path, service: str, address: str, prefix: str) -> subpro
     env["PROCMAN_CONTROL_DIR"] = str(tmp_path / "ctl")  # /run/NAME/control is systemd's to create
     (workdir,) = unit_values(service, "WorkingDirectory")
     setenv = [f"--setenv={key}={value}" for key, value in env.items()]
-    return subprocess.Popen([ACTIVATE, "--listen", address, *setenv, *exec_start(service)], cwd=workdir,
+    listen = [f"--listen={address}" for address in addresses]
+    return subprocess.Popen([ACTIVATE, *listen, *setenv, *exec_start(service)], cwd=workdir,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
                             preexec_fn=end_with_parent())
 
@@ -200,21 +201,27 @@ def _stop(proc: subprocess.Popen, prefix: str) -> str:
 
 
 @needs_activate
-def test_exported_units_serve_over_tcp_when_socket_activated(tmp_path):
+def test_exported_units_serve_over_tcp_and_a_unix_socket_when_socket_activated(tmp_path):
+    """One unit with both kinds of address (one activation: a boot and a stop is most of the time)."""
     probe = socket.socket()
     probe.bind(("127.0.0.1", 0))
     port = probe.getsockname()[1]
     probe.close()
     prefix = unique_prefix("sdt")
-    result = export(tmp_path, "--bind", f"127.0.0.1:{port}", "--workers", "1", prefix=prefix)
+    path = tmp_path / "run" / "http.sock"
+    path.parent.mkdir()
+    result = export(tmp_path, "--bind", f"127.0.0.1:{port}", "--bind", f"unix:{path}", "--workers", "1", prefix=prefix)
     assert result.returncode == 0, result.stderr
     service = (tmp_path / f"{prefix}.service").read_text()
-    (stream,) = unit_values((tmp_path / f"{prefix}.socket").read_text(), "ListenStream")
-    proc = _activate(tmp_path, service, stream, prefix)
+    streams = unit_values((tmp_path / f"{prefix}.socket").read_text(), "ListenStream")
+    assert streams == [f"127.0.0.1:{port}", str(path)]
+    proc = _activate(tmp_path, service, streams, prefix)
     try:
-        # The first connection makes systemd-socket-activate exec procman, which adopts the socket.
+        # The first connection makes systemd-socket-activate exec procman, which adopts the sockets.
         status, body = wait_for(lambda: _try_get(f"http://127.0.0.1:{port}/"), 60, "the activated site")
         assert status == 200 and body.decode() == f"hello from {prefix}\n"
+        answer = _unix_get(path)
+        assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(f"hello from {prefix}\n".encode())
         # `systemctl reload` runs ExecReload with the unit's environment: it waits for the new workers.
         (reload_line,) = unit_values(service, "ExecReload")
         reload = subprocess.run(shlex.split(reload_line), capture_output=True, text=True, timeout=120,
@@ -223,28 +230,8 @@ def test_exported_units_serve_over_tcp_when_socket_activated(tmp_path):
     finally:
         out = _stop(proc, prefix)
     assert proc.returncode == exitcodes.OK, out
-    assert "using 1 socket(s) from systemd socket activation" in out and "stopped (exit code 0)" in out
+    assert "using 2 socket(s) from systemd socket activation" in out and "stopped (exit code 0)" in out
     assert not os.path.exists(f"/dev/shm/asgi_ipc.{prefix}")
-
-
-@needs_activate
-def test_exported_units_serve_over_a_unix_socket_when_socket_activated(tmp_path):
-    prefix = unique_prefix("sdu")
-    path = tmp_path / "run" / "http.sock"
-    path.parent.mkdir()
-    result = export(tmp_path, "--bind", f"unix:{path}", "--workers", "1", prefix=prefix)
-    assert result.returncode == 0, result.stderr
-    service = (tmp_path / f"{prefix}.service").read_text()
-    (stream,) = unit_values((tmp_path / f"{prefix}.socket").read_text(), "ListenStream")
-    assert stream == str(path)
-    proc = _activate(tmp_path, service, stream, prefix)
-    try:
-        wait_for(path.exists, 30, "the socket file")
-        answer = _unix_get(path)
-        assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(f"hello from {prefix}\n".encode())
-    finally:
-        out = _stop(proc, prefix)
-    assert proc.returncode == exitcodes.OK, out
 
 
 def _try_get(url: str):
