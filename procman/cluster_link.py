@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import json
 import os
 import secrets
-import signal
 import socket
 import sys
 import threading
@@ -432,10 +432,12 @@ def main(argv: list[str] | None = None) -> int:
 
         project = load_project(args.settings, Path.cwd(), args.alias, asgi=args.asgi)
         layer, close = relay_layer(project)
-        link = ClusterLink(layer, args.url, args.name, args.shared, args.credit,
-                           log=lambda line: print(line, flush=True))
-        signal.signal(signal.SIGTERM, lambda *_: link.stop.set())
-        signal.signal(signal.SIGINT, lambda *_: link.stop.set())
+        from asgi_ipc.stop_signals import StopSignals
+
+        say = functools.partial(print, flush=True)
+        link = ClusterLink(layer, args.url, args.name, args.shared, args.credit, log=say)
+        # Graceful: ``stop`` set; run() then wakes every loop. Fast: exit at once.
+        StopSignals(link.stop.set, announce=say, fast_exit_code=exitcodes.FAST).install()
         beats.ready()
         try:
             return link.run(lambda relayed: beats.beat(relayed), status_path(project.prefix))
