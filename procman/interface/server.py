@@ -493,9 +493,9 @@ class InterfaceServer:
             self._check_call = self.clock.callLater(self.options.check_interval, self._check)
 
     def install_signal_handlers(self) -> None:
-        """The stop signals of :mod:`asgi_ipc.stop_signals` (TERM or a first INT: :meth:`graceful_stop`;
-        a second INT or QUIT: :meth:`fast_stop`), and SIGHUP: :meth:`handle_hup`. The handlers
-        only schedule work on the reactor."""
+        """The stop signals of :mod:`asgi_ipc.stop_signals` (graceful: :meth:`graceful_stop`; fast:
+        :meth:`fast_stop`), and SIGHUP: :meth:`handle_hup`. The handlers only schedule work on
+        the reactor."""
         self.stop_signals = StopSignals(
             self.graceful_stop, self.fast_stop, call=self.reactor.callFromThread, announce=logger.info,
         ).install()

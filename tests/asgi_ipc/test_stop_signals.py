@@ -4,6 +4,7 @@ own table checked against it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -11,12 +12,14 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from asgi_ipc.stop_signals import FAST_EXIT, STOP_SIGNALS, StopAction, StopSignals, decide, describe
+from procman.policy import Policy
 from tests.children import end_with_parent
 
 TERM, INT, QUIT = signal.SIGTERM, signal.SIGINT, signal.SIGQUIT
@@ -92,6 +95,7 @@ def test_a_second_term_changes_nothing_and_quit_is_fast_at_once():
     assert process.turn() == [f"log: {describe(QUIT, FAST)}", "fast"]  # no graceful stop first
 
 
+@settings(deadline=None)  # a loaded machine must not fail a pure test
 @given(st.lists(st.sampled_from([TERM, INT, QUIT]), max_size=8))
 def test_any_sequence_graceful_at_most_once_first_and_fast_exactly_when_the_table_says(sequence):
     process = Process()
@@ -107,12 +111,11 @@ def test_any_sequence_graceful_at_most_once_first_and_fast_exactly_when_the_tabl
     assert ("fast" in events) == expect_fast
 
 
+@settings(deadline=None)
 @given(st.lists(st.sampled_from(["TERM", "INT", "QUIT"]), min_size=1, max_size=6))
 def test_the_supervisor_policy_stops_as_the_table_says(names):
     """procman's supervisor keeps its own handlers (HUP, TTIN/TTOU beside the three), but the
     three stop signals mean there what the table says."""
-    from procman.policy import Policy
-
     policy = Policy([], clock=lambda: 1000.0, jitter=lambda: 0.0)
     policy.start()
     kind = None
@@ -208,12 +211,25 @@ def _read_line(proc: subprocess.Popen, want: bytes, timeout: float = 30) -> None
     raise AssertionError(f"no {want!r} line from the child (exit {proc.poll()})")
 
 
-@pytest.mark.parametrize("second", [signal.SIGINT, signal.SIGQUIT])
-def test_a_second_ctrl_c_or_quit_ends_a_busy_process_at_once(second):
+@contextlib.contextmanager
+def busy_process() -> Iterator[subprocess.Popen]:
+    """The BUSY process, ready; killed (bounded) if the test did not end it."""
     proc = subprocess.Popen([sys.executable, "-c", BUSY], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, preexec_fn=end_with_parent())
     try:
         _read_line(proc, b"ready")
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+@pytest.mark.parametrize("second", [signal.SIGINT, signal.SIGQUIT])
+def test_a_second_ctrl_c_or_quit_ends_a_busy_process_at_once(second):
+    with busy_process() as proc:
         proc.send_signal(signal.SIGINT)
         _read_line(proc, b"queued")
         proc.send_signal(second)
@@ -221,19 +237,10 @@ def test_a_second_ctrl_c_or_quit_ends_a_busy_process_at_once(second):
         err = proc.stderr.read().decode()
         assert f"{describe(second, FAST)} (exit {FAST_EXIT})" in err
         assert b"graceful stop ran" not in proc.stdout.read()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        proc.stdout.close()
-        proc.stderr.close()
 
 
 def test_a_second_sigterm_does_not_end_a_busy_process():
-    proc = subprocess.Popen([sys.executable, "-c", BUSY], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, preexec_fn=end_with_parent())
-    try:
-        _read_line(proc, b"ready")
+    with busy_process() as proc:
         proc.send_signal(signal.SIGTERM)
         _read_line(proc, b"queued")
         proc.send_signal(signal.SIGTERM)
@@ -241,12 +248,6 @@ def test_a_second_sigterm_does_not_end_a_busy_process():
         assert proc.poll() is None
         proc.send_signal(signal.SIGQUIT)
         assert proc.wait(30) == FAST_EXIT
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        proc.stdout.close()
-        proc.stderr.close()
 
 
 @pytest.mark.parametrize(("module", "name"), [
