@@ -4,7 +4,9 @@ Theory of operation
 -------------------
 Every process we run - the interface server, ``runworker`` and ``rundelay``, and the children
 ``procman run`` starts (Django workers, Daphne servers, Channels workers, the cluster link) -
-answers SIGTERM, SIGINT and SIGQUIT from this table, and nothing else decides it:
+answers SIGTERM, SIGINT and SIGQUIT from this table. The supervisor, whose pure policy has
+handlers for more signals (HUP, TTIN, TTOU), gives these three the same meaning (tested against
+this table); the keeper ignores signals on purpose.
 
 ==========  =====================  ==========================
 signal      while running          once a stop has begun
