@@ -14,11 +14,12 @@ public interface is what a host needs:
   there); it may call :meth:`Worker.request_stop`;
 - :attr:`Worker.handled`, :attr:`Worker.in_job`, :attr:`Worker.termed` - its state, for the host to read.
 
-:class:`WorkerGroup` is what ``runworker`` runs: N worker threads, signal handling in the main
-thread. Graceful stop (SIGTERM, or the first SIGINT): every worker finishes the consumer it is
-running and returns (an idle one at once: the layer is woken); the process exits 0 once all have
-returned (or after ``graceful_timeout``). No message is lost: a worker that took one before
-noticing the stop still consumes it. A second signal exits at once. A worker thread that dies
+:class:`WorkerGroup` is what ``runworker`` runs: N worker threads, and the stop signals of
+:mod:`asgi_ipc.stop_signals`. Graceful stop (SIGTERM, or the first SIGINT): every worker finishes
+the consumer it is running and returns (an idle one at once: the layer is woken); the process
+exits 0 once all have returned (or after ``graceful_timeout``). No message is lost: a worker that
+took one before noticing the stop still consumes it. Fast stop (a SIGINT during the graceful
+stop, or SIGQUIT): exit at once with ``EXIT_FAST``; a second SIGTERM changes nothing. A worker thread that dies
 (for instance the layer's segment was removed) stops the whole group so a supervisor restarts
 it. Its exit statuses come from :mod:`django_glue.exitcodes`.
 """
@@ -26,14 +27,14 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-import os
-import signal
 import threading
 import time
 from typing import Any, Callable, Iterable
 
+from asgi_ipc.stop_signals import StopSignals
+
 from .exceptions import ChannelSocketException, ConsumeLater, DenyConnection
-from .exitcodes import EXIT_FAILURE, EXIT_OK
+from .exitcodes import EXIT_FAILURE, EXIT_FAST, EXIT_OK
 from .message import Message
 from .signals import consumer_finished, consumer_started, worker_process_ready, worker_ready
 
@@ -249,7 +250,7 @@ def wake_layer(channel_layer: Any) -> None:
 
 
 class WorkerGroup:
-    """N :class:`Worker` threads; the main thread handles SIGTERM/SIGINT and waits for them."""
+    """N :class:`Worker` threads; the main thread waits for them (and for a stop signal)."""
 
     def __init__(self, channel_layer: Any, n_threads: int = 1, graceful_timeout: float = 30.0, **kwargs: Any) -> None:
         if n_threads < 1:
@@ -257,24 +258,18 @@ class WorkerGroup:
         self.workers = [Worker(channel_layer, **kwargs) for _ in range(n_threads)]
         self.graceful_timeout = graceful_timeout
         self.stop_requested = threading.Event()
-        self.signals_seen = 0
+        #: The stop signals, once :meth:`install_signal_handlers` ran.
+        self.stop_signals: StopSignals | None = None
         self.failed = False
         #: False after :meth:`run` if a thread was still busy at the graceful timeout.
         self.all_stopped = True
 
     def install_signal_handlers(self) -> None:
-        """Route SIGTERM/SIGINT to :meth:`handle_stop_signal` (main thread only)."""
-        signal.signal(signal.SIGTERM, self.handle_stop_signal)
-        signal.signal(signal.SIGINT, self.handle_stop_signal)
-
-    def handle_stop_signal(self, signum: int, frame: Any) -> None:
-        """First signal: graceful stop. Second: exit immediately (status 1)."""
-        self.signals_seen += 1
-        if self.signals_seen > 1:
-            logger.warning("Second stop signal: exiting without waiting for consumers")
-            os._exit(EXIT_FAILURE)
-        logger.info("Stop signal received: finishing current messages, then exiting")
-        self.request_stop()
+        """The stop signals of :mod:`asgi_ipc.stop_signals` (main thread only): graceful is
+        :meth:`request_stop`, fast exits at once with ``EXIT_FAST``."""
+        self.stop_signals = StopSignals(
+            self.request_stop, announce=logger.info, fast_exit_code=EXIT_FAST,
+        ).install()
 
     def request_stop(self) -> None:
         """Ask every worker to stop after its current message; idle ones return at once."""

@@ -14,26 +14,31 @@ parser hands the ``domain`` through as a string and so adopts IPv4 sockets only;
 strings ``fd:fileno=N:domain=INET|INET6|UNIX`` given here are parsed by :func:`adopted_endpoint`,
 which honours the address family (IPv6 and UNIX sockets work too).
 
-Drain on SIGTERM / SIGINT (a graceful stop, or the old process of a reload once its replacement is
-ready): stop accepting (the accept queue stays with the other processes), send a 1001 "going
+Drain on a graceful stop (SIGTERM or a first SIGINT, as the table of :mod:`asgi_ipc.stop_signals`
+says; also the old process of a reload once its replacement is ready): stop accepting (the accept queue stays with the other processes), send a 1001 "going
 away" close frame to every open WebSocket, answer every HTTP request still arriving on a
 keep-alive connection with ``Connection: close`` (the client reconnects, to another server), let
 HTTP requests in flight finish, wait until no request arrived for :data:`DRAIN_QUIET` and every
 application instance has ended (consumers' ``disconnect`` runs: ``group_discard`` and friends),
 then stop the reactor. Bounded by ``--graceful-timeout`` (less a margin, so the supervisor's
-SIGKILL at the same deadline is never needed for a well-behaved application).
+SIGKILL at the same deadline is never needed for a well-behaved application). A fast stop (SIGINT
+during the drain, or SIGQUIT) exits at once with ``exitcodes.FAST``, even if the application blocks
+the event loop.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import functools
 import os
-import signal
 import sys
 import time
 from typing import Any, Callable
 
+from asgi_ipc.stop_signals import StopSignals
+
+from . import exitcodes
 from .heartbeat import HeartbeatSender
 
 __all__ = ["parse_args", "server_entry", "import_application", "adopted_endpoint"]
@@ -178,15 +183,11 @@ def _serve(server_class: type, application: Any, args: argparse.Namespace, beats
                               action_logger=action_logger, server_name="daphne")
     drain = _Drain(server, WebSocketProtocol, max(0.5, args.graceful_timeout - DRAIN_MARGIN))
 
-    def install_signals() -> None:
-        # The asyncio reactor's loop (not running yet: startup triggers fire just before it runs);
-        # Daphne reaches it through the same attribute.
-        loop = reactor._asyncioEventloop
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, drain.start)
-
-    reactor.callWhenRunning(install_signals)
+    signals = StopSignals(drain.start, call=reactor.callFromThread, announce=functools.partial(print, flush=True),
+                          fast_exit_code=exitcodes.FAST)
+    reactor.callWhenRunning(signals.install)  # a signal before then: the default action, as before
     server.run()
+    signals.restore()
     if beating.running:
         beating.stop()
     if server.failed:

@@ -8,20 +8,24 @@ process. The application is wrapped to see each consumer instance take its next 
 "requests" count of ``procman status`` is the number of messages handed to consumers, and a
 consumer is *idle* while it waits for its next one.
 
-Stop (SIGTERM / SIGINT): the channel listeners are cancelled first, so no new message is taken (a
+Graceful stop (SIGTERM or a first SIGINT: the table of :mod:`asgi_ipc.stop_signals`): the channel listeners are cancelled first, so no new message is taken (a
 cancelled ``receive`` leaves the message in the layer for the other or the next worker); then the
 messages already taken are finished - the process exits once every consumer instance waits for its
-next message with nothing queued, or at ``--graceful-timeout`` less a margin.
+next message with nothing queued, or at ``--graceful-timeout`` less a margin. A fast stop (SIGINT
+during the graceful one, or SIGQUIT) exits at once with ``exitcodes.FAST``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
+import functools
 import time
 from typing import Any, Callable
 
+from asgi_ipc.stop_signals import StopSignals
+
+from . import exitcodes
 from .heartbeat import HeartbeatSender
 
 __all__ = ["parse_args", "worker_entry"]
@@ -86,8 +90,8 @@ def worker_entry(argv: list[str]) -> Callable[[HeartbeatSender], int]:
 async def _serve(worker: Any, tracked: _Tracked, args: argparse.Namespace, beats: HeartbeatSender) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    signals = StopSignals(stop.set, call=loop.call_soon_threadsafe, announce=functools.partial(print, flush=True),
+                          fast_exit_code=exitcodes.FAST).install()
     listening = asyncio.ensure_future(worker.handle())
     checking = asyncio.ensure_future(worker.application_checker())
     beats.ready()
@@ -119,6 +123,7 @@ async def _serve(worker: Any, tracked: _Tracked, args: argparse.Namespace, beats
             details["future"].cancel()
         await asyncio.gather(checking, *(d["future"] for d in worker.application_instances.values()),
                              return_exceptions=True)
+        signals.restore()
     return code
 
 

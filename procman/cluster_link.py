@@ -1,7 +1,7 @@
 """The cluster link: the one process per machine that relays between the site's shared memory and
 Redis (``procman run --cluster redis://HOST:PORT/DB``). See docs/cluster.md.
 
-Four loops, one thread each, all bounded by one-second timeouts so a stop is prompt:
+Four loops, one thread each, each waiting at most one second at a time:
 
 ``broadcasts out``  take an entry from the outbox ``cluster.broadcast`` (written by the site's
                     ``send_group``, see ``asgi_ipc.cluster``), ``PUBLISH`` it once on
@@ -18,16 +18,25 @@ The main thread pings Redis once a second (renewing this machine in the sorted s
 beats the heartbeat and writes the statistics file ``procman status`` shows. While Redis is away,
 broadcasts are taken and dropped (counted) so local traffic never waits, and shared entries are
 left in their bounded outbox, whose senders then get ``ChannelFull``.
+
+Stopping (``stop`` set: SIGTERM, SIGINT, ``procman stop``) wakes every loop where it waits, so an
+idle link stops at once instead of at its loops' timeouts: the shared-memory receives by
+``layer.wake()``, the subscription by one publish on this link's own wake topic
+``<name>:wake:<origin>``, and the ``BLPOP`` of ``shared in`` by cancelling it (it runs on an event
+loop of that thread, as the Redis layer's ``receive_async``, which puts back a message popped for
+a cancelled receive). While Redis is away a loop may still be inside a connection attempt
+(``socket_connect_timeout``, 2 s) or wait up to a tick for the connection.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import collections
+import functools
 import json
 import os
 import secrets
-import signal
 import socket
 import sys
 import threading
@@ -157,6 +166,8 @@ class ClusterLink:
         self.topic = f"{name}:broadcast"
         self.names_key = f"{name}:shared-names"
         self.machines_key = f"{name}:machines"
+        # Where run() wakes this link's subscription on a stop (nobody else reads it).
+        self.wake_topic = f"{name}:wake:{self.origin}"
         self.machines = 0
         self.outboxes = (BROADCAST_OUTBOX, SHARED_OUTBOX)
         timeouts = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0}
@@ -172,6 +183,11 @@ class ClusterLink:
         self.last_error = ""
         self.known_names: set[str] = set(self.shared.literal_names())
         self.started_names: set[str] = set()
+        #: The four loops' threads, once :meth:`run` started them.
+        self.threads: list[threading.Thread] = []
+        #: The event loop ``shared in`` pops on, and its pop in flight (see :meth:`_pop_shared`).
+        self.shared_in_loop: asyncio.AbstractEventLoop | None = None
+        self._pop: asyncio.Future | None = None
 
     # -- connection state ------------------------------------------------------------------------
     def check(self) -> None:
@@ -237,14 +253,15 @@ class ClusterLink:
                 continue
             pubsub = self.client.pubsub(ignore_subscribe_messages=True)
             try:
-                pubsub.subscribe(self.topic)
+                pubsub.subscribe(self.topic, self.wake_topic)
                 while not self.stop.is_set():
                     item = pubsub.get_message(timeout=TICK)
-                    if item is None or item.get("type") != "message":
-                        continue
+                    if item is None or item.get("type") != "message" or item.get("channel") != self.topic.encode():
+                        continue  # nothing yet, or the wake-up of a stop
                     self.deliver_broadcast(item["data"])
             except self.errors as exc:
-                self.lost(exc)
+                if not self.stop.is_set():
+                    self.lost(exc)
             finally:
                 try:
                     pubsub.close()
@@ -302,6 +319,16 @@ class ClusterLink:
             self.stats.add("shared_out", lag=("out", time.time() - entry.get("t", time.time())))
 
     def shared_in(self) -> None:
+        # The pops wait on an event loop of this thread's own, so a stop can cancel them
+        # (``receive_async`` is cancel-safe: a message popped for it goes back to its list).
+        loop = asyncio.new_event_loop()
+        self.shared_in_loop = loop
+        try:
+            self._shared_in(loop)
+        finally:
+            loop.close()
+
+    def _shared_in(self, loop: asyncio.AbstractEventLoop) -> None:
         refreshed = 0.0
         while not self.stop.is_set():
             if not self.wait_connected():
@@ -319,7 +346,7 @@ class ClusterLink:
                     # Every local queue holds its credit (workers are busy), or no shared channel is known yet.
                     self.stop.wait(0.05 if self.known_names else TICK)
                     continue
-                channel, message = self.lists.receive(room, block=True)
+                channel, message = loop.run_until_complete(self._pop_shared(room))
             except self.errors as exc:
                 self.lost(exc)
                 continue
@@ -331,6 +358,24 @@ class ClusterLink:
                 self.stats.add("dropped_in")
                 continue
             self.stats.add("shared_in")
+
+    async def _pop_shared(self, room: list[str]) -> tuple[str | None, dict | None]:
+        """One blocking pop from the lists of ``room``, or ``(None, None)`` at its timeout or when
+        a stop cancels it (:meth:`_cancel_pop`, run on this loop: either it finds the pop and
+        cancels it, or it ran first and the pop sees ``stop`` set and never starts)."""
+        if self.stop.is_set():
+            return None, None
+        self._pop = asyncio.ensure_future(self.lists.receive_async(room))
+        try:
+            return await self._pop
+        except asyncio.CancelledError:
+            return None, None
+        finally:
+            self._pop = None
+
+    def _cancel_pop(self) -> None:
+        if self._pop is not None:
+            self._pop.cancel()
 
     # -- running -----------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -360,6 +405,7 @@ class ClusterLink:
         self.check()
         threads = [threading.Thread(target=self._guarded(loop), name=loop.__name__, daemon=True)
                    for loop in (self.broadcasts_out, self.broadcasts_in, self.shared_out, self.shared_in)]
+        self.threads = threads
         for thread in threads:
             thread.start()
         try:
@@ -374,9 +420,7 @@ class ClusterLink:
                     return exitcodes.FAILURE
         finally:
             self.stop.set()
-            deadline = time.monotonic() + 10.0  # a loop may be inside one Redis call (5 s timeout)
-            for thread in threads:
-                thread.join(max(0.0, deadline - time.monotonic()))
+            self.wake_loops(threads, deadline=time.monotonic() + 10.0)  # a loop may be inside one Redis call
             if self.connected.is_set():
                 try:
                     self.client.zrem(self.machines_key, self.origin)  # a clean stop leaves at once
@@ -390,6 +434,31 @@ class ClusterLink:
                 except FileNotFoundError:
                     pass
         return exitcodes.OK
+
+    def wake_loops(self, threads: list[threading.Thread], deadline: float) -> None:
+        """Wake the loops of a stopping link where they wait, and join them (until ``deadline``).
+
+        The subscription gets one message on this link's wake topic (skipped while Redis is
+        away: the loop then waits for the connection, not in the subscription); the pop of
+        ``shared in`` is cancelled on its loop. The shared-memory receives are woken again every
+        20 ms while a loop is still alive, because ``layer.wake()`` ends the receives blocked
+        *now*: a loop between its check of ``stop`` and its next receive would miss a single
+        wake and sleep for the layer's receive timeout."""
+        if self.connected.is_set():
+            try:
+                self.client.publish(self.wake_topic, b"")
+            except self.errors:
+                pass  # that loop then ends at its own timeout (one tick)
+        loop = self.shared_in_loop
+        if loop is not None:
+            try:
+                loop.call_soon_threadsafe(self._cancel_pop)
+            except RuntimeError:  # its loop already closed: the loop has returned
+                pass
+        for thread in threads:
+            while thread.is_alive() and time.monotonic() < deadline:
+                self.layer.wake()
+                thread.join(min(0.02, max(0.0, deadline - time.monotonic())))
 
     def _guarded(self, loop: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
@@ -432,10 +501,12 @@ def main(argv: list[str] | None = None) -> int:
 
         project = load_project(args.settings, Path.cwd(), args.alias, asgi=args.asgi)
         layer, close = relay_layer(project)
-        link = ClusterLink(layer, args.url, args.name, args.shared, args.credit,
-                           log=lambda line: print(line, flush=True))
-        signal.signal(signal.SIGTERM, lambda *_: link.stop.set())
-        signal.signal(signal.SIGINT, lambda *_: link.stop.set())
+        from asgi_ipc.stop_signals import StopSignals
+
+        say = functools.partial(print, flush=True)
+        link = ClusterLink(layer, args.url, args.name, args.shared, args.credit, log=say)
+        # Graceful: ``stop`` set; run() then wakes every loop. Fast: exit at once.
+        StopSignals(link.stop.set, announce=say, fast_exit_code=exitcodes.FAST).install()
         beats.ready()
         try:
             return link.run(lambda relayed: beats.beat(relayed), status_path(project.prefix))

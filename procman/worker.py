@@ -7,10 +7,11 @@ consumer, buffered sends) and then beats. Beats come from this loop, so a consum
 longer than ``--timeout`` stops them and the supervisor aborts and replaces the process; a beat
 nobody reads (the supervisor is gone) ends the process with status 1.
 
-Stopping: SIGTERM / SIGINT call :meth:`~django_glue.worker.Worker.request_stop`, which wakes the
-layer (an idle worker's blocked receive returns at once); the consumer running now finishes and
-the loop exits at its next turn (messages still queued stay in the layer for the other or the new
-workers).
+Stopping (the table of :mod:`asgi_ipc.stop_signals`): a graceful stop (SIGTERM, or a first
+SIGINT) calls :meth:`~django_glue.worker.Worker.request_stop`, which wakes the layer (an idle
+worker's blocked receive returns at once); the consumer running now finishes and the loop exits
+at its next turn (messages still queued stay in the layer for the other or the new workers). A
+fast stop (SIGINT during the graceful one, or SIGQUIT) exits at once with ``exitcodes.FAST``.
 
 Each HTTP request is recorded while its consumer runs (:mod:`procman.inflight`), so if this
 process dies the supervisor answers that request with a 502 at once.
@@ -21,15 +22,17 @@ replace this worker once N messages were handled; it keeps serving until its rep
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import random
-import signal
 import sys
 from typing import Any, Callable
 
 from asgi_ipc.layer_settings import DEFAULT_ALIAS
+from asgi_ipc.stop_signals import StopSignals
 
+from . import exitcodes
 from .heartbeat import HeartbeatSender
 from .inflight import InflightLog
 
@@ -108,12 +111,8 @@ class Supervision:
             supervisor sees a boot failure, not a crash to restart).
         """
         channels = worker.listening_channels()
-
-        def stop(signum: int, _frame: Any) -> None:
-            worker.request_stop()  # wakes the layer: an idle worker returns at once
-
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
+        # request_stop wakes the layer: an idle worker returns at once.
+        StopSignals(worker.request_stop, announce=functools.partial(print, flush=True), fast_exit_code=exitcodes.FAST).install()
         from django_glue.signals import worker_process_ready
 
         worker.ready()

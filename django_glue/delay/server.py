@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, Callable
@@ -31,6 +30,9 @@ from django.db import connections, transaction
 from django.db.models import Min
 from django.utils import timezone
 
+from asgi_ipc.stop_signals import StopSignals
+
+from ..exitcodes import EXIT_FAST
 from .models import DelayedMessage
 from .protocol import DELAY_CHANNEL, InvalidDelayRequest, parse_request
 
@@ -126,15 +128,20 @@ class DelayServer:
 
     # ===== the loop ==============================================================================
     def run(self) -> int:
-        """Serve until SIGTERM or SIGINT; returns the exit code (0)."""
+        """Serve until a stop signal (the table of :mod:`asgi_ipc.stop_signals`); returns the exit
+        code (0). Graceful (SIGTERM, a first SIGINT): the loop returns between two rounds; fast (a
+        SIGINT during it, or SIGQUIT): exit at once with ``EXIT_FAST`` (what is stored stays stored)."""
         return asyncio.run(self._run_with_signals())
 
     async def _run_with_signals(self) -> int:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        await self.serve(stop)
+        signals = StopSignals(stop.set, call=loop.call_soon_threadsafe, announce=logger.info,
+                              fast_exit_code=EXIT_FAST).install()
+        try:
+            await self.serve(stop)
+        finally:
+            signals.restore()
         return 0
 
     async def serve(self, stop: asyncio.Event) -> None:

@@ -11,5 +11,6 @@ EXIT_CONFIG = 2
 #: sysexits' EX_TEMPFAIL ("try again"), distinct from procman's boot-error code (3), which would
 #: stop the whole run instead of restarting us.
 EXIT_LAYER_LOST = 75
-#: Fast stop on a second SIGINT / SIGQUIT (the conventional 128 + SIGINT).
+#: Fast stop: a SIGINT during the graceful stop, or SIGQUIT (the table of ``asgi_ipc.stop_signals``;
+#: its ``FAST_EXIT``, 128 + SIGINT, which every process of the project uses - tested).
 EXIT_FAST = 130

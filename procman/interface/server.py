@@ -11,11 +11,12 @@ A periodic check (every ``check_interval`` seconds) runs each connection's timeo
 its own ``try``, and always reschedules itself: one bad connection can never stop the checks for
 the others (Daphne 1.x's checker died on a streaming response past ``http_timeout``).
 
-Lifecycle (exit codes are the contract with the supervisor):
+Lifecycle (exit codes are the contract with the supervisor; which stop a signal asks for is the
+table of :mod:`asgi_ipc.stop_signals`):
 
-* SIGTERM or the first SIGINT - graceful: stop listening, close WebSockets with 1001, let in-flight
-  HTTP responses finish for up to ``shutdown_timeout`` seconds, then exit :data:`EXIT_OK`.
-* a second SIGINT (or SIGQUIT) - fast: drop every connection, exit :data:`EXIT_FAST`.
+* graceful (SIGTERM, or the first SIGINT): stop listening, close WebSockets with 1001, let
+  in-flight HTTP responses finish for up to ``shutdown_timeout`` seconds, then exit :data:`EXIT_OK`.
+* fast (a SIGINT during the graceful stop, or SIGQUIT): drop every connection, exit :data:`EXIT_FAST`.
 * SIGHUP - re-read ``--certfile``/``--keyfile`` for new connections; nothing else changes.
 * the layer's segment is gone (``SegmentLost``) - drop every connection, exit
   :data:`EXIT_LAYER_LOST` so the supervisor restarts us against a fresh layer.
@@ -36,6 +37,7 @@ from twisted.internet.interfaces import IListeningPort, IProtocolNegotiationFact
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from asgi_ipc.stop_signals import StopSignals
 from procman.interface.access_log import AccessLog
 from procman.interface.exitcodes import EXIT_FAST, EXIT_LAYER_LOST, EXIT_OK
 from procman.interface.http_parsers import resolve_parser_name
@@ -195,6 +197,8 @@ class InterfaceServer:
         else:
             self.websocket_timeout = self.options.websocket_timeout
         self.on_exit: Callable[[int], None] | None = None
+        #: The process's stop signals, once :meth:`install_signal_handlers` ran.
+        self.stop_signals: StopSignals | None = None
 
     # -- channels and dispatch ---------------------------------------------------------------------------
 
@@ -489,25 +493,17 @@ class InterfaceServer:
             self._check_call = self.clock.callLater(self.options.check_interval, self._check)
 
     def install_signal_handlers(self) -> None:
-        """SIGTERM/SIGINT graceful, second SIGINT and SIGQUIT fast, SIGHUP re-reads TLS files
-        (handlers only enqueue)."""
-
-        def on_term(signum: int, frame: Any) -> None:
-            self.reactor.callFromThread(self.handle_term)
-
-        def on_int(signum: int, frame: Any) -> None:
-            self.reactor.callFromThread(self.handle_int)
-
-        def on_quit(signum: int, frame: Any) -> None:
-            self.reactor.callFromThread(self.handle_quit)
+        """The stop signals of :mod:`asgi_ipc.stop_signals` (graceful: :meth:`graceful_stop`; fast:
+        :meth:`fast_stop`), and SIGHUP: :meth:`handle_hup`. The handlers only schedule work on
+        the reactor."""
+        self.stop_signals = StopSignals(
+            self.graceful_stop, self.fast_stop, call=self.reactor.callFromThread, announce=logger.info,
+        ).install()
 
         def on_hup(signum: int, frame: Any) -> None:
             self.reactor.callFromThread(self.handle_hup)
 
-        signal.signal(signal.SIGTERM, on_term)
         signal.signal(signal.SIGHUP, on_hup)
-        signal.signal(signal.SIGINT, on_int)
-        signal.signal(signal.SIGQUIT, on_quit)
 
     def handle_hup(self) -> None:
         """SIGHUP: re-read the TLS certificate and key for new connections (nothing else)."""
@@ -515,22 +511,6 @@ class InterfaceServer:
             self.tls.reload()
         else:
             logger.info("SIGHUP: nothing to reload (no --certfile)")
-
-    def handle_term(self) -> None:
-        """SIGTERM: graceful stop (a second SIGTERM changes nothing)."""
-        self.graceful_stop()
-
-    def handle_int(self) -> None:
-        """SIGINT: graceful stop the first time, fast stop the second time."""
-        if self.shutting_down:
-            self.fast_stop()
-        else:
-            logger.info("interrupted; stopping gracefully (Ctrl-C again to stop at once)")
-            self.graceful_stop()
-
-    def handle_quit(self) -> None:
-        """SIGQUIT: fast stop."""
-        self.fast_stop()
 
     def graceful_stop(self) -> None:
         """Stop accepting, close WebSockets with 1001, let HTTP responses finish (bounded)."""

@@ -214,3 +214,20 @@ def test_disable_graceful_stop_exits_without_waiting(processes, ipc_layer):
     assert worker.wait(15) == 0  # the job is still blocked: nobody released it
     assert "Graceful timeout: worker-0 still running" in log_text(worker)
     assert ipc_layer.receive(["t.jobs"], block=False) == (None, None)
+
+
+def test_a_second_ctrl_c_ends_a_busy_worker_at_once_and_a_second_sigterm_does_not(processes, ipc_layer):
+    """The table of ``asgi_ipc.stop_signals``: the consumer never finishes (nobody releases it),
+    yet a SIGINT during the graceful stop exits at once with ``EXIT_FAST``."""
+    worker = processes.runworker(ROUTING)
+    ipc_layer.send("job", {"job": "busy", "reply_channel": "t.jobs"})
+    assert receive(ipc_layer, "t.jobs") == {"started": "busy"}
+    worker.send_signal(signal.SIGTERM)
+    wait_for(lambda: "SIGTERM: stopping gracefully" in log_text(worker))
+    worker.send_signal(signal.SIGTERM)
+    wait_for(lambda: "SIGTERM again: already stopping gracefully" in log_text(worker))
+    assert worker.poll() is None  # the second TERM changed nothing: the consumer still runs
+    worker.send_signal(signal.SIGINT)
+    assert worker.wait(15) == exitcodes.EXIT_FAST == 130
+    assert "SIGINT during the graceful stop: stopping at once (exit 130)" in log_text(worker)
+    assert ipc_layer.receive(["t.jobs"], block=False) == (None, None)  # the consumer never finished

@@ -121,3 +121,23 @@ def test_while_redis_is_away_shared_sends_wait_in_the_outbox_and_go_out_when_it_
     wait_for(lambda: a_site.receive(["thumbnail"])[1], 10, "the waiting job, through Redis and back")
     assert a_link.stats.counts["shared_out"] == 1 and a_link.stats.counts["shared_in"] == 1
     assert sum("cluster link: connected to Redis" in line for line in a_link.lines) == 2
+
+
+def test_a_stop_ends_every_loop_quietly_and_leaves_no_wake_up_in_redis(machine, redis_server):
+    """The stop wakes the loops blocked in the layer, the subscription and BLPOP (the teardown's
+    join measures how promptly); none of them reports the stop as Redis being unreachable, and
+    nothing of the wake-ups is left in Redis (the cancelled BLPOP leaves no key, the wake topic
+    no subscriber)."""
+    import redis as redis_py
+
+    _, link = machine()
+    wait_for(lambda: link.client.pubsub_numsub(link.wake_topic)[0][1] == 1, 10, "the subscription")
+    link.stop.set()
+    wait_for(lambda: not any(thread.is_alive() for thread in link.threads), 15, "every loop to return")
+    client = redis_py.Redis(port=redis_server.port)
+    try:
+        assert not [key for key in client.scan_iter(match=f"{link.name}*") if b"wake" in key]
+        wait_for(lambda: client.pubsub_numsub(link.wake_topic)[0][1] == 0, 10, "the subscription gone")
+    finally:
+        client.close()
+    assert not any("unreachable" in line for line in link.lines)

@@ -40,7 +40,7 @@ def _documented_codes(doc: str, heading: str, table_intro: str | None) -> set[in
 
 
 @pytest.mark.parametrize(("module", "names", "doc", "heading", "intro"), [
-    (procman.exitcodes, ["OK", "FAILURE", "USAGE", "BOOT_ERROR"], "procman.md", "## Children, crashes and exit codes",
+    (procman.exitcodes, ["OK", "FAILURE", "USAGE", "BOOT_ERROR", "FAST"], "procman.md", "## Children, crashes and exit codes",
      "`procman` exit codes:"),
     (procman.interface.exitcodes, procman.interface.exitcodes.__all__, "interface.md",
      "## Lifecycle, signals and exit codes", None),
@@ -53,4 +53,4 @@ def test_the_doc_lists_exactly_the_codes_of_the_module(module, names, doc, headi
 
 
 def test_procman_exitcodes_exports_its_whole_table():
-    assert {name for name in procman.exitcodes.__all__ if name.isupper()} == {"OK", "FAILURE", "USAGE", "BOOT_ERROR"}
+    assert {name for name in procman.exitcodes.__all__ if name.isupper()} == {"OK", "FAILURE", "USAGE", "BOOT_ERROR", "FAST"}

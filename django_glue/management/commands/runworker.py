@@ -4,7 +4,7 @@ Attaches to the layer's existing segment (the site's supervisor or interface ser
 a worker started before the segment exists waits for it (``--wait-for-layer``, default 60 s).
 Listens on every routed channel (filtered with ``--only-channels``/``--exclude-channels`` globs),
 with ``--threads`` worker threads. SIGTERM (or Ctrl-C) lets each thread finish its current
-consumer and exits 0; a second signal exits immediately. Consumer exceptions are logged with their
+consumer and exits 0; a second Ctrl-C (or SIGQUIT) exits at once (``asgi_ipc.stop_signals``). Consumer exceptions are logged with their
 traceback and the worker carries on. Static files are served when ``DEBUG`` is on and
 ``django.contrib.staticfiles`` is installed. The exit statuses are :mod:`django_glue.exitcodes`.
 """
