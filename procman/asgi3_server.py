@@ -15,15 +15,15 @@ strings ``fd:fileno=N:domain=INET|INET6|UNIX`` given here are parsed by :func:`a
 which honours the address family (IPv6 and UNIX sockets work too).
 
 Drain on a graceful stop (SIGTERM or a first SIGINT, as the table of :mod:`asgi_ipc.stop_signals`
-says; also the old process of a reload once its replacement is ready): stop accepting (the accept queue stays with the other processes), send a 1001 "going
-away" close frame to every open WebSocket, answer every HTTP request still arriving on a
-keep-alive connection with ``Connection: close`` (the client reconnects, to another server), let
-HTTP requests in flight finish, wait until no request arrived for :data:`DRAIN_QUIET` and every
-application instance has ended (consumers' ``disconnect`` runs: ``group_discard`` and friends),
-then stop the reactor. Bounded by ``--graceful-timeout`` (less a margin, so the supervisor's
-SIGKILL at the same deadline is never needed for a well-behaved application). A fast stop (SIGINT
-during the drain, or SIGQUIT) exits at once with ``exitcodes.FAST``, even if the application blocks
-the event loop.
+says; also the old process of a reload once its replacement is ready): stop accepting (the accept
+queue stays with the other processes), send a 1001 "going away" close frame to every open WebSocket,
+answer every HTTP request still arriving on a keep-alive connection with ``Connection: close`` (the
+client reconnects, to another server), let HTTP requests in flight finish, wait until no request
+arrived for :data:`DRAIN_QUIET` and every application instance has ended (consumers' ``disconnect``
+runs: ``group_discard`` and friends), then stop the reactor; a server with no connection at all
+stops at once. Bounded by ``--graceful-timeout`` (less a margin, so the supervisor's SIGKILL at the
+same deadline is never needed for a well-behaved application). A fast stop (SIGINT during the drain,
+or SIGQUIT) exits at once with ``exitcodes.FAST``, even if the application blocks the event loop.
 """
 
 from __future__ import annotations
@@ -216,6 +216,11 @@ class _Drain:
             port.stopListening()
         closing = self.close_websockets()
         print(f"draining: stopped accepting; closing {closing} WebSocket(s) with 1001", flush=True)
+        if not getattr(self.server, "connections", None):
+            # No connection at all: no request can still arrive and no application instance runs
+            # (instances belong to connections), so the quiet period has nothing to wait for.
+            reactor.callLater(0, self.server.stop)
+            return
         reactor.callLater(DRAIN_POLL, self.check)
 
     def close_websockets(self) -> int:
