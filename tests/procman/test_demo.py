@@ -31,6 +31,22 @@ def demo(tmp_path):
         s.close()
 
 
+@pytest.fixture(scope="module")
+def shared_demo(tmp_path_factory):
+    """One demo site for the tests that only talk to it, each in its own chat room (``lobby``,
+    ``browsers``): sharing is safe because none of them kills, reloads or stops it, or reads a
+    room or group another test writes to."""
+    directory = tmp_path_factory.mktemp("shared_demo")
+    prefix = unique_prefix("demo")
+    s = Site(["demo", "--bind", "127.0.0.1:0", "--workers", "2"], REPO, prefix, directory / "ctl",
+             env={"PROCMAN_DEMO_PREFIX": prefix, "PROCMAN_DEMO_DATA_DIR": str(directory / "data")})
+    try:
+        s.url = s.wait_ready()
+        yield s
+    finally:
+        s.close()
+
+
 def test_demo_migrates_and_serves_pages_then_stops_clean(demo, tmp_path):
     s = demo()
     url = s.wait_ready()
@@ -49,9 +65,8 @@ def test_demo_migrates_and_serves_pages_then_stops_clean(demo, tmp_path):
     assert not s.segment_exists()
 
 
-def test_chat_message_reaches_the_other_socket_and_the_history(demo):
-    s = demo()
-    url = s.wait_ready()
+def test_chat_message_reaches_the_other_socket_and_the_history(shared_demo):
+    url = shared_demo.url
     ws_url = url.replace("http://", "ws://") + "chat/lobby/"
 
     async def chat() -> tuple[dict, dict, dict]:
@@ -76,9 +91,8 @@ def test_chat_message_reaches_the_other_socket_and_the_history(demo):
 
 
 @pytest.mark.skipif(chromium_path() is None, reason="chromium is not installed (apt-get install -y chromium)")
-def test_message_typed_in_one_chromium_tab_appears_in_another(demo, tmp_path):
-    s = demo()
-    url = s.wait_ready()
+def test_message_typed_in_one_chromium_tab_appears_in_another(shared_demo, tmp_path):
+    url = shared_demo.url
     room = url + "room/browsers/"
 
     async def drive() -> str:

@@ -13,7 +13,7 @@ import textwrap
 
 import psutil
 
-from .procs import REPO, unique_prefix, wait_for
+from .procs import REPO, unique_prefix, wait_dead, wait_for
 
 INNER_TEST = textwrap.dedent("""
     import json, os, time
@@ -54,7 +54,7 @@ def test_sigkilled_pytest_leaves_no_site_and_no_segment(tmp_path):
         inner.kill()
         inner.wait(10)
         procs = [psutil.Process(pid) for pid in pids if psutil.pid_exists(pid)]
-        gone, alive = psutil.wait_procs(procs, timeout=60)
+        alive = wait_dead(procs, timeout=60)
         assert not alive, f"still running after the pytest that started them was killed: {alive}"
         assert not os.path.exists(segment), "the site's segment outlived it"
     finally:
