@@ -109,7 +109,9 @@ def test_broken_settings_give_one_clear_error(site, tmp_path):
 
 
 def test_worker_boot_failure_stops_the_run(site):
-    s = site("--workers", "2", env={"HELLOSITE_ROUTING": "hellosite.no_such_routing.channel_routing"})
+    # Workers as their own interpreters: with the default --preload the fork server fails to
+    # preload first, which test_forkserver checks with these same assertions.
+    s = site("--workers", "2", "--no-preload", env={"HELLOSITE_ROUTING": "hellosite.no_such_routing.channel_routing"})
     code = s.wait(90)
     assert code == exitcodes.BOOT_ERROR
     assert "failed to boot: ImproperlyConfigured: cannot import routing" in s.output
