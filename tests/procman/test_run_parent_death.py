@@ -39,8 +39,9 @@ def test_sigkilled_pytest_leaves_no_site_and_no_segment(tmp_path):
     env = dict(os.environ, INNER_PREFIX=prefix, INNER_REPORT=str(report),
                PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     inner = subprocess.Popen(
+        # Without the plugins the inner test does not use (hypothesis' alone costs seconds to import).
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:timeout",
-         "-o", "addopts=", f"--rootdir={tmp_path}", str(tmp_path / "test_inner.py")],
+         "-p", "no:hypothesispytest", "-o", "addopts=", f"--rootdir={tmp_path}", str(tmp_path / "test_inner.py")],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     segment = f"/dev/shm/asgi_ipc.{prefix}"
