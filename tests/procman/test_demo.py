@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+from pathlib import Path
 
 import pytest
 import websockets
@@ -15,14 +16,19 @@ from .cdp import Browser, chromium_path
 from .procs import REPO, Site, http_get, unique_prefix
 
 
+def start_demo(directory: Path, *args: str) -> Site:
+    """``procman demo`` with its control socket and its data (SQLite) under ``directory``."""
+    prefix = unique_prefix("demo")
+    return Site(["demo", "--bind", "127.0.0.1:0", "--workers", "2", *args], REPO, prefix, directory / "ctl",
+                env={"PROCMAN_DEMO_PREFIX": prefix, "PROCMAN_DEMO_DATA_DIR": str(directory / "data")})
+
+
 @pytest.fixture
 def demo(tmp_path):
     sites: list[Site] = []
 
     def start(*args: str) -> Site:
-        prefix = unique_prefix("demo")
-        s = Site(["demo", "--bind", "127.0.0.1:0", "--workers", "2", *args], REPO, prefix, tmp_path / "ctl",
-                 env={"PROCMAN_DEMO_PREFIX": prefix, "PROCMAN_DEMO_DATA_DIR": str(tmp_path / "data")})
+        s = start_demo(tmp_path, *args)
         sites.append(s)
         return s
 
@@ -36,10 +42,7 @@ def shared_demo(tmp_path_factory):
     """One demo site for the tests that only talk to it, each in its own chat room (``lobby``,
     ``browsers``): sharing is safe because none of them kills, reloads or stops it, or reads a
     room or group another test writes to."""
-    directory = tmp_path_factory.mktemp("shared_demo")
-    prefix = unique_prefix("demo")
-    s = Site(["demo", "--bind", "127.0.0.1:0", "--workers", "2"], REPO, prefix, directory / "ctl",
-             env={"PROCMAN_DEMO_PREFIX": prefix, "PROCMAN_DEMO_DATA_DIR": str(directory / "data")})
+    s = start_demo(tmp_path_factory.mktemp("shared_demo"))
     try:
         s.url = s.wait_ready()
         yield s
