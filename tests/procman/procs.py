@@ -30,6 +30,30 @@ def wait_for(predicate: Callable[[], object], timeout: float = 20.0, what: str =
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
+def is_dead(proc: psutil.Process) -> bool:
+    """Whether ``proc`` has ended: gone, or a zombie (it holds no memory, socket or file any more;
+    only its exit status waits for its parent to collect it)."""
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def wait_dead(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait up to ``timeout`` seconds for every process of ``procs`` to end; return those still running.
+
+    Unlike ``psutil.wait_procs`` this does not wait for a zombie to be reaped: the children of a
+    SIGKILLed supervisor are orphans whose new parent is PID 1, and an init that reaps lazily (some
+    container inits reap every 2 s) would otherwise add seconds to every teardown.
+    """
+    deadline = time.monotonic() + timeout
+    alive = [proc for proc in procs if not is_dead(proc)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.02)
+        alive = [proc for proc in alive if not is_dead(proc)]
+    return alive
+
+
 class Supervised:
     """A supervisor subprocess whose merged output is collected line by line."""
 
@@ -96,7 +120,7 @@ class Supervised:
             self.process.wait(10)
         except subprocess.TimeoutExpired:
             pass
-        psutil.wait_procs(procs, timeout=5)
+        wait_dead(procs, timeout=5)
 
 
 def python() -> str:
@@ -153,15 +177,19 @@ class Site(Supervised):
         return subprocess.run([python(), "-m", "procman", *args], env=env, capture_output=True, text=True,
                               timeout=timeout, cwd=REPO)
 
-    def roles_from_status(self) -> dict[int, str]:
-        """``{pid: role}`` of the children the supervisor lists in ``status`` (empty if it does not answer)."""
+    def status(self) -> dict:
+        """The supervisor's answer to ``status`` over its control socket, asked from this process
+        (no ``procman status`` interpreter to start); empty if it does not answer."""
         from procman import control
 
         try:
-            answer = control.request(self.control_dir / f"{self.prefix}.sock", "status", timeout=10)
+            return control.request(self.control_dir / f"{self.prefix}.sock", "status", timeout=10)
         except control.ControlError:
             return {}
-        return {entry["pid"]: entry["role"] for entry in answer.get("processes", [])}
+
+    def roles_from_status(self) -> dict[int, str]:
+        """``{pid: role}`` of the children the supervisor lists in ``status`` (empty if it does not answer)."""
+        return {entry["pid"]: entry["role"] for entry in self.status().get("processes", [])}
 
     def segment_exists(self) -> bool:
         return os.path.exists(f"/dev/shm/asgi_ipc.{self.prefix}")

@@ -29,7 +29,7 @@ import pytest
 
 from procman import exitcodes
 
-from .procs import HELLOSITE, Site, processes_by_role, unique_prefix
+from .procs import HELLOSITE, Site, processes_by_role, unique_prefix, wait_for
 
 SEED = int(os.environ.get("CHAOS_SEED", "14"))
 LOAD_SECONDS = 10.0
@@ -160,7 +160,7 @@ def test_random_kills_under_load(tmp_path):
                                             daemon=True))
         for thread in threads:
             thread.start()
-        time.sleep(1.0)  # load running before the first kill
+        wait_for(lambda: figures.http and figures.ws_received, 30, "load to run before the first kill")
         chaos = threading.Thread(target=killer, args=(s, stop, rng, figures), daemon=True)
         chaos.start()
         time.sleep(LOAD_SECONDS)

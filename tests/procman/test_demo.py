@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+from pathlib import Path
 
 import pytest
 import websockets
@@ -15,19 +16,37 @@ from .cdp import Browser, chromium_path
 from .procs import REPO, Site, http_get, unique_prefix
 
 
+def start_demo(directory: Path, *args: str) -> Site:
+    """``procman demo`` with its control socket and its data (SQLite) under ``directory``."""
+    prefix = unique_prefix("demo")
+    return Site(["demo", "--bind", "127.0.0.1:0", "--workers", "2", *args], REPO, prefix, directory / "ctl",
+                env={"PROCMAN_DEMO_PREFIX": prefix, "PROCMAN_DEMO_DATA_DIR": str(directory / "data")})
+
+
 @pytest.fixture
 def demo(tmp_path):
     sites: list[Site] = []
 
     def start(*args: str) -> Site:
-        prefix = unique_prefix("demo")
-        s = Site(["demo", "--bind", "127.0.0.1:0", "--workers", "2", *args], REPO, prefix, tmp_path / "ctl",
-                 env={"PROCMAN_DEMO_PREFIX": prefix, "PROCMAN_DEMO_DATA_DIR": str(tmp_path / "data")})
+        s = start_demo(tmp_path, *args)
         sites.append(s)
         return s
 
     yield start
     for s in sites:
+        s.close()
+
+
+@pytest.fixture(scope="module")
+def shared_demo(tmp_path_factory):
+    """One demo site for the tests that only talk to it, each in its own chat room (``lobby``,
+    ``browsers``): sharing is safe because none of them kills, reloads or stops it, or reads a
+    room or group another test writes to."""
+    s = start_demo(tmp_path_factory.mktemp("shared_demo"))
+    try:
+        s.url = s.wait_ready()
+        yield s
+    finally:
         s.close()
 
 
@@ -49,9 +68,8 @@ def test_demo_migrates_and_serves_pages_then_stops_clean(demo, tmp_path):
     assert not s.segment_exists()
 
 
-def test_chat_message_reaches_the_other_socket_and_the_history(demo):
-    s = demo()
-    url = s.wait_ready()
+def test_chat_message_reaches_the_other_socket_and_the_history(shared_demo):
+    url = shared_demo.url
     ws_url = url.replace("http://", "ws://") + "chat/lobby/"
 
     async def chat() -> tuple[dict, dict, dict]:
@@ -76,9 +94,8 @@ def test_chat_message_reaches_the_other_socket_and_the_history(demo):
 
 
 @pytest.mark.skipif(chromium_path() is None, reason="chromium is not installed (apt-get install -y chromium)")
-def test_message_typed_in_one_chromium_tab_appears_in_another(demo, tmp_path):
-    s = demo()
-    url = s.wait_ready()
+def test_message_typed_in_one_chromium_tab_appears_in_another(shared_demo, tmp_path):
+    url = shared_demo.url
     room = url + "room/browsers/"
 
     async def drive() -> str:

@@ -13,7 +13,7 @@ import textwrap
 
 import psutil
 
-from .procs import REPO, unique_prefix, wait_for
+from .procs import REPO, unique_prefix, wait_dead, wait_for
 
 INNER_TEST = textwrap.dedent("""
     import json, os, time
@@ -39,8 +39,9 @@ def test_sigkilled_pytest_leaves_no_site_and_no_segment(tmp_path):
     env = dict(os.environ, INNER_PREFIX=prefix, INNER_REPORT=str(report),
                PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     inner = subprocess.Popen(
+        # Without the plugins the inner test does not use (hypothesis' alone costs seconds to import).
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:timeout",
-         "-o", "addopts=", f"--rootdir={tmp_path}", str(tmp_path / "test_inner.py")],
+         "-p", "no:hypothesispytest", "-o", "addopts=", f"--rootdir={tmp_path}", str(tmp_path / "test_inner.py")],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     segment = f"/dev/shm/asgi_ipc.{prefix}"
@@ -54,7 +55,7 @@ def test_sigkilled_pytest_leaves_no_site_and_no_segment(tmp_path):
         inner.kill()
         inner.wait(10)
         procs = [psutil.Process(pid) for pid in pids if psutil.pid_exists(pid)]
-        gone, alive = psutil.wait_procs(procs, timeout=60)
+        alive = wait_dead(procs, timeout=60)
         assert not alive, f"still running after the pytest that started them was killed: {alive}"
         assert not os.path.exists(segment), "the site's segment outlived it"
     finally:
