@@ -6,6 +6,7 @@ segment, their own sqlite file copied from a migrated template, and are stopped 
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -89,16 +90,41 @@ def process_env(prefix: str, routing: str, db: Path | None, debug: bool = False)
     return env
 
 
+def made_once_per_run(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], None]) -> Path:
+    """The file ``name``, made by ``make(path)`` once per test run and shared by every xdist worker.
+
+    xdist gives each worker its own base temporary directory inside one per-run directory; the
+    file lives in that shared parent, and an exclusive ``flock`` makes the first worker build it
+    while the others wait (bounded: ``make`` must bound its own work, as a ``subprocess.run``
+    timeout does; a holder that dies releases the lock). ``make`` writes a scratch name that is
+    renamed into place, so a file found under ``name`` is always complete. A run without xdist
+    makes it in its own base temporary directory.
+    """
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    path = root / name
+    with open(root / f"{name}.lock", "wb") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists():
+            scratch = root / f"{name}.{os.getpid()}.partial"
+            make(scratch)
+            scratch.rename(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def migrated_db_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A sqlite file with all migrations applied, made once per test process."""
-    path = tmp_path_factory.mktemp("dbtemplate") / "template.sqlite3"
-    env = process_env("unused", "tests.django_glue.project.routing.channel_routing", path)
-    subprocess.run(
-        [sys.executable, "-m", "django", "migrate", "--noinput", "-v", "0"],
-        cwd=REPO, env=env, check=True, timeout=120,
-    )
-    return path
+    """A sqlite file with all migrations applied, made once per test run (see made_once_per_run)."""
+
+    def migrate(path: Path) -> None:
+        env = process_env("unused", "tests.django_glue.project.routing.channel_routing", path)
+        subprocess.run(
+            [sys.executable, "-m", "django", "migrate", "--noinput", "-v", "0"],
+            cwd=REPO, env=env, check=True, timeout=120,
+        )
+
+    return made_once_per_run(tmp_path_factory, "django_glue-project.sqlite3", migrate)
 
 
 @pytest.fixture

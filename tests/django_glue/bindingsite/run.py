@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from tests.django_glue.conftest import REPO, Processes, process_env, wait_for
+from tests.django_glue.conftest import REPO, Processes, made_once_per_run, process_env, wait_for
 from tests.children import end_with_parent
 
 SETTINGS = "tests.django_glue.bindingsite.settings"
@@ -82,10 +82,8 @@ class SiteProcesses(Processes):
 
 @pytest.fixture(scope="session")
 def site_db_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A migrated sqlite file of this site, made once per test process."""
-    path = tmp_path_factory.mktemp("bindingsite") / "template.sqlite3"
-    migrate(path)
-    return path
+    """A migrated sqlite file of this site, made once per test run (shared by xdist workers)."""
+    return made_once_per_run(tmp_path_factory, "django_glue-bindingsite.sqlite3", migrate)
 
 
 @pytest.fixture
