@@ -4,7 +4,7 @@ import json
 
 from tests.django_glue.project.views import FILE_SIZE
 
-from .e2e import cookie_header, cookies_from, create_user, http_request, login
+from .e2e import cookie_header, cookies_from, create_users, http_request, login
 
 ROUTING = "tests.django_glue.project.routing.channel_routing"
 
@@ -39,7 +39,7 @@ def test_large_upload_streams_through_body_channel(processes):
 
 
 def test_form_csrf_and_admin_login(processes, ipc_layer, db_file):
-    create_user(db_file, ipc_layer.prefix, "ann", "secret")
+    create_users(db_file, ipc_layer.prefix, {"ann": "secret"})
     processes.runworker(ROUTING)
     port = processes.interface()
     cookies = login(port, "ann", "secret")
