@@ -59,13 +59,18 @@ def unique_prefix() -> str:
     return f"t{os.getpid()}_{uuid.uuid4().hex[:10]}"
 
 
-@pytest.fixture
-def ipc_layer() -> Iterator[Any]:
-    """A fresh real IPCChannelLayer segment (created here, removed at the end)."""
+def new_test_layer() -> Any:
+    """A new real IPCChannelLayer segment with the test settings' sizes; the caller closes it."""
     from asgi_ipc import IPCChannelLayer
 
     config = dict(settings.CHANNEL_LAYERS["default"]["TEST_CONFIG"])
-    layer = IPCChannelLayer(prefix=unique_prefix(), create=True, **config)
+    return IPCChannelLayer(prefix=unique_prefix(), create=True, **config)
+
+
+@pytest.fixture
+def ipc_layer() -> Iterator[Any]:
+    """A fresh real IPCChannelLayer segment (created here, removed at the end)."""
+    layer = new_test_layer()
     try:
         yield layer
     finally:
@@ -218,6 +223,27 @@ def processes(ipc_layer: Any, db_file: Path, tmp_path: Path) -> Iterator[Process
     finally:
         procs.stop_all()
         print(procs.logs())  # shown by pytest only when the test failed
+
+
+@pytest.fixture(scope="module")
+def module_processes(migrated_db_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Processes]:
+    """``processes`` shared by one module's tests: its own layer, database copy and log directory,
+    stopped (and the segment removed) after the module's last test.
+
+    For a module whose tests only talk to the processes - each over its own connections and reply
+    channels, none killing, reloading or stopping them - so one start serves all of them. A test
+    that does any of that takes ``processes``.
+    """
+    tmp_path = tmp_path_factory.mktemp("module_processes")
+    db = tmp_path / "db.sqlite3"
+    shutil.copyfile(migrated_db_template, db)
+    layer = new_test_layer()
+    procs = Processes(layer.prefix, db, tmp_path)
+    try:
+        yield procs
+    finally:
+        procs.stop_all()
+        layer.close()
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
