@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from tests.django_glue.conftest import REPO, Processes, made_once_per_run, process_env, wait_for
+from tests.django_glue.conftest import REPO, Processes, made_once_per_run, new_test_layer, process_env, wait_for
 from tests.children import end_with_parent
 
 SETTINGS = "tests.django_glue.bindingsite.settings"
@@ -36,6 +36,9 @@ def manage(prefix: str, db: Path, *args: str) -> subprocess.CompletedProcess[str
 class SiteProcesses(Processes):
     """``Processes`` for the binding site: workers with its settings, rundelay, and interface
     servers on a socket the test keeps (so a restarted site serves the same port)."""
+
+    #: The layer ``module_site`` made for its processes (the ``site`` fixture's is ``ipc_layer``).
+    layer: Any = None
 
     def runworker(self, *args: str, debug: bool = False, env: dict[str, str] | None = None,
                   routing: str = ROUTING) -> subprocess.Popen[Any]:  # type: ignore[override]
@@ -97,3 +100,24 @@ def site(ipc_layer: Any, site_db_template: Path, tmp_path: Path) -> Iterator[Sit
     finally:
         procs.stop_all()
         print(procs.logs())  # shown by pytest only when the test failed
+
+
+@pytest.fixture(scope="module")
+def module_site(site_db_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SiteProcesses]:
+    """``site`` shared by one module's tests: its own layer (``module_site.layer``), database copy
+    and log directory, stopped (and the segment removed) after the module's last test.
+
+    Only for tests that never kill, restart or stop its processes and use channel names of their
+    own (see ``module_processes``).
+    """
+    tmp_path = tmp_path_factory.mktemp("module_site")
+    db = tmp_path / "db.sqlite3"
+    shutil.copyfile(site_db_template, db)
+    layer = new_test_layer()
+    procs = SiteProcesses(layer.prefix, db, tmp_path)
+    procs.layer = layer
+    try:
+        yield procs
+    finally:
+        procs.stop_all()
+        layer.close()
