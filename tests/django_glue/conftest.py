@@ -154,6 +154,9 @@ def stop_process(proc: subprocess.Popen[Any], timeout: float = 15.0) -> None:
 class Processes:
     """Starts worker/interface processes for one test and stops them all at the end."""
 
+    #: The layer a module-scoped fixture made for these processes (per test: ``ipc_layer``).
+    layer: Any = None
+
     def __init__(self, prefix: str, db: Path | None, tmp_path: Path) -> None:
         self.prefix = prefix
         self.db = db
@@ -239,6 +242,7 @@ def module_processes(migrated_db_template: Path, tmp_path_factory: pytest.TempPa
     shutil.copyfile(migrated_db_template, db)
     layer = new_test_layer()
     procs = Processes(layer.prefix, db, tmp_path)
+    procs.layer = layer
     try:
         yield procs
     finally:

@@ -37,9 +37,6 @@ class SiteProcesses(Processes):
     """``Processes`` for the binding site: workers with its settings, rundelay, and interface
     servers on a socket the test keeps (so a restarted site serves the same port)."""
 
-    #: The layer ``module_site`` made for its processes (the ``site`` fixture's is ``ipc_layer``).
-    layer: Any = None
-
     def runworker(self, *args: str, debug: bool = False, env: dict[str, str] | None = None,
                   routing: str = ROUTING) -> subprocess.Popen[Any]:  # type: ignore[override]
         return super().runworker(routing, *args, debug=debug,
