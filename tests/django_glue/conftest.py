@@ -16,7 +16,8 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, TypeVar
 
 import pytest
 
@@ -228,26 +229,38 @@ def processes(ipc_layer: Any, db_file: Path, tmp_path: Path) -> Iterator[Process
         print(procs.logs())  # shown by pytest only when the test failed
 
 
-@pytest.fixture(scope="module")
-def module_processes(migrated_db_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Processes]:
-    """``processes`` shared by one module's tests: its own layer, database copy and log directory,
-    stopped (and the segment removed) after the module's last test.
+ProcessesType = TypeVar("ProcessesType", bound=Processes)
 
-    For a module whose tests only talk to the processes - each over its own connections and reply
-    channels, none killing, reloading or stopping them - so one start serves all of them. A test
-    that does any of that takes ``processes``.
-    """
+
+@contextmanager
+def processes_for_a_module(kind: type[ProcessesType], db_template: Path,
+                           tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessesType]:
+    """``kind`` (``Processes`` or a subclass) on a layer (``.layer``), database copy and log
+    directory of its own, all stopped and removed on leaving; what the module fixtures yield."""
     tmp_path = tmp_path_factory.mktemp("module_processes")
     db = tmp_path / "db.sqlite3"
-    shutil.copyfile(migrated_db_template, db)
+    shutil.copyfile(db_template, db)
     layer = new_test_layer()
-    procs = Processes(layer.prefix, db, tmp_path)
+    procs = kind(layer.prefix, db, tmp_path)
     procs.layer = layer
     try:
         yield procs
     finally:
         procs.stop_all()
         layer.close()
+
+
+@pytest.fixture(scope="module")
+def module_processes(migrated_db_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Processes]:
+    """``processes`` shared by one module's tests, with its own layer (``module_processes.layer``),
+    database copy and log directory, stopped (and the segment removed) after the module's last test.
+
+    For a module whose tests only talk to the processes - each over its own connections and reply
+    channels, none killing, reloading or stopping them - so one start serves all of them. A test
+    that does any of that takes ``processes``.
+    """
+    with processes_for_a_module(Processes, migrated_db_template, tmp_path_factory) as procs:
+        yield procs
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:

@@ -10,7 +10,10 @@ import shutil
 
 import pytest
 
-from tests.django_glue.conftest import REPO, Processes, made_once_per_run, new_test_layer, process_env, wait_for
+from tests.django_glue.conftest import (
+    REPO, Processes, made_once_per_run, process_env,
+    processes_for_a_module, wait_for,
+)
 from tests.children import end_with_parent
 
 SETTINGS = "tests.django_glue.bindingsite.settings"
@@ -101,20 +104,11 @@ def site(ipc_layer: Any, site_db_template: Path, tmp_path: Path) -> Iterator[Sit
 
 @pytest.fixture(scope="module")
 def module_site(site_db_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SiteProcesses]:
-    """``site`` shared by one module's tests: its own layer (``module_site.layer``), database copy
-    and log directory, stopped (and the segment removed) after the module's last test.
+    """``site`` shared by one module's tests, with its own layer (``module_site.layer``), database
+    copy and log directory, stopped (and the segment removed) after the module's last test.
 
     Only for tests that never kill, restart or stop its processes and use channel names of their
     own (see ``module_processes``).
     """
-    tmp_path = tmp_path_factory.mktemp("module_site")
-    db = tmp_path / "db.sqlite3"
-    shutil.copyfile(site_db_template, db)
-    layer = new_test_layer()
-    procs = SiteProcesses(layer.prefix, db, tmp_path)
-    procs.layer = layer
-    try:
+    with processes_for_a_module(SiteProcesses, site_db_template, tmp_path_factory) as procs:
         yield procs
-    finally:
-        procs.stop_all()
-        layer.close()
