@@ -2,7 +2,9 @@
 
 In-process tests use an in-memory sqlite test database and an isolated layer per test
 (``ChannelTestCase``). Process tests (``runworker``, the interface server) get their own layer
-segment, their own sqlite file copied from a migrated template, and are stopped by finalizers.
+segment, their own sqlite file copied from a migrated template (made once per run), and are
+stopped by finalizers; a module whose tests only talk to its processes shares one set
+(``module_processes``), started once.
 """
 from __future__ import annotations
 
@@ -15,8 +17,8 @@ import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
 import pytest
@@ -248,6 +250,7 @@ def processes_for_a_module(kind: type[ProcessesType], db_template: Path,
     finally:
         procs.stop_all()
         layer.close()
+        print(procs.logs())  # shown by pytest only when the module's last teardown failed
 
 
 @pytest.fixture(scope="module")
