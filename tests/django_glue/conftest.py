@@ -2,10 +2,13 @@
 
 In-process tests use an in-memory sqlite test database and an isolated layer per test
 (``ChannelTestCase``). Process tests (``runworker``, the interface server) get their own layer
-segment, their own sqlite file copied from a migrated template, and are stopped by finalizers.
+segment, their own sqlite file copied from a migrated template (made once per run), and are
+stopped by finalizers; a module whose tests only talk to its processes shares one set
+(``module_processes``), started once.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -14,8 +17,9 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import pytest
 
@@ -58,13 +62,18 @@ def unique_prefix() -> str:
     return f"t{os.getpid()}_{uuid.uuid4().hex[:10]}"
 
 
-@pytest.fixture
-def ipc_layer() -> Iterator[Any]:
-    """A fresh real IPCChannelLayer segment (created here, removed at the end)."""
+def new_test_layer() -> Any:
+    """A new real IPCChannelLayer segment with the test settings' sizes; the caller closes it."""
     from asgi_ipc import IPCChannelLayer
 
     config = dict(settings.CHANNEL_LAYERS["default"]["TEST_CONFIG"])
-    layer = IPCChannelLayer(prefix=unique_prefix(), create=True, **config)
+    return IPCChannelLayer(prefix=unique_prefix(), create=True, **config)
+
+
+@pytest.fixture
+def ipc_layer() -> Iterator[Any]:
+    """A fresh real IPCChannelLayer segment (created here, removed at the end)."""
+    layer = new_test_layer()
     try:
         yield layer
     finally:
@@ -89,16 +98,41 @@ def process_env(prefix: str, routing: str, db: Path | None, debug: bool = False)
     return env
 
 
+def made_once_per_run(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], None]) -> Path:
+    """The file ``name``, made by ``make(path)`` once per test run and shared by every xdist worker.
+
+    xdist gives each worker its own base temporary directory inside one per-run directory; the
+    file lives in that shared parent, and an exclusive ``flock`` makes the first worker build it
+    while the others wait (bounded: ``make`` must bound its own work, as a ``subprocess.run``
+    timeout does; a holder that dies releases the lock). ``make`` writes a scratch name that is
+    renamed into place, so a file found under ``name`` is always complete. A run without xdist
+    makes it in its own base temporary directory.
+    """
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    path = root / name
+    with open(root / f"{name}.lock", "wb") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists():
+            scratch = root / f"{name}.{os.getpid()}.partial"
+            make(scratch)
+            scratch.rename(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def migrated_db_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A sqlite file with all migrations applied, made once per test process."""
-    path = tmp_path_factory.mktemp("dbtemplate") / "template.sqlite3"
-    env = process_env("unused", "tests.django_glue.project.routing.channel_routing", path)
-    subprocess.run(
-        [sys.executable, "-m", "django", "migrate", "--noinput", "-v", "0"],
-        cwd=REPO, env=env, check=True, timeout=120,
-    )
-    return path
+    """A sqlite file with all migrations applied, made once per test run (see made_once_per_run)."""
+
+    def migrate(path: Path) -> None:
+        env = process_env("unused", "tests.django_glue.project.routing.channel_routing", path)
+        subprocess.run(
+            [sys.executable, "-m", "django", "migrate", "--noinput", "-v", "0"],
+            cwd=REPO, env=env, check=True, timeout=120,
+        )
+
+    return made_once_per_run(tmp_path_factory, "django_glue-project.sqlite3", migrate)
 
 
 @pytest.fixture
@@ -122,6 +156,9 @@ def stop_process(proc: subprocess.Popen[Any], timeout: float = 15.0) -> None:
 
 class Processes:
     """Starts worker/interface processes for one test and stops them all at the end."""
+
+    #: The layer a module-scoped fixture made for these processes (per test: ``ipc_layer``).
+    layer: Any = None
 
     def __init__(self, prefix: str, db: Path | None, tmp_path: Path) -> None:
         self.prefix = prefix
@@ -192,6 +229,41 @@ def processes(ipc_layer: Any, db_file: Path, tmp_path: Path) -> Iterator[Process
     finally:
         procs.stop_all()
         print(procs.logs())  # shown by pytest only when the test failed
+
+
+ProcessesType = TypeVar("ProcessesType", bound=Processes)
+
+
+@contextmanager
+def processes_for_a_module(kind: type[ProcessesType], db_template: Path,
+                           tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessesType]:
+    """``kind`` (``Processes`` or a subclass) on a layer (``.layer``), database copy and log
+    directory of its own, all stopped and removed on leaving; what the module fixtures yield."""
+    tmp_path = tmp_path_factory.mktemp("module_processes")
+    db = tmp_path / "db.sqlite3"
+    shutil.copyfile(db_template, db)
+    layer = new_test_layer()
+    procs = kind(layer.prefix, db, tmp_path)
+    procs.layer = layer
+    try:
+        yield procs
+    finally:
+        procs.stop_all()
+        layer.close()
+        print(procs.logs())  # shown by pytest only when the module's last teardown failed
+
+
+@pytest.fixture(scope="module")
+def module_processes(migrated_db_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Processes]:
+    """``processes`` shared by one module's tests, with its own layer (``module_processes.layer``),
+    database copy and log directory, stopped (and the segment removed) after the module's last test.
+
+    For a module whose tests only talk to the processes - each over its own connections and reply
+    channels, none killing, reloading or stopping them - so one start serves all of them. A test
+    that does any of that takes ``processes``.
+    """
+    with processes_for_a_module(Processes, migrated_db_template, tmp_path_factory) as procs:
+        yield procs
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:

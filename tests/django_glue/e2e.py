@@ -67,11 +67,13 @@ def recv(ws: ClientConnection) -> Any:
     return ws.recv(timeout=TIMEOUT)
 
 
-def create_user(db: Path, prefix: str, username: str, password: str) -> None:
-    """Create a (staff, so the admin login form accepts them) user in the processes' database."""
+def create_users(db: Path, prefix: str, passwords: dict[str, str]) -> None:
+    """Create (staff, so the admin login form accepts them) users, username -> password, in the
+    processes' database: one ``manage.py shell`` for all of them (each Django start costs ~1 s)."""
     code = (
-        "from django.contrib.auth.models import User; "
-        f"User.objects.create_user({username!r}, password={password!r}, is_staff=True)"
+        "from django.contrib.auth.models import User\n"
+        f"for username, password in {passwords!r}.items():\n"
+        "    User.objects.create_user(username, password=password, is_staff=True)\n"
     )
     subprocess.run(
         [sys.executable, "-m", "django", "shell", "-c", code],

@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 
 from django_glue.delay.protocol import InvalidDelayRequest, parse_request
-from tests.django_glue.bindingsite.run import SiteProcesses, manage, site, site_db_template  # noqa: F401 (fixtures)
+from tests.django_glue.bindingsite.run import (  # noqa: F401 (fixtures)
+    SiteProcesses, manage, module_site, site, site_db_template,
+)
 from tests.django_glue.conftest import REPO, process_env, stop_process, wait_for
 
 #: How late a due message may arrive here: loose, the machine is shared and loaded (the design
@@ -44,9 +46,12 @@ def test_valid_request() -> None:
     assert (request.channel, request.content, request.delay_ms) == ("reply.x!abc", {"a": b"1"}, 0)
 
 
-def stored(db: Path) -> list[tuple[str]]:
+def stored(db: Path, *channels: str) -> list[tuple[str]]:
+    """The stored (pending) rows' channels, in id order; only those of ``channels`` if given."""
+    where = f" WHERE channel_name IN ({', '.join('?' * len(channels))})" if channels else ""
     with sqlite3.connect(db) as conn:
-        return conn.execute("SELECT channel_name FROM django_glue_delay_delayedmessage").fetchall()
+        return conn.execute(f"SELECT channel_name FROM django_glue_delay_delayedmessage{where} ORDER BY id",
+                            channels).fetchall()
 
 
 def receive(layer: Any, channel: str, timeout: float = 15.0) -> dict[str, Any]:
@@ -64,10 +69,21 @@ def delay(layer: Any, channel: str, ms: int, content: dict[str, Any]) -> float:
     return sent
 
 
-def test_due_messages_arrive_in_order_and_on_time(site: SiteProcesses, ipc_layer: Any) -> None:
-    site.rundelay()
+@pytest.fixture(scope="module")
+def server(module_site: SiteProcesses) -> SiteProcesses:
+    """One delay server for the tests that neither stop, restart nor kill it (one Django start
+    instead of four). Each test sends to channels of its own (``delayed.<test>``) and checks only
+    its own stored rows, so they cannot see each other's messages; a channel one test fills holds
+    back only itself (that is what test_a_full_channel_is_retried_and_keeps_its_order checks)."""
+    module_site.rundelay()
+    return module_site
+
+
+def test_due_messages_arrive_in_order_and_on_time(server: SiteProcesses) -> None:
+    ipc_layer = server.layer
     due = {}
-    for n, ms in [(1, 1500), (2, 300), (3, 900), (4, 900), (5, 0)]:
+    # 300 ms between due times: the order is the server's sending order, whatever the load.
+    for n, ms in [(1, 750), (2, 150), (3, 450), (4, 450), (5, 0)]:
         due[n] = delay(ipc_layer, "delayed.out", ms, {"n": n, "raw": bytes([n])}) + ms / 1000
     arrived = []
     for _ in due:
@@ -78,17 +94,18 @@ def test_due_messages_arrive_in_order_and_on_time(site: SiteProcesses, ipc_layer
     for n, when in arrived:
         assert when >= due[n] - 0.05, f"message {n} arrived {due[n] - when:.3f}s early"
         assert when - due[n] < LATENESS_BOUND, f"message {n} arrived {when - due[n]:.3f}s late"
-    wait_for(lambda: stored(site.db) == [], timeout=10)
+    wait_for(lambda: stored(server.db, "delayed.out") == [], timeout=10)
 
 
-def test_a_new_request_wakes_the_server_before_a_later_due_time(site: SiteProcesses, ipc_layer: Any) -> None:
-    site.rundelay()
+def test_a_new_request_wakes_the_server_before_a_later_due_time(server: SiteProcesses) -> None:
+    ipc_layer = server.layer
     delay(ipc_layer, "delayed.late", 30_000, {"n": "late"})
-    wait_for(lambda: stored(site.db), timeout=15)
+    wait_for(lambda: stored(server.db, "delayed.late"), timeout=15)
     sent = delay(ipc_layer, "delayed.soon", 200, {"n": "soon"})
     assert receive(ipc_layer, "delayed.soon")["n"] == "soon"
     assert time.monotonic() - sent < 0.2 + LATENESS_BOUND
-    wait_for(lambda: stored(site.db) == [("delayed.late",)], timeout=10)  # deleted just after the send
+    # deleted just after the send
+    wait_for(lambda: stored(server.db, "delayed.late", "delayed.soon") == [("delayed.late",)], timeout=10)
 
 
 def test_pending_messages_survive_a_restart(site: SiteProcesses, ipc_layer: Any) -> None:
@@ -106,8 +123,8 @@ def test_pending_messages_survive_a_restart(site: SiteProcesses, ipc_layer: Any)
     wait_for(lambda: stored(site.db) == [], timeout=10)
 
 
-def test_a_full_channel_is_retried_and_keeps_its_order(site: SiteProcesses, ipc_layer: Any) -> None:
-    site.rundelay()
+def test_a_full_channel_is_retried_and_keeps_its_order(server: SiteProcesses) -> None:
+    ipc_layer = server.layer
     filled = 0
     while True:  # bounded by the channel's capacity
         try:
@@ -120,16 +137,17 @@ def test_a_full_channel_is_retried_and_keeps_its_order(site: SiteProcesses, ipc_
     delay(ipc_layer, "delayed.full", 0, {"n": 2})
     delay(ipc_layer, "delayed.other", 0, {"n": "other"})
     assert receive(ipc_layer, "delayed.other") == {"n": "other"}  # a full channel holds back only itself
-    wait_for(lambda: "is full" in site.logs(), timeout=15)
-    wait_for(lambda: stored(site.db) == [("delayed.full",), ("delayed.full",)], timeout=10)
+    wait_for(lambda: "channel delayed.full is full" in server.logs(), timeout=15)
+    wait_for(lambda: stored(server.db, "delayed.full") == [("delayed.full",), ("delayed.full",)], timeout=10)
     for n in range(filled):
         assert receive(ipc_layer, "delayed.full") == {"filler": n}
     assert receive(ipc_layer, "delayed.full") == {"n": 1}
     assert receive(ipc_layer, "delayed.full") == {"n": 2}
 
 
-def test_invalid_requests_are_logged_and_the_server_carries_on(site: SiteProcesses, ipc_layer: Any) -> None:
-    proc = site.rundelay()
+def test_invalid_requests_are_logged_and_the_server_carries_on(server: SiteProcesses) -> None:
+    ipc_layer = server.layer
+    (proc,) = server.started
     ipc_layer.send("asgi.delay", {"channel": "delayed.x", "content": {}})
     ipc_layer.send("asgi.delay", {"channel": "delayed.x", "content": {}, "delay": "soon"})
     delay(ipc_layer, "delayed.x", 0, {"ok": True})

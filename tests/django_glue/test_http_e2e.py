@@ -2,16 +2,26 @@
 import hashlib
 import json
 
+import pytest
+
 from tests.django_glue.project.views import FILE_SIZE
 
-from .e2e import cookie_header, cookies_from, create_user, http_request, login
+from .e2e import cookie_header, cookies_from, create_users, http_request, login
 
 ROUTING = "tests.django_glue.project.routing.channel_routing"
 
 
-def test_views_middleware_sessions_and_large_responses(processes):
-    processes.runworker(ROUTING, "--threads", "2")
-    port = processes.interface()
+@pytest.fixture(scope="module")
+def site(module_processes):
+    """One worker (2 threads) and one interface server for the tests below (4 process starts
+    fewer): each makes its own requests on its own connections (own reply channels), logs in
+    its own user, and none stops or kills them. The DEBUG one has a site of its own."""
+    module_processes.runworker(ROUTING, "--threads", "2")
+    return module_processes.interface()
+
+
+def test_views_middleware_sessions_and_large_responses(site):
+    port = site
     status, _, body = http_request(port, "GET", "/hello/")
     assert (status, body) == (200, b"hello")
     status, headers, body = http_request(port, "GET", "/big/")
@@ -26,9 +36,8 @@ def test_views_middleware_sessions_and_large_responses(processes):
     assert http_request(port, "GET", "/session/", headers={"Cookie": cookie_header(cookies)})[2] == b"2"
 
 
-def test_large_upload_streams_through_body_channel(processes):
-    processes.runworker(ROUTING)
-    port = processes.interface()
+def test_large_upload_streams_through_body_channel(site):
+    port = site
     payload = b"u" * 3_000_000
     body = (b"--B\r\nContent-Disposition: form-data; name=\"f\"; filename=\"u.bin\"\r\n\r\n"
             + payload + b"\r\n--B--\r\n")
@@ -38,10 +47,9 @@ def test_large_upload_streams_through_body_channel(processes):
     assert json.loads(response)["files"] == {"f": len(payload)}
 
 
-def test_form_csrf_and_admin_login(processes, ipc_layer, db_file):
-    create_user(db_file, ipc_layer.prefix, "ann", "secret")
-    processes.runworker(ROUTING)
-    port = processes.interface()
+def test_form_csrf_and_admin_login(site, module_processes):
+    create_users(module_processes.db, module_processes.prefix, {"ann": "secret"})
+    port = site
     cookies = login(port, "ann", "secret")
     assert http_request(port, "GET", "/whoami/", headers={"Cookie": cookie_header(cookies)})[2] == b"ann"
     status, _, _ = http_request(port, "POST", "/form/", b"name=x",

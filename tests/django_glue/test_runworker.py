@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 
+import pytest
 
 from django_glue import exitcodes
 from tests.children import end_with_parent
@@ -23,23 +24,31 @@ def log_text(proc):
     return proc.log_path.read_text(errors="replace")
 
 
-def test_consumes_routed_channel_and_http(processes, ipc_layer):
-    processes.runworker(ROUTING)
-    ipc_layer.send("background", {"n": 21, "reply_channel": "t.reply"})
-    assert receive(ipc_layer, "t.reply") == {"done": 42}
+@pytest.fixture(scope="module")
+def shared(module_processes):
+    """One worker (2 threads, -v 2) for the tests that only send it work and read its log - each
+    on reply channels of its own, none stopping or killing it: 3 process starts fewer. The
+    tests that signal, starve or configure a worker otherwise start their own."""
+    return module_processes.runworker(ROUTING, "--threads", "2", "-v", "2"), module_processes.layer
+
+
+def test_consumes_routed_channel_and_http(shared):
+    _, ipc_layer = shared
+    ipc_layer.send("background", {"n": 21, "reply_channel": "t.reply.routed"})
+    assert receive(ipc_layer, "t.reply.routed") == {"done": 42}
     ipc_layer.send("http.request", {
-        "reply_channel": "t.http!1", "http_version": "1.1", "method": "GET", "path": "/hello/",
+        "reply_channel": "t.http!routed", "http_version": "1.1", "method": "GET", "path": "/hello/",
         "query_string": b"", "headers": [[b"host", b"localhost"]],
     })
     response = receive(ipc_layer, "t.http!")
     assert (response["status"], response["content"]) == (200, b"hello")
 
 
-def test_consumer_exception_is_logged_and_worker_continues(processes, ipc_layer):
-    worker = processes.runworker(ROUTING)
+def test_consumer_exception_is_logged_and_worker_continues(shared):
+    worker, ipc_layer = shared
     ipc_layer.send("fail", {"tag": "first"})
-    ipc_layer.send("background", {"n": 1, "reply_channel": "t.reply"})
-    assert receive(ipc_layer, "t.reply") == {"done": 2}
+    ipc_layer.send("background", {"n": 1, "reply_channel": "t.reply.failed"})
+    assert receive(ipc_layer, "t.reply.failed") == {"done": 2}
     wait_for(lambda: "deliberate failure first" in log_text(worker))
     text = log_text(worker)
     assert "Traceback (most recent call last)" in text and "RuntimeError" in text
@@ -103,16 +112,16 @@ def test_sigterm_while_idle_exits_0(processes, ipc_layer):
     assert worker.wait(15) == 0
 
 
-def test_threads_run_consumers_concurrently(processes, ipc_layer):
-    processes.runworker(ROUTING, "--threads", "2")
-    ipc_layer.send("job", {"job": "a", "reply_channel": "t.jobs"})
-    ipc_layer.send("job", {"job": "b", "reply_channel": "t.jobs"})
+def test_threads_run_consumers_concurrently(shared):
+    _, ipc_layer = shared
+    ipc_layer.send("job", {"job": "ta", "reply_channel": "t.jobs.threads"})
+    ipc_layer.send("job", {"job": "tb", "reply_channel": "t.jobs.threads"})
     # Both jobs block until released, so both can only start if two threads consume.
-    started = {receive(ipc_layer, "t.jobs")["started"], receive(ipc_layer, "t.jobs")["started"]}
-    assert started == {"a", "b"}
-    ipc_layer.send("release.a", {})
-    ipc_layer.send("release.b", {})
-    assert {receive(ipc_layer, "t.jobs")["done"], receive(ipc_layer, "t.jobs")["done"]} == {"a", "b"}
+    started = {receive(ipc_layer, "t.jobs.threads")["started"], receive(ipc_layer, "t.jobs.threads")["started"]}
+    assert started == {"ta", "tb"}
+    ipc_layer.send("release.ta", {})
+    ipc_layer.send("release.tb", {})
+    assert {receive(ipc_layer, "t.jobs.threads")["done"], receive(ipc_layer, "t.jobs.threads")["done"]} == {"ta", "tb"}
 
 
 def test_ready_signals(processes, ipc_layer):
@@ -130,11 +139,11 @@ def test_worker_exits_nonzero_when_the_segment_is_removed(processes, ipc_layer):
     assert worker.wait(15) == exitcodes.EXIT_FAILURE
 
 
-def test_verbosity_2_logs_each_message(processes, ipc_layer):
-    worker = processes.runworker(ROUTING, "-v", "2")
-    ipc_layer.send("background", {"n": 3, "reply_channel": "t.reply"})
-    assert receive(ipc_layer, "t.reply") == {"done": 6}
-    wait_for(lambda: "DEBUG django_glue: background t.reply" in log_text(worker))
+def test_verbosity_2_logs_each_message(shared):
+    worker, ipc_layer = shared
+    ipc_layer.send("background", {"n": 3, "reply_channel": "t.reply.verbose"})
+    assert receive(ipc_layer, "t.reply.verbose") == {"done": 6}
+    wait_for(lambda: "DEBUG django_glue: background t.reply.verbose" in log_text(worker))
 
 
 def test_missing_segment_is_a_clear_error_and_nothing_is_created(db_file):

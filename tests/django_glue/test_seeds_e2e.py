@@ -5,7 +5,7 @@ interface server (``python -m procman.interface``), and drives it with real WebS
 clients.
 """
 from .conftest import wait_for
-from .e2e import create_user, http_request, login, query, recv, websocket
+from .e2e import create_users, http_request, login, query, recv, websocket
 
 SEEDS = "tests.django_glue.project.seeds."
 
@@ -48,8 +48,7 @@ def test_rooms_in_channel_session(processes, db_file):
 
 
 def test_auth_from_http_session(processes, ipc_layer, db_file):
-    create_user(db_file, ipc_layer.prefix, "alice", "pw-a")
-    create_user(db_file, ipc_layer.prefix, "bob", "pw-b")
+    create_users(db_file, ipc_layer.prefix, {"alice": "pw-a", "bob": "pw-b"})
     processes.runworker(SEEDS + "auth_chat.channel_routing")
     port = processes.interface()
     alice_cookies = login(port, "alice", "pw-a")

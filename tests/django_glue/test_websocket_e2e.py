@@ -14,9 +14,17 @@ def open_ws(port, path, origin=None):
     return connect(f"ws://127.0.0.1:{port}{path}", origin=origin, open_timeout=TIMEOUT, close_timeout=5)
 
 
-def test_allowed_hosts_only_rejects_foreign_origins(processes):
-    processes.runworker(ROUTING)
-    port = processes.interface()
+@pytest.fixture(scope="module")
+def site(module_processes):
+    """One worker and one interface server for the module (4 process starts fewer): every test
+    opens its own WebSockets (own reply channels) and none stops or kills them. The interface
+    server never times a handshake out, so a 403 can only be a worker's reject."""
+    worker = module_processes.runworker(ROUTING)
+    return worker, module_processes.interface("--websocket-connect-timeout", "-1")
+
+
+def test_allowed_hosts_only_rejects_foreign_origins(site):
+    _, port = site
     with pytest.raises(InvalidStatus) as rejected:
         open_ws(port, "/guarded/", origin="http://evil.example.com")
     assert rejected.value.response.status_code == 403
@@ -25,22 +33,20 @@ def test_allowed_hosts_only_rejects_foreign_origins(processes):
         assert recv(ws) == b"\x03\x02\x01"
 
 
-def test_demultiplexer_streams(processes):
-    processes.runworker(ROUTING)
-    port = processes.interface()
+def test_demultiplexer_streams(site):
+    _, port = site
     with open_ws(port, "/streams/") as ws:
         ws.send(json.dumps({"stream": "upper", "payload": {"text": "shout"}}))
         assert json.loads(recv(ws)) == {"stream": "upper", "payload": {"upper": "SHOUT"}}
 
 
-def test_connect_consumer_that_raises_rejects_the_handshake_at_once(processes):
+def test_connect_consumer_that_raises_rejects_the_handshake_at_once(site):
     """Issue 11: the worker logs the traceback and rejects; the client does not wait for a timeout.
 
     The interface server is told never to time a handshake out, so the 403 can only be the
     worker's reject.
     """
-    worker = processes.runworker(ROUTING)
-    port = processes.interface("--websocket-connect-timeout", "-1")
+    worker, port = site
     with pytest.raises(InvalidStatus) as rejected:
         open_ws(port, "/broken/")
     assert rejected.value.response.status_code == 403

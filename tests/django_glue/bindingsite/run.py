@@ -10,7 +10,10 @@ import shutil
 
 import pytest
 
-from tests.django_glue.conftest import REPO, Processes, process_env, wait_for
+from tests.django_glue.conftest import (
+    REPO, Processes, made_once_per_run, process_env,
+    processes_for_a_module, wait_for,
+)
 from tests.children import end_with_parent
 
 SETTINGS = "tests.django_glue.bindingsite.settings"
@@ -82,10 +85,8 @@ class SiteProcesses(Processes):
 
 @pytest.fixture(scope="session")
 def site_db_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A migrated sqlite file of this site, made once per test process."""
-    path = tmp_path_factory.mktemp("bindingsite") / "template.sqlite3"
-    migrate(path)
-    return path
+    """A migrated sqlite file of this site, made once per test run (shared by xdist workers)."""
+    return made_once_per_run(tmp_path_factory, "django_glue-bindingsite.sqlite3", migrate)
 
 
 @pytest.fixture
@@ -99,3 +100,15 @@ def site(ipc_layer: Any, site_db_template: Path, tmp_path: Path) -> Iterator[Sit
     finally:
         procs.stop_all()
         print(procs.logs())  # shown by pytest only when the test failed
+
+
+@pytest.fixture(scope="module")
+def module_site(site_db_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SiteProcesses]:
+    """``site`` shared by one module's tests, with its own layer (``module_site.layer``), database
+    copy and log directory, stopped (and the segment removed) after the module's last test.
+
+    Only for tests that never kill, restart or stop its processes and use channel names of their
+    own (see ``module_processes``).
+    """
+    with processes_for_a_module(SiteProcesses, site_db_template, tmp_path_factory) as procs:
+        yield procs
