@@ -67,8 +67,9 @@ class Arbiter:
     :param roles: what to run (each role's ``count`` is its desired size; TTIN/TTOU change it).
     :param log: the shared log stream.
     :param graceful_timeout: seconds a graceful stop may take before SIGKILL.
-    :param heartbeat_timeout: a child silent this long (or not ready this long after spawning)
-        is aborted (SIGABRT, so Python's faulthandler prints where it hung) then killed.
+    :param heartbeat_timeout: a ready child silent this long is aborted (SIGABRT, so Python's
+        faulthandler prints where it hung) then killed.
+    :param boot_timeout: the same for a child not ready this long after spawning.
     :param max_memory: RSS in bytes above which a recyclable child is replaced (None: no limit).
     :param on_ready: called once, when every initial child has reported ready.
     :param on_tick: called every loop iteration (systemd watchdog pings).
@@ -90,6 +91,7 @@ class Arbiter:
         *,
         graceful_timeout: float = 30.0,
         heartbeat_timeout: float = 30.0,
+        boot_timeout: float = 60.0,
         max_memory: int | None = None,
         on_ready: Callable[[], None] | None = None,
         on_tick: Callable[[], None] | None = None,
@@ -98,7 +100,7 @@ class Arbiter:
         on_child_exit: Callable[[str, int, str], None] | None = None,
     ) -> None:
         self.policy = Policy(roles, graceful_timeout=graceful_timeout, heartbeat_timeout=heartbeat_timeout,
-                             max_memory=max_memory, clock=time.monotonic)
+                             boot_timeout=boot_timeout, max_memory=max_memory, clock=time.monotonic)
         self.log = log
         self.on_ready = on_ready
         self.on_tick = on_tick

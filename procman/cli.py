@@ -74,7 +74,10 @@ def _add_run_flags(parser: argparse.ArgumentParser, interface: bool = True) -> N
                        help="add 0..N to --max-requests per worker (default: a tenth of it)")
     group.add_argument("--max-memory", metavar="SIZE", help="replace a worker whose RSS exceeds SIZE (e.g. 512M)")
     group.add_argument("--timeout", type=float, metavar="SECONDS",
-                       help="a child silent this long is killed and replaced (default 30)")
+                       help="a ready child silent this long is aborted and replaced (default 30)")
+    group.add_argument("--boot-timeout", type=float, metavar="SECONDS",
+                       help="a child not ready this long after it starts, or a fork server still "
+                            "importing the project, is aborted and replaced (default 60)")
     group.add_argument("--graceful-timeout", type=float, metavar="SECONDS",
                        help="how long a graceful stop may take before SIGKILL (default 30)")
     _add_delay_flag(group)

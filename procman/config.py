@@ -65,6 +65,7 @@ class RunConfig:
     max_requests_jitter: int | None = None
     max_memory: int | None = None
     timeout: float = 30.0
+    boot_timeout: float = 60.0
     graceful_timeout: float = 30.0
     colour: bool | None = None
     delay: bool = False  # also run the delay server (manage.py rundelay) as the "delay" role
@@ -155,6 +156,7 @@ _CONVERTERS = {
     "max_requests_jitter": _as_int(0),
     "max_memory": lambda v, k: _as_size(v),
     "timeout": _as_seconds,
+    "boot_timeout": _as_seconds,
     "graceful_timeout": _as_seconds,
     "colour": _as_bool,
     "delay": _as_bool,

@@ -34,7 +34,7 @@ Theory of operation:
   zygote (the old one is told to exit), so new workers import the new code. A zygote that died
   (or stopped answering within the timeout) is replaced the next time a worker is needed; its
   workers are not its children and live on.
-- The supervisor waits for a new zygote's preload (bounded by ``--timeout``) inside the spawn of
+- The supervisor waits for a new zygote's preload (bounded by ``--boot-timeout``) inside the spawn of
   the generation's first worker; the children already running are unaffected (their pipes
   buffer), and a zygote that does not answer in time is killed and that generation's workers
   are started with ``Popen``.

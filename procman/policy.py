@@ -206,8 +206,9 @@ class Policy:
 
     :param roles: what to run; each ``count`` is the desired size (TTIN/TTOU change it in place).
     :param graceful_timeout: seconds a graceful stop may take before SIGKILL.
-    :param heartbeat_timeout: a child silent this long (or not ready this long after spawning) is
-        aborted, then killed.
+    :param heartbeat_timeout: a ready child silent this long is aborted, then killed.
+    :param boot_timeout: a child not ready this long after spawning is aborted, then killed (a
+        Django boot on a loaded machine takes seconds; a short heartbeat timeout must not cut it).
     :param max_memory: RSS in bytes above which a recyclable child is replaced (None: no limit).
     :param clock: monotonic seconds (``time.monotonic``; tests pass a fake one).
     :param jitter: returns a number in [0, 1) that spreads restarts of children that died together.
@@ -219,6 +220,7 @@ class Policy:
         *,
         graceful_timeout: float = 30.0,
         heartbeat_timeout: float = 30.0,
+        boot_timeout: float = 60.0,
         max_memory: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         jitter: Callable[[], float] = random.random,
@@ -229,6 +231,7 @@ class Policy:
         self.roles = roles
         self.graceful_timeout = graceful_timeout
         self.heartbeat_timeout = heartbeat_timeout
+        self.boot_timeout = boot_timeout
         self.max_memory = max_memory
         self.clock = clock
         self.jitter = jitter
@@ -403,10 +406,12 @@ class Policy:
                 continue
             if not child.role.heartbeat or child.stop_sent is not None:
                 continue
-            if now - child.last_beat > self.heartbeat_timeout:
-                what = "was not ready within" if child.ready_at is None else "sent no heartbeat for"
+            booting = child.ready_at is None
+            limit = self.boot_timeout if booting else self.heartbeat_timeout
+            if now - child.last_beat > limit:
+                what = "was not ready within" if booting else "sent no heartbeat for"
                 actions.append(Log(
-                    f"{child.name} (pid {child.pid}) {what} {self.heartbeat_timeout:g} s: "
+                    f"{child.name} (pid {child.pid}) {what} {limit:g} s: "
                     "aborting it (its stack follows if it can print one)"
                 ))
                 child.abort_sent = now

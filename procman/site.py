@@ -280,6 +280,7 @@ def run_site(config: RunConfig, directory: Path, log: LogStream, banner: str = "
             log,
             graceful_timeout=config.graceful_timeout,
             heartbeat_timeout=config.timeout,
+            boot_timeout=config.boot_timeout,
             max_memory=config.max_memory,
             on_ready=on_ready,
             on_tick=on_tick,
@@ -304,7 +305,7 @@ def run_site(config: RunConfig, directory: Path, log: LogStream, banner: str = "
             from .forkserver import ForkServer
 
             forkserver = arbiter.forkserver = ForkServer(project.settings_module, project.alias,
-                                                         child_env(config, project), log.info, timeout=config.timeout)
+                                                         child_env(config, project), log.info, timeout=config.boot_timeout)
         log.info(f"site {project.prefix!r} ({project.settings_module}); control socket {control_server.path}")
         code = arbiter.run()
         systemd.notify("STOPPING=1")

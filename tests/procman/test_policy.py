@@ -345,12 +345,23 @@ def test_silent_child_is_aborted_then_killed_and_replaced():
     assert len(site.pids()) == 1 and site.pids() != [pid]
 
 
-def test_child_not_ready_within_the_timeout_is_aborted():
-    site = Site(worker(1), heartbeat_timeout=5)
+def test_child_not_ready_within_the_boot_timeout_is_aborted():
+    site = Site(worker(1), heartbeat_timeout=30, boot_timeout=5)
     [pid] = site.pids()
     site.tick(5.5)
     assert site.signals == [(pid, signal.SIGABRT)]
     assert site.log_with("was not ready within 5 s")
+
+
+def test_a_short_heartbeat_timeout_does_not_cut_a_slow_boot():
+    site = Site(worker(1), heartbeat_timeout=2, boot_timeout=20)
+    [pid] = site.pids()
+    site.tick(10)
+    assert site.signals == [], "still booting, within the boot timeout"
+    site.ready()
+    site.tick(2.5)
+    assert site.signals == [(pid, signal.SIGABRT)]
+    assert site.log_with("sent no heartbeat for 2 s")
 
 
 def test_memory_is_sampled_every_two_seconds_and_an_over_limit_child_is_replaced_new_before_old():
