@@ -20,6 +20,7 @@ import pytest
 pytest.importorskip("channels", reason="the Channels 4 layer needs 'channels>=4'")
 
 from asgi_ipc.segment import SHM_DIR, inspect  # noqa: E402
+from tests.procman.procs import wait_for  # noqa: E402
 
 from . import channels_workers as workers  # noqa: E402
 
@@ -129,13 +130,6 @@ def _keepers(prefix) -> list:
     return found
 
 
-def _gone_within(prefix, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while exists(prefix) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return not exists(prefix)
-
-
 def test_everyone_sigkilled_the_keeper_removes_the_segment(prefix, procs):
     results = SPAWN.Queue()
     children = [hold(procs, prefix, results, SPAWN.Event()) for _ in range(2)]
@@ -143,15 +137,8 @@ def test_everyone_sigkilled_the_keeper_removes_the_segment(prefix, procs):
     for child in children:
         os.kill(child.pid, signal.SIGKILL)
         child.join(10)
-    assert _gone_within(prefix, 10), "the keeper did not remove the segment of killed processes"
-    assert _gone_within_keepers(prefix, 10)
-
-
-def _gone_within_keepers(prefix, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while _keepers(prefix) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return not _keepers(prefix)
+    wait_for(lambda: not exists(prefix), 10, "the keeper to remove the segment of killed processes")
+    wait_for(lambda: not _keepers(prefix), 10, "the keeper to exit")
 
 
 def test_with_its_keeper_killed_too_doctor_clean_removes_what_is_left(prefix, procs):
@@ -196,11 +183,10 @@ def test_forked_child_outliving_its_killed_parent_removes_the_segment(prefix, pr
     procs.append(parent)
     assert attached.wait(30), "the forked child did not attach"
     os.kill(parent.pid, signal.SIGKILL)
-    parent.join(10)
+    # Not parent.join(): it waits for the parent's sentinel pipe to close, and the forked child
+    # inherited that pipe, so join would wait out its whole timeout. exitcode reaps the parent.
+    wait_for(lambda: parent.exitcode is not None, 10, "the killed parent to exit")
+    assert parent.exitcode == -signal.SIGKILL
     assert exists(prefix)
-    release.set()  # the orphaned child leaves now
-    for _ in range(300):  # bounded: the child is not ours to join
-        if not exists(prefix):
-            break
-        time.sleep(0.05)
-    assert not exists(prefix), "the forked child, last out, could not remove the segment"
+    release.set()  # the orphaned child leaves now (bounded: the child is not ours to join)
+    wait_for(lambda: not exists(prefix), 15, "the forked child, last out, to remove the segment")
