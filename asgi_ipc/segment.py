@@ -391,12 +391,17 @@ class Segment:
                 raise SegmentMismatch(
                     f"segment {self.name} belongs to uid {st.st_uid}, not to you "
                     f"(uid {os.getuid()}); run as that user or use another prefix")
-            if st.st_size < HEADER_SIZE:
-                raise SegmentMismatch(
-                    f"segment {self.name} is {st.st_size} bytes, too small to be an asgi_ipc "
-                    "segment; remove it with 'asgi-ipc doctor --clean'")
-            self.mm = mmap.mmap(shm.fd, st.st_size)
             deadline = time.monotonic() + ready_timeout
+            # A creator that has just made the object sizes it a moment later: wait for that
+            # as for the ready flag (processes of one site start together and race to create).
+            while st.st_size < HEADER_SIZE:
+                if time.monotonic() > deadline:
+                    raise SegmentMismatch(
+                        f"segment {self.name} is {st.st_size} bytes, too small to be an "
+                        "asgi_ipc segment; remove it with 'asgi-ipc doctor --clean'")
+                time.sleep(0.01)
+                st = os.fstat(shm.fd)
+            self.mm = mmap.mmap(shm.fd, st.st_size)
             while True:
                 magic, _version, ready = H_IDENT.unpack_from(self.mm, 0)
                 if magic != MAGIC and magic != b"\0" * 8:
@@ -416,6 +421,10 @@ class Segment:
                         f"segment {self.name} was never finished by its creator; if no site "
                         "is starting, remove it with 'asgi-ipc doctor --clean'")
                 time.sleep(0.01)
+            st = os.fstat(shm.fd)  # mapped while its creator was still reserving the memory
+            if st.st_size != len(self.mm):
+                self.mm.close()
+                self.mm = mmap.mmap(shm.fd, st.st_size)
             found = read_sizes(self.mm)
             layout = Layout(found)
             if layout.total > st.st_size:

@@ -42,20 +42,33 @@ def procs(prefix):
         pytest.fail(f"{path} was left behind")
 
 
+def hold_all(procs, prefix, results, releases, send_to=None) -> list:
+    """Children attached to the segment, one per ``releases`` entry, each staying until its
+    release is set (None: exit at once). They start together (an interpreter start is most of
+    a child's time) and race to create the segment: one creates it, the others attach."""
+    started, kept = [], []  # kept: a child unpickles its Event after start(); keep it alive
+    for release in releases:
+        if release is None:
+            release = SPAWN.Event()
+            release.set()
+        kept.append(release)
+        proc = SPAWN.Process(target=workers.hold, args=(prefix, results, release, 60.0, send_to))
+        proc.start()
+        procs.append(proc)
+        started.append(proc)
+    reports = []
+    for _ in started:
+        try:
+            reports.append(results.get(timeout=30))
+        except queue.Empty:
+            pytest.fail("a child did not attach within 30 s")
+    assert sorted(reports) == sorted(("attached", proc.pid) for proc in started)
+    return started
+
+
 def hold(procs, prefix, results, release=None, send_to=None):
     """A child attached to the segment, staying until ``release`` is set (None: exit at once)."""
-    if release is None:
-        release = SPAWN.Event()
-        release.set()
-    proc = SPAWN.Process(target=workers.hold, args=(prefix, results, release, 60.0, send_to))
-    proc.start()
-    procs.append(proc)
-    try:
-        kind, pid = results.get(timeout=30)
-    except queue.Empty:
-        pytest.fail("a child did not attach within 30 s")
-    assert (kind, pid) == ("attached", proc.pid)
-    return proc
+    return hold_all(procs, prefix, results, [release], send_to)[0]
 
 
 def leave(proc) -> None:
@@ -78,7 +91,7 @@ def test_creator_may_leave_first_and_restarts_reattach(prefix, procs):
     leave(first)
     assert exists(prefix), "the creator removed the segment another process uses"
     # processes restarted after the creator left attach to the same segment
-    restarted = [hold(procs, prefix, results, send_to="notes") for _ in range(2)]
+    restarted = hold_all(procs, prefix, results, [None, None], send_to="notes")
     for proc in restarted:
         leave(proc)
     layer = workers.make(prefix)
@@ -97,7 +110,7 @@ def test_creator_may_leave_first_and_restarts_reattach(prefix, procs):
 def test_last_process_out_removes_the_segment(prefix, procs):
     results = SPAWN.Queue()
     releases = [SPAWN.Event() for _ in range(3)]
-    children = [hold(procs, prefix, results, release) for release in releases]
+    children = hold_all(procs, prefix, results, releases)
     for release, child in zip(releases, children):
         assert exists(prefix)
         release.set()
@@ -108,8 +121,7 @@ def test_last_process_out_removes_the_segment(prefix, procs):
 def test_sigkilled_process_never_keeps_the_segment_from_the_last_one(prefix, procs):
     results = SPAWN.Queue()
     release = SPAWN.Event()
-    killed = hold(procs, prefix, results, SPAWN.Event())
-    survivor = hold(procs, prefix, results, release)
+    killed, survivor = hold_all(procs, prefix, results, [SPAWN.Event(), release])
     os.kill(killed.pid, signal.SIGKILL)
     killed.join(10)
     release.set()
@@ -132,7 +144,7 @@ def _keepers(prefix) -> list:
 
 def test_everyone_sigkilled_the_keeper_removes_the_segment(prefix, procs):
     results = SPAWN.Queue()
-    children = [hold(procs, prefix, results, SPAWN.Event()) for _ in range(2)]
+    children = hold_all(procs, prefix, results, [SPAWN.Event(), SPAWN.Event()])
     assert len(_keepers(prefix)) == 1  # started once, by the creator
     for child in children:
         os.kill(child.pid, signal.SIGKILL)
@@ -143,7 +155,7 @@ def test_everyone_sigkilled_the_keeper_removes_the_segment(prefix, procs):
 
 def test_with_its_keeper_killed_too_doctor_clean_removes_what_is_left(prefix, procs):
     results = SPAWN.Queue()
-    children = [hold(procs, prefix, results, SPAWN.Event()) for _ in range(2)]
+    children = hold_all(procs, prefix, results, [SPAWN.Event(), SPAWN.Event()])
     for keeper in _keepers(prefix):
         keeper.kill()
     for child in children:

@@ -121,6 +121,36 @@ def test_a_segment_from_before_fingerprints_is_refused_by_its_version(prefix):
         shm.unlink()
 
 
+def test_an_attacher_waits_for_a_creator_that_has_not_sized_the_object_yet(prefix):
+    """Processes started together race to create: the losers may open the object before its
+    creator sized it, and wait for it as for the ready flag instead of calling it foreign."""
+    import threading
+
+    from asgi_ipc.segment import Segment
+
+    shm = posix_ipc.SharedMemory(f"/asgi_ipc.{prefix}", posix_ipc.O_CREX, mode=0o600)
+    try:
+        with pytest.raises(SegmentMismatch, match="0 bytes, too small"):  # nobody sizes it
+            Segment(prefix, None, create=False, ready_timeout=0.1)
+
+        def creator_goes_on() -> None:
+            header = bytearray(4096)
+            H_IDENT.pack_into(header, 0, MAGIC, LAYOUT_VERSION, 0)
+            os.ftruncate(shm.fd, len(header))
+            os.pwrite(shm.fd, header, 0)
+
+        late = threading.Timer(0.2, creator_goes_on)
+        late.start()
+        try:  # the attacher got past the size and now waits for the ready flag
+            with pytest.raises(SegmentMismatch, match="never finished"):
+                Segment(prefix, None, create=False, ready_timeout=1.0)
+        finally:
+            late.join()
+    finally:
+        shm.close_fd()
+        shm.unlink()
+
+
 def test_half_initialised_segment_is_refused(prefix):
     shm = posix_ipc.SharedMemory(f"/asgi_ipc.{prefix}", posix_ipc.O_CREX, mode=0o600, size=8192)
     try:
