@@ -392,10 +392,11 @@ class Segment:
                     f"segment {self.name} belongs to uid {st.st_uid}, not to you "
                     f"(uid {os.getuid()}); run as that user or use another prefix")
             deadline = time.monotonic() + ready_timeout
-            # A creator that has just made the object sizes it a moment later: wait for that
-            # as for the ready flag (processes of one site start together and race to create).
+            # A creator that has just made the object (0 bytes) sizes it a moment later: wait
+            # for that as for the ready flag (processes of one site start together and race to
+            # create). Any other short size is never a creator's: refused at once.
             while st.st_size < HEADER_SIZE:
-                if time.monotonic() > deadline:
+                if st.st_size or time.monotonic() > deadline:
                     raise SegmentMismatch(
                         f"segment {self.name} is {st.st_size} bytes, too small to be an "
                         "asgi_ipc segment; remove it with 'asgi-ipc doctor --clean'")
