@@ -18,9 +18,12 @@ tables are the only place a byte offset is written. The Python modules take thei
 nothing for the indirection; the C fast path includes ``_layout.h``, which ``setup.py`` generates
 from them (``c_header``) at build time, and exports the ``LAYOUT_HASH`` it was built with, which
 the Python side compares with its own before using it (``fastpath_problem``). ``LAYOUT_HASH`` is a
-digest of everything here that decides where a byte lies, so any change to the tables changes it.
-``LAYOUT_VERSION`` (stored in every segment's header) must be raised by hand when a change makes
-segments of the old layout unreadable.
+digest of everything here that decides where a byte lies, so any change to the tables changes it;
+it describes the layout, not one segment, so it does not depend on a segment's ``Sizes``.
+Every segment's header stores ``LAYOUT_VERSION`` and ``LAYOUT_FINGERPRINT`` (the first 32 bits of
+``LAYOUT_HASH``), and an attacher refuses a segment whose version or fingerprint differs from its
+own (``segment.layout_problem``): a changed table is caught without anyone remembering to raise
+the version. The version stays for what the tables cannot see (a field's meaning changed).
 
 Records in arrays (channels, groups, members, waiters) are fixed-size slots referred to by their
 index. A record's ``used`` byte is its commit point: it is set after the other fields are written
@@ -62,6 +65,7 @@ __all__ = [
     "MAGIC",
     "LAYOUT_VERSION",
     "LAYOUT_HASH",
+    "LAYOUT_FINGERPRINT",
     "READY",
     "UNIT",
     "layout_hash",
@@ -70,7 +74,7 @@ __all__ = [
 ]
 
 MAGIC = b"asgi_ipc"
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2  # 2: the header stores LAYOUT_FINGERPRINT (version 1 segments have 0 there)
 READY = 0x59444552  # b"REDY" little-endian; written last when a segment is initialised
 UNIT = 256  # bytes in the smallest arena block
 NONE = 0  # "no record/unit" in links, which store index + 1
@@ -237,7 +241,7 @@ HEADER = Record("header", HEADER_SIZE, "the segment header, at offset 0", (
     ("members", 40, "I", "Sizes.members"),
     ("waiters", 44, "I", "Sizes.waiters"),
     ("max_message_size", 48, "I", "Sizes.max_message_size"),
-    ("reserved", 52, "I", "zero"),
+    ("fingerprint", 52, "I", "LAYOUT_FINGERPRINT of the layout the segment was made with"),
     ("creator_pid", 64, "I", "pid of the process that created the segment"),
     ("creator_uid", 68, "I", "its uid"),
     ("creator_start", 72, "Q", "its start time in clock ticks (tells a reused pid apart)"),
@@ -432,7 +436,7 @@ if _PROBLEMS:  # a broken table must never reach a segment
 H_IDENT = HEADER.run("magic", "version", "ready")  # at 0
 H_SIZES_AT = HEADER.at("total")
 H_SIZES = HEADER.run("total", "unit_count", "max_order", "channels", "groups", "members",
-                     "waiters", "max_message_size", "reserved")
+                     "waiters", "max_message_size", "fingerprint")
 H_CREATOR_AT = HEADER.at("creator_pid")
 H_CREATOR = HEADER.run("creator_pid", "creator_uid", "creator_start", "created")
 H_MUTEX_AT = HEADER.at("mutex")
@@ -502,6 +506,9 @@ def layout_hash(records: tuple[Record, ...] = RECORDS, regions: tuple[Region, ..
 
 
 LAYOUT_HASH = layout_hash()
+#: What a segment's header stores of ``LAYOUT_HASH``: its first 32 bits (never 0, the value of
+#: a header from before fingerprints).
+LAYOUT_FINGERPRINT = int(LAYOUT_HASH[:8], 16) or 1
 
 
 def c_header() -> str:

@@ -3,9 +3,9 @@
 A segment is a POSIX shared-memory object named ``/asgi_ipc.<prefix>`` (so it appears as
 ``/dev/shm/asgi_ipc.<prefix>``), created with ``O_EXCL`` and mode 0600 by one *owner*, which
 alone removes it. Its header (see ``layout``) starts with a magic string and layout version,
-records the sizes and the creator (pid, uid, process start time), and ends with a ready flag
-written last, so an attacher never uses a half-initialised segment, a segment of another program
-or version, or one made with other sizes.
+records the sizes, the layout's fingerprint and the creator (pid, uid, process start time), and
+ends with a ready flag written last, so an attacher never uses a half-initialised segment, a
+segment of another program, version or layout (``layout_problem``), or one made with other sizes.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from .layout import (
     H_SIZES,
     H_SIZES_AT,
     HEADER_SIZE,
+    LAYOUT_FINGERPRINT,
     LAYOUT_VERSION,
     MAGIC,
     READY,
@@ -58,6 +59,7 @@ __all__ = [
     "SHM_DIR",
     "mapping_pids",
     "read_sizes",
+    "layout_problem",
 ]
 
 SHM_DIR = "/dev/shm"
@@ -121,7 +123,7 @@ def _write_header(buf, sizes: Sizes, layout: Layout) -> None:
     H_IDENT.pack_into(buf, 0, MAGIC, LAYOUT_VERSION, 0)
     H_SIZES.pack_into(buf, H_SIZES_AT, layout.total, sizes.unit_count, sizes.max_order,
                       sizes.channels, sizes.groups, sizes.members, sizes.waiters,
-                      sizes.max_message_size, 0)
+                      sizes.max_message_size, LAYOUT_FINGERPRINT)
     pid = os.getpid()
     H_CREATOR.pack_into(buf, H_CREATOR_AT, pid, os.getuid(), process_start(pid) or 0, time.time())
 
@@ -129,8 +131,25 @@ def _write_header(buf, sizes: Sizes, layout: Layout) -> None:
 def read_sizes(buf) -> Sizes:
     """The sizes recorded in a header (after magic and version were checked)."""
     (_total, units, max_order, channels, groups, members, waiters, max_msg,
-     _r) = H_SIZES.unpack_from(buf, H_SIZES_AT)
+     _fingerprint) = H_SIZES.unpack_from(buf, H_SIZES_AT)
     return Sizes(units, max_order, channels, groups, members, waiters, max_msg)
+
+
+def layout_problem(buf, ready: bool) -> str | None:
+    """Why the asgi_ipc header in ``buf`` (its magic already checked) is of another layout than
+    this asgi_ipc's, or ``None`` if it is not: another ``LAYOUT_VERSION``, or - once the segment
+    is ready (its creator writes the fingerprint before the ready flag) - another
+    ``LAYOUT_FINGERPRINT``: an asgi_ipc whose layout tables differ under the same version.
+    """
+    _magic, version, _ready = H_IDENT.unpack_from(buf, 0)
+    if version != LAYOUT_VERSION:
+        return f"layout version {version}, this asgi_ipc uses {LAYOUT_VERSION}"
+    fingerprint = H_SIZES.unpack_from(buf, H_SIZES_AT)[-1]
+    if ready and fingerprint != LAYOUT_FINGERPRINT:
+        return (f"layout fingerprint {fingerprint:08x}, this asgi_ipc uses "
+                f"{LAYOUT_FINGERPRINT:08x} (same layout version {version}, other layout tables: "
+                "made by another build of asgi_ipc)")
+    return None
 
 
 @dataclass
@@ -203,15 +222,16 @@ def inspect(name: str) -> SegmentInfo:
     if len(head) < HEADER_SIZE:
         info.problem = f"only {len(head)} bytes long"
         return info
-    magic, version, ready = H_IDENT.unpack_from(head, 0)
+    magic, _version, ready = H_IDENT.unpack_from(head, 0)
     if magic != MAGIC:
         info.problem = "not an asgi_ipc segment (bad magic)"
         return info
     pid, _uid, start, created = H_CREATOR.unpack_from(head, H_CREATOR_AT)
     info.creator_pid, info.created = pid, created
     info.creator_alive = is_alive(pid, start)
-    if version != LAYOUT_VERSION:
-        info.problem = f"layout version {version}, this asgi_ipc uses {LAYOUT_VERSION}"
+    problem = layout_problem(head, ready == READY)
+    if problem:
+        info.problem = problem
         return info
     if ready != READY:
         info.problem = "never finished initialising (its creator died during set-up)"
@@ -371,23 +391,30 @@ class Segment:
                 raise SegmentMismatch(
                     f"segment {self.name} belongs to uid {st.st_uid}, not to you "
                     f"(uid {os.getuid()}); run as that user or use another prefix")
-            if st.st_size < HEADER_SIZE:
-                raise SegmentMismatch(
-                    f"segment {self.name} is {st.st_size} bytes, too small to be an asgi_ipc "
-                    "segment; remove it with 'asgi-ipc doctor --clean'")
-            self.mm = mmap.mmap(shm.fd, st.st_size)
             deadline = time.monotonic() + ready_timeout
+            # A creator that has just made the object (0 bytes) sizes it a moment later: wait
+            # for that as for the ready flag (processes of one site start together and race to
+            # create). Any other short size is never a creator's: refused at once.
+            while st.st_size < HEADER_SIZE:
+                if st.st_size or time.monotonic() > deadline:
+                    raise SegmentMismatch(
+                        f"segment {self.name} is {st.st_size} bytes, too small to be an "
+                        "asgi_ipc segment; remove it with 'asgi-ipc doctor --clean'")
+                time.sleep(0.01)
+                st = os.fstat(shm.fd)
+            self.mm = mmap.mmap(shm.fd, st.st_size)
             while True:
-                magic, version, ready = H_IDENT.unpack_from(self.mm, 0)
+                magic, _version, ready = H_IDENT.unpack_from(self.mm, 0)
                 if magic != MAGIC and magic != b"\0" * 8:
                     raise SegmentMismatch(
                         f"{SHM_DIR}{self.name} is not an asgi_ipc segment (another program's "
                         "shared memory?); choose another prefix or remove it")
-                if magic == MAGIC and version != LAYOUT_VERSION:
+                problem = layout_problem(self.mm, ready == READY) if magic == MAGIC else None
+                if problem:
                     raise SegmentMismatch(
-                        f"segment {self.name} has layout version {version}; this asgi_ipc "
-                        f"uses {LAYOUT_VERSION}. Stop the processes of the other version and "
-                        "remove the segment ('asgi-ipc doctor --clean')")
+                        f"segment {self.name} is stale or foreign: it has {problem}. Stop the "
+                        "processes of the other asgi_ipc (the other site), then remove the "
+                        "segment ('asgi-ipc doctor --clean' or 'procman doctor --clean')")
                 if ready == READY:
                     break
                 if time.monotonic() > deadline:
@@ -395,6 +422,10 @@ class Segment:
                         f"segment {self.name} was never finished by its creator; if no site "
                         "is starting, remove it with 'asgi-ipc doctor --clean'")
                 time.sleep(0.01)
+            st = os.fstat(shm.fd)  # mapped while its creator was still reserving the memory
+            if st.st_size != len(self.mm):
+                self.mm.close()
+                self.mm = mmap.mmap(shm.fd, st.st_size)
             found = read_sizes(self.mm)
             layout = Layout(found)
             if layout.total > st.st_size:

@@ -20,6 +20,7 @@ import pytest
 pytest.importorskip("channels", reason="the Channels 4 layer needs 'channels>=4'")
 
 from asgi_ipc.segment import SHM_DIR, inspect  # noqa: E402
+from tests.procman.procs import wait_for  # noqa: E402
 
 from . import channels_workers as workers  # noqa: E402
 
@@ -41,20 +42,33 @@ def procs(prefix):
         pytest.fail(f"{path} was left behind")
 
 
+def hold_all(procs, prefix, results, releases, send_to=None) -> list:
+    """Children attached to the segment, one per ``releases`` entry, each staying until its
+    release is set (None: exit at once). They start together (an interpreter start is most of
+    a child's time) and race to create the segment: one creates it, the others attach."""
+    started, kept = [], []  # kept: a child unpickles its Event after start(); keep it alive
+    for release in releases:
+        if release is None:
+            release = SPAWN.Event()
+            release.set()
+        kept.append(release)
+        proc = SPAWN.Process(target=workers.hold, args=(prefix, results, release, 60.0, send_to))
+        proc.start()
+        procs.append(proc)
+        started.append(proc)
+    reports = []
+    for _ in started:
+        try:
+            reports.append(results.get(timeout=30))
+        except queue.Empty:
+            pytest.fail("a child did not attach within 30 s")
+    assert sorted(reports) == sorted(("attached", proc.pid) for proc in started)
+    return started
+
+
 def hold(procs, prefix, results, release=None, send_to=None):
     """A child attached to the segment, staying until ``release`` is set (None: exit at once)."""
-    if release is None:
-        release = SPAWN.Event()
-        release.set()
-    proc = SPAWN.Process(target=workers.hold, args=(prefix, results, release, 60.0, send_to))
-    proc.start()
-    procs.append(proc)
-    try:
-        kind, pid = results.get(timeout=30)
-    except queue.Empty:
-        pytest.fail("a child did not attach within 30 s")
-    assert (kind, pid) == ("attached", proc.pid)
-    return proc
+    return hold_all(procs, prefix, results, [release], send_to)[0]
 
 
 def leave(proc) -> None:
@@ -77,7 +91,7 @@ def test_creator_may_leave_first_and_restarts_reattach(prefix, procs):
     leave(first)
     assert exists(prefix), "the creator removed the segment another process uses"
     # processes restarted after the creator left attach to the same segment
-    restarted = [hold(procs, prefix, results, send_to="notes") for _ in range(2)]
+    restarted = hold_all(procs, prefix, results, [None, None], send_to="notes")
     for proc in restarted:
         leave(proc)
     layer = workers.make(prefix)
@@ -96,7 +110,7 @@ def test_creator_may_leave_first_and_restarts_reattach(prefix, procs):
 def test_last_process_out_removes_the_segment(prefix, procs):
     results = SPAWN.Queue()
     releases = [SPAWN.Event() for _ in range(3)]
-    children = [hold(procs, prefix, results, release) for release in releases]
+    children = hold_all(procs, prefix, results, releases)
     for release, child in zip(releases, children):
         assert exists(prefix)
         release.set()
@@ -107,8 +121,7 @@ def test_last_process_out_removes_the_segment(prefix, procs):
 def test_sigkilled_process_never_keeps_the_segment_from_the_last_one(prefix, procs):
     results = SPAWN.Queue()
     release = SPAWN.Event()
-    killed = hold(procs, prefix, results, SPAWN.Event())
-    survivor = hold(procs, prefix, results, release)
+    killed, survivor = hold_all(procs, prefix, results, [SPAWN.Event(), release])
     os.kill(killed.pid, signal.SIGKILL)
     killed.join(10)
     release.set()
@@ -129,34 +142,20 @@ def _keepers(prefix) -> list:
     return found
 
 
-def _gone_within(prefix, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while exists(prefix) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return not exists(prefix)
-
-
 def test_everyone_sigkilled_the_keeper_removes_the_segment(prefix, procs):
     results = SPAWN.Queue()
-    children = [hold(procs, prefix, results, SPAWN.Event()) for _ in range(2)]
+    children = hold_all(procs, prefix, results, [SPAWN.Event(), SPAWN.Event()])
     assert len(_keepers(prefix)) == 1  # started once, by the creator
     for child in children:
         os.kill(child.pid, signal.SIGKILL)
         child.join(10)
-    assert _gone_within(prefix, 10), "the keeper did not remove the segment of killed processes"
-    assert _gone_within_keepers(prefix, 10)
-
-
-def _gone_within_keepers(prefix, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while _keepers(prefix) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return not _keepers(prefix)
+    wait_for(lambda: not exists(prefix), 10, "the keeper to remove the segment of killed processes")
+    wait_for(lambda: not _keepers(prefix), 10, "the keeper to exit")
 
 
 def test_with_its_keeper_killed_too_doctor_clean_removes_what_is_left(prefix, procs):
     results = SPAWN.Queue()
-    children = [hold(procs, prefix, results, SPAWN.Event()) for _ in range(2)]
+    children = hold_all(procs, prefix, results, [SPAWN.Event(), SPAWN.Event()])
     for keeper in _keepers(prefix):
         keeper.kill()
     for child in children:
@@ -196,11 +195,10 @@ def test_forked_child_outliving_its_killed_parent_removes_the_segment(prefix, pr
     procs.append(parent)
     assert attached.wait(30), "the forked child did not attach"
     os.kill(parent.pid, signal.SIGKILL)
-    parent.join(10)
+    # Not parent.join(): it waits for the parent's sentinel pipe to close, and the forked child
+    # inherited that pipe, so join would wait out its whole timeout. exitcode reaps the parent.
+    wait_for(lambda: parent.exitcode is not None, 10, "the killed parent to exit")
+    assert parent.exitcode == -signal.SIGKILL
     assert exists(prefix)
-    release.set()  # the orphaned child leaves now
-    for _ in range(300):  # bounded: the child is not ours to join
-        if not exists(prefix):
-            break
-        time.sleep(0.05)
-    assert not exists(prefix), "the forked child, last out, could not remove the segment"
+    release.set()  # the orphaned child leaves now (bounded: the child is not ours to join)
+    wait_for(lambda: not exists(prefix), 15, "the forked child, last out, to remove the segment")

@@ -1,4 +1,5 @@
-"""The ``asgi-ipc`` operator CLI, run for real (``python -m asgi_ipc``) against real segments.
+"""The ``asgi-ipc`` operator CLI against real segments: run for real (``python -m asgi_ipc``),
+and its ``--json`` reports read through ``cli.main`` in the test process (``run_json``).
 
 Every test makes its segments under its own unique prefix and removes them in finalizers, and
 ``doctor`` is always limited with ``--prefix`` so a parallel test's segments are never touched.
@@ -6,6 +7,8 @@ Every test makes its segments under its own unique prefix and removes them in fi
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import mmap
 import os
@@ -20,7 +23,7 @@ from pathlib import Path
 import posix_ipc
 import pytest
 
-from asgi_ipc import IPCChannelLayer
+from asgi_ipc import IPCChannelLayer, cli
 from asgi_ipc.cli import removeipc_warning, space_warnings
 from asgi_ipc.layout import CH_O_DEPTH, CH_O_USED, Layout
 from asgi_ipc.segment import NAME_PREFIX, SHM_DIR
@@ -43,10 +46,21 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=60)
 
 
-def run_json(*args: str) -> dict:
-    done = run_cli(*args, "--json")
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+def run_json(*args: str, process: bool = False) -> dict:
+    """The ``--json`` report of a command, from ``cli.main`` in this process: what it reports
+    is the same code either way, and an interpreter start per report was most of this file's
+    time. The command line as a process (exit codes, one-line errors, the tables, the console
+    script) is run for real by ``run_cli``, and so is a report with ``process=True`` (one that
+    must see the test process from outside, e.g. among a segment's attached pids)."""
+    if process:
+        done = run_cli(*args, "--json")
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main([*args, "--json"])
+    assert code == 0, err.getvalue()
+    return json.loads(out.getvalue())
 
 
 def assert_one_line_error(done: subprocess.CompletedProcess, code: int, *words: str) -> None:
@@ -137,7 +151,7 @@ def test_stats_json_reports_depth_counters_groups_and_memory(make_layer):
     layer.group_add("room", "other")
     layer.group_add("lobby", "other")
 
-    data = run_json("stats", "--prefix", layer.prefix)
+    data = run_json("stats", "--prefix", layer.prefix, process=True)
 
     assert data["prefix"] == layer.prefix
     assert data["segment"]["creator_pid"] == os.getpid()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from asgi_ipc import IPCChannelLayer, diagnostics
+from asgi_ipc.layout import HEADER, LAYOUT_FINGERPRINT
 
 
 def test_fastpath_status_follows_the_build_and_asgi_ipc_pure(monkeypatch):
@@ -32,6 +33,22 @@ def test_survey_reports_an_in_use_segment_checked_and_the_fast_path(prefix):
     finally:
         layer.close()
     assert diagnostics.survey([prefix])["segments"] == []
+
+
+def test_survey_reports_a_segment_of_another_layout_as_invalid_and_leaves_it_unchecked(prefix):
+    layer = IPCChannelLayer(prefix=prefix, create=True, message_memory=4 * 2**20)
+    mm = layer._a().segment.mm
+    fingerprint = HEADER.run("fingerprint")
+    fingerprint.pack_into(mm, HEADER.at("fingerprint"), LAYOUT_FINGERPRINT ^ 1)
+    try:
+        (record,) = diagnostics.survey([prefix], clean=True)["segments"]
+        assert record["state"] == "invalid" and record["problems"] is None
+        assert f"layout fingerprint {LAYOUT_FINGERPRINT ^ 1:08x}" in record["verdict"]
+        assert f"mapped by pids {os.getpid()}" in record["verdict"]  # so --clean left it
+        assert not record["removed"] and os.path.exists(record["path"])
+    finally:
+        fingerprint.pack_into(mm, HEADER.at("fingerprint"), LAYOUT_FINGERPRINT)
+        layer.close()
 
 
 def test_a_segment_that_goes_away_during_the_survey_is_gone_not_broken(prefix):

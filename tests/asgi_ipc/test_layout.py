@@ -85,7 +85,7 @@ def test_dense_records_add_up_to_their_size():
 def test_header_structs_cover_the_named_fields_in_order():
     for struct_, first, last in (
         (L.H_IDENT, "magic", "ready"),
-        (L.H_SIZES, "total", "reserved"),
+        (L.H_SIZES, "total", "fingerprint"),
         (L.H_CREATOR, "creator_pid", "created"),
         (L.H_LOCKSTATE, "lock_holder", "recoveries"),
         (L.H_ALLOC, "free_units", "epoch"),
@@ -173,6 +173,19 @@ def test_the_hash_is_the_digest_of_the_tables():
     docs_only = tuple(Record(r.name, r.size, "other words", tuple(
         (f.name, f.offset, f.fmt, "other words") for f in r.fields)) for r in RECORDS)
     assert layout_hash(records=docs_only) == L.LAYOUT_HASH  # meanings do not move bytes
+
+
+def test_the_fingerprint_a_header_stores_is_the_hash_of_the_tables_not_of_the_sizes(make_layer,
+                                                                                    prefix):
+    assert L.LAYOUT_FINGERPRINT == int(L.LAYOUT_HASH[:8], 16) != 0
+    small = make_layer(message_memory=2**20, max_message_size=64 * 1024, channels=16, groups=1,
+                       group_members=1)
+    large = make_layer(prefix=prefix + "big", message_memory=4 * 2**20, channels=256, groups=32,
+                       group_members=512)
+    for layer in (small, large):  # segments of any sizes carry the one fingerprint
+        header = L.HEADER.decode(layer._a().segment.mm)
+        assert header["fingerprint"] == L.LAYOUT_FINGERPRINT
+        assert header["version"] == L.LAYOUT_VERSION
 
 
 def test_fastpath_problem_names_both_layouts_and_the_rebuild():

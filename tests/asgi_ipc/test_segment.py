@@ -17,7 +17,7 @@ from asgi_ipc import (
     SegmentMismatch,
     SegmentMissing,
 )
-from asgi_ipc.layout import H_IDENT, LAYOUT_VERSION, MAGIC
+from asgi_ipc.layout import H_IDENT, HEADER, LAYOUT_FINGERPRINT, LAYOUT_VERSION, MAGIC, READY
 from asgi_ipc.segment import inspect, list_segments, remove, segment_path
 
 SMALL = dict(message_memory=2**20, max_message_size=64 * 1024, channels=64, groups=8,
@@ -81,6 +81,74 @@ def test_other_layout_version_is_refused(make_layer, prefix):
             IPCChannelLayer(prefix=prefix, **SMALL)
     finally:
         H_IDENT.pack_into(mm, 0, MAGIC, LAYOUT_VERSION, H_IDENT.unpack_from(mm, 0)[2])
+
+
+def _write_fingerprint(mm, value: int) -> None:
+    HEADER.run("fingerprint").pack_into(mm, HEADER.at("fingerprint"), value)
+
+
+def test_a_segment_of_other_layout_tables_under_the_same_version_is_refused(make_layer, prefix):
+    layer = make_layer(**SMALL)
+    mm = layer._a().segment.mm
+    other = LAYOUT_FINGERPRINT ^ 0x5A5A5A5A
+    _write_fingerprint(mm, other)
+    try:
+        with pytest.raises(SegmentMismatch) as caught:
+            IPCChannelLayer(prefix=prefix, **SMALL)
+        message = str(caught.value)
+        assert "stale or foreign" in message and f"layout fingerprint {other:08x}" in message
+        assert f"uses {LAYOUT_FINGERPRINT:08x}" in message and "doctor --clean" in message
+        info = inspect(f"asgi_ipc.{prefix}")
+        assert not info.valid and f"layout fingerprint {other:08x}" in info.problem
+    finally:
+        _write_fingerprint(mm, LAYOUT_FINGERPRINT)
+    IPCChannelLayer(prefix=prefix, **SMALL).close()  # the restored header is accepted again
+
+
+def test_a_segment_from_before_fingerprints_is_refused_by_its_version(prefix):
+    """Version 1 segments have 0 where the fingerprint now is; their version refuses them."""
+    shm = posix_ipc.SharedMemory(f"/asgi_ipc.{prefix}", posix_ipc.O_CREX, mode=0o600, size=8192)
+    try:
+        header = bytearray(4096)
+        H_IDENT.pack_into(header, 0, MAGIC, 1, READY)
+        os.write(shm.fd, header)
+        with pytest.raises(SegmentMismatch, match="stale or foreign: it has layout version 1, "
+                           f"this asgi_ipc uses {LAYOUT_VERSION}"):
+            IPCChannelLayer(prefix=prefix, **SMALL)
+        assert "layout version 1" in inspect(f"asgi_ipc.{prefix}").problem
+    finally:
+        shm.close_fd()
+        shm.unlink()
+
+
+def test_an_attacher_waits_for_a_creator_that_has_not_sized_the_object_yet(prefix):
+    """Processes started together race to create: the losers may open the object before its
+    creator sized it, and wait for it as for the ready flag instead of calling it foreign."""
+    import threading
+
+    from asgi_ipc.segment import Segment
+
+    shm = posix_ipc.SharedMemory(f"/asgi_ipc.{prefix}", posix_ipc.O_CREX, mode=0o600)
+    try:
+        with pytest.raises(SegmentMismatch, match="0 bytes, too small"):  # nobody sizes it
+            Segment(prefix, None, create=False, ready_timeout=0.1)
+
+        def creator_goes_on() -> None:
+            header = bytearray(4096)
+            H_IDENT.pack_into(header, 0, MAGIC, LAYOUT_VERSION, 0)
+            os.ftruncate(shm.fd, len(header))
+            os.pwrite(shm.fd, header, 0)
+
+        late = threading.Timer(0.2, creator_goes_on)
+        late.start()
+        try:  # the attacher got past the size and now waits for the ready flag
+            with pytest.raises(SegmentMismatch, match="never finished"):
+                Segment(prefix, None, create=False, ready_timeout=1.0)
+        finally:
+            late.join()
+    finally:
+        shm.close_fd()
+        shm.unlink()
 
 
 def test_half_initialised_segment_is_refused(prefix):
