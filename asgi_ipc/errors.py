@@ -60,7 +60,8 @@ class SegmentExists(SegmentError):
 
 
 class SegmentMismatch(SegmentError):
-    """The segment exists but was made by another program, layout version or with other sizes."""
+    """The segment exists but was made by another program, layout version or layout fingerprint
+    (other tables: :data:`asgi_ipc.layout.LAYOUT_FINGERPRINT`), or with other sizes."""
 
 
 class SegmentCorrupt(SegmentError):
