@@ -409,8 +409,9 @@ class ClusterLink:
         for thread in threads:
             thread.start()
         try:
-            while not self.stop.wait(TICK):
-                self.check()
+            # The first report goes out at once (after the first check, above), so `procman status`
+            # shows the link's state as soon as it runs rather than "starting" for a whole tick.
+            while True:
                 status = self.status()
                 if status_file is not None:
                     _write_atomically(status_file, json.dumps(status))
@@ -418,6 +419,9 @@ class ClusterLink:
                 if not all(thread.is_alive() for thread in threads):
                     self.log("cluster link: a relay loop died (see the traceback above); exiting to be restarted")
                     return exitcodes.FAILURE
+                if self.stop.wait(TICK):
+                    break
+                self.check()
         finally:
             self.stop.set()
             self.wake_loops(threads, deadline=time.monotonic() + 10.0)  # a loop may be inside one Redis call
