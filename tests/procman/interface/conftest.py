@@ -3,6 +3,7 @@ the test itself play the application by reading and writing the layer directly."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -137,67 +138,127 @@ def write_layer_module(directory: Path, prefix: str, layer: Any, options: dict |
     return module
 
 
-@pytest.fixture
-def start_interface(tmp_path: Path, prefix: str) -> Iterator[Any]:
-    """``start_interface(layer, *args, listen="fd")`` runs an interface process for ``layer``.
+def launch_interface(
+    directory: Path,
+    prefix: str,
+    layer: Any,
+    *args: str,
+    listen: str | None = "fd",
+    wait_ready: bool = True,
+    layer_options: dict | None = None,
+) -> tuple[InterfaceProcess, socket.socket | None]:
+    """Run ``python -m procman.interface`` for ``layer`` with its files in ``directory``.
 
     ``listen="fd"`` binds 127.0.0.1:0 here and passes the socket with ``--fd`` (the supervisor's
-    way); ``listen=None`` leaves listening to ``args``. Processes are stopped at teardown.
+    way); ``listen=None`` leaves listening to ``args``. Returns the process and the listener the
+    caller closes once the process is stopped (None without ``listen="fd"``).
     """
-    started: list[tuple[subprocess.Popen, socket.socket | None]] = []
-
-    def start(
-        layer: Any,
-        *args: str,
-        listen: str | None = "fd",
-        wait_ready: bool = True,
-        layer_options: dict | None = None,
-    ) -> InterfaceProcess:
-        module = write_layer_module(tmp_path, prefix, layer, layer_options)
-        stderr_path = tmp_path / f"{module}.stderr"
-        access_path = tmp_path / f"{module}.access"
-        command = [sys.executable, "-m", "procman.interface", f"{module}:channel_layer"]
-        command += ["--access-log", str(access_path), *args]
-        listener = None
-        port = None
-        pass_fds: tuple[int, ...] = ()
-        if listen == "fd":
-            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listener.bind(("127.0.0.1", 0))
-            listener.listen(128)
-            port = listener.getsockname()[1]
-            command += ["--fd", str(listener.fileno())]
-            pass_fds = (listener.fileno(),)
-        process_env = dict(os.environ)
-        process_env["PYTHONPATH"] = os.pathsep.join(
-            [str(tmp_path), *filter(None, [process_env.get("PYTHONPATH")])]
+    module = write_layer_module(directory, prefix, layer, layer_options)
+    stderr_path = directory / f"{module}.stderr"
+    access_path = directory / f"{module}.access"
+    command = [sys.executable, "-m", "procman.interface", f"{module}:channel_layer"]
+    command += ["--access-log", str(access_path), *args]
+    listener = None
+    port = None
+    pass_fds: tuple[int, ...] = ()
+    if listen == "fd":
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(128)
+        port = listener.getsockname()[1]
+        command += ["--fd", str(listener.fileno())]
+        pass_fds = (listener.fileno(),)
+    process_env = dict(os.environ)
+    process_env["PYTHONPATH"] = os.pathsep.join(
+        [str(directory), *filter(None, [process_env.get("PYTHONPATH")])]
+    )
+    with open(stderr_path, "wb") as stderr:
+        proc = subprocess.Popen(
+            command,
+            cwd=directory,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            pass_fds=pass_fds,
+            env=process_env,
         )
-        with open(stderr_path, "wb") as stderr:
-            proc = subprocess.Popen(
-                command,
-                cwd=tmp_path,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                pass_fds=pass_fds,
-                env=process_env,
-            )
-        started.append((proc, listener))
-        interface = InterfaceProcess(proc, port, stderr_path, access_path)
-        if wait_ready:
+    interface = InterfaceProcess(proc, port, stderr_path, access_path)
+    if wait_ready:
+        try:
             content = interface.wait_for_log("listening on")
-            if interface.port is None:
-                for line in content.splitlines():
-                    if "listening on 127.0.0.1:" in line:
-                        interface.port = int(line.split("listening on 127.0.0.1:")[1].split()[0])
-                        break
+        except BaseException:
+            stop_process(proc, signal.SIGKILL)
+            if listener is not None:
+                listener.close()
+            raise
+        if interface.port is None:
+            for line in content.splitlines():
+                if "listening on 127.0.0.1:" in line:
+                    interface.port = int(line.split("listening on 127.0.0.1:")[1].split()[0])
+                    break
+    return interface, listener
+
+
+@pytest.fixture
+def start_interface(tmp_path: Path, prefix: str) -> Iterator[Any]:
+    """``start_interface(layer, *args, listen="fd")`` runs an interface process for ``layer``
+    (see :func:`launch_interface`). Processes are stopped at teardown."""
+    started: list[tuple[InterfaceProcess, socket.socket | None]] = []
+
+    def start(layer: Any, *args: str, **options: Any) -> InterfaceProcess:
+        interface, listener = launch_interface(tmp_path, prefix, layer, *args, **options)
+        started.append((interface, listener))
         return interface
 
     yield start
-    for proc, listener in started:
-        stop_process(proc, signal.SIGQUIT)
+    for interface, listener in started:
+        stop_process(interface.proc, signal.SIGQUIT)
         if listener is not None:
             listener.close()
+
+
+class SharedInterface:
+    """One interface process and its own layer, shared by the tests of a module (see
+    :func:`shared_interface`)."""
+
+    def __init__(self, interface: InterfaceProcess, app: Application) -> None:
+        self.interface = interface
+        self.app = app
+
+    def drain(self, channels: tuple[str, ...] = ("http.request", "http.disconnect", "websocket.connect",
+                                                 "websocket.receive", "websocket.disconnect")) -> None:
+        """Drop whatever a test left on the shared layer's channels, so the next test starts clean."""
+        for _ in range(10_000):
+            channel, _ = self.app.layer.receive(list(channels), block=False)
+            if channel is None:
+                return
+
+
+@contextlib.contextmanager
+def shared_interface(tmp_path_factory: Any, *args: str) -> Iterator[SharedInterface]:
+    """An interface process (``args`` as for ``start_interface``) with a layer of its own.
+
+    For a module-scoped fixture: share it only between tests that do not stop, reload or signal
+    it, that each make their own connections, and that read only the messages their own requests
+    cause (each test receives what it sent before the next test runs; call :meth:`drain` between
+    tests so a failing test does not leave messages for the next one).
+    """
+    from asgi_ipc import IPCChannelLayer
+
+    prefix = f"t{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    layer = IPCChannelLayer(create=True, **_layer_kwargs(prefix, 100, None))
+    layer.test_config = (100, None)
+    directory = tmp_path_factory.mktemp("shared_interface")
+    try:
+        interface, listener = launch_interface(directory, prefix, layer, *args)
+        try:
+            yield SharedInterface(interface, Application(layer))
+        finally:
+            stop_process(interface.proc, signal.SIGQUIT)
+            if listener is not None:
+                listener.close()
+    finally:
+        layer.close()
 
 
 def stop_process(proc: subprocess.Popen, signum: int) -> None:

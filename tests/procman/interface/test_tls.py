@@ -17,9 +17,12 @@ from tests.procman.interface.conftest import read_http_response
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not installed")
 
 
-@pytest.fixture
-def certificate(tmp_path):
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    """One self-signed RSA key and certificate for the module: the tests only read the two files
+    (the one that needs a broken certificate writes its own copy), so sharing them is safe."""
+    directory = tmp_path_factory.mktemp("tls")
+    key, cert = directory / "key.pem", directory / "cert.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
          "-out", str(cert), "-days", "1", "-subj", "/CN=localhost"],
