@@ -39,6 +39,15 @@ class Application:
                 return channel, message
         raise AssertionError(f"nothing arrived on {channels} within {timeout}s")
 
+    def receive_from(self, channel: str, reply_channel: str, timeout: float = 10.0) -> dict:
+        """The next message on ``channel`` about the connection ``reply_channel``, skipping any
+        about other connections (on a shared interface, an earlier test's late disconnect)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            _, message = self.receive(channel, timeout=max(0.0, deadline - time.monotonic()))
+            if message.get("reply_channel") == reply_channel:
+                return message
+
     def receive_nothing(self, *channels: str) -> None:
         """Assert no message is waiting on ``channels`` right now."""
         channel, message = self.layer.receive(list(channels), block=False)
