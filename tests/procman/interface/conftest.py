@@ -244,8 +244,9 @@ class SharedInterface:
 
 
 @contextlib.contextmanager
-def shared_interface(tmp_path_factory: Any, *args: str) -> Iterator[SharedInterface]:
-    """An interface process (``args`` as for ``start_interface``) with a layer of its own.
+def shared_interface(tmp_path_factory: Any, *args: str, listen: str | None = "fd") -> Iterator[SharedInterface]:
+    """An interface process (``args`` and ``listen`` as for :func:`launch_interface`) with a layer
+    of its own.
 
     For a module-scoped fixture: share it only between tests that do not stop, reload or signal
     it, that each make their own connections, and that read only the messages their own requests
@@ -259,7 +260,7 @@ def shared_interface(tmp_path_factory: Any, *args: str) -> Iterator[SharedInterf
     layer.test_config = (100, None)
     directory = tmp_path_factory.mktemp("shared_interface")
     try:
-        interface, listener = launch_interface(directory, prefix, layer, *args)
+        interface, listener = launch_interface(directory, prefix, layer, *args, listen=listen)
         try:
             yield SharedInterface(interface, Application(layer))
         finally:
