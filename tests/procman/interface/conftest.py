@@ -234,6 +234,13 @@ class SharedInterface:
         self.interface = interface
         self.app = app
 
+    @contextlib.contextmanager
+    def for_test(self) -> Iterator[tuple[InterfaceProcess, Application]]:
+        """``(interface, app)`` for one test, with the layer drained before and after it."""
+        self.drain()
+        yield self.interface, self.app
+        self.drain()
+
     def drain(self, channels: tuple[str, ...] = ("http.request", "http.disconnect", "websocket.connect",
                                                  "websocket.receive", "websocket.disconnect")) -> None:
         """Drop whatever a test left on the shared layer's channels, so the next test starts clean."""
@@ -350,3 +357,20 @@ def assert_closed(sock: socket.socket, timeout: float = 10.0) -> None:
             pass
     except ConnectionResetError:
         pass
+
+
+@pytest.fixture(scope="module")
+def _module_interface(tmp_path_factory: Any) -> Iterator[SharedInterface]:
+    with shared_interface(tmp_path_factory) as shared:
+        yield shared
+
+
+@pytest.fixture
+def served(_module_interface: SharedInterface) -> Iterator[tuple[InterfaceProcess, Application]]:
+    """``(interface, app)``: one interface process with default options per test module, for the
+    tests that only make requests on connections of their own. Sharing is safe for them: none
+    signals or stops the process or fills a channel, each receives and answers what it sent
+    before it ends (``Application.receive_from`` skips an earlier test's late disconnect), and the
+    layer's channels are drained around each test, so a failing test leaves nothing behind."""
+    with _module_interface.for_test() as pair:
+        yield pair

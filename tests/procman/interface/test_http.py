@@ -6,35 +6,10 @@ import http.client
 import shutil
 import subprocess
 import threading
-from typing import Any, Iterator
 
 import pytest
 
-from tests.procman.interface.conftest import (
-    Application,
-    HTTPReader,
-    SharedInterface,
-    assert_closed,
-    read_http_response,
-    shared_interface,
-)
-
-
-@pytest.fixture(scope="module")
-def _served_module(tmp_path_factory) -> Iterator[SharedInterface]:
-    with shared_interface(tmp_path_factory) as served:
-        yield served
-
-
-@pytest.fixture
-def served(_served_module: SharedInterface) -> Iterator[tuple[Any, Application]]:
-    """``(interface, app)``: one interface process with default options for the tests that only
-    make requests on connections of their own. Sharing is safe: no test using it signals or stops
-    the process, each receives and answers the requests it sent before it ends, and the layer's
-    channels are drained around each test (a failing test leaves nothing for the next)."""
-    _served_module.drain()
-    yield _served_module.interface, _served_module.app
-    _served_module.drain()
+from tests.procman.interface.conftest import HTTPReader, assert_closed, read_http_response
 
 
 def _client(interface, timeout: float = 10.0) -> http.client.HTTPConnection:

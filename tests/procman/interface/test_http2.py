@@ -62,9 +62,8 @@ def served_https(_shared_https) -> Iterator[tuple[Any, Application, tuple]]:
     signals or stops the process, each receives and answers what it sent before it ends, and the
     layer's channels are drained around each test (a failing test leaves nothing for the next)."""
     served, files = _shared_https
-    served.drain()
-    yield served.interface, served.app, files
-    served.drain()
+    with served.for_test() as (interface, app):
+        yield interface, app, files
 
 
 @pytest.fixture

@@ -49,9 +49,8 @@ def served_tls(_shared_tls: SharedInterface) -> Iterator[tuple[Any, Application]
     certificate, for the tests that only make requests on connections of their own. Sharing is
     safe: no test using it signals or stops the process, each reads the messages of its own
     connections, and the layer's channels are drained around each test."""
-    _shared_tls.drain()
-    yield _shared_tls.interface, _shared_tls.app
-    _shared_tls.drain()
+    with _shared_tls.for_test() as pair:
+        yield pair
 
 
 def test_https_and_wss(served_tls, certificate):

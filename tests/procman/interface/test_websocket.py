@@ -8,30 +8,13 @@ import os
 import signal
 import struct
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from tests.procman.interface.conftest import Application, SharedInterface, assert_closed, shared_interface
-
-
-@pytest.fixture(scope="module")
-def _served_module(tmp_path_factory) -> Iterator[SharedInterface]:
-    with shared_interface(tmp_path_factory) as served:
-        yield served
-
-
-@pytest.fixture
-def served(_served_module: SharedInterface) -> Iterator[tuple[Any, Application]]:
-    """``(interface, app)``: one interface process with default options for the tests that only
-    open sockets of their own. Sharing is safe: no test using it signals or stops the process or
-    fills a channel, each reads the messages of its own connection (``receive_from`` skips an
-    earlier test's late disconnect), and the layer's channels are drained around each test."""
-    _served_module.drain()
-    yield _served_module.interface, _served_module.app
-    _served_module.drain()
+from tests.procman.interface.conftest import Application, assert_closed
 
 
 @pytest.fixture
