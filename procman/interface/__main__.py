@@ -1,7 +1,5 @@
 """``python -m procman.interface LAYER ...`` (same as ``procman interface``)."""
 
-import sys
+from procman.interface.cli import exit_now, main
 
-from procman.interface.cli import main
-
-sys.exit(main())
+exit_now(main())

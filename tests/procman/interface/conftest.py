@@ -3,6 +3,7 @@ the test itself play the application by reading and writing the layer directly."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -37,6 +38,15 @@ class Application:
             if channel is not None:
                 return channel, message
         raise AssertionError(f"nothing arrived on {channels} within {timeout}s")
+
+    def receive_from(self, channel: str, reply_channel: str, timeout: float = 10.0) -> dict:
+        """The next message on ``channel`` about the connection ``reply_channel``, skipping any
+        about other connections (on a shared interface, an earlier test's late disconnect)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            _, message = self.receive(channel, timeout=max(0.0, deadline - time.monotonic()))
+            if message.get("reply_channel") == reply_channel:
+                return message
 
     def receive_nothing(self, *channels: str) -> None:
         """Assert no message is waiting on ``channels`` right now."""
@@ -137,67 +147,135 @@ def write_layer_module(directory: Path, prefix: str, layer: Any, options: dict |
     return module
 
 
-@pytest.fixture
-def start_interface(tmp_path: Path, prefix: str) -> Iterator[Any]:
-    """``start_interface(layer, *args, listen="fd")`` runs an interface process for ``layer``.
+def launch_interface(
+    directory: Path,
+    prefix: str,
+    layer: Any,
+    *args: str,
+    listen: str | None = "fd",
+    wait_ready: bool = True,
+    layer_options: dict | None = None,
+) -> tuple[InterfaceProcess, socket.socket | None]:
+    """Run ``python -m procman.interface`` for ``layer`` with its files in ``directory``.
 
     ``listen="fd"`` binds 127.0.0.1:0 here and passes the socket with ``--fd`` (the supervisor's
-    way); ``listen=None`` leaves listening to ``args``. Processes are stopped at teardown.
+    way); ``listen=None`` leaves listening to ``args``. Returns the process and the listener the
+    caller closes once the process is stopped (None without ``listen="fd"``).
     """
-    started: list[tuple[subprocess.Popen, socket.socket | None]] = []
-
-    def start(
-        layer: Any,
-        *args: str,
-        listen: str | None = "fd",
-        wait_ready: bool = True,
-        layer_options: dict | None = None,
-    ) -> InterfaceProcess:
-        module = write_layer_module(tmp_path, prefix, layer, layer_options)
-        stderr_path = tmp_path / f"{module}.stderr"
-        access_path = tmp_path / f"{module}.access"
-        command = [sys.executable, "-m", "procman.interface", f"{module}:channel_layer"]
-        command += ["--access-log", str(access_path), *args]
-        listener = None
-        port = None
-        pass_fds: tuple[int, ...] = ()
-        if listen == "fd":
-            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listener.bind(("127.0.0.1", 0))
-            listener.listen(128)
-            port = listener.getsockname()[1]
-            command += ["--fd", str(listener.fileno())]
-            pass_fds = (listener.fileno(),)
-        process_env = dict(os.environ)
-        process_env["PYTHONPATH"] = os.pathsep.join(
-            [str(tmp_path), *filter(None, [process_env.get("PYTHONPATH")])]
+    module = write_layer_module(directory, prefix, layer, layer_options)
+    stderr_path = directory / f"{module}.stderr"
+    access_path = directory / f"{module}.access"
+    command = [sys.executable, "-m", "procman.interface", f"{module}:channel_layer"]
+    command += ["--access-log", str(access_path), *args]
+    listener = None
+    port = None
+    pass_fds: tuple[int, ...] = ()
+    if listen == "fd":
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(128)
+        port = listener.getsockname()[1]
+        command += ["--fd", str(listener.fileno())]
+        pass_fds = (listener.fileno(),)
+    process_env = dict(os.environ)
+    process_env["PYTHONPATH"] = os.pathsep.join(
+        [str(directory), *filter(None, [process_env.get("PYTHONPATH")])]
+    )
+    with open(stderr_path, "wb") as stderr:
+        proc = subprocess.Popen(
+            command,
+            cwd=directory,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            pass_fds=pass_fds,
+            env=process_env,
         )
-        with open(stderr_path, "wb") as stderr:
-            proc = subprocess.Popen(
-                command,
-                cwd=tmp_path,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                pass_fds=pass_fds,
-                env=process_env,
-            )
-        started.append((proc, listener))
-        interface = InterfaceProcess(proc, port, stderr_path, access_path)
-        if wait_ready:
+    interface = InterfaceProcess(proc, port, stderr_path, access_path)
+    if wait_ready:
+        try:
             content = interface.wait_for_log("listening on")
-            if interface.port is None:
-                for line in content.splitlines():
-                    if "listening on 127.0.0.1:" in line:
-                        interface.port = int(line.split("listening on 127.0.0.1:")[1].split()[0])
-                        break
+        except BaseException:
+            stop_process(proc, signal.SIGKILL)
+            if listener is not None:
+                listener.close()
+            raise
+        if interface.port is None:
+            for line in content.splitlines():
+                if "listening on 127.0.0.1:" in line:
+                    interface.port = int(line.split("listening on 127.0.0.1:")[1].split()[0])
+                    break
+    return interface, listener
+
+
+@pytest.fixture
+def start_interface(tmp_path: Path, prefix: str) -> Iterator[Any]:
+    """``start_interface(layer, *args, listen="fd")`` runs an interface process for ``layer``
+    (see :func:`launch_interface`). Processes are stopped at teardown."""
+    started: list[tuple[InterfaceProcess, socket.socket | None]] = []
+
+    def start(layer: Any, *args: str, **options: Any) -> InterfaceProcess:
+        interface, listener = launch_interface(tmp_path, prefix, layer, *args, **options)
+        started.append((interface, listener))
         return interface
 
     yield start
-    for proc, listener in started:
-        stop_process(proc, signal.SIGQUIT)
+    for interface, listener in started:
+        stop_process(interface.proc, signal.SIGQUIT)
         if listener is not None:
             listener.close()
+
+
+class SharedInterface:
+    """One interface process and its own layer, shared by the tests of a module (see
+    :func:`shared_interface`)."""
+
+    def __init__(self, interface: InterfaceProcess, app: Application) -> None:
+        self.interface = interface
+        self.app = app
+
+    @contextlib.contextmanager
+    def for_test(self) -> Iterator[tuple[InterfaceProcess, Application]]:
+        """``(interface, app)`` for one test, with the layer drained before and after it."""
+        self.drain()
+        yield self.interface, self.app
+        self.drain()
+
+    def drain(self, channels: tuple[str, ...] = ("http.request", "http.disconnect", "websocket.connect",
+                                                 "websocket.receive", "websocket.disconnect")) -> None:
+        """Drop whatever a test left on the shared layer's channels, so the next test starts clean."""
+        for _ in range(10_000):
+            channel, _ = self.app.layer.receive(list(channels), block=False)
+            if channel is None:
+                return
+
+
+@contextlib.contextmanager
+def shared_interface(tmp_path_factory: Any, *args: str, listen: str | None = "fd") -> Iterator[SharedInterface]:
+    """An interface process (``args`` and ``listen`` as for :func:`launch_interface`) with a layer
+    of its own.
+
+    For a module-scoped fixture: share it only between tests that do not stop, reload or signal
+    it, that each make their own connections, and that read only the messages their own requests
+    cause (each test receives what it sent before the next test runs; call :meth:`drain` between
+    tests so a failing test does not leave messages for the next one).
+    """
+    from asgi_ipc import IPCChannelLayer
+
+    prefix = f"t{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    layer = IPCChannelLayer(create=True, **_layer_kwargs(prefix, 100, None))
+    layer.test_config = (100, None)
+    directory = tmp_path_factory.mktemp("shared_interface")
+    try:
+        interface, listener = launch_interface(directory, prefix, layer, *args, listen=listen)
+        try:
+            yield SharedInterface(interface, Application(layer))
+        finally:
+            stop_process(interface.proc, signal.SIGQUIT)
+            if listener is not None:
+                listener.close()
+    finally:
+        layer.close()
 
 
 def stop_process(proc: subprocess.Popen, signum: int) -> None:
@@ -279,3 +357,20 @@ def assert_closed(sock: socket.socket, timeout: float = 10.0) -> None:
             pass
     except ConnectionResetError:
         pass
+
+
+@pytest.fixture(scope="module")
+def _module_interface(tmp_path_factory: Any) -> Iterator[SharedInterface]:
+    with shared_interface(tmp_path_factory) as shared:
+        yield shared
+
+
+@pytest.fixture
+def served(_module_interface: SharedInterface) -> Iterator[tuple[InterfaceProcess, Application]]:
+    """``(interface, app)``: one interface process with default options per test module, for the
+    tests that only make requests on connections of their own. Sharing is safe for them: none
+    signals or stops the process or fills a channel, each receives and answers what it sent
+    before it ends (``Application.receive_from`` skips an earlier test's late disconnect), and the
+    layer's channels are drained around each test, so a failing test leaves nothing behind."""
+    with _module_interface.for_test() as pair:
+        yield pair

@@ -112,7 +112,7 @@ def test_client_that_reads_nothing_is_dropped_at_the_ws_output_cap(layer, app, s
 
 
 def test_body_dribbled_slower_than_the_request_deadline_gets_408(layer, app, start_interface):
-    interface = start_interface(layer, "--max-request-time", "1.5", "--http-timeout", "60")
+    interface = start_interface(layer, "--max-request-time", "0.5", "--http-timeout", "60")
     sock = interface.connect()
     before = rss(interface)
     sock.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")

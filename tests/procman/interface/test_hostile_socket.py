@@ -3,19 +3,13 @@ per parser choice (one process per parser and xdist worker, shared by the table'
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
-import uuid
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-from tests.procman.interface.conftest import _layer_kwargs, stop_process, write_layer_module
+from tests.procman.interface.conftest import shared_interface
 from tests.procman.interface.hostile_requests import HOSTILE_REQUESTS, MAX_REQUEST_BODY, Vector
 from tests.procman.interface.test_hostile_memory import PARSERS, PROBE, parse_responses
 
@@ -106,35 +100,10 @@ def _wait_closed(sock: socket.socket) -> bool:
 
 @pytest.fixture(scope="module", params=PARSERS)
 def served(request, tmp_path_factory) -> Iterator[Served]:
-    from asgi_ipc import IPCChannelLayer
-
-    prefix = f"t{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    layer = IPCChannelLayer(create=True, **_layer_kwargs(prefix, 100, None))
-    layer.test_config = (100, None)
-    directory: Path = tmp_path_factory.mktemp("hostile")
-    module = write_layer_module(directory, prefix, layer)
-    stderr_path = directory / "stderr"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(directory), os.environ.get("PYTHONPATH", "")]))
-    command = [
-        sys.executable, "-m", "procman.interface", f"{module}:channel_layer", "--port", "0",
-        "--http", request.param, "--max-request-body", str(MAX_REQUEST_BODY), "-v", "1",
-        "--access-log", str(directory / "access"),
-    ]
-    with open(stderr_path, "wb") as stderr:
-        proc = subprocess.Popen(command, cwd=directory, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
-    try:
-        port = None
-        deadline = time.monotonic() + 20
-        while port is None and time.monotonic() < deadline and proc.poll() is None:
-            for line in stderr_path.read_text(errors="replace").splitlines():
-                if "listening on 127.0.0.1:" in line:
-                    port = int(line.split("listening on 127.0.0.1:")[1].split()[0])
-            time.sleep(0.05)
-        assert port is not None, stderr_path.read_text(errors="replace")
-        yield Served(layer, port)
-    finally:
-        stop_process(proc, signal.SIGTERM)
-        layer.close()
+    with shared_interface(
+        tmp_path_factory, "--http", request.param, "--max-request-body", str(MAX_REQUEST_BODY), "-v", "1"
+    ) as shared:
+        yield Served(shared.app.layer, shared.interface.port)
 
 
 @pytest.mark.parametrize("vector", HOSTILE_REQUESTS, ids=lambda v: v.name)

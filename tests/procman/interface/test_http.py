@@ -48,8 +48,8 @@ def test_request_message_has_every_field(layer, app, start_interface):
     sock.close()
 
 
-def test_small_body_is_inline(layer, app, start_interface):
-    interface = start_interface(layer)
+def test_small_body_is_inline(served):
+    interface, app = served
     conn = _client(interface)
     conn.request("POST", "/form", body=b"x=1&y=2", headers={"Content-Type": "application/x-www-form-urlencoded"})
     request = app.request()
@@ -129,8 +129,8 @@ def test_chunked_body_over_the_limit_gets_413_and_closes_the_body_channel(make_l
     sock.close()
 
 
-def test_streaming_response_is_chunked_and_written_as_it_arrives(layer, app, start_interface):
-    interface = start_interface(layer)
+def test_streaming_response_is_chunked_and_written_as_it_arrives(served):
+    interface, app = served
     sock = interface.connect()
     sock.sendall(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
     request = app.request()
@@ -150,8 +150,8 @@ def test_streaming_response_is_chunked_and_written_as_it_arrives(layer, app, sta
     sock.close()
 
 
-def test_streaming_response_to_http_10_is_close_delimited(layer, app, start_interface):
-    interface = start_interface(layer)
+def test_streaming_response_to_http_10_is_close_delimited(served):
+    interface, app = served
     sock = interface.connect()
     sock.sendall(b"GET /stream HTTP/1.0\r\n\r\n")
     request = app.request()
@@ -162,8 +162,8 @@ def test_streaming_response_to_http_10_is_close_delimited(layer, app, start_inte
     assert b"transfer-encoding" not in headers and headers[b"connection"] == b"close"
 
 
-def test_head_response_has_no_body(layer, app, start_interface):
-    interface = start_interface(layer)
+def test_head_response_has_no_body(served):
+    interface, app = served
     conn = _client(interface)
     conn.request("HEAD", "/h")
     request = app.request()
@@ -177,8 +177,9 @@ def test_head_response_has_no_body(layer, app, start_interface):
     conn.close()
 
 
-def test_second_status_is_logged_once_and_ignored(layer, app, start_interface):
-    interface = start_interface(layer)
+def test_second_status_is_logged_once_and_ignored(served):
+    interface, app = served
+    logged_before = len(interface.stderr)  # the process's stderr is shared with other tests
     conn = _client(interface)
     conn.request("GET", "/twice")
     request = app.request()
@@ -192,12 +193,12 @@ def test_second_status_is_logged_once_and_ignored(layer, app, start_interface):
     conn.request("GET", "/next")
     app.respond(app.request(), content=b"still serving")
     assert conn.getresponse().read() == b"still serving"
-    assert interface.stderr.count("second Response") == 1
+    assert interface.stderr[logged_before:].count("second Response") == 1
     conn.close()
 
 
-def test_chunk_before_response_is_a_500(layer, app, start_interface):
-    interface = start_interface(layer)
+def test_chunk_before_response_is_a_500(served):
+    interface, app = served
     conn = _client(interface)
     conn.request("GET", "/nostatus")
     request = app.request()
@@ -206,8 +207,8 @@ def test_chunk_before_response_is_a_500(layer, app, start_interface):
     conn.close()
 
 
-def test_header_injection_in_a_response_is_a_500(layer, app, start_interface):
-    interface = start_interface(layer)
+def test_header_injection_in_a_response_is_a_500(served):
+    interface, app = served
     conn = _client(interface)
     conn.request("GET", "/inject")
     request = app.request()
@@ -271,8 +272,8 @@ def test_http_timeout_gives_503_and_a_stalled_stream_cannot_stop_the_checks(laye
     ],
     ids=["request-line", "non-ascii-path", "header-line", "huge-header", "many-headers", "long-uri", "cl-and-te", "bad-length", "http2"],
 )
-def test_bad_requests_get_4xx_and_the_connection_closes(layer, app, start_interface, raw, status):
-    interface = start_interface(layer)
+def test_bad_requests_get_4xx_and_the_connection_closes(served, raw, status):
+    interface, app = served
     sock = interface.connect()
     sock.sendall(raw)
     got, headers, _ = read_http_response(sock)
@@ -282,14 +283,14 @@ def test_bad_requests_get_4xx_and_the_connection_closes(layer, app, start_interf
     app.receive_nothing("http.request")
 
 
-def test_proxy_headers_are_used_only_when_enabled(layer, app, start_interface):
+def test_proxy_headers_are_used_only_when_enabled(served, layer, app, start_interface):
     forwarded = b"X-Forwarded-For: 203.0.113.9, 10.0.0.1\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Port: 8443\r\n"
-    plain = start_interface(layer)
+    plain, plain_app = served  # default options: no --proxy-headers
     sock = plain.connect()
     sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n" + forwarded + b"\r\n")
-    request = app.request()
+    request = plain_app.request()
     assert request["client"][0] == "127.0.0.1" and request["scheme"] == "http"
-    app.respond(request)
+    plain_app.respond(request)
     read_http_response(sock)
     sock.close()
 
@@ -316,8 +317,8 @@ def test_proxy_headers_from_a_peer_not_in_forwarded_allow_ips_are_ignored(layer,
     sock.close()
 
 
-def test_access_log_has_one_line_per_request(layer, app, start_interface):
-    interface = start_interface(layer)
+def test_access_log_has_one_line_per_request(served):
+    interface, app = served
     conn = _client(interface)
     conn.request("GET", "/logged?q=1")
     app.respond(app.request(), status=404, content=b"nope")
@@ -325,13 +326,13 @@ def test_access_log_has_one_line_per_request(layer, app, start_interface):
     conn.close()
     log = interface.wait_for_log('"GET /logged" 404 4', source="access")
     assert log.count("/logged") == 1
-    line = log.splitlines()[0]
+    [line] = [line for line in log.splitlines() if "/logged" in line]  # the log is shared
     assert line.startswith("127.0.0.1:") and " - - [" in line
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
-def test_curl_upload_with_expect_100_continue(layer, app, start_interface, tmp_path):
-    interface = start_interface(layer)
+def test_curl_upload_with_expect_100_continue(served, tmp_path):
+    interface, app = served
     upload = tmp_path / "upload.bin"
     upload.write_bytes(b"z" * 1_500_000)
     curl = subprocess.Popen(

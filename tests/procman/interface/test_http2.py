@@ -9,6 +9,7 @@ import socket
 import ssl
 import subprocess
 import time
+from typing import Any, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import h2.config
@@ -19,6 +20,8 @@ import trustme
 from h2.errors import ErrorCodes
 from websockets.sync.client import connect
 
+from tests.procman.interface.conftest import Application, SharedInterface, shared_interface
+
 CURL = shutil.which("curl")
 needs_curl = pytest.mark.skipif(CURL is None, reason="curl not installed (apt-get install curl)")
 
@@ -28,17 +31,39 @@ def ca():
     return trustme.CA()
 
 
-@pytest.fixture
-def tls_files(ca, tmp_path):
-    """(certfile, keyfile, CA file) for 127.0.0.1/localhost, signed by the test CA."""
+def _write_tls_files(ca, directory):
     cert = ca.issue_cert("127.0.0.1", "localhost")
-    certfile, keyfile, cafile = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    certfile, keyfile, cafile = directory / "cert.pem", directory / "key.pem", directory / "ca.pem"
     cert.cert_chain_pems[0].write_to_path(certfile)
     for extra in cert.cert_chain_pems[1:]:
         extra.write_to_path(certfile, append=True)
     cert.private_key_pem.write_to_path(keyfile)
     ca.cert_pem.write_to_path(cafile)
     return certfile, keyfile, cafile
+
+
+@pytest.fixture
+def tls_files(ca, tmp_path):
+    """(certfile, keyfile, CA file) for 127.0.0.1/localhost, signed by the test CA."""
+    return _write_tls_files(ca, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def _shared_https(ca, tmp_path_factory) -> Iterator[tuple[SharedInterface, tuple]]:
+    files = _write_tls_files(ca, tmp_path_factory.mktemp("h2_tls"))
+    with shared_interface(tmp_path_factory, "--certfile", str(files[0]), "--keyfile", str(files[1])) as served:
+        yield served, files
+
+
+@pytest.fixture
+def served_https(_shared_https) -> Iterator[tuple[Any, Application, tuple]]:
+    """``(interface, app, tls_files)``: one TLS interface process with default options for the
+    tests that only make requests on connections of their own. Sharing is safe: no test using it
+    signals or stops the process, each receives and answers what it sent before it ends, and the
+    layer's channels are drained around each test (a failing test leaves nothing for the next)."""
+    served, files = _shared_https
+    with served.for_test() as (interface, app):
+        yield interface, app, files
 
 
 @pytest.fixture
@@ -76,24 +101,25 @@ def _finish(curl: subprocess.Popen) -> tuple[str, str]:
     [([], "2", "2"), (["--http2"], "2", "2"), (["--http1.1"], "1.1", "1.1")],
     ids=["default", "http2", "http1.1"],
 )
-def test_curl_negotiates_by_alpn(https, app, curl_args, version, asgi_version):
-    interface = https()
-    curl = _curl(interface.port, "/neg?x=1", "-H", "Cookie: a=1; b=2", *curl_args)
+def test_curl_negotiates_by_alpn(served_https, curl_args, version, asgi_version):
+    interface, app, _ = served_https
+    path = "/neg" + "".join(curl_args).replace("--", "-")  # the access log is shared: a path per case
+    curl = _curl(interface.port, f"{path}?x=1", "-H", "Cookie: a=1; b=2", *curl_args)
     request = app.request(timeout=20)
     assert request["http_version"] == asgi_version
     assert (request["scheme"], request["method"], request["path"], request["query_string"]) == (
-        "https", "GET", "/neg", b"x=1")
+        "https", "GET", path, b"x=1")
     headers = dict((bytes(name), bytes(value)) for name, value in request["headers"])
     assert headers[b"host"] == f"127.0.0.1:{interface.port}".encode()
     assert headers[b"cookie"] == b"a=1; b=2"
     app.respond(request, content=b"negotiated", headers=[[b"X-Test", b"yes"]])
     assert _finish(curl) == ("negotiated", version)
-    interface.wait_for_log('"GET /neg" 200', source="access")
+    interface.wait_for_log(f'"GET {path}" 200', source="access")
 
 
 @needs_curl
-def test_post_body_over_http2_uses_the_body_channel_with_flow_control(https, app, tmp_path):
-    interface = https()
+def test_post_body_over_http2_uses_the_body_channel_with_flow_control(served_https, tmp_path):
+    interface, app, _ = served_https
     body = bytes(range(256)) * 3000  # 768000 bytes: several body chunks, many flow-control windows
     upload = tmp_path / "upload.bin"
     upload.write_bytes(body)
@@ -114,8 +140,8 @@ def test_post_body_over_http2_uses_the_body_channel_with_flow_control(https, app
 
 
 @needs_curl
-def test_streamed_response_over_http2(https, app):
-    interface = https()
+def test_streamed_response_over_http2(served_https):
+    interface, app, _ = served_https
     curl = _curl(interface.port, "/stream", "--http2")
     request = app.request(timeout=20)
     app.send(request["reply_channel"], {"status": 200, "headers": [], "content": b"one,", "more_content": True})
@@ -134,8 +160,8 @@ def test_body_over_the_limit_gets_413_on_its_stream(https, app):
     app.receive_nothing("http.request")
 
 
-def test_wss_on_the_same_port(https, app, tls_files):
-    interface = https()
+def test_wss_on_the_same_port(served_https):
+    interface, app, tls_files = served_https
     context = ssl.create_default_context(cafile=str(tls_files[2]))
     with ThreadPoolExecutor(max_workers=1) as pool:
         future = pool.submit(connect, f"wss://127.0.0.1:{interface.port}/ws", ssl=context, open_timeout=20)
@@ -188,8 +214,8 @@ class H2Client:
         raise AssertionError(f"no matching event within {timeout}s: {seen}")
 
 
-def test_cookie_fields_are_joined_and_the_stream_answered(https, app, tls_files):
-    interface = https()
+def test_cookie_fields_are_joined_and_the_stream_answered(served_https):
+    interface, app, tls_files = served_https
     client = H2Client(interface.port, str(tls_files[2]))
     cookies = [("cookie", "a=1"), ("cookie", "b=2")]  # HTTP/2 clients send crumbs (RFC 9113 8.2.3)
     client.conn.send_headers(1, client.request_headers("/crumbs", cookies), end_stream=True)

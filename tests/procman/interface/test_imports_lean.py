@@ -38,7 +38,7 @@ needs_openssl_cli = pytest.mark.skipif(shutil.which("openssl") is None, reason="
 _RECORDER = """\
 import json, os, signal, sys
 
-from procman.interface.cli import main
+from procman.interface.cli import exit_now, main
 
 
 def record(server):
@@ -48,7 +48,7 @@ def record(server):
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-sys.exit(main(sys.argv[1:], on_serving=record))
+exit_now(main(sys.argv[1:], on_serving=record))  # as python -m procman.interface leaves
 """
 
 

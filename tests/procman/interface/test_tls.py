@@ -8,18 +8,22 @@ import shutil
 import ssl
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Iterator
 
 import pytest
 from websockets.sync.client import connect
 
-from tests.procman.interface.conftest import read_http_response
+from tests.procman.interface.conftest import Application, SharedInterface, read_http_response, shared_interface
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not installed")
 
 
-@pytest.fixture
-def certificate(tmp_path):
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    """One self-signed RSA key and certificate for the module: the tests only read the two files
+    (the one that needs a broken certificate writes its own copy), so sharing them is safe."""
+    directory = tmp_path_factory.mktemp("tls")
+    key, cert = directory / "key.pem", directory / "cert.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
          "-out", str(cert), "-days", "1", "-subj", "/CN=localhost"],
@@ -30,11 +34,28 @@ def certificate(tmp_path):
     return key, cert
 
 
-def test_https_and_wss(layer, app, start_interface, certificate):
+@pytest.fixture(scope="module")
+def _shared_tls(certificate, tmp_path_factory) -> Iterator[SharedInterface]:
     key, cert = certificate
-    interface = start_interface(
-        layer, "-e", f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}", listen=None
-    )
+    with shared_interface(
+        tmp_path_factory, "-e", f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}", listen=None
+    ) as served:
+        yield served
+
+
+@pytest.fixture
+def served_tls(_shared_tls: SharedInterface) -> Iterator[tuple[Any, Application]]:
+    """``(interface, app)``: one process serving an ``ssl:`` endpoint with the module's
+    certificate, for the tests that only make requests on connections of their own. Sharing is
+    safe: no test using it signals or stops the process, each reads the messages of its own
+    connections, and the layer's channels are drained around each test."""
+    with _shared_tls.for_test() as pair:
+        yield pair
+
+
+def test_https_and_wss(served_tls, certificate):
+    key, cert = certificate
+    interface, app = served_tls
     context = ssl.create_default_context(cafile=str(cert))
     context.check_hostname = False
     conn = http.client.HTTPSConnection("127.0.0.1", interface.port, timeout=20, context=context)
@@ -65,13 +86,7 @@ def test_https_and_wss(layer, app, start_interface, certificate):
         ws = future.result(timeout=20)
     assert ws.recv(timeout=10) == "tls frame"
     ws.close()
-    assert app.receive("websocket.disconnect")[1]["code"] == 1000
-
-
-def _serve_tls(layer, start_interface, key, cert):
-    return start_interface(
-        layer, "-e", f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}", listen=None
-    )
+    assert app.receive_from("websocket.disconnect", message["reply_channel"])["code"] == 1000
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
@@ -80,9 +95,8 @@ def _serve_tls(layer, start_interface, key, cert):
     [([], "h2", "2"), (["--http1.1"], "http/1.1", "1.1"), (["--http2"], "h2", "2")],
     ids=["default-alpn", "http1.1", "http2-offered"],
 )
-def test_curl_gets_the_protocol_it_offers_first(layer, app, start_interface, certificate, curl_args, alpn, version):
-    key, cert = certificate
-    interface = _serve_tls(layer, start_interface, key, cert)
+def test_curl_gets_the_protocol_it_offers_first(served_tls, curl_args, alpn, version):
+    interface, app = served_tls
     curl = subprocess.Popen(
         ["curl", "-sk", "-v", "-m", "20", *curl_args, f"https://127.0.0.1:{interface.port}/alpn"],
         stdout=subprocess.PIPE,
@@ -102,9 +116,9 @@ def test_curl_gets_the_protocol_it_offers_first(layer, app, start_interface, cer
     assert f"ALPN: server accepted {alpn}" in err
 
 
-def test_python_ssl_offering_http11_by_alpn_negotiates_it(layer, app, start_interface, certificate):
-    key, cert = certificate
-    interface = _serve_tls(layer, start_interface, key, cert)
+def test_python_ssl_offering_http11_by_alpn_negotiates_it(served_tls, certificate):
+    _, cert = certificate
+    interface, app = served_tls
     context = ssl.create_default_context(cafile=str(cert))
     context.check_hostname = False
     context.set_alpn_protocols(["http/1.1"])

@@ -93,8 +93,8 @@ def test_connect_message_frames_order_and_single_disconnect(layer, app, start_in
         assert log.count(action) == 1, log
 
 
-def test_data_during_the_handshake_accepts_implicitly(layer, app, start_interface, pool):
-    interface = start_interface(layer)
+def test_data_during_the_handshake_accepts_implicitly(served, pool):
+    interface, app = served
     future = open_ws(pool, interface)
     _, message = app.receive("websocket.connect")
     app.send(message["reply_channel"], {"text": "welcome"})
@@ -103,8 +103,9 @@ def test_data_during_the_handshake_accepts_implicitly(layer, app, start_interfac
     ws.close()
 
 
-def test_open_socket_replies(layer, app, start_interface, pool):
-    interface = start_interface(layer)
+def test_open_socket_replies(served, pool):
+    interface, app = served
+    logged_before = len(interface.stderr)  # the process's stderr is shared with other tests
     ws, message = connect_accepted(pool, interface, app)
     channel = message["reply_channel"]
     app.send(channel, {"accept": True})  # ignored once open
@@ -112,11 +113,11 @@ def test_open_socket_replies(layer, app, start_interface, pool):
     app.send(channel, {"text": "a", "unknown": 1})  # unknown key: dropped, logged
     app.send(channel, {"text": "kept"})
     assert ws.recv(timeout=10) == "kept"
-    assert "both 'text' and 'bytes'" in interface.stderr
-    assert "unknown keys" in interface.stderr
+    assert "both 'text' and 'bytes'" in interface.stderr[logged_before:]
+    assert "unknown keys" in interface.stderr[logged_before:]
     app.send(channel, {"close": True})
     assert close_code(ws) == 1000
-    _, disconnect = app.receive("websocket.disconnect")
+    disconnect = app.receive_from("websocket.disconnect", channel)
     assert disconnect["code"] == 1000
 
 
@@ -217,8 +218,8 @@ def test_ping_is_answered_by_a_live_client(layer, app, start_interface, pool):
     ws.close()
 
 
-def test_frames_sent_with_the_handshake_wait_for_the_accept(layer, app, start_interface):
-    interface = start_interface(layer)
+def test_frames_sent_with_the_handshake_wait_for_the_accept(served):
+    interface, app = served
     sock = _raw_handshake(interface)
     masked = bytes(b ^ m for b, m in zip(b"early", b"\x01\x02\x03\x04\x01"))
     sock.sendall(b"\x81\x85\x01\x02\x03\x04" + masked)  # a text frame before the 101
