@@ -57,6 +57,8 @@ import sys
 import time
 from typing import Any, Callable
 
+from asgi_ipc.stop_signals import leave
+
 from . import exitcodes
 
 __all__ = ["ForkServer", "ForkedProcess", "set_child_subreaper", "main"]
@@ -400,12 +402,7 @@ def _become_worker(sock: socket.socket, request: dict[str, Any], out_w: int, bea
 
         traceback.print_exc()
     finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:  # noqa: BLE001 - nothing more to do on the way out
-                pass
-        os._exit(code)
+        leave(code, run_atexit=False)  # the atexit handlers are the zygote's
 
 
 def serve(sock: socket.socket) -> int:

@@ -1,5 +1,6 @@
 """``python -m procman.interface LAYER ...`` (same as ``procman interface``)."""
 
-from procman.interface.cli import exit_now, main
+from asgi_ipc.stop_signals import leave
+from procman.interface.cli import main
 
-exit_now(main())
+leave(main())  # without the interpreter's module teardown (see leave)

@@ -10,11 +10,9 @@ never leaves a segment behind in ``/dev/shm``.
 from __future__ import annotations
 
 import argparse
-import atexit
 import logging
-import os
 import sys
-from typing import TYPE_CHECKING, Any, Callable, NoReturn
+from typing import TYPE_CHECKING, Any, Callable
 
 from procman.interface.exitcodes import EXIT_CONFIG
 from procman.interface.options import ServerOptions, add_arguments, options_from_namespace, parse_size
@@ -23,7 +21,7 @@ from procman.interface.lean_imports import AUTOBAHN_EXTRAS, TLS_MODULES, endpoin
 if TYPE_CHECKING:
     from procman.interface.server import InterfaceServer
 
-__all__ = ["EXIT_CONFIG", "build_parser", "endpoint_strings", "exit_now", "main", "parse_bind", "parse_size"]
+__all__ = ["EXIT_CONFIG", "build_parser", "endpoint_strings", "main", "parse_bind", "parse_size"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,25 +169,6 @@ def _open_access_log(args: argparse.Namespace) -> Any:
     if args.access_log:
         return AccessLog(open(args.access_log, "a", buffering=1, encoding="utf-8"))  # noqa: SIM115
     return None
-
-
-def exit_now(code: int) -> NoReturn:
-    """Leave the process with ``code`` once :func:`main` has returned, skipping the interpreter's
-    teardown of its modules.
-
-    The ``atexit`` handlers still run (logging's flush, :mod:`asgi_ipc`'s close of any layer left
-    open, the project's own) and stdout/stderr are flushed; what is skipped is only the collection
-    of Twisted's and Autobahn's module objects, which took 0.2-0.5 s of CPU after every stop and
-    delayed the exit a supervisor or a test waits for. A worker forked by the supervisor's fork
-    server already leaves with ``os._exit``.
-    """
-    atexit._run_exitfuncs()  # the documented atexit behaviour, run now instead of at finalization
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:  # noqa: BLE001 - nothing more to do on the way out
-            pass
-    os._exit(code)
 
 
 def main(argv: list[str] | None = None, on_serving: Callable[[InterfaceServer], None] | None = None) -> int:

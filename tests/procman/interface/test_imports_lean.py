@@ -38,7 +38,8 @@ needs_openssl_cli = pytest.mark.skipif(shutil.which("openssl") is None, reason="
 _RECORDER = """\
 import json, os, signal, sys
 
-from procman.interface.cli import exit_now, main
+from asgi_ipc.stop_signals import leave
+from procman.interface.cli import main
 
 
 def record(server):
@@ -48,7 +49,7 @@ def record(server):
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-exit_now(main(sys.argv[1:], on_serving=record))  # as python -m procman.interface leaves
+leave(main(sys.argv[1:], on_serving=record))  # as python -m procman.interface leaves
 """
 
 
