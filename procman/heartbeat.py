@@ -187,11 +187,14 @@ def _parse(line: str) -> HeartbeatEvent | None:
     return None
 
 
-def exit_with_parent(sig: int = signal.SIGTERM) -> None:
+def exit_with_parent(sig: int = signal.SIGTERM, parent: int | None = None) -> None:
     """Ask Linux to send ``sig`` to this process when its parent dies (``PR_SET_PDEATHSIG``).
 
     A supervisor killed with SIGKILL cannot stop its children; this makes them stop anyway.
-    The expected parent is ``PROCMAN_SUPERVISOR_PID``; if it is already gone, ``sig`` is sent now.
+    ``parent`` is the pid of the expected parent (default: ``PROCMAN_SUPERVISOR_PID`` from the
+    environment, if set); if this process's parent is already another one, ``sig`` is sent now.
+    The kernel signals when the parent's *thread* that started this process ends, so a parent
+    must start such children from a thread that lives as long as it does (its main thread).
     Silently does nothing where ``prctl`` is unavailable.
     """
     try:
@@ -199,7 +202,9 @@ def exit_with_parent(sig: int = signal.SIGTERM) -> None:
         libc.prctl(1, int(sig), 0, 0, 0)  # PR_SET_PDEATHSIG == 1
     except (OSError, AttributeError):
         return
-    expected = os.environ.get(ENV_SUPERVISOR_PID)
-    if expected and expected.isdigit() and os.getppid() != int(expected):
-        # The supervisor died before prctl took effect.
+    if parent is None:
+        expected = os.environ.get(ENV_SUPERVISOR_PID)
+        parent = int(expected) if expected and expected.isdigit() else None
+    if parent is not None and os.getppid() != parent:
+        # The parent died before prctl took effect.
         os.kill(os.getpid(), sig)

@@ -134,8 +134,13 @@ def foreign_file():
 
 
 def segment_record(report: dict, prefix: str) -> dict:
-    [record] = [s for s in report["segments"] if s["prefix"] == prefix]
-    return record
+    """The survey's one record of ``prefix``; fails saying whether the file still exists (a
+    segment missing from a survey was removed by something else: a doctor ``--clean`` without
+    ``--prefix`` running in parallel sweeps every stale or invalid segment of the machine)."""
+    records = [s for s in report["segments"] if s["prefix"] == prefix]
+    assert len(records) == 1, (f"{len(records)} records of {prefix!r} in the survey; "
+                               f"{shm_path(prefix)} exists: {shm_path(prefix).exists()}")
+    return records[0]
 
 
 # ===== stats =====================================================================================
@@ -342,7 +347,7 @@ def test_doctor_reports_foreign_file_invalid_and_clean_removes_it(foreign_file):
     assert record["problems"] is None  # never attached to
 
     report = run_json("doctor", "--clean", "--prefix", foreign_file)
-    assert report["removed"] == [NAME_PREFIX + foreign_file]
+    assert report["removed"] == [NAME_PREFIX + foreign_file], segment_record(report, foreign_file)
     assert not shm_path(foreign_file).exists()
 
 

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from asgi_ipc.segment import inspect, is_alive
 from tests.children import end_with_parent
 
 from .conftest import REPO, Processes, process_env, unique_prefix, wait_for
@@ -233,11 +234,31 @@ def test_restarts_after_sigkill_over_the_stale_segment(runservers, db_file):
     assert second.segments() == []
 
 
+def test_the_site_stops_cleanly_when_the_reloaders_process_is_killed(runservers, db_file):
+    """SIGKILL to the autoreloader's parent alone (a crashed script or IDE that started it): its
+    child - the site, the segment's creator - gets the parent-death signal and stops as on
+    SIGTERM, stopping its interface server and removing its segment."""
+    server = runservers(db_file, ECHO)
+    server.wait_serving()
+    [name] = server.segments()
+    info = inspect(name)
+    site = info.creator_pid
+    assert site != server.proc.pid and is_alive(site)  # the reloader's child made the segment
+    assert http_request(server.port, "GET", "/hello/")[:3:2] == (200, b"hello")
+    mappers = set(info.attached_pids) - {site}  # the interface server
+    assert mappers
+    os.kill(server.proc.pid, signal.SIGKILL)  # the parent only, not its process group
+    server.proc.wait(10)
+    wait_for(lambda: not server.segments(), timeout=30, interval=0.1)
+    wait_for(lambda: not any(is_alive(pid) for pid in {site, *mappers}), timeout=30, interval=0.1)
+    assert "graceful stop" in server.text()  # its interface server was stopped, not killed
+
+
 def test_an_unknown_layer_alias_is_refused_with_the_one_readers_message(db_file):
     result = subprocess.run(
         [sys.executable, "-m", "django", "runserver", "127.0.0.1:0", "--noreload", "--layer", "nope"],
         cwd=REPO, env=process_env(unique_prefix(), ECHO, db_file, debug=True), capture_output=True, text=True,
-        timeout=60, preexec_fn=end_with_parent,
+        timeout=60, preexec_fn=end_with_parent(),
     )
     assert result.returncode != 0
     assert "CHANNEL_LAYERS has no 'nope' entry (defined: 'default'" in result.stderr, result.stderr[-2000:]

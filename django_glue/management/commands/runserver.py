@@ -7,8 +7,9 @@ layer's segment (``CHANNEL_LAYERS[--layer]``, ``CONFIG``), starts an interface s
 autoreloader restarts all of it when a Python file changes. Static files are served as Django's
 own ``runserver`` serves them (``django.contrib.staticfiles`` installed, and ``DEBUG`` or
 ``--insecure``; never with ``--nostatic``). Ctrl-C stops the interface server and the workers and
-removes the segment. ``--noasgi``, or no ``CHANNEL_LAYERS`` at all, runs Django's plain WSGI
-server instead.
+removes the segment; so does the autoreloader's child when the reloader's process dies, even by
+SIGKILL (the kernel sends it SIGTERM). ``--noasgi``, or no ``CHANNEL_LAYERS`` at all, runs
+Django's plain WSGI server instead.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from django.db import connections
 from django.utils import autoreload
 
 from asgi_ipc import SegmentExists, segment
+from procman.heartbeat import exit_with_parent
 
 from ...asgi import DEFAULT_CHANNEL_LAYER, backend_parameters, build_layer, channel_layers, layer_settings
 from ...local_site import LocalSite
@@ -71,6 +73,11 @@ class Command(DjangoRunserver):
         """
         if options["use_reloader"] and os.environ.get(autoreload.DJANGO_AUTORELOAD_ENV) != "true":
             sys.exit(restart_with_reloader())
+        reloader = os.environ.get(RELOADER_PID_ENV, "")
+        if options["use_reloader"] and reloader.isdigit():
+            # The reloader's child: stop cleanly (Django's SIGTERM handler exits, the atexit
+            # handler removes the segment) when the reloader dies, even by SIGKILL.
+            exit_with_parent(signal.SIGTERM, parent=int(reloader))
         super().run(**options)
 
     def inner_run(self, *args: Any, **options: Any) -> None:
@@ -229,6 +236,8 @@ class Command(DjangoRunserver):
         return handler
 
 
+#: Environment variable holding the reloader's pid, for its child (the site) to stop with it.
+RELOADER_PID_ENV = "DJANGO_GLUE_RELOADER_PID"
 #: Seconds the reloader's parent waits for its child to clean up after Ctrl-C or SIGTERM.
 CHILD_STOP_TIMEOUT = 30.0
 
@@ -236,11 +245,13 @@ CHILD_STOP_TIMEOUT = 30.0
 def restart_with_reloader() -> int:
     """Run this command in a child process, again each time it exits with 3 (a reload).
 
-    Django's own loop, with one difference: on Ctrl-C (which the child got too) or SIGTERM
+    Django's own loop, with two differences: on Ctrl-C (which the child got too) or SIGTERM
     (passed on to the child) the parent waits up to :data:`CHILD_STOP_TIMEOUT` for the child
-    before killing it.
+    before killing it; and the child gets SIGTERM when this process dies, however it dies
+    (:data:`RELOADER_PID_ENV`, :func:`procman.heartbeat.exit_with_parent`). Called from the main
+    thread, which the kernel's parent-death signal is tied to.
     """
-    environ = {**os.environ, autoreload.DJANGO_AUTORELOAD_ENV: "true"}
+    environ = {**os.environ, autoreload.DJANGO_AUTORELOAD_ENV: "true", RELOADER_PID_ENV: str(os.getpid())}
     arguments = autoreload.get_child_arguments()
     while True:
         child = subprocess.Popen(arguments, env=environ, close_fds=False)
