@@ -61,7 +61,7 @@ import threading
 import traceback
 from typing import Any, Callable, NoReturn
 
-__all__ = ["FAST_EXIT", "StopAction", "StopSignals", "decide", "describe", "exit_now", "leave", "STOP_SIGNALS"]
+__all__ = ["FAST_EXIT", "StopAction", "StopSignals", "decide", "describe", "exit_now", "leave", "stop_with_parent", "PARENT_PID_ENV", "STOP_SIGNALS"]
 
 #: Exit status of a fast stop that the process carries out with :func:`exit_now` (128 + SIGINT,
 #: what a shell reports for a process Ctrl-C ended). Each executable's exit-code table names it.
@@ -137,6 +137,32 @@ def exit_now(code: int = FAST_EXIT, reason: str = "") -> None:
     if reason:
         _write_stderr(f"{reason} (exit {code})")
     os._exit(code)
+
+
+#: Environment variable a process that starts ours may set to its pid: the started process calls
+#: :func:`stop_with_parent` with it (the interface server a ``runserver`` or live-server test starts).
+PARENT_PID_ENV = "ASGI_IPC_PARENT_PID"
+
+
+def stop_with_parent(sig: int = signal.SIGTERM, parent: int | None = None) -> None:
+    """Ask Linux to send ``sig`` to this process when its parent dies (``PR_SET_PDEATHSIG``).
+
+    A parent killed with SIGKILL cannot stop its children; this makes them stop anyway (``sig``
+    takes the process's graceful path, which removes what it created). ``parent`` is the pid of
+    the expected parent: if this process's parent is already another one (it died before the
+    ``prctl``), ``sig`` is sent now. The kernel signals when the parent's *thread* that started
+    this process ends, so a parent must start such children from a thread that lives as long as
+    it does (its main thread). Silently does nothing where ``prctl`` is unavailable.
+    """
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(sig), 0, 0, 0)  # PR_SET_PDEATHSIG == 1
+    except (OSError, AttributeError):
+        return
+    if parent is not None and os.getppid() != parent:
+        os.kill(os.getpid(), sig)
 
 
 def leave(code: int, *, run_atexit: bool = True) -> NoReturn:

@@ -22,6 +22,8 @@ from typing import IO, Any, Callable
 from django.conf import settings
 from django.db import connections
 
+from asgi_ipc.stop_signals import PARENT_PID_ENV
+
 from .interface_layer import ALIAS_ENV, PREFIX_ENV
 from .worker import Worker, wake_layer
 
@@ -107,6 +109,8 @@ class LocalSite:
             env[PREFIX_ENV] = self.test_prefix
         else:
             env.pop(PREFIX_ENV, None)
+        # The interface server stops (SIGTERM) when this process dies, however it dies.
+        env[PARENT_PID_ENV] = str(os.getpid())
         # The project's modules must import in the child exactly as here.
         env["PYTHONPATH"] = os.pathsep.join(p for p in [os.getcwd(), *sys.path] if p)
         command = [

@@ -17,7 +17,6 @@ returns ``False`` so the child can exit instead of lingering as an orphan.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import signal
@@ -188,23 +187,11 @@ def _parse(line: str) -> HeartbeatEvent | None:
 
 
 def exit_with_parent(sig: int = signal.SIGTERM, parent: int | None = None) -> None:
-    """Ask Linux to send ``sig`` to this process when its parent dies (``PR_SET_PDEATHSIG``).
+    """:func:`asgi_ipc.stop_signals.stop_with_parent` for a child of the supervisor: the expected
+    parent defaults to ``PROCMAN_SUPERVISOR_PID`` from the environment (if set)."""
+    from asgi_ipc.stop_signals import stop_with_parent
 
-    A supervisor killed with SIGKILL cannot stop its children; this makes them stop anyway.
-    ``parent`` is the pid of the expected parent (default: ``PROCMAN_SUPERVISOR_PID`` from the
-    environment, if set); if this process's parent is already another one, ``sig`` is sent now.
-    The kernel signals when the parent's *thread* that started this process ends, so a parent
-    must start such children from a thread that lives as long as it does (its main thread).
-    Silently does nothing where ``prctl`` is unavailable.
-    """
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(sig), 0, 0, 0)  # PR_SET_PDEATHSIG == 1
-    except (OSError, AttributeError):
-        return
     if parent is None:
         expected = os.environ.get(ENV_SUPERVISOR_PID)
         parent = int(expected) if expected and expected.isdigit() else None
-    if parent is not None and os.getppid() != parent:
-        # The parent died before prctl took effect.
-        os.kill(os.getpid(), sig)
+    stop_with_parent(sig, parent)

@@ -254,6 +254,23 @@ def test_the_site_stops_cleanly_when_the_reloaders_process_is_killed(runservers,
     assert "graceful stop" in server.text()  # its interface server was stopped, not killed
 
 
+def test_a_killed_site_process_takes_its_interface_server_with_it(runservers, db_file):
+    """SIGKILL to the site's own process (``--noreload``: the one process that started the
+    interface server): the interface server gets the parent-death signal and stops instead of
+    serving on for a site that is gone (it was found still mapping the segment 5 s later)."""
+    server = runservers(db_file, ECHO, "--noreload")
+    server.wait_serving()
+    [name] = server.segments()
+    info = inspect(name)
+    assert info.creator_pid == server.proc.pid
+    interface = set(info.attached_pids) - {server.proc.pid}
+    assert interface
+    os.kill(server.proc.pid, signal.SIGKILL)  # the site process only, not its process group
+    server.proc.wait(10)
+    wait_for(lambda: not any(is_alive(pid) for pid in interface), timeout=30, interval=0.1)
+    assert "graceful stop" in server.text()  # it stopped on its SIGTERM, not by a kill
+
+
 def test_an_unknown_layer_alias_is_refused_with_the_one_readers_message(db_file):
     result = subprocess.run(
         [sys.executable, "-m", "django", "runserver", "127.0.0.1:0", "--noreload", "--layer", "nope"],

@@ -33,7 +33,7 @@ from django.db import connections
 from django.utils import autoreload
 
 from asgi_ipc import SegmentExists, segment
-from procman.heartbeat import exit_with_parent
+from asgi_ipc.stop_signals import stop_with_parent
 
 from ...asgi import DEFAULT_CHANNEL_LAYER, backend_parameters, build_layer, channel_layers, layer_settings
 from ...local_site import LocalSite
@@ -77,7 +77,7 @@ class Command(DjangoRunserver):
         if options["use_reloader"] and reloader.isdigit():
             # The reloader's child: stop cleanly (Django's SIGTERM handler exits, the atexit
             # handler removes the segment) when the reloader dies, even by SIGKILL.
-            exit_with_parent(signal.SIGTERM, parent=int(reloader))
+            stop_with_parent(signal.SIGTERM, parent=int(reloader))
         super().run(**options)
 
     def inner_run(self, *args: Any, **options: Any) -> None:
@@ -248,7 +248,7 @@ def restart_with_reloader() -> int:
     Django's own loop, with two differences: on Ctrl-C (which the child got too) or SIGTERM
     (passed on to the child) the parent waits up to :data:`CHILD_STOP_TIMEOUT` for the child
     before killing it; and the child gets SIGTERM when this process dies, however it dies
-    (:data:`RELOADER_PID_ENV`, :func:`procman.heartbeat.exit_with_parent`). Called from the main
+    (:data:`RELOADER_PID_ENV`, :func:`asgi_ipc.stop_signals.stop_with_parent`). Called from the main
     thread, which the kernel's parent-death signal is tied to.
     """
     environ = {**os.environ, autoreload.DJANGO_AUTORELOAD_ENV: "true", RELOADER_PID_ENV: str(os.getpid())}
