@@ -142,6 +142,16 @@ def _add_target_flags(parser: argparse.ArgumentParser) -> None:
                         help="which site (its layer prefix); needed only when several run")
 
 
+def _prefix(text: str) -> str:
+    """A ``--name`` that can name a layer (the one rule: :func:`asgi_ipc.segment.validate_prefix`)."""
+    from asgi_ipc.segment import validate_prefix
+
+    try:
+        return validate_prefix(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 class _VersionAction(argparse.Action):
     """``--version``: print ``procman VERSION`` and exit (the version is looked up only then)."""
 
@@ -185,6 +195,8 @@ def build_parser(interface: bool = True) -> argparse.ArgumentParser:
     doctor.add_argument("--settings", help="Django settings module to try importing")
     doctor.add_argument("--bind", "-b", action="append", metavar="ADDRESS", help="address to check (repeatable)")
     doctor.add_argument("--clean", action="store_true", help="remove stale segments left by dead sites")
+    doctor.add_argument("--name", action="append", metavar="PREFIX", type=_prefix,
+                        help="only this site (its layer prefix): its segment and control socket; repeatable")
     doctor.add_argument("--json", action="store_true", help="print the findings as JSON")
     export = sub.add_parser("export", help="write deployment files")
     export_sub = export.add_subparsers(dest="format", metavar="FORMAT")
@@ -236,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "doctor":
             from .doctor import run_doctor
 
-            return run_doctor(args.settings, args.bind or [], clean=args.clean, as_json=args.json)
+            return run_doctor(args.settings, args.bind or [], clean=args.clean, as_json=args.json,
+                              prefixes=args.name)
         if args.command == "export":
             return _cmd_export(args)
     except control.ControlError as exc:

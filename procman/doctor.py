@@ -23,7 +23,7 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from . import control
 
@@ -258,14 +258,17 @@ def check_settings(settings: str | None, directory: Path) -> tuple[list[Finding]
     return findings, project.prefix
 
 
-def check_control_sockets(clean: bool = False) -> list[Finding]:
-    """Control sockets of running sites; dead ones are removed by ``clean``."""
+def check_control_sockets(clean: bool = False, prefixes: Sequence[str] | None = None) -> list[Finding]:
+    """Control sockets of running sites; dead ones are removed by ``clean``. ``prefixes`` limits
+    it to those sites' sockets."""
     findings = []
     try:
         sockets = control.list_sockets()
     except control.ControlError as exc:
         return [Finding("control", "fail", str(exc))]
     for path in sockets:
+        if prefixes and path.stem not in prefixes:
+            continue
         if control.is_live(path):
             findings.append(Finding("control", "ok", f"site {path.stem!r} is running ({path})"))
         elif clean:
@@ -277,15 +280,16 @@ def check_control_sockets(clean: bool = False) -> list[Finding]:
 
 
 def run_doctor(settings: str | None, binds: list[str], clean: bool = False, as_json: bool = False,
-               directory: Path | None = None) -> int:
-    """Run every check, print the findings, return 1 if any failed else 0."""
+               directory: Path | None = None, prefixes: Sequence[str] | None = None) -> int:
+    """Run every check, print the findings, return 1 if any failed else 0. ``prefixes`` limits the
+    segment and control-socket checks (and ``clean``) to those sites; default: every one."""
     from asgi_ipc.diagnostics import survey
 
     directory = directory or Path.cwd()
-    data = survey(clean=clean)
+    data = survey(prefixes, clean=clean)
     findings = check_machine(data)
     findings += check_segments(data)
-    findings += check_control_sockets(clean)
+    findings += check_control_sockets(clean, prefixes)
     settings_findings, prefix = check_settings(settings, directory)
     findings += settings_findings
     if not binds:

@@ -37,7 +37,9 @@ def test_doctor_finds_and_cleans_a_stale_segment(tmp_path):
         assert f"WARN segments   asgi_ipc.{prefix}" in report.stdout and "stale: creator pid" in report.stdout
         assert "ok   settings   hellosite.settings imports; layer prefix" in report.stdout
         assert report.returncode == 0
-        cleaned = run_cli("doctor", "--clean")
+        # Only this test's site: a bare --clean would also remove other tests' stale segments
+        # (other xdist workers leave some on purpose, for their own doctor checks).
+        cleaned = run_cli("doctor", "--clean", "--name", prefix)
         assert f"asgi_ipc.{prefix}" in cleaned.stdout and "removed (stale" in cleaned.stdout
         assert not os.path.exists(path)
     finally:
