@@ -18,13 +18,9 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import control, exitcodes
-
-if TYPE_CHECKING:
-    from .config import RunConfig
-    from .logstream import LogStream
 
 __all__ = ["main", "build_parser", "run_flag_actions"]
 
@@ -284,34 +280,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     warning = proxy_headers_warning(config)
     if warning:
         log.info(f"warning: {warning}")
-    _warn_about_migrations(config, directory, log)
     try:
         code = run_site(config, directory, log, banner=banner)
     except SiteError as exc:
         return _error(str(exc), exc.exit_code)
     log.info(f"stopped ({exitcodes.describe(code)})")
     return code
-
-
-def _warn_about_migrations(config: RunConfig, directory: Path, log: LogStream) -> None:
-    """Like ``runserver``: say so if migrations are not applied. Checked in a child process (the
-    supervisor never sets Django up) from a thread, so start-up does not wait for it."""
-    import threading
-
-    from .doctor import check_project, migration_warning
-    from .project import ProjectError, find_settings_module
-
-    try:
-        module = find_settings_module(config.settings, directory)
-    except ProjectError:
-        return  # run_site reports it
-
-    def check() -> None:
-        warning = migration_warning(check_project(module, directory))
-        if warning:
-            log.info(f"warning: {warning}")
-
-    threading.Thread(target=check, name="migration-check", daemon=True).start()
 
 
 def _target(args: argparse.Namespace) -> Path:

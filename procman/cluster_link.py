@@ -31,7 +31,6 @@ a cancelled receive). While Redis is away a loop may still be inside a connectio
 from __future__ import annotations
 
 import argparse
-import asyncio
 import collections
 import functools
 import json
@@ -42,9 +41,12 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from . import exitcodes
+
+if TYPE_CHECKING:  # asyncio (and the ssl it loads) only in the link process, not every supervisor
+    import asyncio
 
 __all__ = ["LinkStatistics", "ClusterLink", "status_path", "read_status", "link_role", "site_env", "relay_layer",
            "main"]
@@ -321,6 +323,8 @@ class ClusterLink:
     def shared_in(self) -> None:
         # The pops wait on an event loop of this thread's own, so a stop can cancel them
         # (``receive_async`` is cancel-safe: a message popped for it goes back to its list).
+        import asyncio
+
         loop = asyncio.new_event_loop()
         self.shared_in_loop = loop
         try:
@@ -363,6 +367,8 @@ class ClusterLink:
         """One blocking pop from the lists of ``room``, or ``(None, None)`` at its timeout or when
         a stop cancels it (:meth:`_cancel_pop`, run on this loop: either it finds the pop and
         cancels it, or it ran first and the pop sees ``stop`` set and never starts)."""
+        import asyncio
+
         if self.stop.is_set():
             return None, None
         self._pop = asyncio.ensure_future(self.lists.receive_async(room))

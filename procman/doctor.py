@@ -207,8 +207,9 @@ def _project_check_child(settings_module: str, alias: str, asgi: str | None = No
     from django.conf import settings
     from django.db import DEFAULT_DB_ALIAS, connections
 
-    engine = (settings.DATABASES.get(DEFAULT_DB_ALIAS) or {}).get("ENGINE", "")
-    if not engine or engine.endswith(".dummy"):
+    from .project import uses_database
+
+    if not uses_database(settings.DATABASES):
         return {"note": "no database configured"}
     try:
         from django.db.migrations.executor import MigrationExecutor

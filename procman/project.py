@@ -26,7 +26,7 @@ from typing import Any
 
 from asgi_ipc.layer_settings import DEFAULT_ALIAS, LayerSettingsError, read_layer
 
-__all__ = ["ProjectError", "Project", "find_settings_module", "load_project"]
+__all__ = ["ProjectError", "Project", "find_settings_module", "load_project", "uses_database"]
 
 _MANAGE_PY_SETTINGS = re.compile(r"""DJANGO_SETTINGS_MODULE['"]\s*,\s*['"]([\w.]+)['"]""")
 
@@ -140,6 +140,20 @@ def load_project(settings_module: str, directory: Path, alias: str = DEFAULT_ALI
     except LayerSettingsError as exc:
         raise ProjectError(str(exc)) from None
     return Project(settings_module, directory, alias, backend, spec.config)
+
+
+def uses_database(databases: Any) -> bool:
+    """Does a ``DATABASES`` setting configure a real database? Its ``default`` entry must name an
+    ``ENGINE`` other than Django's dummy backend (Django's own default, ``{}``, configures none).
+
+    The one rule for "no database configured": the project check reads it from Django's settings,
+    ``procman run`` from the settings module it already imported (so a site without a database
+    starts no migration check).
+    """
+    if not isinstance(databases, dict):
+        return True  # not ours to judge: let Django set up and say what is wrong
+    engine = (databases.get("default") or {}).get("ENGINE", "")
+    return bool(engine) and not engine.endswith(".dummy")
 
 
 def _user_traceback(exc: BaseException) -> str:

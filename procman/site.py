@@ -23,7 +23,7 @@ from .asgi3 import SharedLayer, build_asgi3_roles, require_channels4, uses_share
 from .config import ConfigError, RunConfig
 from .config import interface_argv as interface_options_argv
 from .logstream import LogStream
-from .project import Project, ProjectError, find_settings_module, load_project
+from .project import Project, ProjectError, find_settings_module, load_project, uses_database
 from .sockets import BindError, Listener, adopt_systemd, bind, close_all
 
 __all__ = ["SiteError", "run_site", "build_roles", "child_env", "delay_role", "STANDARD_CHANNELS"]
@@ -103,6 +103,28 @@ def delay_role(project: Project, env: dict[str, str]) -> Role:
     # No heartbeat: the server sleeps in the layer's receive, and a delay server that dies is
     # simply restarted (its pending messages are in the database).
     return Role("delay", argv, count=1, env=env, heartbeat=False, stop_order=1)
+
+
+def _warn_about_migrations(project: Project, log: LogStream) -> None:
+    """Like ``runserver``: say so if migrations are not applied. Checked in a child process (the
+    supervisor never sets Django up) from a thread, so start-up does not wait for it; a project
+    without a database has no migrations to apply and starts no child (half a second of CPU)."""
+    import importlib
+    import threading
+
+    from .doctor import check_project, migration_warning
+
+    if not uses_database(getattr(importlib.import_module(project.settings_module), "DATABASES", {})):
+        return
+
+    def check() -> None:
+        report = check_project(project.settings_module, project.directory, project.alias,
+                               asgi=project.asgi_application)
+        warning = migration_warning(report)
+        if warning:
+            log.info(f"warning: {warning}")
+
+    threading.Thread(target=check, name="migration-check", daemon=True).start()
 
 
 def _check_mode(config: RunConfig, project: Project) -> None:
@@ -214,6 +236,7 @@ def run_site(config: RunConfig, directory: Path, log: LogStream, banner: str = "
         _check_mode(config, project)
     except (ProjectError, ConfigError) as exc:
         raise SiteError(str(exc)) from None
+    _warn_about_migrations(project, log)
     try:
         listeners = _listeners(config, log)
     except BindError as exc:

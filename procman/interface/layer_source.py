@@ -51,7 +51,9 @@ def layer_from_reference(reference: str) -> Any:
 def layer_from_settings(settings_module: str, alias: str = DEFAULT_ALIAS) -> Any:
     """Build ``CHANNEL_LAYERS[alias]`` of a Django settings module (``BACKEND`` + ``CONFIG``).
 
-    Only the settings are read; Django apps are not set up (this process runs no Django code).
+    Only the settings module is imported, not ``django.conf`` (this process runs no Django code:
+    importing Django and asgiref would cost every interface process's boot a tenth of a second,
+    and Django's settings would also switch the process's time zone to ``TIME_ZONE``).
     The entry is judged by :func:`asgi_ipc.layer_settings.read_layer` (``ROUTING`` is not needed
     here) and the layer is attached, never created, unless ``CONFIG`` says ``create``
     (:meth:`~asgi_ipc.layer_settings.LayerSpec.attach_config`).
@@ -60,9 +62,7 @@ def layer_from_settings(settings_module: str, alias: str = DEFAULT_ALIAS) -> Any
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
-        from django.conf import settings  # noqa: PLC0415
-
-        layers = getattr(settings, "CHANNEL_LAYERS", None)
+        layers = getattr(importlib.import_module(settings_module), "CHANNEL_LAYERS", None)
     except ImportError as exc:
         raise LayerSourceError(f"cannot load settings {settings_module!r}: {exc}") from exc
     try:

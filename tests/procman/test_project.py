@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from asgi_ipc import IPCChannelLayer
-from procman.project import ProjectError, load_project
+from procman.project import ProjectError, load_project, uses_database
 
 
 @pytest.fixture
@@ -58,3 +58,17 @@ def test_the_supervisor_refuses_what_it_cannot_run_with_the_readers_message(proj
     with pytest.raises(ProjectError) as caught:
         load_project(module, project_dir)
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize("databases, expected", [
+    ({}, False),  # Django's default: no database, so `procman run` starts no migration check
+    ({"default": {}}, False),
+    ({"default": {"ENGINE": "django.db.backends.dummy"}}, False),
+    ({"other": {"ENGINE": "django.db.backends.sqlite3"}}, False),  # only the default is checked
+    ({"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": "db.sqlite3"}}, True),
+    ({"default": {"ENGINE": "django.db.backends.postgresql"}}, True),
+    ("not a dict", True),  # Django reports that when it sets up; the check must run to say so
+])
+def test_uses_database_is_the_one_no_database_rule(databases, expected):
+    assert uses_database(databases) is expected
+

@@ -1,5 +1,5 @@
 """The supervisor of ``procman run`` stays small: it never imports what only its children run
-(Twisted, Autobahn, h2, pyOpenSSL, Django) nor ``importlib.metadata`` unless ``--version`` asks.
+(Twisted, Autobahn, h2, pyOpenSSL, Django, asyncio) nor ``importlib.metadata`` unless ``--version`` asks.
 
 A real site (hellosite: supervisor, interface, worker) serves a request and stops with SIGTERM;
 the supervisor runs under a tiny wrapper that records its ``sys.modules`` when it exits, so
@@ -16,9 +16,10 @@ from procman import exitcodes
 
 from .procs import HELLOSITE, Supervised, http_get, python, remove_segment, unique_prefix
 
-#: Packages that only the children use, and ``--version``'s lookup.
+#: Packages that only the children use, and ``--version``'s lookup; asyncio (with ssl) is the
+#: cluster link's only.
 CHILDREN_ONLY = ("twisted", "autobahn", "txaio", "h2", "OpenSSL", "cryptography", "django",
-                 "procman.interface.server", "importlib.metadata")
+                 "procman.interface.server", "importlib.metadata", "asyncio", "ssl")
 
 _RECORDER = """\
 import atexit, json, sys

@@ -1,7 +1,7 @@
 """``procman.interface.layer_source.layer_from_settings``: the interface's reading of ``CHANNEL_LAYERS``.
 
-Each case runs in a fresh interpreter (Django's settings are configured once per process), as
-the interface server does. The rules are :mod:`asgi_ipc.layer_settings`'; here, what the
+Each case runs in a fresh interpreter, as the interface server does (which imports the settings
+module, never Django). The rules are :mod:`asgi_ipc.layer_settings`'; here, what the
 interface adds: ``ROUTING`` is not needed, the layer is attached unless ``CONFIG`` says
 ``create``, and a layer without segments (Redis) is built with its ``CONFIG`` unchanged.
 """
@@ -25,7 +25,8 @@ try:
 except LayerSourceError as exc:
     print(json.dumps({"error": str(exc)}))
 else:
-    print(json.dumps({"type": type(layer).__name__, "created": bool(getattr(layer, "owner", False))}))
+    print(json.dumps({"type": type(layer).__name__, "created": bool(getattr(layer, "owner", False)),
+                      "django": "django" in sys.modules}))
     close = getattr(layer, "close", None)
     if close:
         close()
@@ -52,7 +53,8 @@ def test_no_routing_is_needed_and_a_missing_segment_is_not_created(tmp_path, pre
 def test_an_explicit_create_in_config_is_kept(tmp_path, prefix):
     answer = probe(tmp_path, "ls_create", f"{{'default': {{'BACKEND': 'asgi_ipc.IPCChannelLayer', 'CONFIG': "
                                           f"{{'prefix': {prefix!r}, 'create': True, 'message_memory': 2**20, 'max_message_size': 65536}}}}}}")
-    assert answer == {"type": "IPCChannelLayer", "created": True}
+    # Only the settings module was imported: the interface process never loads Django.
+    assert answer == {"type": "IPCChannelLayer", "created": True, "django": False}
     assert not os.path.exists(f"/dev/shm/asgi_ipc.{prefix}")  # closed by its creator
 
 
