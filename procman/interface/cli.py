@@ -114,19 +114,36 @@ def endpoint_strings(args: argparse.Namespace, backlog: int = 2048) -> list[str]
     :raises argparse.ArgumentTypeError: a malformed --bind, or --bind together with --port.
     """
     endpoints = [_with_backlog(description, backlog) for description in args.endpoint]
+    address = tcp_address(args)
+    if address is not None:
+        endpoints.append(_tcp_endpoint(*address, backlog))
+    if args.unix_socket:
+        endpoints.append("unix:" + args.unix_socket.replace(":", "\\:") + f":backlog={backlog}")
+    return endpoints
+
+
+def _tcp_endpoint(host: str, port: int, backlog: int) -> str:
+    escaped = host.replace(":", "\\:")
+    return f"tcp:port={port}:interface={escaped}:backlog={backlog}"
+
+
+def tcp_address(args: argparse.Namespace) -> tuple[str, int] | None:
+    """The ``(host, port)`` of --bind or --port; ``127.0.0.1:8000`` when nowhere to listen is
+    given at all; None when only --unix-socket, -e or --fd are.
+
+    :raises argparse.ArgumentTypeError: a malformed --bind, or --bind together with --port.
+    """
     if args.bind is not None and args.port is not None:
         raise argparse.ArgumentTypeError(
             "give --bind HOST:PORT or --port PORT, not both (--bind now includes the port)"
         )
-    if args.bind is not None or args.port is not None:
-        host, port = parse_bind(args.bind) if args.bind is not None else ("127.0.0.1", args.port)
-        escaped = host.replace(":", "\\:")
-        endpoints.append(f"tcp:port={port}:interface={escaped}:backlog={backlog}")
-    if args.unix_socket:
-        endpoints.append("unix:" + args.unix_socket.replace(":", "\\:") + f":backlog={backlog}")
-    if not endpoints and not args.fd:
-        endpoints.append(f"tcp:port=8000:interface=127.0.0.1:backlog={backlog}")
-    return endpoints
+    if args.bind is not None:
+        return parse_bind(args.bind)
+    if args.port is not None:
+        return "127.0.0.1", args.port
+    if not (args.endpoint or args.unix_socket or args.fd):
+        return "127.0.0.1", 8000
+    return None
 
 
 def _with_backlog(description: str, backlog: int) -> str:
@@ -147,6 +164,10 @@ def _configure_logging(verbosity: int) -> None:
 
     for handler in logging.getLogger().handlers:
         handler.addFilter(EscapingFilter())  # log lines quote paths and headers clients chose
+
+
+def _route_twisted_logs(verbosity: int) -> None:
+    """Twisted's log events into the standard library's (imports ``twisted.logger``)."""
     from twisted.logger import (  # noqa: PLC0415
         FilteringLogObserver,
         LogLevel,
@@ -189,6 +210,12 @@ def main(argv: list[str] | None = None, on_serving: Callable[[InterfaceServer], 
         parser.error(str(exc))
     _configure_logging(args.verbosity)
     log = logging.getLogger("procman.interface")
+    # Before the layer, Twisted and Autobahn are loaded (about half a second): a misconfigured
+    # start fails at once, with the messages the server would give.
+    problem = _unusable_configuration(args, options)
+    if problem:
+        log.error("%s", problem)
+        return EXIT_CONFIG
     # Here, not at the top: the supervisor imports this module for build_parser() only.
     from procman.interface.layer_source import (  # noqa: PLC0415
         LayerSourceError,
@@ -212,6 +239,35 @@ def main(argv: list[str] | None = None, on_serving: Callable[[InterfaceServer], 
                 log.exception("closing the channel layer failed")
 
 
+def _unusable_configuration(args: argparse.Namespace, options: ServerOptions) -> str | None:
+    """What makes this start fail, found without Twisted or the layer, or None.
+
+    Inherited sockets (``--fd``), the TCP address of --bind/--port (taken, or not this
+    machine's) and the TLS files are checked here; anything else is found by the real start.
+    """
+    from procman.interface.listen_checks import check_tcp_address, inherited_socket  # noqa: PLC0415
+
+    try:
+        for fd in args.fd:
+            inherited_socket(fd)
+    except ValueError as exc:
+        return f"cannot listen on {exc}"
+    address = tcp_address(args)
+    if address is not None:
+        try:
+            check_tcp_address(*address)
+        except ValueError as exc:
+            return f"cannot listen on {_tcp_endpoint(*address, options.backlog)}: {exc}"
+    if options.certfile:
+        from procman.interface.tls_context import server_context  # noqa: PLC0415
+
+        try:
+            server_context(options.certfile, options.keyfile or options.certfile, options.ssl_ciphers, ())
+        except ValueError as exc:
+            return str(exc)
+    return None
+
+
 def _serve(
     layer: Any,
     options: ServerOptions,
@@ -224,6 +280,7 @@ def _serve(
     refuse_imports(AUTOBAHN_EXTRAS)
     if not needs_tls(options.certfile, endpoints):
         refuse_imports(TLS_MODULES)
+    _route_twisted_logs(args.verbosity)
     from twisted.internet import reactor  # noqa: PLC0415
 
     from procman.interface.server import InterfaceServer, LayerNotSupported  # noqa: PLC0415

@@ -44,7 +44,7 @@ from h2.events import (
     StreamReset,
     WindowUpdated,
 )
-from h2.exceptions import ProtocolError
+from h2.exceptions import ProtocolError, StreamClosedError
 from h2.settings import SettingCodes, Settings
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
@@ -422,8 +422,13 @@ class HTTP2Connection(Protocol):
             self.h2.end_stream(stream_id)
             if not stream.remote_ended:
                 # The response is complete before the request body: ask the client to stop
-                # sending it (RFC 9113 section 8.1).
-                self.h2.reset_stream(stream_id, ErrorCodes.NO_ERROR)
+                # sending it (RFC 9113 section 8.1), after the frames that end the response.
+                try:
+                    self.h2.reset_stream(stream_id, ErrorCodes.NO_ERROR)
+                except StreamClosedError:
+                    # The client's END_STREAM came in the read being handled (h2 has seen it,
+                    # its StreamEnded event is not ours yet): the stream is closed, as wanted.
+                    pass
             self._finished(stream)
         self._send()
 

@@ -435,20 +435,9 @@ class InterfaceServer:
         """Serve on an inherited, already listening socket (the supervisor's shared port)."""
         import socket  # noqa: PLC0415
 
-        try:
-            probe = socket.socket(fileno=fd)
-        except OSError as exc:
-            raise ValueError(f"--fd {fd}: not an open socket ({exc.strerror})") from exc
-        try:
-            family = probe.family
-            listening = probe.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
-            # Twisted requires non-blocking mode; the flag lives on the shared open file, so
-            # the process that passed the socket sees it too (it must not accept() itself).
-            probe.setblocking(False)
-        finally:
-            probe.detach()
-        if not listening:
-            raise ValueError(f"--fd {fd}: the socket is not listening (call listen() before passing it)")
+        from procman.interface.listen_checks import inherited_socket  # noqa: PLC0415
+
+        family = inherited_socket(fd, nonblocking=True)  # Twisted requires non-blocking mode
         if family == socket.AF_UNIX:
             port = _adopt_unix_port(self.reactor, fd, self.listen_factory)
         else:

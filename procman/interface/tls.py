@@ -17,7 +17,6 @@ the ``no_application_protocol`` alert, a client offering no ALPN at all gets HTT
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any, Sequence
 
 from OpenSSL import SSL
@@ -25,52 +24,11 @@ from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
+from procman.interface.tls_context import server_context
+
 __all__ = ["TLSFiles", "tls_factory"]
 
 logger = logging.getLogger("procman.interface.tls")
-
-_ADVICE = (
-    "--certfile must name a readable PEM file holding the certificate (then any intermediates), "
-    "--keyfile the PEM private key that matches it"
-)
-
-
-def _context(certfile: str, keyfile: str, ciphers: str, protocols: Sequence[bytes]) -> SSL.Context:
-    """A server context for the files; raises ValueError naming the file and what is wrong."""
-    for flag, path in (("--certfile", certfile), ("--keyfile", keyfile)):
-        if not Path(path).is_file():
-            raise ValueError(f"{flag} {path}: no such file; {_ADVICE}")
-    context = SSL.Context(SSL.TLS_SERVER_METHOD)
-    context.set_min_proto_version(SSL.TLS1_2_VERSION)  # HTTP/2 requires TLS 1.2 or later
-    context.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE)
-    context.set_session_id(b"procman-interface")
-    steps = (
-        ("--certfile", certfile, lambda: context.use_certificate_chain_file(certfile)),
-        ("--keyfile", keyfile, lambda: context.use_privatekey_file(keyfile)),
-        ("--keyfile", keyfile, context.check_privatekey),
-    )
-    for flag, path, step in steps:
-        try:
-            step()
-        except (SSL.Error, OSError) as exc:
-            raise ValueError(f"{flag} {path}: {type(exc).__name__}: {exc}; {_ADVICE}") from exc
-    def select(connection: SSL.Connection, offered: list[bytes]) -> Any:
-        for protocol in protocols:
-            if protocol in offered:
-                return protocol
-        return SSL.NO_OVERLAPPING_PROTOCOLS
-
-    context.set_alpn_select_callback(select)
-    if ciphers:
-        try:
-            context.set_cipher_list(ciphers.encode("ascii"))
-        except (SSL.Error, UnicodeEncodeError) as exc:
-            raise ValueError(
-                f"--ssl-ciphers {ciphers!r}: OpenSSL accepts none of these ciphers ({exc}); give an "
-                "OpenSSL cipher list such as 'ECDHE+AESGCM:ECDHE+CHACHA20'"
-            ) from exc
-    return context
-
 
 @implementer(IOpenSSLServerConnectionCreator)
 class TLSFiles:
@@ -93,7 +51,7 @@ class TLSFiles:
         self._context = self._load()
 
     def _load(self) -> SSL.Context:
-        return _context(self.certfile, self.keyfile, self.ciphers, self.protocols)
+        return server_context(self.certfile, self.keyfile, self.ciphers, self.protocols)
 
     def reload(self) -> bool:
         """Re-read the files for new connections; on error keep the current ones and log why.

@@ -18,6 +18,7 @@ import h2.events
 import pytest
 import trustme
 from h2.errors import ErrorCodes
+from hyperframe.frame import DataFrame
 from websockets.sync.client import connect
 
 from tests.procman.interface.conftest import Application, SharedInterface, shared_interface
@@ -151,12 +152,28 @@ def test_streamed_response_over_http2(served_https):
 
 
 @needs_curl
-def test_body_over_the_limit_gets_413_on_its_stream(https, app):
+def test_curl_gets_413_for_a_declared_body_over_the_limit(https, app):
+    """curl's view of the early 413; the frames themselves are checked with :class:`H2Client` in
+    ``test_declared_body_over_the_limit_gets_413_then_a_no_error_reset``.
+
+    The server ends the response, then sends RST_STREAM(NO_ERROR) to stop the upload (RFC 9113
+    section 8.1). When that reset reaches curl before curl has sent all of its body, curl 7.88 (its
+    HTTP/2 send path refuses a stream it has already closed: "stream 1 closed", exit 92,
+    CURLE_HTTP2_STREAM, without printing the response) fails although the response was complete;
+    later curls narrowed this (curl issues 986 and 22984). Which comes first depends on scheduling
+    (one run in three fails on 2 loaded cores), so curl's output is checked when curl completes,
+    and in both cases the server's record and the application's inbox are.
+    """
     interface = https("--max-request-body", "1000")
     curl = _curl(interface.port, "/big", "--http2", "-v", "--data-binary", "x" * 5000)
     out, err = curl.communicate(timeout=30)
     body, _, version = out.rpartition("\n")
-    assert version == "2" and body == "Request body exceeds 1000 bytes.\n", err
+    if curl.returncode == 0:
+        assert version == "2" and body == "Request body exceeds 1000 bytes.\n", err
+        assert "< HTTP/2 413" in err
+    else:
+        assert curl.returncode == 92 and "stream 1 closed" in err, err
+    interface.wait_for_log('"POST /big" 413', source="access")
     app.receive_nothing("http.request")
 
 
@@ -230,6 +247,18 @@ def test_cookie_fields_are_joined_and_the_stream_answered(served_https):
     assert b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived)) == b"made"
 
 
+def _next_stream_is_served(client: H2Client, app: Application, stream_id: int, path: str) -> None:
+    """A GET on a new stream of ``client``'s connection reaches the application and is answered."""
+    client.conn.send_headers(stream_id, client.request_headers(path), end_stream=True)
+    client.flush()
+    request = app.request(timeout=20)
+    assert request["path"] == path
+    app.respond(request, content=b"served " + path.encode())
+    events = client.events_until(lambda e: isinstance(e, h2.events.StreamEnded) and e.stream_id == stream_id)
+    body = b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived) and e.stream_id == stream_id)
+    assert body == b"served " + path.encode()
+
+
 def test_body_over_the_limit_without_content_length_ends_only_its_stream(https, app, tls_files):
     interface = https("--max-request-body", "1000")
     client = H2Client(interface.port, str(tls_files[2]))
@@ -241,14 +270,38 @@ def test_body_over_the_limit_without_content_length_ends_only_its_stream(https, 
     response = next(e for e in events if isinstance(e, h2.events.ResponseReceived))
     assert dict(response.headers)[b":status"] == b"413"
     app.receive_nothing("http.request")
-    # The connection goes on: the next stream is served.
-    client.conn.send_headers(3, client.request_headers("/next"), end_stream=True)
+    _next_stream_is_served(client, app, 3, "/next")  # the connection goes on
+    # The DATA over the limit also ended the stream (h2 saw END_STREAM before the 413 was sent):
+    # no reset to send, and no error on the way.
+    assert "error handling" not in interface.stderr and "Traceback" not in interface.stderr
+
+
+def test_declared_body_over_the_limit_gets_413_then_a_no_error_reset(https, app, tls_files):
+    interface = https("--max-request-body", "1000")
+    client = H2Client(interface.port, str(tls_files[2]))
+    client.conn.send_headers(1, [(":method", "POST"), (":path", "/big"), (":scheme", "https"),
+                                 (":authority", "localhost"), ("content-length", "5000")])
+    client.conn.send_data(1, b"x" * 1000)  # part of the body: the client's side stays open
     client.flush()
-    request = app.request(timeout=20)
-    assert request["path"] == "/next"
-    app.respond(request, content=b"next ok")
-    events = client.events_until(lambda e: isinstance(e, h2.events.StreamEnded) and e.stream_id == 3)
-    assert b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived) and e.stream_id == 3) == b"next ok"
+    events = client.events_until(lambda e: isinstance(e, h2.events.StreamReset))
+    stream = [e for e in events if getattr(e, "stream_id", None) == 1]
+    response = stream[0]
+    assert isinstance(response, h2.events.ResponseReceived)
+    assert dict(response.headers)[b":status"] == b"413" and dict(response.headers)[b"content-length"] == b"33"
+    data = [e for e in stream if isinstance(e, h2.events.DataReceived)]
+    assert b"".join(e.data for e in data) == b"Request body exceeds 1000 bytes.\n"
+    # The whole response, END_STREAM, and only then the reset that asks the client to stop
+    # sending (RFC 9113 section 8.1): NO_ERROR, so the response stands.
+    ended = next(i for i, e in enumerate(stream) if isinstance(e, h2.events.StreamEnded))
+    reset = stream[-1]
+    assert stream.index(data[-1]) < ended == len(stream) - 2, stream
+    assert reset.error_code == ErrorCodes.NO_ERROR and reset.remote_reset
+    interface.wait_for_log('"POST /big" 413', source="access")
+    app.receive_nothing("http.request")
+    # Body bytes the client had in flight are dropped; the connection serves the next stream.
+    client.sock.sendall(DataFrame(1, data=b"y" * 4000).serialize())
+    _next_stream_is_served(client, app, 3, "/after-413")
+    assert "error handling" not in interface.stderr and "Traceback" not in interface.stderr
 
 
 def _drain(app, channel: str) -> list[dict]:

@@ -25,7 +25,7 @@ from tests.procman.interface.conftest import write_layer_module
 from tests.procman.interface.test_tls import certificate  # noqa: F401 - the fixture
 
 #: Loaded only for TLS (pyOpenSSL's top packages and our TLS module).
-TLS_ONLY = (*TLS_MODULES, "procman.interface.tls")
+TLS_ONLY = (*TLS_MODULES, "procman.interface.tls", "procman.interface.tls_context")
 #: Autobahn's Twisted package (WAMP, ``cryptography``, ``twisted.application``): never loaded, the
 #: interface has its own glue (``ws_twisted``).
 NEVER = ("autobahn.twisted", "cryptography", "twisted.application", "django.db", "django.apps",
