@@ -204,15 +204,14 @@ def adopt_fd(fd: int, spec: str | None = None) -> Listener:
 
     :raises BindError: ``fd`` is not an open listening stream socket.
     """
+    from .interface.listen_checks import inherited_socket
+
     label = spec or f"fd://{fd}"
     try:
-        sock = socket.socket(fileno=fd)
-    except OSError as exc:
-        raise BindError(f"{label}: file descriptor {fd} is not a socket ({exc.strerror})") from None
-    if sock.type != socket.SOCK_STREAM or not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
-        sock.detach()
-        raise BindError(f"{label}: file descriptor {fd} is not a listening stream socket")
-    return _shareable(Listener(sock, label))
+        inherited_socket(fd, label=f"{label} (file descriptor {fd})")
+    except ValueError as exc:
+        raise BindError(str(exc)) from None
+    return _shareable(Listener(socket.socket(fileno=fd), label))
 
 
 def _shareable(listener: Listener) -> Listener:

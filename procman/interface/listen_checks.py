@@ -1,6 +1,8 @@
 """Checks of the sockets an interface process is told to serve that need neither Twisted nor the
 channel layer: ``cli.main`` runs them first, so a misconfigured start fails at once with the
-message the server itself gives (:meth:`InterfaceServer.adopt` uses :func:`inherited_socket`).
+message the server itself gives (:meth:`InterfaceServer.adopt` uses :func:`inherited_socket`, and
+so does the supervisor for the sockets systemd or ``--bind fd://N`` hands it: one rule for "an
+inherited listening socket").
 """
 
 from __future__ import annotations
@@ -11,26 +13,28 @@ import socket
 __all__ = ["check_tcp_address", "inherited_socket"]
 
 
-def inherited_socket(fd: int, nonblocking: bool = False) -> socket.AddressFamily:
+def inherited_socket(fd: int, nonblocking: bool = False, label: str | None = None) -> socket.AddressFamily:
     """The address family of the inherited listening socket ``fd`` (which stays open, not owned).
 
     :param nonblocking: also put it in non-blocking mode, as Twisted requires (the flag lives on
         the shared open file: the process that passed it must not ``accept()`` itself).
-    :raises ValueError: ``fd`` is not an open socket, or the socket is not listening.
+    :param label: how the errors name the socket (default ``--fd N``).
+    :raises ValueError: ``fd`` is not an open socket, or not a listening stream socket.
     """
+    label = label or f"--fd {fd}"
     try:
         probe = socket.socket(fileno=fd)
     except OSError as exc:
-        raise ValueError(f"--fd {fd}: not an open socket ({exc.strerror})") from exc
+        raise ValueError(f"{label}: not an open socket ({exc.strerror})") from exc
     try:
         family = probe.family
-        listening = probe.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
-        if nonblocking:
+        listening = probe.type == socket.SOCK_STREAM and probe.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+        if listening and nonblocking:
             probe.setblocking(False)
     finally:
         probe.detach()
     if not listening:
-        raise ValueError(f"--fd {fd}: the socket is not listening (call listen() before passing it)")
+        raise ValueError(f"{label}: the socket is not listening (pass a stream socket after listen())")
     return family
 
 
