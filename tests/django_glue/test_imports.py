@@ -10,7 +10,7 @@ import textwrap
 from pathlib import Path
 
 import django_glue
-from tests.import_graph import describe, find_cycle, import_graph
+from tests.import_graph import describe, find_cycle, import_graph, imported_names
 
 PACKAGE_DIR = Path(django_glue.__file__).resolve().parent
 
@@ -40,6 +40,24 @@ def test_the_layers_point_down() -> None:
         for target, line in edges.items() if target in rank and rank[target] > rank[source]
     ]
     assert not upward, "imports against the layering: " + "; ".join(upward)
+
+
+def test_the_packages_point_down() -> None:
+    # asgi_ipc <- django_glue <- procman: django_glue runs procman's interface server only as a
+    # subprocess (``python -m procman.interface``) and never imports procman; asgi_ipc imports
+    # neither (what they share, such as the stop signals and the parent-death signal, lives in
+    # asgi_ipc).
+    import asgi_ipc
+
+    checks = {"django_glue": (PACKAGE_DIR, ("procman",)),
+              "asgi_ipc": (Path(asgi_ipc.__file__).resolve().parent, ("procman", "django_glue"))}
+    upward = [
+        f"{module} imports {target} (line {line})"
+        for package, (directory, above) in checks.items()
+        for module, names in imported_names(directory, package).items()
+        for target, line in names.items() if target.split(".")[0] in above
+    ]
+    assert not upward, "imports against the package layering: " + "; ".join(upward)
 
 
 def write_package(root: Path, files: dict[str, str]) -> Path:
