@@ -132,19 +132,22 @@ def broadcasts_out(site: Site) -> int:
     return cluster_status(site).get("counts", {}).get("broadcasts_out", 0)
 
 
+def each_broadcast_reaches_both_once(on_a, on_b, redis_client, say, hear) -> None:
+    """Three broadcasts, from a, b and a: each socket hears each once (the next frame it gets is
+    the next broadcast, no copy), and each costs one Redis PUBLISH. ``say(text)`` is the site's
+    message that broadcasts ``text``; ``hear(conn)`` the text of the next broadcast received."""
+    before = commandstats(redis_client).get("publish", 0)
+    for sender, text in ((on_a, "from-a"), (on_b, "from-b"), (on_a, "third")):
+        sender.send(say(text))
+        assert hear(on_a) == text and hear(on_b) == text
+    assert commandstats(redis_client).get("publish", 0) - before == 3
+
+
 def test_broadcast_reaches_members_on_both_machines_with_one_publish(pair, redis_client):
     a, b = pair
     sent_before = broadcasts_out(a)  # no other test broadcasts from the pair, so a late report is no matter
     with ws(a) as on_a, ws(b) as on_b:
-        before = commandstats(redis_client).get("publish", 0)
-        on_a.send("say:from-a")
-        assert recv(on_a) == "from-a" and recv(on_b) == "from-a"
-        on_b.send("say:from-b")
-        assert recv(on_a) == "from-b" and recv(on_b) == "from-b"
-        # Exactly once each: the next message each socket gets is the next broadcast, no copy.
-        on_a.send("say:third")
-        assert recv(on_a) == "third" and recv(on_b) == "third"
-        assert commandstats(redis_client).get("publish", 0) - before == 3  # one PUBLISH per broadcast
+        each_broadcast_reaches_both_once(on_a, on_b, redis_client, lambda text: f"say:{text}", recv)
     wait_for(lambda: broadcasts_out(a) - sent_before >= 2 and cluster_status(a).get("machines") == 2,
              what="a's link to report its broadcasts and both machines")
     status = json.loads(a.cli("status", "--name", a.prefix, "--json").stdout)

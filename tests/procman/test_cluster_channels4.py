@@ -15,7 +15,9 @@ from procman import exitcodes
 
 from .cluster_redis import module_redis_server, needs_redis_server  # noqa: F401 - a fixture
 from .procs import HELLOSITE, Site, http_get, processes_by_role, unique_prefix, wait_for
-from .test_cluster import broadcasts_out, cluster_of, cluster_status, commandstats, redis_client  # noqa: F401 - a fixture
+from .test_cluster import (  # noqa: F401 - redis_client is a fixture
+    broadcasts_out, cluster_of, cluster_status, each_broadcast_reaches_both_once, redis_client,
+)
 
 pytest.importorskip("daphne", reason="the ASGI 3 mode needs Daphne (pip install 'asgi_ipc[channels4]')")
 pytest.importorskip("channels", reason="the ASGI 3 mode needs Channels 4 (pip install 'asgi_ipc[channels4]')")
@@ -61,15 +63,7 @@ def test_group_send_reaches_members_on_both_machines_with_one_publish(pair, redi
                       what="a's link to report (once a second)")
     sent_before = report["counts"].get("broadcasts_out", 0)
     with ws(a, "lobby") as on_a, ws(b, "lobby") as on_b:
-        before = commandstats(redis_client).get("publish", 0)
-        on_a.send("from-a")
-        assert text(on_a) == "from-a" and text(on_b) == "from-a"
-        on_b.send("from-b")
-        assert text(on_a) == "from-b" and text(on_b) == "from-b"
-        # Exactly once each: the next frame each socket gets is the next broadcast, no copy.
-        on_a.send("third")
-        assert text(on_a) == "third" and text(on_b) == "third"
-        assert commandstats(redis_client).get("publish", 0) - before == 3  # one PUBLISH per group_send
+        each_broadcast_reaches_both_once(on_a, on_b, redis_client, lambda said: said, text)
     wait_for(lambda: broadcasts_out(a) - sent_before >= 2 and cluster_status(a).get("machines") == 2,
              what="a's link to report its broadcasts and both machines")
     assert {role for role in processes_by_role(a)} == {"daphne", "worker-tasks", "cluster"}
